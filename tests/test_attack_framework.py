@@ -1,0 +1,153 @@
+"""The attack template, threat models and registry, on a toy model (milliseconds per test)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from vidattack.attacks import attack_names, get_attack
+from vidattack.attacks.params import parse_number
+from vidattack.attacks.registry import attack_class, get_attack_from_text
+from vidattack.errors import BadParameterError, UnknownAttackError
+from vidattack.threat import L2Ball, LinfBall, RatioLinf, Unbounded, frames_mask, ratio, round_toward
+
+# Keeps the registry-wide invariant test fast; the attack's own tests run its defaults.
+FAST = {
+    "vbad": {"max_queries": 300},
+    "p-bad": {"max_queries": 300},
+    "sr-bad": {"max_queries": 300},
+    "sparse": {"max_iter": 5},
+    "flicker": {"steps": 3},
+    "frame-saliency": {"steps": 2},
+}
+
+
+def bound_toy(toy, x):
+    return toy.bind(toy.plan(x.shape[1]))
+
+
+@pytest.mark.parametrize("name", attack_names())
+def test_every_attack_keeps_its_invariants(name, toy, toy_video):
+    model = bound_toy(toy, toy_video)
+    before = {k: v.clone() for k, v in toy.net.state_dict().items()}
+    attack = get_attack(name, **{k: v for k, v in FAST.get(name, {}).items() if k in {p.name for p in attack_class(name).params()}})
+
+    result = attack(model, toy_video, seed=3)
+
+    adv = result.adversarial
+    assert adv.shape == toy_video.shape
+    assert 0 <= float(adv.min()) and float(adv.max()) <= 1
+    assert torch.equal(adv, torch.round(adv * 255) / 255), "output is not on the 8-bit grid"
+    bound = result.threat["bound"]
+    measured = result.norms[f"threat_{result.threat['name']}"][0]
+    assert measured <= bound + 1e-5 or math.isinf(bound)  # float32 measures of an exact 8-bit budget
+    for k, v in toy.net.state_dict().items():
+        assert torch.equal(v, before[k]), f"{name} changed the model's {k}"
+    again = attack(model, toy_video, seed=3)
+    assert torch.equal(again.adversarial, adv), f"{name} is not reproducible for a fixed seed"
+    desc = attack_class(name).describe()
+    assert desc["paper"] and desc["threat"] and desc["summary"]
+
+
+def test_pgd_linf_budget_holds_exactly_after_quantization(toy, toy_video):
+    result = get_attack("pgd-linf", eps=3 / 255, alpha=2.6 / 255, steps=4)(bound_toy(toy, toy_video), toy_video)
+    levels = (result.adversarial - toy_video).abs().mul(255).round()
+    assert int(levels.max()) <= 3
+    assert result.queries == 4
+
+
+def test_targeted_pgd_reaches_the_target(toy, toy_video):
+    model = bound_toy(toy, toy_video)
+    target = int(model(toy_video).topk(2).indices[0, 1])  # the runner-up class
+    result = get_attack("pgd-linf", eps=16 / 255, alpha="auto", steps=20)(model, toy_video, target=target)
+    assert result.success.item()
+    assert int(result.adversarial_labels) == target
+
+
+def test_alpha_auto_follows_the_adversarial_training_rule():
+    attack = get_attack("pgd-linf", eps=4 / 255, alpha="auto")
+    assert attack.hyperparameters()["alpha"] == pytest.approx(1 / 255)
+    assert get_attack("pgd-linf", eps=8 / 255, alpha="auto").hyperparameters()["alpha"] == pytest.approx(1.8 / 255)
+
+
+def test_pgd_l2_stays_in_its_ball(toy, toy_video):
+    result = get_attack("pgd-l2", eps=0.5, alpha=0.3, steps=5)(bound_toy(toy, toy_video), toy_video)
+    assert (result.adversarial - toy_video).norm() <= 0.5 + 1e-5
+
+
+def test_parameters_are_validated_with_clear_messages():
+    with pytest.raises(BadParameterError, match="eps: expected >= 0, got -1"):
+        get_attack("pgd-linf", eps=-1)
+    with pytest.raises(BadParameterError, match="NaN"):
+        get_attack("pgd-linf", eps=float("nan"))
+    with pytest.raises(BadParameterError, match="unknown parameter 'epz'.*did you mean eps"):
+        get_attack("pgd-linf", epz=0.1)
+    with pytest.raises(BadParameterError, match="steps: expected int"):
+        get_attack("pgd-linf", steps=2.5)
+    with pytest.raises(UnknownAttackError, match="did you mean pgd-linf"):
+        get_attack("pgd-inf")
+
+
+def test_text_parameters_accept_fractions_and_auto():
+    attack = get_attack_from_text("pgd-linf", {"eps": "8/255", "alpha": "auto", "random_start": "yes"})
+    assert attack.eps == pytest.approx(8 / 255)
+    assert attack.alpha == "auto" and attack.random_start is True
+    assert parse_number(" 4/255 ") == pytest.approx(4 / 255)
+    with pytest.raises(BadParameterError, match="steps"):
+        get_attack_from_text("pgd-linf", {"steps": "many"})
+
+
+def test_rounding_toward_the_original_never_moves_further():
+    x = torch.tensor([10.0, 10.0, 200.0]) / 255
+    x_adv = torch.tensor([13.7, 6.2, 203.9]) / 255
+    q = round_toward(x_adv, x) * 255
+    assert q.tolist() == pytest.approx([13.0, 7.0, 203.0])
+
+
+def test_ratio_treats_black_pixels_without_dividing_by_zero():
+    x = torch.tensor([0.0, 0.0, 0.5])
+    a = torch.tensor([0.0, 0.1, 0.25])
+    assert ratio(a, x).tolist() == [1.0, math.inf, 2.0]
+
+
+def test_ratio_bound_holds_after_quantization_on_dark_pixels():
+    x = torch.arange(0, 256).float().div(255).view(1, 1, 1, 16, 16).expand(1, 2, 3, 16, 16).contiguous()
+    threat = RatioLinf(eps_m=1.04)
+    q = threat.quantize(x * 1.04 + 0.003, x)
+    assert float(threat.measure(q, x)) <= 1.04 + 1e-6
+    assert torch.all(q[x == 0] == 0)
+
+
+def test_masks_compose_with_every_norm():
+    x = torch.full((1, 2, 3, 4, 4), 0.5)
+    mask = torch.zeros(1, 2, 1, 4, 4, dtype=torch.bool)
+    mask[..., 0, 0] = True
+    for threat in (LinfBall(eps=0.1, mask=mask), L2Ball(eps=0.1, mask=mask), Unbounded(mask=mask)):
+        q = threat.quantize(torch.rand(x.shape), x)
+        assert torch.all(q[~mask.expand_as(q)] == 0.5), threat.name
+
+
+def test_frame_specs_select_video_frames():
+    ids = (0, 2, 4, 6)
+    assert frames_mask("all", ids, 8).tolist() == [True] * 4
+    assert frames_mask("3", ids, 8).tolist() == [True, True, False, False]
+    assert frames_mask("2,6", ids, 8).tolist() == [False, True, False, True]
+    picked = frames_mask("random:8", ids, 8, torch.Generator().manual_seed(0))
+    assert picked.all()
+    with pytest.raises(BadParameterError, match="expected frame numbers"):
+        frames_mask("0,9", ids, 8)
+    with pytest.raises(BadParameterError, match="expected frames as"):
+        frames_mask("most", ids, 8)
+
+
+def test_attacks_reject_bad_videos(toy, toy_video):
+    model = bound_toy(toy, toy_video)
+    attack = get_attack("fgsm")
+    with pytest.raises(BadParameterError, match=r"pixel values in \[0, 1\]"):
+        attack(model, toy_video * 2)
+    with pytest.raises(BadParameterError, match="video tensor"):
+        attack(model, toy_video[0])
+    with pytest.raises(BadParameterError, match="target class"):
+        attack(model, toy_video, target=9)

@@ -1,0 +1,19 @@
+"""Attacks: one family per module, each class registered by name with `@register_attack`."""
+
+from vidattack.attacks.base import Attack, AttackContext, AttackResult, CountingModel, loss_and_grad
+from vidattack.attacks.params import AUTO, param
+from vidattack.attacks.registry import attack_class, attack_names, get_attack, register_attack
+
+__all__ = [
+    "AUTO",
+    "Attack",
+    "AttackContext",
+    "AttackResult",
+    "CountingModel",
+    "attack_class",
+    "attack_names",
+    "get_attack",
+    "loss_and_grad",
+    "param",
+    "register_attack",
+]

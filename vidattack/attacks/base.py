@@ -1,0 +1,317 @@
+"""The attack template every attack fills in.
+
+`Attack.__call__` is final: it validates the input, decides the criterion (untargeted or targeted),
+builds the seeded generator and the query-counting model, asks the attack for its threat model, runs the
+attack's own loop (`run`), then projects and quantizes the result to what an 8-bit file can hold inside
+the threat model, and judges success on that quantized video. An attack therefore writes only:
+
+- `threat_model(model, x, criterion, ctx)`: its set of allowed videos (norm ball, ratio bound, region
+  mask...), possibly chosen with the model (a region search); and
+- `run(model, x, criterion, threat, ctx)`: its update loop, returning the adversarial video.
+
+Attacks see `(N, T, C, H, W)` float videos in [0, 1] and a model mapping them to log-probabilities
+`(N, K)` (a `vidattack.models.BoundModel`, or any module with that contract). They never see files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, final
+
+import torch
+from torch import Tensor, nn
+
+from vidattack.attacks.params import ParamSpec, param_specs, validate
+from vidattack.criteria import Criterion, make_criterion
+from vidattack.errors import BadParameterError
+from vidattack.threat import ThreatModel, ratio
+
+ProgressFn = Callable[[int, int], None]
+
+
+class CountingModel(nn.Module):
+    """Forwards to a model and counts the videos it was asked to classify (white-box "queries").
+
+    It can also hold one primed forward pass: the template's clean forward, kept with its graph, is
+    handed to the first `loss_and_grad` call at the clean video instead of running the model again.
+    Iterative attacks that start at the clean video thus pay no extra forward for the clean label.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.queries = 0
+        self._primed: tuple[Tensor, Tensor, Tensor] | None = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.queries += int(x.shape[0])
+        return self.model(x)
+
+    def prime(self, x: Tensor, x_req: Tensor, log_probs: Tensor) -> None:
+        self._primed = (x, x_req, log_probs)
+
+    def take_primed(self, x: Tensor) -> tuple[Tensor, Tensor] | None:
+        """The primed `(input requiring grad, log-probs with graph)` if `x` is the primed tensor itself."""
+        primed, self._primed = self._primed, None
+        if primed is None or primed[0] is not x:
+            return None
+        self.queries += int(x.shape[0])
+        return primed[1], primed[2]
+
+    def discard_primed(self) -> None:
+        self._primed = None
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.model, name)
+
+
+@dataclass
+class AttackContext:
+    """What an attack may use beyond the model and the video: randomness, frame numbers, reporting."""
+
+    generator: torch.Generator
+    frame_ids: tuple[int, ...]
+    num_frames: int
+    progress: ProgressFn | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+    max_queries: int | None = None
+
+    def step(self, done: int, total: int) -> None:
+        """Report progress (steps or queries done out of total)."""
+        if self.progress is not None:
+            self.progress(done, total)
+
+    def record(self, **row: float) -> None:
+        """Append a row to the attack's history (loss curve, query curve)."""
+        self.history.append({k: float(v) for k, v in row.items()})
+
+
+@dataclass
+class AttackResult:
+    """What an attack returns. Tensors have a leading batch dimension N."""
+
+    adversarial: Tensor
+    success: Tensor
+    clean_labels: Tensor
+    adversarial_labels: Tensor
+    target: Tensor | None
+    clean_log_probs: Tensor
+    adversarial_log_probs: Tensor
+    queries: int
+    norms: dict[str, list[float]]
+    threat: dict[str, Any]
+    params: dict[str, Any]
+    info: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready fields (no tensors)."""
+        return {
+            "success": [bool(s) for s in self.success],
+            "queries": self.queries,
+            "norms": self.norms,
+            "threat": self.threat,
+            "params": self.params,
+            "info": self.info,
+            "seconds": self.seconds,
+        }
+
+
+def loss_and_grad(
+    model: nn.Module, x: Tensor, objective: Callable[[Tensor], Tensor]
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The gradient hook of white-box attacks: `(log_probs, objective (N,), d objective / d x)`.
+
+    Gradients are taken with respect to `x` only (`autograd.grad`), so the model's parameters never
+    accumulate `.grad` even when they require it.
+    """
+    primed = model.take_primed(x) if isinstance(model, CountingModel) else None
+    with torch.enable_grad():
+        if primed is not None:
+            x_req, log_probs = primed
+        else:
+            x_req = x.detach().requires_grad_(True)
+            log_probs = model(x_req)
+        value = objective(log_probs)
+        (grad,) = torch.autograd.grad(value.sum(), x_req)
+    return log_probs.detach(), value.detach(), grad
+
+
+def _check_video(x: Tensor) -> None:
+    if not isinstance(x, Tensor):
+        raise BadParameterError(f"expected a torch.Tensor video, got {type(x).__name__}")
+    if x.dim() != 5 or x.shape[2] != 3:
+        raise BadParameterError(f"expected a video tensor (N, T, 3, H, W), got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise BadParameterError(f"expected a float video in [0, 1], got dtype {x.dtype}")
+    if x.numel() == 0:
+        raise BadParameterError("expected a non-empty video tensor")
+    lo, hi = float(x.min()), float(x.max())
+    if not (0.0 <= lo and hi <= 1.0):
+        raise BadParameterError(f"expected pixel values in [0, 1], got [{lo:g}, {hi:g}]")
+
+
+def measure_norms(x_adv: Tensor, x: Tensor) -> dict[str, list[float]]:
+    """Per-sample norms of a perturbation in [0, 1] units (the report's `perturbation` basics)."""
+    d = (x_adv - x).reshape(x.shape[0], -1)
+    r = ratio(x_adv, x).reshape(x.shape[0], -1)
+    return {
+        "linf": d.abs().amax(dim=1).tolist(),
+        "l2": d.norm(dim=1).tolist(),
+        "map": d.abs().mean(dim=1).tolist(),
+        "ratio_max": r.amax(dim=1).tolist(),
+    }
+
+
+@dataclass(kw_only=True)
+class Attack(ABC):
+    """Base class of every attack. Subclasses are keyword-only dataclasses of hyperparameters.
+
+    Class attributes describe the attack for `vidattack attacks`: `paper` (citation and section),
+    `threat_summary` (what it changes and how), `white_box` (False routes the model through a
+    query-only interface).
+    """
+
+    name: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
+    threat_summary: ClassVar[str] = ""
+    white_box: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        for spec in self.params():
+            setattr(self, spec.name, validate(spec, getattr(self, spec.name)))
+
+    @classmethod
+    def params(cls) -> list[ParamSpec]:
+        """The attack's hyperparameters with types, defaults, ranges and help."""
+        return param_specs(cls)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """Every hyperparameter value this instance uses (for the report); `auto` values resolved."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        doc = (cls.__doc__ or "").strip()
+        return {
+            "name": cls.name,
+            "summary": doc.splitlines()[0] if doc else "",
+            "paper": cls.paper,
+            "threat": cls.threat_summary,
+            "white_box": cls.white_box,
+            "params": [p.to_dict() for p in cls.params()],
+        }
+
+    # -- what an attack implements -------------------------------------------------------------
+
+    @abstractmethod
+    def threat_model(self, model: nn.Module, x: Tensor, criterion: Criterion, ctx: AttackContext) -> ThreatModel:
+        """The set of videos this attack may return for clean `x`."""
+
+    @abstractmethod
+    def run(
+        self, model: nn.Module, x: Tensor, criterion: Criterion, threat: ThreatModel, ctx: AttackContext
+    ) -> Tensor:
+        """The attack's loop: return an adversarial video (it will be projected and quantized)."""
+
+    def wrap_model(self, model: nn.Module, ctx: AttackContext) -> nn.Module:
+        """The view of the model the attack gets; black-box attacks override this with a query-only one."""
+        return CountingModel(model)
+
+    @staticmethod
+    def queries_used(wrapped: nn.Module) -> int:
+        return int(getattr(wrapped, "queries", 0))
+
+    # -- the template ----------------------------------------------------------------------------
+
+    @final
+    def __call__(
+        self,
+        model: nn.Module,
+        x: Tensor,
+        *,
+        target: int | Tensor | None = None,
+        labels: Tensor | None = None,
+        seed: int = 0,
+        progress: ProgressFn | None = None,
+        frame_ids: tuple[int, ...] | None = None,
+        num_frames: int | None = None,
+        max_queries: int | None = None,
+    ) -> AttackResult:
+        """Attack `x` `(N, T, 3, H, W)` in [0, 1] against `model` (video -> log-probabilities).
+
+        `target` makes the attack targeted (one class index for all, or one per sample); `labels` are
+        the true labels for untargeted attacks (default: the model's clean predictions). `frame_ids`
+        are the video frame numbers of the T sampled frames (default 0..T-1).
+        """
+        _check_video(x)
+        x = x.detach()
+        n, t = x.shape[:2]
+        frame_ids = tuple(frame_ids) if frame_ids is not None else tuple(range(t))
+        if len(frame_ids) != t:
+            raise BadParameterError(f"expected {t} frame ids, got {len(frame_ids)}")
+        x_req = x.detach().requires_grad_(True) if self.white_box else None
+        with torch.set_grad_enabled(x_req is not None):
+            clean_graph = model(x_req if x_req is not None else x)
+        clean_lp = clean_graph.detach()
+        if clean_lp.dim() != 2 or clean_lp.shape[0] != n:
+            raise BadParameterError(f"expected model output (N, K) log-probabilities, got {tuple(clean_lp.shape)}")
+        num_classes = clean_lp.shape[1]
+        clean = clean_lp.argmax(dim=1)
+        if target is not None:
+            tt = torch.as_tensor(target).reshape(-1)
+            if bool(((tt < 0) | (tt >= num_classes)).any()):
+                raise BadParameterError(f"expected a target class in [0, {num_classes - 1}], got {tt.tolist()}")
+        base_labels = labels.to(clean.device) if labels is not None else clean
+        criterion = make_criterion(base_labels, target)
+
+        generator = torch.Generator(device=x.device)
+        generator.manual_seed(int(seed))
+        ctx = AttackContext(
+            generator=generator,
+            frame_ids=frame_ids,
+            num_frames=num_frames if num_frames is not None else (max(frame_ids) + 1),
+            progress=progress,
+            max_queries=max_queries,
+        )
+        wrapped = self.wrap_model(model, ctx)
+        if x_req is not None and isinstance(wrapped, CountingModel):
+            wrapped.prime(x, x_req, clean_graph)
+        del clean_graph, x_req
+        start = time.perf_counter()
+        threat = self.threat_model(wrapped, x, criterion, ctx)
+        x_adv = self.run(wrapped, x, criterion, threat, ctx).detach()
+        if isinstance(wrapped, CountingModel):
+            wrapped.discard_primed()  # frees the clean graph if the attack never used it
+        x_adv = threat.quantize(x_adv, x)
+        seconds = time.perf_counter() - start
+        with torch.no_grad():
+            adv_lp = model(x_adv)
+        success = criterion.is_adversarial(adv_lp)
+        norms = measure_norms(x_adv, x)
+        norms[f"threat_{threat.name}"] = threat.measure(x_adv, x).tolist()
+        return AttackResult(
+            adversarial=x_adv,
+            success=success,
+            clean_labels=clean,
+            adversarial_labels=adv_lp.argmax(dim=1),
+            target=criterion.labels if criterion.targeted else None,
+            clean_log_probs=clean_lp,
+            adversarial_log_probs=adv_lp,
+            queries=self.queries_used(wrapped),
+            norms=norms,
+            threat=threat.describe(),
+            params=self.hyperparameters(),
+            info=ctx.info,
+            history=ctx.history,
+            seconds=seconds,
+        )

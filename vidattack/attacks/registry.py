@@ -1,0 +1,90 @@
+"""The attack registry: one name per attack class, discovered from the modules of this package."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import pkgutil
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from vidattack.errors import BadParameterError, UnknownAttackError
+
+if TYPE_CHECKING:
+    from vidattack.attacks.base import Attack
+
+_REGISTRY: dict[str, type[Attack]] = {}
+_NOT_ATTACK_MODULES = {"base", "params", "registry"}
+_loaded = False
+
+A = TypeVar("A", bound="type[Attack]")
+
+
+def register_attack(name: str) -> Callable[[A], A]:
+    """Class decorator: make an attack available as `name` (CLI `--attack name`, `get_attack(name)`)."""
+
+    def deco(cls: A) -> A:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"attack name {name!r} is registered twice")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def _load_all() -> None:
+    # Importing every module of the package runs its @register_attack decorators, so adding an attack
+    # is adding a file: no list to keep in sync.
+    global _loaded
+    if _loaded:
+        return
+    import vidattack.attacks as pkg
+
+    for mod in pkgutil.iter_modules(pkg.__path__):
+        if mod.name not in _NOT_ATTACK_MODULES and not mod.name.startswith("_"):
+            importlib.import_module(f"vidattack.attacks.{mod.name}")
+    _loaded = True
+
+
+def attack_names() -> list[str]:
+    """Every registered attack name, sorted."""
+    _load_all()
+    return sorted(_REGISTRY)
+
+
+def attack_class(name: str) -> type[Attack]:
+    """The class registered as `name`; unknown names fail with close matches suggested."""
+    _load_all()
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(sorted(_REGISTRY))}"
+        raise UnknownAttackError(f"unknown attack {name!r}{hint}")
+    return _REGISTRY[name]
+
+
+def get_attack(name: str, **params: Any) -> Attack:
+    """An attack instance with the paper's defaults, overridden by `params` (validated)."""
+    cls = attack_class(name)
+    known = {s.name for s in cls.params()}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        key = unknown[0]
+        close = difflib.get_close_matches(key, sorted(known), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; {name} takes: {', '.join(sorted(known))}"
+        raise BadParameterError(f"unknown parameter {key!r} for attack {name}{hint}")
+    return cls(**params)
+
+
+def get_attack_from_text(name: str, settings: dict[str, str]) -> Attack:
+    """Like `get_attack`, with values given as command-line text (`--set eps=4/255`)."""
+    from vidattack.attacks.params import parse_value
+
+    cls = attack_class(name)
+    specs = {s.name: s for s in cls.params()}
+    parsed: dict[str, Any] = {}
+    for key, text in settings.items():
+        if key not in specs:
+            get_attack(name, **{key: None})  # raises the unknown-parameter error with suggestions
+        parsed[key] = parse_value(specs[key], text)
+    return get_attack(name, **parsed)

@@ -1,0 +1,1 @@
+"""CLI commands contributed by feature modules, registered in `vidattack.cli`."""

@@ -1,0 +1,39 @@
+"""The one exception hierarchy of vidattack; the CLI maps each class to an exit code and one line."""
+
+from __future__ import annotations
+
+
+class VidattackError(Exception):
+    """Base class: a problem the user can fix, reported as one line without a traceback."""
+
+    exit_code = 1
+
+
+class UsageError(VidattackError):
+    """The command line or API call is wrong (unknown attack, bad parameter value...)."""
+
+    exit_code = 2
+
+
+class BadParameterError(UsageError):
+    """An attack or model parameter is out of range, of the wrong type, or unknown."""
+
+
+class UnknownAttackError(UsageError):
+    """No attack is registered under that name."""
+
+
+class BadVideoError(VidattackError):
+    """The input is missing, not a video, empty, truncated or has no video stream."""
+
+
+class BadCheckpointError(VidattackError):
+    """The model specification or checkpoint cannot be loaded (or is unsafe without trust)."""
+
+
+class OutputExistsError(VidattackError):
+    """An output file exists and overwriting was not allowed."""
+
+
+class QueryBudgetExceeded(VidattackError):
+    """A black-box attack asked for more queries than its budget allows."""
