@@ -85,8 +85,12 @@ def main() -> None:
     def ours_loop() -> torch.Tensor:
         from vidattack.attacks.base import AttackContext
 
-        ctx = AttackContext(generator=torch.Generator(device=dev), frame_ids=plan.frame_ids, num_frames=plan.num_frames)
-        return pgd_loop(CountingModel(model), x, crit, threat, ctx, start=x, alpha=alpha, steps=steps, norm="linf")
+        ctx = AttackContext(
+            generator=torch.Generator(device=dev), frame_ids=plan.frame_ids, num_frames=plan.num_frames
+        )
+        return pgd_loop(
+            CountingModel(model), x, crit, threat, ctx, start=x, alpha=alpha, steps=steps, norm="linf"
+        )
 
     def ta_end_to_end() -> torch.Tensor:
         with torch.no_grad():
@@ -124,18 +128,28 @@ def main() -> None:
     diff = (adv_ours - adv_ta).abs().mul(255).round()
     agree = float((diff == 0).float().mean())
 
-    print(f"model {view.name} on {dev}, input {tuple(x.shape)}, eps 4/255, alpha 1/255, {steps} steps, no random start")
+    print(
+        f"model {view.name} on {dev}, input {tuple(x.shape)}, eps 4/255, alpha 1/255, {steps} steps, no random start"
+    )
     print(f"torch threads {torch.get_num_threads()}, {args.repeats} interleaved repeats, medians")
     print("| measure | ours | torchattacks | ratio ours/ta |")
     print("| --- | --- | --- | --- |")
-    print(f"| attack loop ({steps} fwd+bwd) | {med['ours_loop'] * 1e3:.1f} ms | {med['ta_loop'] * 1e3:.1f} ms | {med['ours_loop'] / med['ta_loop']:.3f} |")
+    print(
+        f"| attack loop ({steps} fwd+bwd) | {med['ours_loop'] * 1e3:.1f} ms | {med['ta_loop'] * 1e3:.1f} ms | {med['ours_loop'] / med['ta_loop']:.3f} |"
+    )
     print(
         f"| end to end (label + attack + judge) | {med['ours_call'] * 1e3:.1f} ms | {med['ta_e2e'] * 1e3:.1f} ms |"
         f" {med['ours_call'] / med['ta_e2e']:.3f} |"
     )
-    print(f"| raw call (ours end to end vs ta attack only) | {med['ours_call'] * 1e3:.1f} ms | {med['ta_loop'] * 1e3:.1f} ms | {med['ours_call'] / med['ta_loop']:.3f} |")
-    print(f"one attack step / bare forward+backward: {med['step'] / med['bare']:.3f} ({med['step'] * 1e3:.2f} ms vs {med['bare'] * 1e3:.2f} ms)")
-    print(f"outputs agree on {agree * 100:.4f}% of values after 8-bit quantization; max difference {int(diff.max())} level(s)")
+    print(
+        f"| raw call (ours end to end vs ta attack only) | {med['ours_call'] * 1e3:.1f} ms | {med['ta_loop'] * 1e3:.1f} ms | {med['ours_call'] / med['ta_loop']:.3f} |"
+    )
+    print(
+        f"one attack step / bare forward+backward: {med['step'] / med['bare']:.3f} ({med['step'] * 1e3:.2f} ms vs {med['bare'] * 1e3:.2f} ms)"
+    )
+    print(
+        f"outputs agree on {agree * 100:.4f}% of values after 8-bit quantization; max difference {int(diff.max())} level(s)"
+    )
 
 
 if __name__ == "__main__":

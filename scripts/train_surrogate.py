@@ -74,8 +74,9 @@ def _signed_distance(shape: int, ux: Tensor, uy: Tensor) -> Tensor:
     return (ux.abs() + uy.abs()) / math.sqrt(2) - 0.72  # diamond
 
 
-def make_frame(shape: int, seed: int) -> Tensor:
-    """One frame `(3, SIZE, SIZE)` float in [0, 1] (on the 8-bit grid) showing shape `shape`."""
+def make_frame(shape: int, seed: int) -> tuple[Tensor, int]:
+    """One frame `(3, SIZE, SIZE)` float in [0, 1] (on the 8-bit grid) showing shape `shape`, and the
+    cell (row * 3 + column) of a 3 x 3 grid over the centres' range that holds the object's centre."""
     g = torch.Generator().manual_seed(int(seed))
     bg_colours = torch.rand(2, 3, generator=g)
     background = bg_colours[0] + (bg_colours[1] - bg_colours[0]) * _smooth_noise(g, SIZE)[..., None]
@@ -95,7 +96,8 @@ def make_frame(shape: int, seed: int) -> Tensor:
     alpha = (0.5 - _signed_distance(shape, ux, uy) * radius).clamp(0.0, 1.0)[..., None]
     stripe_angle = _uniform(g, 0.0, math.pi)
     stripes = 0.5 + 0.5 * torch.sin(
-        _uniform(g, 4.0, 9.0) * (ux * math.cos(stripe_angle) + uy * math.sin(stripe_angle)) + _uniform(g, 0, 6.3)
+        _uniform(g, 4.0, 9.0) * (ux * math.cos(stripe_angle) + uy * math.sin(stripe_angle))
+        + _uniform(g, 0, 6.3)
     )
     w = _uniform(g, 0.4, 0.8)
     blotches = F.interpolate(torch.rand(1, 1, 6, 6, generator=g), size=(SIZE, SIZE), mode="bilinear")[0, 0]
@@ -103,16 +105,19 @@ def make_frame(shape: int, seed: int) -> Tensor:
     colour = obj_colours[0] + tex * (obj_colours[1] - obj_colours[0])
     frame = background + alpha * (colour - background)  # (H, W, 3)
     frame = frame + torch.randn(frame.shape, generator=g) * _uniform(g, 0.02, 0.06)
-    return frame.clamp(0, 1).mul(255).round().div(255).permute(2, 0, 1).contiguous()
+    cell = min(int((cy - 20.0) / ((SIZE - 40.0) / 3)), 2) * 3 + min(int((cx - 20.0) / ((SIZE - 40.0) / 3)), 2)
+    return frame.clamp(0, 1).mul(255).round().div(255).permute(2, 0, 1).contiguous(), cell
 
 
 def make_frames(n_per_class: int, seed: int) -> tuple[Tensor, Tensor]:
     """A balanced set of frames `(N, 3, SIZE, SIZE)` and shape labels `(N,)`, classes interleaved."""
     n = n_per_class * len(SHAPES)
     seeds = torch.randint(0, 2**62, (n,), generator=torch.Generator().manual_seed(seed))
-    labels = torch.arange(n) % len(SHAPES)
-    frames = torch.stack([make_frame(int(labels[i]), int(seeds[i])) for i in range(n)])
-    return frames, labels
+    shapes = torch.arange(n) % len(SHAPES)
+    made = [make_frame(int(shapes[i]), int(seeds[i])) for i in range(n)]
+    frames = torch.stack([f for f, _ in made])
+    cells = torch.tensor([c for _, c in made])
+    return frames, cells
 
 
 def normalize(x: Tensor) -> Tensor:
@@ -146,12 +151,16 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     frames, labels = make_frames(args.train_per_class, TRAIN_SEED)
     held_frames, held_labels = make_frames(args.heldout_per_class, HELDOUT_SEED)
-    print(f"generated {len(labels)} training and {len(held_labels)} held-out frames in {time.time() - t0:.0f}s")
+    print(
+        f"generated {len(labels)} training and {len(held_labels)} held-out frames in {time.time() - t0:.0f}s"
+    )
 
     torch.manual_seed(TRAIN_SEED)
     g = torch.Generator().manual_seed(TRAIN_SEED)
     channels = [int(c) for c in args.channels.split(",")]
-    net = TinyImageCNN(len(SHAPES), channels=channels, stem_kernel=args.stem_kernel, stem_stride=args.stem_stride)
+    net = TinyImageCNN(
+        len(SHAPES), channels=channels, stem_kernel=args.stem_kernel, stem_stride=args.stem_stride
+    )
     batch = 64
     steps = args.epochs * math.ceil(len(labels) / batch)
     opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-4)
@@ -174,10 +183,13 @@ def main(argv: list[str] | None = None) -> int:
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         acc = accuracy(net, held_frames, held_labels)
-        print(f"epoch {epoch + 1}/{args.epochs} loss {total / len(labels):.4f} held-out acc {acc:.3f} "
-              f"({time.time() - t0:.0f}s)", flush=True)
+        print(
+            f"epoch {epoch + 1}/{args.epochs} loss {total / len(labels):.4f} held-out acc {acc:.3f} "
+            f"({time.time() - t0:.0f}s)",
+            flush=True,
+        )
 
     net.eval()
     acc = accuracy(net, held_frames, held_labels)
@@ -202,8 +214,10 @@ def main(argv: list[str] | None = None) -> int:
     tmp = path.with_suffix(".tmp")
     save_file(state, str(tmp), metadata=metadata)
     os.replace(tmp, path)
-    print(f"held-out accuracy {acc:.4f}; wrote {path} ({path.stat().st_size / 1e3:.0f} kB) "
-          f"in {time.time() - t0:.0f}s total")
+    print(
+        f"held-out accuracy {acc:.4f}; wrote {path} ({path.stat().st_size / 1e3:.0f} kB) "
+        f"in {time.time() - t0:.0f}s total"
+    )
     return 0
 
 

@@ -61,7 +61,9 @@ def write_clip(path: Path, frames: torch.Tensor, fps: int = 8) -> Path:
     """Write uint8 frames (T, H, W, 3) losslessly to `path` with the project's own writer."""
     from vidattack.video import Video, save_video
 
-    video = Video(frames=frames, pts=list(range(frames.shape[0])), time_base=Fraction(1, fps), rate=Fraction(fps))
+    video = Video(
+        frames=frames, pts=list(range(frames.shape[0])), time_base=Fraction(1, fps), rate=Fraction(fps)
+    )
     return save_video(video, path, overwrite=True)
 
 

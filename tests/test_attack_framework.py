@@ -32,13 +32,16 @@ def bound_toy(toy, x):
 def test_every_attack_keeps_its_invariants(name, toy, toy_video):
     model = bound_toy(toy, toy_video)
     before = {k: v.clone() for k, v in toy.net.state_dict().items()}
-    attack = get_attack(name, **{k: v for k, v in FAST.get(name, {}).items() if k in {p.name for p in attack_class(name).params()}})
+    attack = get_attack(
+        name,
+        **{k: v for k, v in FAST.get(name, {}).items() if k in {p.name for p in attack_class(name).params()}},
+    )
 
     result = attack(model, toy_video, seed=3)
 
     adv = result.adversarial
     assert adv.shape == toy_video.shape
-    assert 0 <= float(adv.min()) and float(adv.max()) <= 1
+    assert float(adv.min()) >= 0 and float(adv.max()) <= 1
     assert torch.equal(adv, torch.round(adv * 255) / 255), "output is not on the 8-bit grid"
     bound = result.threat["bound"]
     measured = result.norms[f"threat_{result.threat['name']}"][0]
@@ -52,7 +55,9 @@ def test_every_attack_keeps_its_invariants(name, toy, toy_video):
 
 
 def test_pgd_linf_budget_holds_exactly_after_quantization(toy, toy_video):
-    result = get_attack("pgd-linf", eps=3 / 255, alpha=2.6 / 255, steps=4)(bound_toy(toy, toy_video), toy_video)
+    result = get_attack("pgd-linf", eps=3 / 255, alpha=2.6 / 255, steps=4)(
+        bound_toy(toy, toy_video), toy_video
+    )
     levels = (result.adversarial - toy_video).abs().mul(255).round()
     assert int(levels.max()) <= 3
     assert result.queries == 4
@@ -69,7 +74,9 @@ def test_targeted_pgd_reaches_the_target(toy, toy_video):
 def test_alpha_auto_follows_the_adversarial_training_rule():
     attack = get_attack("pgd-linf", eps=4 / 255, alpha="auto")
     assert attack.hyperparameters()["alpha"] == pytest.approx(1 / 255)
-    assert get_attack("pgd-linf", eps=8 / 255, alpha="auto").hyperparameters()["alpha"] == pytest.approx(1.8 / 255)
+    assert get_attack("pgd-linf", eps=8 / 255, alpha="auto").hyperparameters()["alpha"] == pytest.approx(
+        1.8 / 255
+    )
 
 
 def test_pgd_l2_stays_in_its_ball(toy, toy_video):
@@ -82,7 +89,7 @@ def test_parameters_are_validated_with_clear_messages():
         get_attack("pgd-linf", eps=-1)
     with pytest.raises(BadParameterError, match="NaN"):
         get_attack("pgd-linf", eps=float("nan"))
-    with pytest.raises(BadParameterError, match="unknown parameter 'epz'.*did you mean eps"):
+    with pytest.raises(BadParameterError, match=r"unknown parameter 'epz'.*did you mean eps"):
         get_attack("pgd-linf", epz=0.1)
     with pytest.raises(BadParameterError, match="steps: expected int"):
         get_attack("pgd-linf", steps=2.5)

@@ -37,7 +37,9 @@ def _video_files(folder: Path, exclude: Path | None) -> list[Path]:
     return found
 
 
-def expand_inputs(inputs: Iterable[str], *, stdin: TextIO | None = None, exclude: Path | None = None) -> list[Item]:
+def expand_inputs(
+    inputs: Iterable[str], *, stdin: TextIO | None = None, exclude: Path | None = None
+) -> list[Item]:
     """Turn command-line inputs into items: folders are searched recursively for video files, `-` reads
     newline-separated paths from stdin. Missing paths are kept (they fail later, as one item each).
     Stems are made unique (`clip`, `clip-2`, ...) so two `clip.mp4` in different folders don't collide.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -29,7 +29,7 @@ app = typer.Typer(
 )
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     table = "table"
     json = "json"
     jsonl = "jsonl"
@@ -54,7 +54,9 @@ def _default_format(fmt: Format | None) -> Format:
 
 def _setup_logging(verbose: bool, quiet: bool) -> None:
     level = logging.DEBUG if verbose else (logging.ERROR if quiet else logging.WARNING)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
+    logging.basicConfig(
+        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True
+    )
     if verbose:
         import av.logging
 
@@ -135,25 +137,66 @@ def _emit(records: list[dict[str, Any]], fmt: Format, summary: Any) -> None:
 
 @app.command()
 def perturb(
-    inputs: Annotated[list[str], typer.Argument(help="Video files, folders (searched recursively) or - for paths on stdin.", show_default=False)],
-    attack: Annotated[str, typer.Option("--attack", "-a", help="Attack name (see `vidattack attacks`).")] = "pgd-linf",
-    model: Annotated[str | None, typer.Option("--model", "-m", help="Model: bundled name, ARCH:WEIGHTS, TorchScript or .safetensors file, torchvision:ARCH. Default: tiny-c3d.")] = None,
-    arch: Annotated[str | None, typer.Option(help="Architecture for a .safetensors/.pth state dict (e.g. r3d_18).")] = None,
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            help="Video files, folders (searched recursively) or - for paths on stdin.", show_default=False
+        ),
+    ],
+    attack: Annotated[
+        str, typer.Option("--attack", "-a", help="Attack name (see `vidattack attacks`).")
+    ] = "pgd-linf",
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Model: bundled name, ARCH:WEIGHTS, TorchScript or .safetensors file, torchvision:ARCH. Default: tiny-c3d.",
+        ),
+    ] = None,
+    arch: Annotated[
+        str | None, typer.Option(help="Architecture for a .safetensors/.pth state dict (e.g. r3d_18).")
+    ] = None,
     labels: Annotated[Path | None, typer.Option(help="Class names, one per line (or a JSON list).")] = None,
-    trust_checkpoint: Annotated[bool, typer.Option("--trust-checkpoint", help="Allow full pickle loading of the checkpoint (only for files you trust).")] = False,
+    trust_checkpoint: Annotated[
+        bool,
+        typer.Option(
+            "--trust-checkpoint",
+            help="Allow full pickle loading of the checkpoint (only for files you trust).",
+        ),
+    ] = False,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("vidattack-out"),
-    eps: Annotated[str | None, typer.Option(help="Budget in [0, 1] pixel units; fractions allowed: 4/255.")] = None,
+    eps: Annotated[
+        str | None, typer.Option(help="Budget in [0, 1] pixel units; fractions allowed: 4/255.")
+    ] = None,
     alpha: Annotated[str | None, typer.Option(help="Step size (fractions allowed) or auto.")] = None,
     steps: Annotated[str | None, typer.Option(help="Number of iterations.")] = None,
-    target: Annotated[str | None, typer.Option("--target", "-t", help="Targeted attack toward this label or class index.")] = None,
+    target: Annotated[
+        str | None, typer.Option("--target", "-t", help="Targeted attack toward this label or class index.")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the attack's random generator.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    set_: Annotated[list[str] | None, typer.Option("--set", "-s", help="Any other attack parameter, KEY=VALUE (repeatable).")] = None,
-    apply: Annotated[Path | None, typer.Option("--apply", help="Apply a saved universal perturbation instead of attacking.")] = None,
-    fmt: Annotated[Format | None, typer.Option("--format", "-f", help="Output format: table when stdout is a terminal, jsonl otherwise.")] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", "-s", help="Any other attack parameter, KEY=VALUE (repeatable)."),
+    ] = None,
+    apply: Annotated[
+        Path | None,
+        typer.Option("--apply", help="Apply a saved universal perturbation instead of attacking."),
+    ] = None,
+    fmt: Annotated[
+        Format | None,
+        typer.Option(
+            "--format", "-f", help="Output format: table when stdout is a terminal, jsonl otherwise."
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary on stderr.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs, FFmpeg's own messages.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bars or summary on stderr.")
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Debug logs, FFmpeg's own messages.")
+    ] = False,
 ) -> None:
     """Attack videos and write S.adv.mp4, S.heatmap.mp4, S.heatmap.png and S.report.json for each."""
     _setup_logging(verbose, quiet)
@@ -199,8 +242,17 @@ def perturb(
 
         try:
             return perturb_file(
-                item.path, atk if atk is not None else attack, model=view, out_dir=out, target=target,
-                seed=seed, overwrite=overwrite, device=dev, progress=tick, stem=item.stem, universal=apply,
+                item.path,
+                atk if atk is not None else attack,
+                model=view,
+                out_dir=out,
+                target=target,
+                seed=seed,
+                overwrite=overwrite,
+                device=dev,
+                progress=tick,
+                stem=item.stem,
+                universal=apply,
             )
         finally:
             if progress is not None and task is not None:
@@ -210,11 +262,15 @@ def perturb(
 
     err = _stderr()
     with progress if progress is not None else _nullcontext():
-        overall = progress.add_task("videos", total=len(items)) if progress is not None and len(items) > 1 else None
+        overall = (
+            progress.add_task("videos", total=len(items)) if progress is not None and len(items) > 1 else None
+        )
         for record in run_batch(items, job):
             records.append(record)
             if record["status"] != "ok":
-                err.print(f"[bold red]Error:[/] {record['input']}: {record['error']}", soft_wrap=True, markup=True)
+                err.print(
+                    f"[bold red]Error:[/] {record['input']}: {record['error']}", soft_wrap=True, markup=True
+                )
             if fmt is Format.jsonl:
                 _write(to_json(record, indent=None))
             if progress is not None and overall is not None:
@@ -236,11 +292,17 @@ class _nullcontext:
 
 @app.command()
 def predict(
-    inputs: Annotated[list[str], typer.Argument(help="Video files, folders or - for paths on stdin.", show_default=False)],
-    model: Annotated[str | None, typer.Option("--model", "-m", help="Model spec (see `vidattack models`).")] = None,
+    inputs: Annotated[
+        list[str], typer.Argument(help="Video files, folders or - for paths on stdin.", show_default=False)
+    ],
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Model spec (see `vidattack models`).")
+    ] = None,
     arch: Annotated[str | None, typer.Option(help="Architecture for a state-dict checkpoint.")] = None,
     labels: Annotated[Path | None, typer.Option(help="Class names file.")] = None,
-    trust_checkpoint: Annotated[bool, typer.Option("--trust-checkpoint", help="Allow full pickle loading.")] = False,
+    trust_checkpoint: Annotated[
+        bool, typer.Option("--trust-checkpoint", help="Allow full pickle loading.")
+    ] = False,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many classes to list.")] = 5,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     fmt: Annotated[Format | None, typer.Option("--format", "-f", help="table, json or jsonl.")] = None,
@@ -265,10 +327,14 @@ def predict(
         _fail("no video files found in the inputs")
     records = []
     err = _stderr()
-    for record in run_batch(items, lambda it: {"status": "ok", **predict_file(it.path, model=view, device=dev, top_k=top_k)}):
+    for record in run_batch(
+        items, lambda it: {"status": "ok", **predict_file(it.path, model=view, device=dev, top_k=top_k)}
+    ):
         records.append(record)
         if record["status"] != "ok":
-            err.print(f"[bold red]Error:[/] {record['input']}: {record['error']}", soft_wrap=True, markup=True)
+            err.print(
+                f"[bold red]Error:[/] {record['input']}: {record['error']}", soft_wrap=True, markup=True
+            )
         if fmt is Format.jsonl:
             _write(to_json(record, indent=None))
 
@@ -308,7 +374,13 @@ def attacks(
 
     console = Console(highlight=False)
     for d in described:
-        t = Table(title=f"[bold]{d['name']}[/]  {d['summary']}", title_justify="left", show_header=True, header_style="bold", expand=False)
+        t = Table(
+            title=f"[bold]{d['name']}[/]  {d['summary']}",
+            title_justify="left",
+            show_header=True,
+            header_style="bold",
+            expand=False,
+        )
         t.caption = f"threat: {d['threat']}\npaper: {d['paper']}"
         t.caption_justify = "left"
         for col in ("parameter", "type", "default", "help"):
@@ -341,7 +413,11 @@ def models(
     for name, desc in info.get("bundled", {}).items():
         t.add_row(name, str(desc))
     console.print(t)
-    a = Table(title="architectures (use --model ARCH:WEIGHTS or torchvision:ARCH)", title_justify="left", header_style="bold")
+    a = Table(
+        title="architectures (use --model ARCH:WEIGHTS or torchvision:ARCH)",
+        title_justify="left",
+        header_style="bold",
+    )
     a.add_column("arch")
     a.add_column("preprocess", overflow="fold")
     a.add_column("pretrained", overflow="fold")
@@ -372,3 +448,7 @@ def main() -> None:
         code = e.exit_code if isinstance(e, VidattackError) else 1
         print(f"Error: {e}", file=sys.stderr)
         raise SystemExit(code) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -85,7 +85,9 @@ def _sampled_to_uint8(x: torch.Tensor) -> torch.Tensor:
     return (x[0] * 255.0).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu()
 
 
-def predict_frames(view: ModelView, frames: torch.Tensor, device: torch.device, top_k: int = 5) -> dict[str, Any]:
+def predict_frames(
+    view: ModelView, frames: torch.Tensor, device: torch.device, top_k: int = 5
+) -> dict[str, Any]:
     """The model's video-level prediction for decoded frames `(T, H, W, 3)` uint8."""
     from vidattack.models.view import predict_video
     from vidattack.report import prediction
@@ -94,7 +96,11 @@ def predict_frames(view: ModelView, frames: torch.Tensor, device: torch.device, 
 
 
 def predict_file(
-    path: str | Path, *, model: ModelView | str | None = None, device: str | torch.device = "auto", top_k: int = 5
+    path: str | Path,
+    *,
+    model: ModelView | str | None = None,
+    device: str | torch.device = "auto",
+    top_k: int = 5,
 ) -> dict[str, Any]:
     """Decode a video file and return the model's prediction (`index`, `label`, `confidence`, `top`)."""
     from vidattack.video import load_video
@@ -105,7 +111,9 @@ def predict_file(
     return {"input": str(path), **predict_frames(view, video.frames, dev, top_k)}
 
 
-def _frame_predictions(view: ModelView, clean: torch.Tensor, adv: torch.Tensor, plan: Any) -> dict[str, Any] | None:
+def _frame_predictions(
+    view: ModelView, clean: torch.Tensor, adv: torch.Tensor, plan: Any
+) -> dict[str, Any] | None:
     bound = view.bind(plan)
     if not bound.has_frame_predictions:
         return None
@@ -154,6 +162,10 @@ def perturb_file(
     out = Path(out_dir)
     outputs = Outputs.for_stem(out, stem or path.name.split(".")[0] or path.stem)
     outputs.check_free(overwrite)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise VidattackError(f"cannot create the output folder {out}: {e.strerror}") from None
     target_index = None
     if target is not None:
         try:
@@ -171,7 +183,12 @@ def perturb_file(
     t0 = time.perf_counter()
     if universal is None:
         result = atk(
-            bound, x, target=target_index, seed=seed, progress=progress, frame_ids=plan.frame_ids,
+            bound,
+            x,
+            target=target_index,
+            seed=seed,
+            progress=progress,
+            frame_ids=plan.frame_ids,
             num_frames=video.num_frames,
         )
         adv_sampled = _sampled_to_uint8(result.adversarial)
@@ -193,7 +210,11 @@ def perturb_file(
         full_adv = pert.apply(video.frames)
         adv_sampled = full_adv.index_select(0, torch.tensor(plan.frame_ids))
         adv_x = sampled_frames(full_adv, plan, dev)
-        attack_report = {"name": "universal", "params": {"perturbation": str(universal)}, "info": pert.describe()}
+        attack_report = {
+            "name": "universal",
+            "params": {"perturbation": str(universal)},
+            "info": pert.describe(),
+        }
         queries, history = 0, []
         with torch.no_grad():
             clean_lp, adv_lp = bound(x)[0], bound(adv_x)[0]
@@ -234,13 +255,28 @@ def perturb_file(
 
         scale = magnitude_scale(video.frames, written.frames)
         title = f"{path.name}: {clean_pred['label']} -> {reenc_pred['label']} ({atk.name if universal is None else 'universal'})"
-        contact_sheet(outputs.heatmap_png, video.frames, written.frames, key_frames(stats["per_frame_map"]), scale, title)
-        per_frame_chart(outputs.frames_plot, stats["per_frame_map"], frame_predictions=frame_preds, title=title)
+        contact_sheet(
+            outputs.heatmap_png,
+            video.frames,
+            written.frames,
+            key_frames(stats["per_frame_map"]),
+            scale,
+            title,
+        )
+        per_frame_chart(
+            outputs.frames_plot, stats["per_frame_map"], frame_predictions=frame_preds, title=title
+        )
         written_paths.update(heatmap_png=str(outputs.heatmap_png), frames_plot=str(outputs.frames_plot))
         if history_chart(outputs.curve_plot, history, title=title):
             written_paths["curve_plot"] = str(outputs.curve_plot)
         heat = heatmap_frames_(video.frames, written.frames, scale)  # reuses the decoded buffer
-        save_video(video.with_frames(heat), outputs.heatmap_video, overwrite=overwrite, codec="delivery", copy_audio=False)
+        save_video(
+            video.with_frames(heat),
+            outputs.heatmap_video,
+            overwrite=overwrite,
+            codec="delivery",
+            copy_audio=False,
+        )
         written_paths["heatmap_video"] = str(outputs.heatmap_video)
         stats["heatmap_scale"] = scale / 255.0
     t_heatmap = time.perf_counter() - t0
@@ -258,7 +294,9 @@ def perturb_file(
             "frames_sampled": list(plan.frame_ids),
             "notes": view.notes,
         },
-        "target": None if target_index is None else {"index": target_index, "label": view.label_of(target_index)},
+        "target": None
+        if target_index is None
+        else {"index": target_index, "label": view.label_of(target_index)},
         "clean": clean_pred,
         "adversarial": adv_pred,
         "reencoded": reenc_pred,
@@ -295,4 +333,3 @@ def perturb_file(
     }
     write_report(outputs.report, report)
     return report
-

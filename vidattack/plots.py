@@ -60,7 +60,13 @@ def per_frame_chart(
         strip.set_ylim(-0.7, 1.7)
         strip.set_xlabel("frame")
         handles = [strip.scatter([], [], c=colours[c], marker="s", label=c) for c in classes]
-        strip.legend(handles=handles, fontsize=7, ncol=min(len(classes), 5), loc="upper center", bbox_to_anchor=(0.5, -0.55))
+        strip.legend(
+            handles=handles,
+            fontsize=7,
+            ncol=min(len(classes), 5),
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.55),
+        )
     else:
         ax.set_xlabel("frame")
     _save(fig, path)

@@ -24,9 +24,15 @@ def rectangle_mask(
     t, h, w = shape[1], shape[-2], shape[-1]
     if height > h or width > w or height < 1 or width < 1:
         raise BadParameterError(f"expected a rectangle within the {h} x {w} frame, got {height} x {width}")
-    tops = torch.as_tensor(top).reshape(-1).expand(t) if torch.as_tensor(top).numel() == 1 else torch.as_tensor(top)
+    tops = (
+        torch.as_tensor(top).reshape(-1).expand(t)
+        if torch.as_tensor(top).numel() == 1
+        else torch.as_tensor(top)
+    )
     lefts = (
-        torch.as_tensor(left).reshape(-1).expand(t) if torch.as_tensor(left).numel() == 1 else torch.as_tensor(left)
+        torch.as_tensor(left).reshape(-1).expand(t)
+        if torch.as_tensor(left).numel() == 1
+        else torch.as_tensor(left)
     )
     if bool(((tops < 0) | (tops + height > h) | (lefts < 0) | (lefts + width > w)).any()):
         raise BadParameterError(f"expected the rectangle inside the {h} x {w} frame")
@@ -41,7 +47,9 @@ def border_mask(shape: tuple[int, ...], width: int) -> Tensor:
     """`(1, 1, 1, H, W)` mask of a frame border `width` pixels thick on every side."""
     h, w = shape[-2], shape[-1]
     if width < 1 or 2 * width > min(h, w):
-        raise BadParameterError(f"expected a border width in [1, {min(h, w) // 2}] for a {h} x {w} frame, got {width}")
+        raise BadParameterError(
+            f"expected a border width in [1, {min(h, w) // 2}] for a {h} x {w} frame, got {width}"
+        )
     m = torch.ones(h, w, dtype=torch.bool)
     m[width : h - width, width : w - width] = False
     return m.view(1, 1, 1, h, w)

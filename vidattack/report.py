@@ -20,14 +20,20 @@ from torch import Tensor
 CHUNK_FRAMES = 16
 
 
-def prediction(log_probs_or_probs: Tensor, labels: list[str], *, top_k: int = 5, is_log: bool = True) -> dict[str, Any]:
+def prediction(
+    log_probs_or_probs: Tensor, labels: list[str], *, top_k: int = 5, is_log: bool = True
+) -> dict[str, Any]:
     """A prediction dict: `index`, `label`, `confidence` and the `top` list, from `(K,)` scores."""
     p = log_probs_or_probs.detach().float().cpu()
     p = p.exp() if is_log else p
     k = min(top_k, p.numel())
     conf, idx = p.topk(k)
     top = [
-        {"index": int(i), "label": labels[int(i)] if int(i) < len(labels) else str(int(i)), "confidence": float(c)}
+        {
+            "index": int(i),
+            "label": labels[int(i)] if int(i) < len(labels) else str(int(i)),
+            "confidence": float(c),
+        }
         for c, i in zip(conf, idx, strict=True)
     ]
     return {**top[0], "top": top}
@@ -42,7 +48,9 @@ def perturbation_stats(clean: Tensor, adv: Tensor) -> dict[str, Any]:
     Computed in chunks of frames so a long 1080p video needs no float copy of itself.
     """
     if clean.shape != adv.shape:
-        raise ValueError(f"expected frames of the same shape, got {tuple(clean.shape)} and {tuple(adv.shape)}")
+        raise ValueError(
+            f"expected frames of the same shape, got {tuple(clean.shape)} and {tuple(adv.shape)}"
+        )
     t = clean.shape[0]
     linf, sq, ratio_max = 0.0, 0.0, 1.0
     per_frame: list[float] = []

@@ -377,11 +377,11 @@ def learn_universal(
                     fool = fooling_loss(item.model(x_adv), wanted, target is not None).sum() / len(batch)
                     (g,) = torch.autograd.grad(fool, delta)
                     grad += g
-                    epoch_loss += float(fool) * len(batch) / len(items)
+                    epoch_loss += float(fool.detach()) * len(batch) / len(items)
                 pen = sparse_penalty((delta * mask).unsqueeze(0), cfg.norm).sum()
                 (g,) = torch.autograd.grad(cfg.lam * pen, delta)
                 grad += g
-            epoch_loss += cfg.lam * float(pen) * len(batch) / len(items)
+            epoch_loss += cfg.lam * float(pen.detach()) * len(batch) / len(items)
             delta.grad = grad
             optimizer.step()
             with torch.no_grad():

@@ -167,13 +167,14 @@ class Video:
 
     def with_frames(self, frames: torch.Tensor) -> Video:
         """Return a copy with new `(T, H, W, 3)` uint8 frames (same T; H and W may differ) and the same
-        metadata; the notes list is copied so notes added to the copy stay with it."""
+        metadata. The notes list is shared, so what `save_video` notes about the copy (audio left out,
+        rotation baked in...) also shows in this video's report."""
         _check_frames(frames)
         if frames.shape[0] != self.num_frames:
             raise BadParameterError(
                 f"expected {self.num_frames} frames, got {frames.shape[0]} (shape {tuple(frames.shape)})"
             )
-        return dataclasses.replace(self, frames=frames, notes=list(self.notes))
+        return dataclasses.replace(self, frames=frames)
 
 
 def _check_frames(frames: object) -> None:
@@ -488,7 +489,7 @@ def save_video(
     _check_frames(video.frames)
     if len(video.pts) != video.num_frames:
         raise BadParameterError(f"expected one pts per frame ({video.num_frames}), got {len(video.pts)}")
-    if any(b <= a for a, b in zip(video.pts, video.pts[1:], strict=False)):
+    if any(b <= a for a, b in itertools.pairwise(video.pts)):
         raise BadParameterError("expected strictly increasing pts")
     if video.path is not None and _same_file(out, video.path):
         raise VidattackError(f"refusing to overwrite the input video {out}")
@@ -502,15 +503,14 @@ def save_video(
     encoding = (_LOSSLESS if codec == "lossless" else _DELIVERY)[ext]
     rotation = video.rotation if ext in _KEEPS_ROTATION else 0
     if video.rotation and not rotation:
-        video.notes.append(
-            f"{ext} cannot store display rotation: wrote upright frames without rotation metadata"
-        )
+        _note(video, f"{ext} cannot store display rotation: wrote upright frames without rotation metadata")
     pad_h = video.height % 2 if encoding.even_size else 0
     pad_w = video.width % 2 if encoding.even_size else 0
     if pad_h or pad_w:
-        video.notes.append(
+        _note(
+            video,
             f"{codec} encode padded {video.width}x{video.height} to "
-            f"{video.width + pad_w}x{video.height + pad_h} (edge pixels repeated)"
+            f"{video.width + pad_w}x{video.height + pad_h} (edge pixels repeated)",
         )
 
     timing = (list(video.pts), video.time_base)
@@ -518,15 +518,16 @@ def save_video(
         timing, regular = _constant_rate_timing(video)
         if not regular:
             fps = float(1 / timing[1])
-            video.notes.append(f"{ext} is constant-rate: variable frame times rounded to {fps:g} fps")
+            _note(video, f"{ext} is constant-rate: variable frame times rounded to {fps:g} fps")
     audio = video.path if copy_audio and video.path is not None and video.has_audio else None
     tmp = out.with_name(f".{out.name}.tmp-{secrets.token_hex(4)}{ext}")
+    log.debug("writing %s with %s %s via %s", out, encoding.codec, encoding.pix_fmt, tmp.name)
     try:
         try:
             _encode(video, tmp, _MUXERS[ext], encoding, rotation, (pad_h, pad_w), timing, audio)
         except _AudioError as e:
             # The container refused the audio stream: the video matters more, so write it alone.
-            video.notes.append(f"audio not copied: {e}")
+            _note(video, f"audio not copied: {e}")
             tmp.unlink(missing_ok=True)
             _encode(video, tmp, _MUXERS[ext], encoding, rotation, (pad_h, pad_w), timing, None)
         os.replace(tmp, out)
@@ -537,6 +538,12 @@ def save_video(
         tmp.unlink(missing_ok=True)
         raise
     return out
+
+
+def _note(video: Video, text: str) -> None:
+    # Saving one Video twice (lossless, then delivery) must not repeat its notes in the report.
+    if text not in video.notes:
+        video.notes.append(text)
 
 
 def _nominal_rate(video: Video) -> Fraction:

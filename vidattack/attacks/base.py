@@ -156,7 +156,7 @@ def _check_video(x: Tensor) -> None:
     if x.numel() == 0:
         raise BadParameterError("expected a non-empty video tensor")
     lo, hi = float(x.min()), float(x.max())
-    if not (0.0 <= lo and hi <= 1.0):
+    if not (lo >= 0.0 and hi <= 1.0):
         raise BadParameterError(f"expected pixel values in [0, 1], got [{lo:g}, {hi:g}]")
 
 
@@ -214,7 +214,9 @@ class Attack(ABC):
     # -- what an attack implements -------------------------------------------------------------
 
     @abstractmethod
-    def threat_model(self, model: nn.Module, x: Tensor, criterion: Criterion, ctx: AttackContext) -> ThreatModel:
+    def threat_model(
+        self, model: nn.Module, x: Tensor, criterion: Criterion, ctx: AttackContext
+    ) -> ThreatModel:
         """The set of videos this attack may return for clean `x`."""
 
     @abstractmethod
@@ -264,13 +266,17 @@ class Attack(ABC):
             clean_graph = model(x_req if x_req is not None else x)
         clean_lp = clean_graph.detach()
         if clean_lp.dim() != 2 or clean_lp.shape[0] != n:
-            raise BadParameterError(f"expected model output (N, K) log-probabilities, got {tuple(clean_lp.shape)}")
+            raise BadParameterError(
+                f"expected model output (N, K) log-probabilities, got {tuple(clean_lp.shape)}"
+            )
         num_classes = clean_lp.shape[1]
         clean = clean_lp.argmax(dim=1)
         if target is not None:
             tt = torch.as_tensor(target).reshape(-1)
             if bool(((tt < 0) | (tt >= num_classes)).any()):
-                raise BadParameterError(f"expected a target class in [0, {num_classes - 1}], got {tt.tolist()}")
+                raise BadParameterError(
+                    f"expected a target class in [0, {num_classes - 1}], got {tt.tolist()}"
+                )
         base_labels = labels.to(clean.device) if labels is not None else clean
         criterion = make_criterion(base_labels, target)
 

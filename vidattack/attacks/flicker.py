@@ -186,6 +186,7 @@ class Flicker(Attack):
                 offsets = offsets.clamp(-self.eps, self.eps)
             ctx.record(
                 step=i,
+                queries=getattr(model, "queries", 0),
                 loss=float(loss.detach().mean()),
                 adversarial_loss=float(adv.detach().mean()),
                 regularization=float(reg.detach().mean()),

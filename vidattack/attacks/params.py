@@ -49,7 +49,7 @@ class ParamSpec:
 
     def type_name(self) -> str:
         args = _type_args(self.type)
-        names = []
+        names: list[str] = []
         for a in args:
             if typing.get_origin(a) is Literal:
                 names.extend(repr(v) for v in typing.get_args(a))
@@ -176,7 +176,7 @@ def validate(spec: ParamSpec, value: Any) -> Any:
     if not any(_fits(tp, value) for tp in members):
         raise BadParameterError(f"{spec.name}: expected {spec.type_name()}, got {value!r}")
     if isinstance(value, int | float | Fraction) and not isinstance(value, bool):
-        if float in members and not isinstance(value, int) or (float in members and int not in members):
+        if (float in members and not isinstance(value, int)) or (float in members and int not in members):
             value = float(value)
         if isinstance(value, float) and math.isnan(value):
             raise BadParameterError(f"{spec.name}: expected a number, got NaN")

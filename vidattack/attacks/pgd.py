@@ -35,7 +35,9 @@ def _per_sample_norm(t: Tensor) -> Tensor:
     return t.reshape(t.shape[0], -1).norm(dim=1).clamp_min(1e-12).view((-1,) + (1,) * (t.dim() - 1))
 
 
-def random_start(x: Tensor, threat: ThreatModel, norm: Literal["linf", "l2"], eps: float, gen: torch.Generator) -> Tensor:
+def random_start(
+    x: Tensor, threat: ThreatModel, norm: Literal["linf", "l2"], eps: float, gen: torch.Generator
+) -> Tensor:
     """A uniform point of the Linf ball, or a point of the L2 ball at a uniform radius, projected."""
     if norm == "linf":
         noise = (torch.rand(x.shape, generator=gen, device=x.device, dtype=x.dtype) * 2 - 1) * eps
@@ -88,9 +90,13 @@ class FGSM(Attack):
     paper = "Goodfellow et al., Explaining and Harnessing Adversarial Examples, ICLR 2015"
     threat_summary = "additive, every pixel of every sampled frame, Linf ball"
 
-    eps: float = param(4 / 255, "Linf budget in [0, 1] pixel units (4/255 as the MultAV paper's PGD)", min=0, max=1)
+    eps: float = param(
+        4 / 255, "Linf budget in [0, 1] pixel units (4/255 as the MultAV paper's PGD)", min=0, max=1
+    )
 
-    def threat_model(self, model: nn.Module, x: Tensor, criterion: Criterion, ctx: AttackContext) -> ThreatModel:
+    def threat_model(
+        self, model: nn.Module, x: Tensor, criterion: Criterion, ctx: AttackContext
+    ) -> ThreatModel:
         return LinfBall(eps=self.eps)
 
     def run(
@@ -125,7 +131,9 @@ class PGDLinf(Attack):
     def hyperparameters(self) -> dict[str, object]:
         return {**super().hyperparameters(), "alpha": self.step_size()}
 
-    def threat_model(self, model: nn.Module, x: Tensor, criterion: Criterion, ctx: AttackContext) -> ThreatModel:
+    def threat_model(
+        self, model: nn.Module, x: Tensor, criterion: Criterion, ctx: AttackContext
+    ) -> ThreatModel:
         return LinfBall(eps=self.eps)
 
     def run(
@@ -133,7 +141,15 @@ class PGDLinf(Attack):
     ) -> Tensor:
         start = random_start(x, threat, "linf", self.eps, ctx.generator) if self.random_start else x
         return pgd_loop(
-            model, x, criterion, threat, ctx, start=start, alpha=self.step_size(), steps=self.steps, norm="linf"
+            model,
+            x,
+            criterion,
+            threat,
+            ctx,
+            start=start,
+            alpha=self.step_size(),
+            steps=self.steps,
+            norm="linf",
         )
 
 
@@ -166,7 +182,9 @@ class PGDL2(Attack):
     def hyperparameters(self) -> dict[str, object]:
         return {**super().hyperparameters(), "alpha": self.step_size()}
 
-    def threat_model(self, model: nn.Module, x: Tensor, criterion: Criterion, ctx: AttackContext) -> ThreatModel:
+    def threat_model(
+        self, model: nn.Module, x: Tensor, criterion: Criterion, ctx: AttackContext
+    ) -> ThreatModel:
         return L2Ball(eps=self.eps)
 
     def run(

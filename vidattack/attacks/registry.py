@@ -71,7 +71,9 @@ def get_attack(name: str, **params: Any) -> Attack:
     if unknown:
         key = unknown[0]
         close = difflib.get_close_matches(key, sorted(known), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else f"; {name} takes: {', '.join(sorted(known))}"
+        hint = (
+            f"; did you mean {', '.join(close)}?" if close else f"; {name} takes: {', '.join(sorted(known))}"
+        )
         raise BadParameterError(f"unknown parameter {key!r} for attack {name}{hint}")
     return cls(**params)
 

@@ -70,12 +70,18 @@ from vidattack.attacks.registry import register_attack
 from vidattack.blackbox import QueryModel
 from vidattack.criteria import Criterion
 from vidattack.errors import BadParameterError
+from vidattack.models.image import ImageSurrogate, load_surrogates
 from vidattack.threat import LinfBall, ThreatModel
 
 PAPER = "Jiang et al., Black-box Adversarial Attacks on Video Recognition Models, ACM MM 2019"
 
 # The official code's delta-eps schedule: (floor, failures before a decay, divisor) per period.
-_DELTA_SCHEDULE: tuple[tuple[float, int, float], ...] = ((0.01, 1, 2.0), (0.003, 10, 1.5), (0.001, 100, 1.5), (0.0, 100, 1.5))
+_DELTA_SCHEDULE: tuple[tuple[float, int, float], ...] = (
+    (0.01, 1, 2.0),
+    (0.003, 10, 1.5),
+    (0.001, 100, 1.5),
+    (0.0, 100, 1.5),
+)
 _LR_WINDOW = 20  # untargeted: iterations between step-size checks
 _EXPLORE_WINDOW = 5  # targeted: plain steps whose success rate halves the step range
 _SURROGATE_CHUNK = 16  # frames per surrogate forward/backward
@@ -180,9 +186,7 @@ def load_target_video(
 
 
 @lru_cache(maxsize=4)
-def _cached_surrogates(spec: str, layer: str, device: str) -> tuple[nn.Module, ...]:
-    from vidattack.models.image import load_surrogates
-
+def _cached_surrogates(spec: str, layer: str, device: str) -> tuple[ImageSurrogate, ...]:
     return tuple(load_surrogates(spec, layer=layer, device=device))
 
 
@@ -193,13 +197,15 @@ def _features(model: nn.Module, frames: Tensor) -> Tensor:
 class _Tentative:
     """Makes sign maps `(T, 3, H, W)` for one video (holds the surrogates and target features)."""
 
-    def __init__(self, attack: VBAD, targeted: bool, generator: torch.Generator, device: torch.device) -> None:
+    def __init__(
+        self, attack: VBAD, targeted: bool, generator: torch.Generator, device: torch.device
+    ) -> None:
         self.kind = attack.tentative
         self.targeted = targeted
         self.gen = generator
         self.keep_prob = attack.keep_prob
         self.noise_scale = attack.noise_scale
-        self.models: tuple[nn.Module, ...] = ()
+        self.models: tuple[ImageSurrogate, ...] = ()
         self.targets: list[Tensor] = []
         if self.kind == "transferred":
             self.models = _cached_surrogates(attack.surrogate, attack.layer, str(device))
@@ -241,7 +247,9 @@ class _Tentative:
                         err = (feats - target[sl]).square() * keep[sl]
                         loss = err.sum() / denom
                     else:
-                        noise = torch.randn(feats.shape, generator=self.gen, device=dev).abs() * self.noise_scale
+                        noise = (
+                            torch.randn(feats.shape, generator=self.gen, device=dev).abs() * self.noise_scale
+                        )
                         loss = (feats - noise).square().sum() / (feats[0].numel() * frames.shape[0])
                     (g,) = torch.autograd.grad(loss, leaf)
                 grad[start : start + n] += g
@@ -312,34 +320,47 @@ class VBAD(Attack):
     white_box = False
 
     eps: float = param(0.05, "Linf budget in [0, 1] pixel units", min=0, max=1)
-    max_queries: int = param(300_000, "query budget per call (the caller's max_queries, if smaller, wins)", min=1)
+    max_queries: int = param(
+        300_000, "query budget per call (the caller's max_queries, if smaller, wins)", min=1
+    )
     population: int = param(48, "NES samples per estimate (antithetic pairs, so even)", min=2, max=100_000)
     sigma: float | Literal["auto"] = param(
-        AUTO, "NES search scale in pixel units; auto = 1e-3 untargeted, 1e-6 targeted", min=0, min_exclusive=True
+        AUTO,
+        "NES search scale in pixel units; auto = 1e-3 untargeted, 1e-6 targeted",
+        min=0,
+        min_exclusive=True,
     )
     lr: float = param(1e-2, "largest PGD step (pixel units)", min=0, min_exclusive=True, max=1)
     min_lr: float = param(1e-3, "smallest PGD step (pixel units)", min=0, min_exclusive=True, max=1)
     tentative: Literal["transferred", "static", "random"] = param(
-        "transferred", "tentative perturbation: transferred from image surrogates, static (ones), random signs"
+        "transferred",
+        "tentative perturbation: transferred from image surrogates, static (ones), random signs",
     )
     partition: Literal["uniform", "random", "pixel"] = param(
         "uniform", "patches: uniform grid x grid per frame, random groups, or pixel (every dimension)"
     )
     grid: int = param(8, "patches per frame side (grid^2 coefficients per frame)", min=1, max=512)
     surrogate: str = param(
-        "tiny-image-cnn", "image surrogates, comma list: tiny-image-cnn, resnet50, densenet121, densenet169 (NAME:PATH)"
+        "tiny-image-cnn",
+        "image surrogates, comma list: tiny-image-cnn, resnet50, densenet121, densenet169 (NAME:PATH)",
     )
     layer: str = param("late", "surrogate layer: early, mid, late, logits or a layer name of each surrogate")
-    keep_prob: float = param(0.9, "targeted: probability a feature entry is kept by the random mask", min=0, max=1)
+    keep_prob: float = param(
+        0.9, "targeted: probability a feature entry is kept by the random mask", min=0, max=1
+    )
     noise_scale: float = param(5.0, "untargeted: random feature target is |N(0, 1)| times this", min=0)
     target_video: str = param("", "targeted: path of a video of the target class (the starting point)")
-    delta_eps: float = param(0.5, "targeted: first eps decrement tried per iteration", min=0, min_exclusive=True, max=1)
+    delta_eps: float = param(
+        0.5, "targeted: first eps decrement tried per iteration", min=0, min_exclusive=True, max=1
+    )
     batch_size: int = param(48, "videos per forward pass of the target", min=1, max=100_000)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.population % 2:
-            raise BadParameterError(f"population: expected an even number (antithetic pairs), got {self.population}")
+            raise BadParameterError(
+                f"population: expected an even number (antithetic pairs), got {self.population}"
+            )
         if self.min_lr > self.lr:
             raise BadParameterError(f"min_lr: expected <= lr ({self.lr:g}), got {self.min_lr:g}")
 
@@ -368,7 +389,9 @@ class VBAD(Attack):
 
     # -- the template hooks ----------------------------------------------------------------------
 
-    def threat_model(self, model: nn.Module, x: Tensor, criterion: Criterion, ctx: AttackContext) -> ThreatModel:
+    def threat_model(
+        self, model: nn.Module, x: Tensor, criterion: Criterion, ctx: AttackContext
+    ) -> ThreatModel:
         return LinfBall(eps=self.eps)
 
     def run(
@@ -386,7 +409,11 @@ class VBAD(Attack):
                     "target class), got none"
                 )
             start_frames = load_target_video(
-                self.target_video, frame_ids=ctx.frame_ids, num_frames=ctx.num_frames, size=(h, w), device=x.device
+                self.target_video,
+                frame_ids=ctx.frame_ids,
+                num_frames=ctx.num_frames,
+                size=(h, w),
+                device=x.device,
             ).to(x.dtype)
         tentative = _Tentative(self, targeted, ctx.generator, x.device)
         if start_frames is not None and self.tentative == "transferred":
@@ -399,9 +426,8 @@ class VBAD(Attack):
             share = None if left is None else left // (n - i)
             budget = _Budget(model, share)
             label = int(criterion.labels[i])
-            if targeted:
-                assert_start = start_frames if start_frames is not None else x[i]
-                res = self._targeted(budget, x[i], assert_start, label, tentative, ctx, i)
+            if start_frames is not None:
+                res = self._targeted(budget, x[i], start_frames, label, tentative, ctx, i)
             else:
                 res = self._untargeted(budget, x[i], label, tentative, threat, ctx, i)
             res.extra["queries"] = budget.used
@@ -413,7 +439,7 @@ class VBAD(Attack):
                 "budget": model.max_queries,
                 "sigma": self.sigma_for(targeted),
                 "coefficients": self._coefficients(t, h, w),
-                "surrogates": [m.describe() for m in tentative.models],  # type: ignore[operator]
+                "surrogates": [m.describe() for m in tentative.models],
                 "queries_per_video": [o.extra["queries"] for o in outcomes],
                 "success_queries": [o.success_queries for o in outcomes],
                 "iterations": [o.iterations for o in outcomes],
@@ -474,11 +500,21 @@ class VBAD(Attack):
             at += 2 * m
         return est.sign()
 
-    def _direction(self, x_it: Tensor, label: int, targeted: bool, tentative: _Tentative, budget: _Budget, ctx: AttackContext) -> Tensor | None:
-        """One rectified step direction `(T, 3, H, W)`; None when the budget ran out; zeros when NES failed."""
+    def _direction(
+        self,
+        x_it: Tensor,
+        label: int,
+        targeted: bool,
+        tentative: _Tentative,
+        budget: _Budget,
+        ctx: AttackContext,
+    ) -> Tensor | None:
+        """A rectified step direction `(T, 3, H, W)`: None when the budget ran out, zeros when NES failed."""
         h = tentative(x_it)
         part = make_partition(self.partition, tuple(x_it.shape), self.grid, ctx.generator, x_it.device)
-        signs = self._nes_signs(budget, x_it, h, part, label, targeted, self.sigma_for(targeted), ctx.generator)
+        signs = self._nes_signs(
+            budget, x_it, h, part, label, targeted, self.sigma_for(targeted), ctx.generator
+        )
         if signs is None:
             return None
         return part.expand(signs.unsqueeze(0), tuple(x_it.shape))[0] * h
@@ -496,7 +532,9 @@ class VBAD(Attack):
         index: int,
     ) -> _Outcome:
         x0 = x.unsqueeze(0)  # (1, T, 3, H, W)
-        noise = (torch.rand(x.shape, generator=ctx.generator, device=x.device, dtype=x.dtype) * 2 - 1) * self.eps
+        noise = (
+            torch.rand(x.shape, generator=ctx.generator, device=x.device, dtype=x.dtype) * 2 - 1
+        ) * self.eps
         x_it = (x + noise).clamp(0, 1)
         lr = self.lr
         window: list[float] = []
@@ -512,7 +550,9 @@ class VBAD(Attack):
             if p_label < best_p:
                 best, best_p = checked[0], p_label
             if int(lp[0].argmax()) != label:
-                return _Outcome(checked[0], True, "success", iterations, self.eps, success_queries=budget.used)
+                return _Outcome(
+                    checked[0], True, "success", iterations, self.eps, success_queries=budget.used
+                )
             window.append(p_label)
             if len(window) == _LR_WINDOW:
                 # the official schedule: a window in which the clean class lost ground anneals the step
@@ -558,7 +598,9 @@ class VBAD(Attack):
                 if lp.shape[0] == 0:
                     return _Outcome(x_it, False, "budget", iterations, cur_eps)
                 if int(lp[0].argmax()) == target:
-                    return _Outcome(checked[0], True, "success", iterations, cur_eps, success_queries=budget.used)
+                    return _Outcome(
+                        checked[0], True, "success", iterations, cur_eps, success_queries=budget.used
+                    )
             direction = self._direction(x_it, target, True, tentative, budget, ctx)
             if direction is None:
                 return _Outcome(x_it, False, "budget", iterations, cur_eps)
@@ -568,7 +610,9 @@ class VBAD(Attack):
             lr, prop_de = max_lr, delta
             while True:
                 prop_eps = max(cur_eps - prop_de, self.eps)
-                cand = torch.minimum(torch.maximum(x_it + lr * direction, x - prop_eps), x + prop_eps).clamp(0, 1)
+                cand = torch.minimum(torch.maximum(x_it + lr * direction, x - prop_eps), x + prop_eps).clamp(
+                    0, 1
+                )
                 lp = budget.ask(cand.unsqueeze(0))
                 if lp.shape[0] == 0:
                     return _Outcome(x_it, False, "budget", iterations, cur_eps)
@@ -581,7 +625,9 @@ class VBAD(Attack):
                         explore.append(True)
                         reduce_fail += 1
                     x_it, cur_eps = cand, prop_eps
-                    self._record(ctx, index, budget, lp[0], target, loss=-float(lp[0, target]), eps=cur_eps, lr=lr)
+                    self._record(
+                        ctx, index, budget, lp[0], target, loss=-float(lp[0, target]), eps=cur_eps, lr=lr
+                    )
                     break
                 if lr >= min_lr * 2:
                     lr /= 2
@@ -599,13 +645,21 @@ class VBAD(Attack):
                 if delta < 1e-5:
                     return _Outcome(x_it, False, "converged", iterations, cur_eps)
                 reduce_fail = 0
-            if len(explore) == _EXPLORE_WINDOW and min_lr > 1e-7:
-                if sum(explore) / len(explore) < 0.5:
-                    max_lr, min_lr = max_lr / 2, min_lr / 2
-                    explore.clear()
+            if len(explore) == _EXPLORE_WINDOW and min_lr > 1e-7 and sum(explore) < len(explore) / 2:
+                max_lr, min_lr = max_lr / 2, min_lr / 2
+                explore.clear()
 
     def _record(
-        self, ctx: AttackContext, index: int, budget: _Budget, lp: Tensor, label: int, *, loss: float, eps: float, lr: float
+        self,
+        ctx: AttackContext,
+        index: int,
+        budget: _Budget,
+        lp: Tensor,
+        label: int,
+        *,
+        loss: float,
+        eps: float,
+        lr: float,
     ) -> None:
         ctx.record(
             video=index,
@@ -644,7 +698,7 @@ class PBAD(VBAD):
 @register_attack("sr-bad")
 @dataclass(kw_only=True)
 class SRBAD(VBAD):
-    """SR-BAD: static tentative perturbation with random partitioning (the paper's baseline after Bhagoji et al.).
+    """SR-BAD: static tentative perturbation, random partition (the paper's baseline after Bhagoji et al.).
 
     V-BAD with `tentative=static` and `partition=random` (grid^2 random groups per frame, redrawn every
     iteration), NES population 48 (paper Sec. 4.3). Everything else as `vbad`.

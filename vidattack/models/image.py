@@ -115,7 +115,9 @@ class ImageSurrogate(nn.Module):
     frames. Parameters are frozen and the model is in eval mode.
     """
 
-    def __init__(self, name: str, stages: Sequence[tuple[str, nn.Module]], layer: str, input_size: int) -> None:
+    def __init__(
+        self, name: str, stages: Sequence[tuple[str, nn.Module]], layer: str, input_size: int
+    ) -> None:
         super().__init__()
         names = [n for n, _ in stages]
         aliases = LAYER_ALIASES.get(name, {})
@@ -128,6 +130,8 @@ class ImageSurrogate(nn.Module):
         self.layer = resolved
         self.input_size = int(input_size)
         self.stages = nn.ModuleDict({n: m for n, m in stages[:cut]})
+        self._mean: Tensor
+        self._std: Tensor
         self.register_buffer("_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.eval()
@@ -161,7 +165,7 @@ def tiny_weights_path() -> Path:
 
 
 def load_tiny_image_cnn(path: str | Path | None = None) -> tuple[TinyImageCNN, dict[str, str]]:
-    """The bundled tiny image CNN (or one saved by `scripts/train_surrogate.py` at `path`) and its metadata."""
+    """The bundled tiny image CNN (or one saved by `scripts/train_surrogate.py` at `path`) and metadata."""
     from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
@@ -176,7 +180,9 @@ def load_tiny_image_cnn(path: str | Path | None = None) -> tuple[TinyImageCNN, d
     except (SafetensorError, OSError) as exc:
         raise BadCheckpointError(f"cannot read {TINY_NAME} weights {p}: {exc}") from exc
     if meta.get("arch") != "TinyImageCNN":
-        raise BadCheckpointError(f"expected arch TinyImageCNN in the metadata of {p}, got {meta.get('arch')!r}")
+        raise BadCheckpointError(
+            f"expected arch TinyImageCNN in the metadata of {p}, got {meta.get('arch')!r}"
+        )
     try:
         labels = json.loads(meta["labels"])
         channels = json.loads(meta.get("channels", "[24, 32, 64, 96]"))
@@ -233,7 +239,9 @@ def _read_state_dict(path: Path) -> dict[str, Tensor]:
 
 
 # The original DenseNet checkpoints name layers `norm.1`; torchvision's modules are `norm1`.
-_DENSE_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+_DENSE_KEY = re.compile(
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
+)
 
 
 def _imagenet_state_dict(name: str, path: str | None) -> dict[str, Tensor]:
@@ -252,29 +260,28 @@ def _imagenet_state_dict(name: str, path: str | None) -> dict[str, Tensor]:
 
 
 def _imagenet_stages(name: str, net: nn.Module) -> list[tuple[str, nn.Module]]:
+    m = net.get_submodule
     if name == "resnet50":
-        m = net
         return [
-            ("stem", nn.Sequential(m.conv1, m.bn1, m.relu, m.maxpool)),
-            ("layer1", m.layer1),
-            ("layer2", m.layer2),
-            ("layer3", m.layer3),
-            ("layer4", m.layer4),
-            ("avgpool", nn.Sequential(m.avgpool, nn.Flatten())),
-            ("fc", m.fc),
+            ("stem", nn.Sequential(m("conv1"), m("bn1"), m("relu"), m("maxpool"))),
+            ("layer1", m("layer1")),
+            ("layer2", m("layer2")),
+            ("layer3", m("layer3")),
+            ("layer4", m("layer4")),
+            ("avgpool", nn.Sequential(m("avgpool"), nn.Flatten())),
+            ("fc", m("fc")),
         ]
-    f = net.features
+    stem = nn.Sequential(*(m(f"features.{k}") for k in ("conv0", "norm0", "relu0", "pool0")))
+    blocks = [
+        (k, m(f"features.{k}"))
+        for k in ("denseblock1", "transition1", "denseblock2", "transition2", "denseblock3", "transition3")
+    ]
     return [
-        ("stem", nn.Sequential(f.conv0, f.norm0, f.relu0, f.pool0)),
-        ("denseblock1", f.denseblock1),
-        ("transition1", f.transition1),
-        ("denseblock2", f.denseblock2),
-        ("transition2", f.transition2),
-        ("denseblock3", f.denseblock3),
-        ("transition3", f.transition3),
-        ("denseblock4", nn.Sequential(f.denseblock4, f.norm5, nn.ReLU())),
+        ("stem", stem),
+        *blocks,
+        ("denseblock4", nn.Sequential(m("features.denseblock4"), m("features.norm5"), nn.ReLU())),
         ("avgpool", nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())),
-        ("fc", net.classifier),
+        ("fc", m("classifier")),
     ]
 
 
@@ -296,22 +303,26 @@ def _load_imagenet(name: str, path: str | None) -> nn.Module:
 # -- public entry points ------------------------------------------------------------------------------
 
 
-def load_surrogate(spec: str, *, layer: str = "late", device: torch.device | str | None = None) -> ImageSurrogate:
+def load_surrogate(
+    spec: str, *, layer: str = "late", device: torch.device | str | None = None
+) -> ImageSurrogate:
     """The image surrogate named by `spec` (`NAME` or `NAME:PATH`), cut at `layer`, on `device`.
 
     Raises `BadParameterError` for an unknown name or layer and `BadCheckpointError` when the weights
     cannot be found or read (offline and not cached, missing file, wrong architecture).
     """
     text = spec.strip()
-    name, _, path = text.partition(":")
+    name, _, raw_path = text.partition(":")
     name = name.strip().lower().replace("_", "-")
     if name not in SURROGATE_NAMES:
         import difflib
 
         close = difflib.get_close_matches(name, SURROGATE_NAMES, n=2)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise BadParameterError(f"expected a surrogate among {', '.join(SURROGATE_NAMES)}, got {spec!r}{hint}")
-    path = path.strip() or None
+        raise BadParameterError(
+            f"expected a surrogate among {', '.join(SURROGATE_NAMES)}, got {spec!r}{hint}"
+        )
+    path = raw_path.strip() or None
     if name == TINY_NAME:
         net, meta = load_tiny_image_cnn(path)
         surrogate = ImageSurrogate(name, net.stages(), layer, int(meta.get("input_size", "112")))

@@ -208,7 +208,8 @@ class _Meta:
         if isinstance(arch, str) and (override or self.arch is None):
             self.arch = arch
         for key in _LABEL_KEYS:
-            if key in d and (override or self.labels is None):
+            # a tensor under such a name is a weight of a plain state dict, not metadata
+            if key in d and not isinstance(d[key], Tensor) and (override or self.labels is None):
                 self.labels = _labels_from_obj(d[key], f"{where} ({key!r})")
                 self.labels_from = where
                 break
@@ -299,7 +300,11 @@ def _torch_load(path: Path, trust: bool) -> tuple[Any, list[str]]:
 def _unsafe_globals(path: Path, error: pickle.UnpicklingError) -> list[str]:
     """The Python globals a checkpoint needs beyond tensors (empty: it failed for another reason)."""
     try:
-        found = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+        # torch's own classes last: the others say what the file is (a VideoResNet, argparse args)
+        found = sorted(
+            torch.serialization.get_unsafe_globals_in_checkpoint(path),
+            key=lambda g: (g.startswith("torch."), g),
+        )
     except (ValueError, RuntimeError, OSError, pickle.UnpicklingError):
         found = []  # legacy (non-zip) files cannot be scanned: fall back on the error message
     return found or re.findall(r"GLOBAL ([\w.]+)", str(error))[:1]
@@ -790,7 +795,10 @@ def _finish(view: ModelView, device: torch.device) -> ModelView:
     view.net.eval()
     for p in view.net.parameters():  # not requires_grad_(): ScriptModules lack it
         p.requires_grad_(False)
-    view.net.to(device)
+    try:
+        view.net.to(device)
+    except (RuntimeError, AssertionError) as e:  # torch asserts when built without CUDA
+        raise UsageError(f"cannot use device {device}: {_first_line(e)}") from e
     for note in view.notes:
         log.info("%s: %s", view.name, note)
     return view

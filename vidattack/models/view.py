@@ -81,7 +81,7 @@ class Preprocess:
             crop=size(d.get("crop")),
             mean=triple(d.get("mean"), (0.0, 0.0, 0.0)),
             std=triple(d.get("std"), (1.0, 1.0, 1.0)),
-            layout=layout,  # type: ignore[arg-type]
+            layout=layout,
         )
 
 
@@ -128,9 +128,9 @@ def _resize_short_side(x: Tensor, size: int | tuple[int, int]) -> Tensor:
     if isinstance(size, tuple):
         new_h, new_w = size
     elif h <= w:
-        new_h, new_w = size, max(1, int(round(w * size / h)))
+        new_h, new_w = size, max(1, round(w * size / h))
     else:
-        new_h, new_w = max(1, int(round(h * size / w))), size
+        new_h, new_w = max(1, round(h * size / w)), size
     if (new_h, new_w) == (h, w):
         return x
     # antialias matters when shrinking 1080p to 112: without it, the model sees aliased pixels and the
@@ -146,7 +146,8 @@ def _center_crop(x: Tensor, size: int | tuple[int, int]) -> Tensor:
         ph, pw = max(ch - h, 0), max(cw - w, 0)
         x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))
         h, w = x.shape[-2:]
-    top, left = (h - ch) // 2, (w - cw) // 2
+    # rounded like torchvision's center_crop, so a 171-wide frame is cropped from column 30 as it is there
+    top, left = int(round((h - ch) / 2.0)), int(round((w - cw) / 2.0))
     return x[..., top : top + ch, left : left + cw]
 
 
@@ -210,6 +211,11 @@ class BoundModel(nn.Module):
     This is the "model" every attack receives. It is an `nn.Module` so attacks can call it and take
     gradients; its parameters are the network's and are never changed by an attack.
     """
+
+    net: nn.Module
+    _clips: Tensor
+    _mean: Tensor
+    _std: Tensor
 
     def __init__(self, view: ModelView, plan: FramePlan) -> None:
         super().__init__()

@@ -1,0 +1,185 @@
+"""The command line: exit codes, one-line errors, data on stdout, batches that survive bad files."""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+import torch
+from conftest import toy_view, write_clip
+from typer.testing import CliRunner
+
+from vidattack.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def toy_model(tmp_path_factory):
+    """The toy model as a TorchScript file with a JSON sidecar: a real `--model PATH`."""
+    folder = tmp_path_factory.mktemp("model")
+    view = toy_view()
+    path = folder / "toy.ts"
+    torch.jit.trace(view.net, torch.rand(1, 3, 8, 40, 48)).save(str(path))
+    sidecar = {"preprocess": view.preprocess.to_dict(), "labels": view.labels}
+    (folder / "toy.ts.json").write_text(json.dumps(sidecar))
+    return str(path)
+
+
+@pytest.fixture
+def videos(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(2):
+        g = torch.Generator().manual_seed(i)
+        write_clip(
+            folder / f"clip{i}.mp4", torch.randint(0, 256, (8, 40, 48, 3), generator=g, dtype=torch.uint8)
+        )
+    return folder
+
+
+def run(*args, input=None):
+    result = runner.invoke(app, [str(a) for a in args], input=input)
+    assert "Traceback" not in (result.stdout + result.stderr), result.stderr
+    return result
+
+
+def test_every_command_has_help():
+    result = run("--help")
+    assert result.exit_code == 0
+    for command in ("perturb", "predict", "attacks", "models"):
+        assert command in result.stdout
+        sub = run(command, "--help")
+        assert sub.exit_code == 0 and "Usage" in sub.stdout
+    for command in app.registered_commands:
+        assert (command.callback.__doc__ or "").strip(), f"{command.callback.__name__} has no help text"
+
+
+def test_perturb_writes_jsonl_to_stdout_and_outputs_to_the_folder(videos, toy_model, tmp_path):
+    out = tmp_path / "out"
+    result = run(
+        "perturb", videos / "clip0.mp4", "--model", toy_model, "--out", out, "--eps", "8/255", "--steps", "2"
+    )
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1
+    record = json.loads(lines[0])
+    assert record["status"] == "ok"
+    assert record["attack"]["params"]["eps"] == pytest.approx(8 / 255)
+    assert record["attack"]["params"]["steps"] == 2
+    assert (out / "clip0.report.json").exists() and (out / "clip0.adv.mp4").exists()
+
+
+def test_a_bad_file_in_a_folder_does_not_stop_the_batch(videos, toy_model, tmp_path):
+    (videos / "broken.mp4").write_bytes(b"\x00\x01 definitely not a video")
+    result = run(
+        "perturb", videos, "--model", toy_model, "--out", tmp_path / "out", "--steps", "1", "-f", "jsonl"
+    )
+    assert result.exit_code == 1
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert sorted(r["status"] for r in records) == ["error", "ok", "ok"]
+    broken = next(r for r in records if r["status"] == "error")
+    assert broken["input"].endswith("broken.mp4") and broken["error"]
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(error_lines) == 1 and "broken.mp4" in error_lines[0]
+
+
+def test_paths_from_stdin_and_json_format(videos, toy_model, tmp_path):
+    listing = f"{videos / 'clip0.mp4'}\n{videos / 'clip1.mp4'}\n"
+    result = run(
+        "perturb",
+        "-",
+        "--model",
+        toy_model,
+        "--out",
+        tmp_path / "o",
+        "--steps",
+        "1",
+        "-f",
+        "json",
+        input=listing,
+    )
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert [r["status"] for r in doc["results"]] == ["ok", "ok"]
+
+
+def test_existing_outputs_need_overwrite(videos, toy_model, tmp_path):
+    args = ["perturb", videos / "clip0.mp4", "--model", toy_model, "--out", tmp_path, "--steps", "1"]
+    assert run(*args).exit_code == 0
+    again = run(*args)
+    assert again.exit_code == 1 and "use --overwrite" in again.stderr
+    assert run(*args, "--overwrite").exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--attack", "pgd-inf"], "did you mean pgd-linf"),
+        (["--eps", "-1"], "eps: expected >= 0"),
+        (["--eps", "nan"], "eps: expected a number, got NaN"),
+        (["--eps", "4/0"], "eps: expected a number or a fraction"),
+        (["--set", "epz=1"], "unknown parameter 'epz'"),
+        (["--set", "eps"], "expected --set KEY=VALUE"),
+        (["--target", "giraffe"], "expected a label of model"),
+        (["--model", "nonexistent.pth"], "nonexistent.pth"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(videos, toy_model, tmp_path, args, message):
+    model = [] if "--model" in args else ["--model", toy_model]
+    result = run("perturb", videos / "clip0.mp4", *model, "--out", tmp_path, *args)
+    assert result.exit_code == 2, result.stderr
+    assert message in result.stderr
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert not list(tmp_path.glob("*.report.json"))
+
+
+def audio_only(path):
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("aac", rate=16000)
+        for i in range(20):
+            frame = av.AudioFrame.from_ndarray(
+                np.zeros((1, 1024), dtype=np.float32), format="fltp", layout="mono"
+            )
+            frame.sample_rate, frame.pts, frame.time_base = 16000, i * 1024, Fraction(1, 16000)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def test_unreadable_inputs_fail_per_item_with_exit_1(toy_model, tmp_path):
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    sound = audio_only(tmp_path / "sound.mp4")
+    result = run(
+        "perturb", tmp_path / "missing.mp4", empty, sound, "--model", toy_model, "--out", tmp_path / "o"
+    )
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 3
+    assert "no such file" in errors[0]
+    assert "no video stream" in errors[2]
+
+
+def test_predict_prints_labels(videos, toy_model):
+    result = run("predict", videos / "clip1.mp4", "--model", toy_model, "--top-k", "2", "-f", "jsonl")
+    assert result.exit_code == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["label"].startswith("class") and len(record["top"]) == 2
+
+
+def test_attacks_and_models_list_the_registry():
+    from vidattack.attacks import attack_names
+
+    listed = json.loads(run("attacks", "--format", "json").stdout)
+    assert [a["name"] for a in listed["attacks"]] == attack_names()
+    assert all(a["params"] is not None and a["paper"] for a in listed["attacks"])
+    models = json.loads(run("models", "--format", "json").stdout)
+    assert "tiny-c3d" in models["bundled"] and "r3d_18" in models["architectures"]
+    table = run("attacks", "--format", "table")
+    assert table.exit_code == 0 and "pgd-linf" in table.stdout
