@@ -185,7 +185,7 @@ def test_targeted_multav_linf_reaches_its_target(c3d, example_clip):
     model, x, _ = clip_input(c3d, example_clip)
     clean = int(model(x).argmax(1)[0])
     target = (clean + 1) % c3d.num_classes
-    result = get_attack("multav-linf", steps=10)(model, x, target=target)
+    result = get_attack("multav-linf")(model, x, target=target)
     assert bool(result.success[0])
     assert int(result.adversarial_labels[0]) == target
     assert result.norms["ratio_max"][0] <= 1.04 + 1e-6

@@ -25,8 +25,8 @@ def _colormap_lut(name: str = "inferno") -> Tensor:
 def magnitude_scale(clean: Tensor, adv: Tensor) -> int:
     """The largest per-pixel change (in 8-bit levels): heatmaps map 0..scale to the full colour range."""
     top = 0
-    for s in range(0, clean.shape[0], 16):
-        d = (adv[s : s + 16].short() - clean[s : s + 16].short()).abs().amax()
+    for s in range(0, clean.shape[0], 4):
+        d = (adv[s : s + 4].short() - clean[s : s + 4].short()).abs().amax()
         top = max(top, int(d))
     return max(top, 1)
 
@@ -38,10 +38,10 @@ def heatmap_frames_(clean: Tensor, adv: Tensor, scale: int) -> Tensor:
     colour map. In place because for a long 1080p video another full copy would not fit in memory.
     """
     lut = _colormap_lut()
-    for s in range(0, adv.shape[0], 16):
-        d = (adv[s : s + 16].short() - clean[s : s + 16].short()).abs().amax(dim=-1)  # (t, H, W)
+    for s in range(0, adv.shape[0], 4):
+        d = (adv[s : s + 4].short() - clean[s : s + 4].short()).abs().amax(dim=-1)  # (t, H, W)
         idx = (d.float() * (255.0 / scale)).round().clamp(0, 255).long()
-        adv[s : s + 16] = lut[idx]
+        adv[s : s + 4] = lut[idx]
     return adv
 
 

@@ -119,7 +119,8 @@ class LinfBall(ThreatModel):
         return _per_sample((x_adv - x).abs()).amax(dim=1)
 
     def _project_norm(self, x_adv: Tensor, x: Tensor) -> Tensor:
-        return torch.minimum(torch.maximum(x_adv, x - self.eps), x + self.eps)
+        # two temporaries instead of four: this runs every step on every pixel of the video
+        return (x_adv - x).clamp_(-self.eps, self.eps).add_(x)
 
     def _inside_elementwise(self, x_adv: Tensor, x: Tensor) -> Tensor:
         # compare in integer levels so 4/255 is exactly 4 levels despite float error

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vidattack.attacks.params import param, param_specs, parse_value, validate
-from vidattack.attacks.sparse import LOG_EPS, fooling_loss, sparse_penalty, straight_through_quantize
+from vidattack.attacks.sparse import fooling_loss, sparse_penalty, straight_through_quantize
 from vidattack.errors import BadCheckpointError, BadParameterError, OutputExistsError
 from vidattack.models.view import ModelView, Preprocess, plan_frames, sampled_frames
 from vidattack.threat import frames_mask
@@ -410,7 +410,7 @@ def learn_universal(
             "epochs_run": epochs_run,
         },
         created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        stats={"final_loss": best_loss if math.isfinite(best_loss) else None, "log_eps": LOG_EPS},
+        stats={"final_loss": best_loss if math.isfinite(best_loss) else None},
     )
 
 

@@ -258,8 +258,8 @@ class MultAVSPA(PixelParams, _MultiplicativeLinf):
     """MultAV-SPA: multiplicative salt-and-pepper, MultAV-Linf steps on a few pixels per frame.
 
     Paper settings: 100 pixels per frame (all channels), eps_m 3.55, alpha_m 1.7, 5 steps. Pixels are
-    chosen by the size of the gradient w.r.t. log(delta), |grad * x| summed over channels (so black
-    pixels, which cannot move, are never picked while others remain), or uniformly at random
+    chosen by the size of the gradient w.r.t. log(delta), the norm of grad * x over the channels (so
+    black pixels, which cannot move, are never picked while others remain), or uniformly at random
     (`selection=random`, the authors' choice). Input `(N, T, 3, H, W)` in [0, 1].
     """
 

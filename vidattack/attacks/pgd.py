@@ -72,8 +72,8 @@ def pgd_loop(
         ctx.record(step=i, objective=float(value.mean()), queries=getattr(model, "queries", 0))
         if threat.mask is not None:
             grad = grad * threat.mask
-        step = grad.sign() if norm == "linf" else grad / _per_sample_norm(grad)
-        x_adv = threat.project(x_adv + alpha * step, x)
+        step = grad.sign_() if norm == "linf" else grad.div_(_per_sample_norm(grad))
+        x_adv = threat.project(x_adv.add(step, alpha=alpha), x)
         ctx.step(i + 1, steps)
     return x_adv
 

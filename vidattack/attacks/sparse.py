@@ -36,7 +36,6 @@ from vidattack.errors import BadParameterError
 from vidattack.threat import LEVELS, ThreatModel, Unbounded, frame_mask_5d, frames_mask
 
 WEI = "Wei, Zhu, Su, Sparse Adversarial Perturbations for Videos, AAAI 2019"
-LOG_EPS = 1e-6  # the paper's constant inside both logarithms
 _SQRT_FLOOR = 1e-12  # keeps d sqrt / dE finite if a whole frame reaches exactly zero
 
 
@@ -55,9 +54,18 @@ def sparse_penalty(delta: Tensor, norm: Literal["l21", "l2"]) -> Tensor:
 
 
 def fooling_loss(log_probs: Tensor, labels: Tensor, targeted: bool) -> Tensor:
-    """The paper's classification term `(N,)`: -log(1 - p_y + 1e-6), or -log(p_target + 1e-6) if targeted."""
-    p = log_probs.gather(1, labels.view(-1, 1).to(log_probs.device)).squeeze(1).exp()
-    return -torch.log(p + LOG_EPS) if targeted else -torch.log(1.0 - p + LOG_EPS)
+    """The paper's classification term `(N,)`: -log(1 - p_y) untargeted, -log(p_target) targeted.
+
+    Computed from log-probabilities without the paper's `+ 1e-6` guard: log(1 - p_y) is the logsumexp
+    of the other classes' log-probabilities, which is exact where 1 - p_y underflows. The guarded form
+    is flat (no gradient) once 1 - p_y, or p_target, is far below 1e-6, which is where a confident
+    model starts (a clean video at p_y = 1 - 1e-9); elsewhere the two agree to within 1e-6 / (1 - p).
+    """
+    idx = labels.view(-1, 1).to(log_probs.device)
+    if targeted:
+        return -log_probs.gather(1, idx).squeeze(1)
+    others = log_probs.scatter(1, idx, float("-inf"))
+    return -torch.logsumexp(others, dim=1)
 
 
 def straight_through_quantize(x: Tensor) -> Tensor:
@@ -142,8 +150,8 @@ def _time_one_iteration(
 class SparseL21(Attack):
     """Sparse video attack: Adam on lam * ||M * E||_{2,1} + the paper's fooling loss (Wei et al. 2019).
 
-    Minimizes `lam * sum_t RMS(M_t * E_t) - log(1 - p_y + 1e-6)` (untargeted) or
-    `... - log(p_target + 1e-6)` (targeted) over an additive perturbation E of the sampled frames
+    Minimizes `lam * sum_t RMS(M_t * E_t) - log(1 - p_y)` (untargeted) or `... - log(p_target)`
+    (targeted; both computed stably from log-probabilities, see `fooling_loss`) over an additive perturbation E of the sampled frames
     `(N, T, 3, H, W)` in [0, 1], with Adam (lr in [0, 1] pixel units), from E = `init` everywhere (the
     l2,1 norm's square root has an infinite derivative at zero), projected to [0, 1] after every step,
     for at most `max_iter` iterations, stopping early once the loss has not improved for `patience`.

@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -85,6 +86,7 @@ _DELTA_SCHEDULE: tuple[tuple[float, int, float], ...] = (
 _LR_WINDOW = 20  # untargeted: iterations between step-size checks
 _EXPLORE_WINDOW = 5  # targeted: plain steps whose success rate halves the step range
 _SURROGATE_CHUNK = 16  # frames per surrogate forward/backward
+_MAX_CHUNK_ELEMENTS = 1 << 27  # float entries of the NES videos built at once (512 MB in float32)
 
 
 # -- partitions and rectification ------------------------------------------------------------------
@@ -167,7 +169,7 @@ def load_target_video(
     """The frames `(T, 3, H, W)` in [0, 1] of the video at `path`, resampled to an attacked video's frames.
 
     Frame `f` of the attacked `num_frames`-long video takes the target video's frame at the same relative
-    position, `round(f (F' - 1) / (num_frames - 1))`; frames are resized to `size` (bilinear,
+    position, `f (F' - 1) / (num_frames - 1)` rounded half up; frames are resized to `size` (bilinear,
     antialiased; the aspect ratio follows the attacked video).
     """
     from vidattack.video import load_video
@@ -175,7 +177,7 @@ def load_target_video(
     frames = load_video(path).frames  # (F', H', W', 3) uint8
     count = int(frames.shape[0])
     scale = (count - 1) / max(num_frames - 1, 1)
-    pos = torch.tensor([min(count - 1, round(f * scale)) for f in frame_ids], dtype=torch.long)
+    pos = torch.tensor([min(count - 1, int(f * scale + 0.5)) for f in frame_ids], dtype=torch.long)
     out = frames.index_select(0, pos).permute(0, 3, 1, 2).float().div(255.0)  # (T, 3, H', W')
     if tuple(out.shape[-2:]) != tuple(size):
         out = F.interpolate(out, size=size, mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
@@ -226,35 +228,57 @@ class _Tentative:
         return self._transferred(frames)
 
     def _transferred(self, frames: Tensor) -> Tensor:
-        grad = torch.zeros_like(frames)
-        dev = frames.device
-        for k, model in enumerate(self.models):
-            chunks = frames.split(_SURROGATE_CHUNK)
-            # Each model's loss is the mean squared error over all its (kept) feature entries, and the
-            # ensemble's loss their sum; frames are independent, so the gradient is built chunk by chunk.
-            if self.targeted:
-                target = self.targets[k]
-                keep = torch.rand(target.shape, generator=self.gen, device=dev) < self.keep_prob
-                denom = keep.sum().clamp_min(1).to(frames.dtype)
-            start = 0
-            for chunk in chunks:
-                n = chunk.shape[0]
-                leaf = chunk.detach().requires_grad_(True)
-                with torch.enable_grad():
-                    feats = _features(model, leaf)
-                    if self.targeted:
-                        sl = slice(start, start + n)
-                        err = (feats - target[sl]).square() * keep[sl]
-                        loss = err.sum() / denom
-                    else:
-                        noise = (
-                            torch.randn(feats.shape, generator=self.gen, device=dev).abs() * self.noise_scale
-                        )
-                        loss = (feats - noise).square().sum() / (feats[0].numel() * frames.shape[0])
-                    (g,) = torch.autograd.grad(loss, leaf)
-                grad[start : start + n] += g
-                start += n
-        return grad.sign()
+        return transferred_perturbation(
+            frames,
+            self.models,
+            generator=self.gen,
+            targets=self.targets if self.targeted else None,
+            keep_prob=self.keep_prob,
+            noise_scale=self.noise_scale,
+        )
+
+
+def transferred_perturbation(
+    frames: Tensor,
+    surrogates: Sequence[nn.Module],
+    *,
+    generator: torch.Generator,
+    targets: Sequence[Tensor] | None = None,
+    keep_prob: float = 0.9,
+    noise_scale: float = 5.0,
+) -> Tensor:
+    """V-BAD's transferred tentative perturbation (paper eq. 7): signs `(T, 3, H, W)` for frames in [0, 1].
+
+    sign of the gradient of sum_m MSE_m, the mean squared error between surrogate m's features of the
+    frames `(T, D_m)` and a target: `targets[m]` (targeted; entries kept with probability `keep_prob`,
+    mask redrawn per call, MSE over the kept entries) or a fresh |N(0, 1)| x `noise_scale` (untargeted).
+    The ensemble's losses are summed (the official code kept only the last model's).
+    """
+    grad = torch.zeros_like(frames)
+    dev = frames.device
+    for k, model in enumerate(surrogates):
+        # Frames are independent, so the gradient of the whole-video loss is built chunk by chunk.
+        keep: Tensor | None = None
+        if targets is not None:
+            target = targets[k]
+            keep = torch.rand(target.shape, generator=generator, device=dev) < keep_prob
+            denom = keep.sum().clamp_min(1).to(frames.dtype)
+        start = 0
+        for chunk in frames.split(_SURROGATE_CHUNK):
+            n = chunk.shape[0]
+            leaf = chunk.detach().requires_grad_(True)
+            with torch.enable_grad():
+                feats = _features(model, leaf)  # (n, D)
+                if keep is not None:
+                    sl = slice(start, start + n)
+                    loss = ((feats - target[sl]).square() * keep[sl]).sum() / denom
+                else:
+                    noise = torch.randn(feats.shape, generator=generator, device=dev).abs() * noise_scale
+                    loss = (feats - noise).square().sum() / (feats[0].numel() * frames.shape[0])
+                (g,) = torch.autograd.grad(loss, leaf)
+            grad[start : start + n] += g
+            start += n
+    return grad.sign()
 
 
 # -- the per-video attack ------------------------------------------------------------------------------
@@ -353,7 +377,9 @@ class VBAD(Attack):
     delta_eps: float = param(
         0.5, "targeted: first eps decrement tried per iteration", min=0, min_exclusive=True, max=1
     )
-    batch_size: int = param(48, "videos per forward pass of the target", min=1, max=100_000)
+    batch_size: int = param(
+        48, "videos per forward pass of the target (fewer for large frames)", min=1, max=100_000
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -427,9 +453,9 @@ class VBAD(Attack):
             budget = _Budget(model, share)
             label = int(criterion.labels[i])
             if start_frames is not None:
-                res = self._targeted(budget, x[i], start_frames, label, tentative, ctx, i)
+                res = self._targeted(budget, x[i], start_frames, label, tentative, ctx, i if n > 1 else None)
             else:
-                res = self._untargeted(budget, x[i], label, tentative, threat, ctx, i)
+                res = self._untargeted(budget, x[i], label, tentative, threat, ctx, i if n > 1 else None)
             res.extra["queries"] = budget.used
             out[i] = res.video
             outcomes.append(res)
@@ -464,14 +490,16 @@ class VBAD(Attack):
         targeted: bool,
         sigma: float,
         gen: torch.Generator,
-    ) -> Tensor | None:
-        """sign of the NES estimate `(K,)` of the objective's gradient wrt the patch coefficients.
+    ) -> tuple[Tensor, int] | None:
+        """sign of the NES estimate `(K,)` of the objective's gradient wrt the patch coefficients, and how
+        many samples kept the wanted class on top.
 
         None when the budget ran out before the population was evaluated (the partial estimate is dropped).
         """
         dev = x_it.device
         pairs = self.population // 2
-        per_chunk = max(1, self.batch_size // 2)
+        # pairs per chunk: `batch_size` videos, fewer for large frames so a chunk stays near 512 MB
+        per_chunk = max(1, min(self.batch_size // 2, _MAX_CHUNK_ELEMENTS // (2 * x_it.numel())))
         seed = int(torch.randint(0, 2**62, (1,), generator=gen, device=dev))
         shape = tuple(x_it.shape)
         values, keeps = [], []
@@ -488,7 +516,8 @@ class VBAD(Attack):
                 return None
             values.append(lp[:, label] if targeted else -lp[:, label])
             keeps.append(lp.argmax(dim=1) == label)
-        weights = rank_weights(torch.cat(values), torch.cat(keeps), targeted)
+        kept = torch.cat(keeps)
+        weights = rank_weights(torch.cat(values), kept, targeted)
         est = torch.zeros(part.size, device=dev, dtype=x_it.dtype)
         noise_gen = torch.Generator(device=dev).manual_seed(seed)
         at = 0
@@ -498,7 +527,7 @@ class VBAD(Attack):
             w = weights[at : at + 2 * m]
             est += ((w[:m] - w[m:]).view(-1, 1) * z).sum(dim=0)
             at += 2 * m
-        return est.sign()
+        return est.sign(), int(kept.sum())
 
     def _direction(
         self,
@@ -508,16 +537,18 @@ class VBAD(Attack):
         tentative: _Tentative,
         budget: _Budget,
         ctx: AttackContext,
-    ) -> Tensor | None:
-        """A rectified step direction `(T, 3, H, W)`: None when the budget ran out, zeros when NES failed."""
+    ) -> tuple[Tensor, int] | None:
+        """A rectified step direction `(T, 3, H, W)` and the number of NES samples that kept the wanted
+        class on top; None when the budget ran out."""
         h = tentative(x_it)
         part = make_partition(self.partition, tuple(x_it.shape), self.grid, ctx.generator, x_it.device)
-        signs = self._nes_signs(
+        estimate = self._nes_signs(
             budget, x_it, h, part, label, targeted, self.sigma_for(targeted), ctx.generator
         )
-        if signs is None:
+        if estimate is None:
             return None
-        return part.expand(signs.unsqueeze(0), tuple(x_it.shape))[0] * h
+        signs, kept = estimate
+        return part.expand(signs.unsqueeze(0), tuple(x_it.shape))[0] * h, kept
 
     # -- schedules -------------------------------------------------------------------------------------
 
@@ -529,7 +560,7 @@ class VBAD(Attack):
         tentative: _Tentative,
         threat: ThreatModel,
         ctx: AttackContext,
-        index: int,
+        index: int | None,
     ) -> _Outcome:
         x0 = x.unsqueeze(0)  # (1, T, 3, H, W)
         noise = (
@@ -559,10 +590,11 @@ class VBAD(Attack):
                 if window[-1] <= window[0]:
                     lr = max(lr / 2, self.min_lr)
                 window = []
-            direction = self._direction(x_it, label, False, tentative, budget, ctx)
-            if direction is None:
+            found = self._direction(x_it, label, False, tentative, budget, ctx)
+            if found is None:
                 return _Outcome(best, False, "budget", iterations, self.eps)
             iterations += 1
+            direction = found[0]
             x_it = torch.minimum(torch.maximum(x_it + lr * direction, x - self.eps), x + self.eps).clamp(0, 1)
 
     def _targeted(
@@ -573,7 +605,7 @@ class VBAD(Attack):
         target: int,
         tentative: _Tentative,
         ctx: AttackContext,
-        index: int,
+        index: int | None,
     ) -> _Outcome:
         final = LinfBall(eps=self.eps)
         x0 = x.unsqueeze(0)
@@ -601,12 +633,16 @@ class VBAD(Attack):
                     return _Outcome(
                         checked[0], True, "success", iterations, cur_eps, success_queries=budget.used
                     )
-            direction = self._direction(x_it, target, True, tentative, budget, ctx)
-            if direction is None:
+            found = self._direction(x_it, target, True, tentative, budget, ctx)
+            if found is None:
                 return _Outcome(x_it, False, "budget", iterations, cur_eps)
             iterations += 1
-            if not bool(direction.any()):
+            direction, kept = found
+            if kept == 0:
                 continue  # every NES sample lost the target: draw again (the official code does the same)
+            # A zero direction still moves: at the start x_it is the target video itself, whose features
+            # match the target's, so the tentative perturbation is 0 and only the shrinking eps ball
+            # (the projection toward x) changes the video until the two differ.
             lr, prop_de = max_lr, delta
             while True:
                 prop_eps = max(cur_eps - prop_de, self.eps)
@@ -652,7 +688,7 @@ class VBAD(Attack):
     def _record(
         self,
         ctx: AttackContext,
-        index: int,
+        index: int | None,
         budget: _Budget,
         lp: Tensor,
         label: int,
@@ -661,8 +697,10 @@ class VBAD(Attack):
         eps: float,
         lr: float,
     ) -> None:
+        # the video index only matters (and is only recorded) when several videos share the call
+        row = {} if index is None else {"video": float(index)}
         ctx.record(
-            video=index,
+            **row,
             queries=budget.qm.queries,
             loss=loss,
             top1_prob=float(lp.exp().max()),

@@ -1,7 +1,7 @@
 """A seeded synthetic action data set whose classes are defined by motion alone.
 
-Each clip shows one textured object (disc, square or triangle) on a smooth textured background with
-fresh sensor-like noise in every frame. The class is what the object *does* over time: move in one of
+Each clip shows one textured object (disc, square or triangle, with an off-centre spot that shows
+which way it faces) on a smooth textured background with fresh sensor-like noise in every frame. The class is what the object *does* over time: move in one of
 four directions, rotate either way, grow, shrink, flash, or stay still. Position, size, orientation,
 colours and textures are drawn from the same ranges for every class, so a single frame does not tell
 the classes apart and a model has to use time. The bundled models are trained on it and the tests
@@ -40,7 +40,9 @@ _ZOOM = (1.7, 2.4)  # total size ratio between first and last frame
 _RADIUS = (12.0, 30.0)  # object radius; zooming objects stay inside this range in every frame
 _MARGIN = 20.0  # object centres stay this far from the border
 _FLASH = (0.2, 0.35)  # brightness swing of a flashing object, added to and taken from its colour
-_NOISE = (0.02, 0.06)  # per-frame pixel noise, std on the [0, 1] scale
+# Per-frame pixel noise, std on the [0, 1] scale. Kept below the motion signal: at 0.06 the frame
+# differences are mostly noise and the models take many times longer to find the motion.
+_NOISE = (0.005, 0.03)
 
 
 def _uniform(g: torch.Generator, lo: float, hi: float) -> float:
@@ -79,6 +81,17 @@ def make_clip(label: int | str, *, seed: int, frames: int = 16, size: int = 112)
     always gives the same clip; the same seed with another label gives the same object and background
     doing something else.
     """
+    return render_clip(label, seed=seed, frames=frames, size=size)[0]
+
+
+def render_clip(label: int | str, *, seed: int, frames: int = 16, size: int = 112) -> tuple[Tensor, Tensor]:
+    """`make_clip` together with the object's true state in every frame.
+
+    Returns the clip `(frames, size, size, 3)` uint8 and the state `(frames, 5)` float32: centre x,
+    centre y, radius (pixels), angle (the direction of the object's spot from its centre, radians
+    clockwise on screen from the x axis) and brightness offset. Training can use the state as an
+    auxiliary target; tests can check the motion against it.
+    """
     cls = _label_index(label)
     if frames < 2:
         raise ValueError(f"expected at least 2 frames (motion needs time), got {frames}")
@@ -93,13 +106,22 @@ def make_clip(label: int | str, *, seed: int, frames: int = 16, size: int = 112)
     background = bg_colours[0] + (bg_colours[1] - bg_colours[0]) * bg_tex[..., None]  # (H, W, 3)
 
     # Object appearance. Its colours are kept away from the background's mean colour so the object
-    # is always visible; otherwise some clips carry no signal and cap the attainable accuracy.
+    # is always visible (otherwise some clips carry no signal and cap the attainable accuracy).
     bg_mean = background.mean(dim=(0, 1))
+    # Its texture needs contrast too: rotation shows only through the texture of a disc.
     obj_colours = torch.rand(2, 3, generator=g)
-    for _ in range(32):
-        if torch.linalg.vector_norm(obj_colours.mean(0) - bg_mean) >= 0.35:
+    for _ in range(64):
+        visible = torch.linalg.vector_norm(obj_colours.mean(0) - bg_mean) >= 0.35
+        if visible and torch.linalg.vector_norm(obj_colours[1] - obj_colours[0]) >= 0.3:
             break
         obj_colours = torch.rand(2, 3, generator=g)
+    # The spot makes a turning disc visible to a per-frame CNN: stripes alone leave a CNN+RNN guessing
+    # the direction of rotation.
+    spot_colour = torch.rand(3, generator=g)
+    for _ in range(64):
+        if torch.linalg.vector_norm(obj_colours - spot_colour, dim=1).min() >= 0.45:
+            break
+        spot_colour = torch.rand(3, generator=g)
     shape = _randint(g, 0, 3)  # disc, square, triangle
     stripe_angle = _uniform(g, 0.0, math.pi)
     stripe_freq = _uniform(g, 4.0, 9.0)
@@ -178,29 +200,41 @@ def make_clip(label: int | str, *, seed: int, frames: int = 16, size: int = 112)
     )[:, 0]  # (T, H, W)
     tex = (stripe_weight * stripes + (1 - stripe_weight) * blotches)[..., None]  # (T, H, W, 1)
     # The flash is added rather than multiplied: a dark object must flash as visibly as a bright one.
+    # The spot sits at (0.45, 0) in object coordinates, so it points along the object's angle.
+    spot_dist = torch.sqrt((ux - 0.45) ** 2 + uy * uy) - 0.2
+    spot = (0.5 - spot_dist * r).clamp_(0.0, 1.0)[..., None]  # (T, H, W, 1)
     base = obj_colours[0] + glow.view(frames, 1, 1, 1)  # (T, 1, 1, 3)
-    colour = torch.addcmul(base, tex, obj_colours[1] - obj_colours[0]).clamp_(0.0, 1.0)  # (T, H, W, 3)
+    colour = torch.addcmul(base, tex, obj_colours[1] - obj_colours[0])  # (T, H, W, 3)
+    colour = torch.lerp(colour, spot_colour + glow.view(frames, 1, 1, 1), spot).clamp_(0.0, 1.0)
 
     video = colour.sub_(background).mul_(alpha).add_(background)  # (T, H, W, 3), alpha-blended
     video.add_(torch.randn(video.shape, generator=g).mul_(noise_std))
-    return video.clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
+    state = torch.stack([cx, cy, radii, angle, glow], dim=1)  # (T, 5)
+    return video.clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8), state
 
 
-def make_dataset(
-    n_per_class: int, *, seed: int, frames: int = 16, size: int = 112
-) -> tuple[Tensor, Tensor]:
+def make_dataset(n_per_class: int, *, seed: int, frames: int = 16, size: int = 112) -> tuple[Tensor, Tensor]:
     """A balanced data set: `n_per_class` clips of every class in `CLASSES`.
 
     Returns clips `(N, frames, size, size, 3)` uint8 and labels `(N,)` int64, with the classes
     interleaved (`labels[i] == i % len(CLASSES)`) so any prefix is nearly balanced. Each clip's seed
     is drawn from `seed`, so two data sets with different seeds share no clip in practice.
     """
+    clips, labels, _ = make_dataset_with_state(n_per_class, seed=seed, frames=frames, size=size)
+    return clips, labels
+
+
+def make_dataset_with_state(
+    n_per_class: int, *, seed: int, frames: int = 16, size: int = 112
+) -> tuple[Tensor, Tensor, Tensor]:
+    """`make_dataset` plus each clip's per-frame object state `(N, frames, 5)` (see `render_clip`)."""
     if n_per_class < 1:
         raise ValueError(f"expected at least one clip per class, got {n_per_class}")
     n = n_per_class * len(CLASSES)
     clip_seeds = torch.randint(0, 2**62, (n,), generator=torch.Generator().manual_seed(int(seed)))
     clips = torch.empty(n, frames, size, size, 3, dtype=torch.uint8)
+    states = torch.empty(n, frames, 5)
     labels = torch.arange(n, dtype=torch.int64) % len(CLASSES)
     for i in range(n):
-        clips[i] = make_clip(int(labels[i]), seed=int(clip_seeds[i]), frames=frames, size=size)
-    return clips, labels
+        clips[i], states[i] = render_clip(int(labels[i]), seed=int(clip_seeds[i]), frames=frames, size=size)
+    return clips, labels, states

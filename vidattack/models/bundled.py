@@ -73,7 +73,9 @@ def load_bundled(name: str) -> ModelView:
 
     arch = meta.get("arch", "")
     if arch not in _ARCHS:
-        raise BadCheckpointError(f"expected arch {' or '.join(_ARCHS)} in the metadata of {path}, got {arch!r}")
+        raise BadCheckpointError(
+            f"expected arch {' or '.join(_ARCHS)} in the metadata of {path}, got {arch!r}"
+        )
     try:
         labels = json.loads(meta["labels"])
         preprocess = Preprocess.from_dict(json.loads(meta["preprocess"]))

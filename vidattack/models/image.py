@@ -9,8 +9,8 @@ itself, so callers always work in [0, 1] pixel units.
 Available surrogates (`load_surrogate(spec)`, `spec` = `NAME` or `NAME:PATH`):
 
 - `tiny-image-cnn` (default, bundled, offline): a small 2D CNN trained by `scripts/train_surrogate.py`
-  to tell the *shape* of the object in single synthetic frames (disc, square, triangle, ring, cross,
-  diamond): a frame-level task unrelated to the bundled video models' motion classes. Weights in
+  to tell *where* the object of a single synthetic still frame is (which cell of a 3 x 3 grid): a
+  static, frame-level task, not the bundled video models' motion classes. Weights in
   `vidattack/models/weights/tiny-image-cnn.safetensors` with their metadata (architecture, labels,
   input size, accuracy, seeds).
 - `resnet50`, `densenet121`, `densenet169`: torchvision ImageNet models, the paper's ensemble. Weights
@@ -73,14 +73,15 @@ def _conv_bn_relu(c_in: int, c_out: int, kernel: int, stride: int) -> nn.Sequent
 class TinyImageCNN(nn.Module):
     """A small image classifier: normalized images `(B, 3, H, W)` -> logits `(B, num_classes)`.
 
-    A strided stem and three stride-2 conv blocks, global average pooling and a linear head; about
-    100k parameters with the default widths. Stage names (`stem`, `block1`..`block3`, `pool`, `fc`)
-    are the layers an `ImageSurrogate` can cut at.
+    A strided stem, three stride-2 conv blocks, average pooling to a 3 x 3 grid (so the head can tell
+    where things are, at any input size) and a linear head; about 90k parameters with the default
+    widths. Stage names (`stem`, `block1`..`block3`, `pool`, `fc`) are the layers an `ImageSurrogate`
+    can cut at.
     """
 
     def __init__(
         self,
-        num_classes: int = 6,
+        num_classes: int = 9,
         channels: Sequence[int] = (24, 32, 64, 96),
         stem_kernel: int = 5,
         stem_stride: int = 2,
@@ -93,8 +94,8 @@ class TinyImageCNN(nn.Module):
         self.block1 = _conv_bn_relu(c0, c1, 3, 2)
         self.block2 = _conv_bn_relu(c1, c2, 3, 2)
         self.block3 = _conv_bn_relu(c2, c3, 3, 2)
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.fc = nn.Linear(c3, num_classes)
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(3), nn.Flatten())
+        self.fc = nn.Linear(c3 * 9, num_classes)
 
     def stages(self) -> list[tuple[str, nn.Module]]:
         """The named stages in order (what `ImageSurrogate` cuts)."""
@@ -240,7 +241,7 @@ def _read_state_dict(path: Path) -> dict[str, Tensor]:
 
 # The original DenseNet checkpoints name layers `norm.1`; torchvision's modules are `norm1`.
 _DENSE_KEY = re.compile(
-    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$"
 )
 
 
@@ -288,8 +289,8 @@ def _imagenet_stages(name: str, net: nn.Module) -> list[tuple[str, nn.Module]]:
 def _load_imagenet(name: str, path: str | None) -> nn.Module:
     import torchvision.models as tvm
 
+    state = _imagenet_state_dict(name, path)  # first: a missing file should fail before a slow build
     net: nn.Module = getattr(tvm, name)(weights=None)
-    state = _imagenet_state_dict(name, path)
     try:
         net.load_state_dict(state)
     except RuntimeError as exc:

@@ -227,6 +227,9 @@ class BoundModel(nn.Module):
         self.register_buffer("_mean", torch.tensor(pre.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("_std", torch.tensor(pre.std).view(1, 3, 1, 1), persistent=False)
         self.to(next(iter(self.net.parameters()), torch.empty(0)).device)
+        # Mirror the network's mode: a fresh Module says training=True, and tools that save and restore
+        # the mode of the model they are given (torchattacks does) would switch BatchNorm to training.
+        self.train(view.net.training)
 
     @property
     def num_classes(self) -> int:

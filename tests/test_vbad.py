@@ -1,0 +1,333 @@
+"""V-BAD, P-BAD and SR-BAD: a real black box (no gradients, exact query counts, hard budget), the
+paper's building blocks (partition, rank transform, transferred perturbation), and strength on the
+bundled models. Budgets stay at a few hundred queries on toy models; the bundled-model checks use one
+example clip."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import EXAMPLES, toy_view, write_clip
+from torch import nn
+
+from vidattack.attacks import attack_class, get_attack
+from vidattack.attacks.registry import get_attack_from_text
+from vidattack.attacks.vbad import (
+    VBAD,
+    load_target_video,
+    make_partition,
+    plot_query_curve,
+    rank_weights,
+    transferred_perturbation,
+    uniform_patch_ids,
+)
+from vidattack.blackbox import QueryModel
+from vidattack.errors import BadCheckpointError, BadParameterError
+from vidattack.models import image
+from vidattack.models.image import ImageSurrogate, TinyImageCNN, load_surrogate
+
+
+def bound(view, x):
+    return view.bind(view.plan(x.shape[1]))
+
+
+class GradientTrap(nn.Module):
+    """Wraps a net; fails loudly on any autograd through it and counts the videos it classifies."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.inner = net
+        self.seen = 0
+        self.inner.register_full_backward_hook(self._no_backward)
+
+    @staticmethod
+    def _no_backward(*_: object) -> None:
+        raise AssertionError("backward ran through the target model")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() or x.requires_grad:
+            raise AssertionError("the target was called with autograd on")
+        self.seen += x.shape[0]
+        return self.inner(x)
+
+
+def trapped_toy(seed: int = 0, bias: float = 0.0):
+    view = toy_view(seed=seed)
+    with torch.no_grad():
+        view.net.head.bias[0] += bias  # a large bias makes class 0 unshakeable
+    view.net = GradientTrap(view.net)
+    return view
+
+
+def tilted_toy():
+    """The toy with class 4 pushed up: on noise it still says class 0 (p 0.6 against 0.4), with a margin
+    a black box can cross in a couple of thousand queries. The toy's frames are noise, so there is
+    nothing for an image model to transfer; the toy tests use the static tentative perturbation."""
+    view = toy_view()
+    with torch.no_grad():
+        view.net.head.bias[4] += 0.8
+    return view
+
+
+def clean_labels(model, x):
+    with torch.no_grad():
+        return model(x).argmax(dim=1)
+
+
+# -- building blocks ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("height", "width"), [(37, 53), (5, 9), (112, 112)])
+def test_uniform_partition_covers_every_pixel_of_any_frame_size(height, width):
+    ids = uniform_patch_ids(height, width, 8)
+    assert ids.shape == (height, width)
+    rows, cols = ids // 8, ids % 8
+    # bands are contiguous and differ in size by at most one pixel
+    for bands, n in ((rows[:, 0], height), (cols[0], width)):
+        sizes = torch.bincount(bands, minlength=8)
+        assert int(sizes.sum()) == n and int(sizes.max() - sizes[sizes > 0].min()) <= 1
+        assert int((sizes > 0).sum()) == min(8, n)
+        assert bool((bands[1:] >= bands[:-1]).all())
+    part = make_partition("uniform", (3, 3, height, width), 8, torch.Generator(), torch.device("cpu"))
+    assert part.size == 3 * 64
+    coeff = torch.arange(part.size, dtype=torch.float32).view(1, -1)
+    spread = part.expand(coeff, (3, 3, height, width)).expand(1, 3, 3, height, width)
+    assert spread.shape == (1, 3, 3, height, width)
+    # each frame uses only its own coefficients, channels share them
+    assert int(spread[0, 1].min()) >= 64 and int(spread[0, 1].max()) < 128
+    assert torch.equal(spread[0, :, 0], spread[0, :, 2])
+
+
+def test_random_partition_deals_equal_groups_and_pixel_partition_is_the_identity():
+    gen = torch.Generator().manual_seed(0)
+    part = make_partition("random", (2, 3, 8, 8), 4, gen, torch.device("cpu"))
+    assert part.size == 2 * 16 and part.index is not None
+    counts = torch.bincount(part.index.reshape(-1), minlength=32)
+    assert bool((counts == 12).all())  # 3 * 8 * 8 / 16 per group
+    again = make_partition("random", (2, 3, 8, 8), 4, gen, torch.device("cpu"))
+    assert again.index is not None and not torch.equal(again.index, part.index), "redrawn every call"
+    pixel = make_partition("pixel", (2, 3, 4, 5), 8, gen, torch.device("cpu"))
+    coeff = torch.randn(3, pixel.size)
+    assert torch.equal(pixel.expand(coeff, (2, 3, 4, 5)).reshape(3, -1), coeff)
+
+
+def test_rank_transform_ties_and_penalties():
+    values = torch.tensor([0.3, 0.1, 0.2, 5.0])
+    keeps = torch.tensor([True, True, True, False])
+    # targeted: the sample that lost the target ranks worst, whatever its value
+    torch.testing.assert_close(rank_weights(values, keeps, targeted=True), torch.tensor([3, 1, 2, 0]) / 3.0)
+    # untargeted: the already-adversarial sample ranks best
+    torch.testing.assert_close(rank_weights(values, keeps, targeted=False), torch.tensor([2, 0, 1, 3]) / 3.0)
+    tied = rank_weights(torch.tensor([1.0, 1.0, 2.0, 0.0]), torch.tensor([True, True, True, False]), True)
+    torch.testing.assert_close(tied, torch.tensor([1.5, 1.5, 3.0, 0.0]) / 3.0)
+
+
+def tiny_surrogate(seed: int) -> ImageSurrogate:
+    torch.manual_seed(seed)
+    net = TinyImageCNN(9).eval()
+    return ImageSurrogate("tiny-image-cnn", net.stages(), "late", 16)
+
+
+def test_transferred_perturbation_sums_the_ensemble_losses():
+    frames = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    models = [tiny_surrogate(0), tiny_surrogate(1)]
+    targets = [m(torch.rand(3, 3, 16, 16)).flatten(1).detach() for m in models]
+    signs = transferred_perturbation(frames, models, generator=torch.Generator(), targets=targets, keep_prob=1.0)
+    leaf = frames.clone().requires_grad_(True)
+    total = sum(((m(leaf).flatten(1) - t) ** 2).mean() for m, t in zip(models, targets, strict=True))
+    (grad,) = torch.autograd.grad(total, leaf)
+    assert torch.equal(signs, grad.sign())
+    last_only = transferred_perturbation(
+        frames, models[1:], generator=torch.Generator(), targets=targets[1:], keep_prob=1.0
+    )
+    assert not torch.equal(signs, last_only), "the official code's bug: only the last model counted"
+    assert set(signs.unique().tolist()) <= {-1.0, 0.0, 1.0}
+
+
+def test_target_video_is_resampled_to_the_attacked_frames(tmp_path):
+    frames = torch.arange(6, dtype=torch.uint8).mul(40).view(6, 1, 1, 1).expand(6, 10, 14, 3).contiguous()
+    path = write_clip(tmp_path / "target.mp4", frames)
+    out = load_target_video(path, frame_ids=(0, 6, 12), num_frames=13, size=(5, 7))
+    assert out.shape == (3, 3, 5, 7)
+    torch.testing.assert_close(out[:, 0, 0, 0], torch.tensor([0, 120, 200]) / 255.0)
+
+
+# -- surrogates -----------------------------------------------------------------------------------------
+
+
+def test_imagenet_surrogates_fail_quickly_and_clearly_offline(monkeypatch, tmp_path):
+    monkeypatch.setattr(image.torch.hub, "get_dir", lambda: str(tmp_path))
+
+    def offline(url, dst):
+        raise BadCheckpointError(f"cannot download {url}: offline")
+
+    monkeypatch.setattr(image, "_download", offline)
+    with pytest.raises(BadCheckpointError, match="cannot download"):
+        load_surrogate("resnet50")
+    with pytest.raises(BadCheckpointError, match="no such weights file"):
+        load_surrogate(f"densenet121:{tmp_path / 'missing.pth'}")
+    with pytest.raises(BadParameterError, match="did you mean resnet50"):
+        load_surrogate("resnet5")
+    with pytest.raises(BadParameterError, match="expected a layer of tiny-image-cnn"):
+        load_surrogate("tiny-image-cnn", layer="layer9")
+
+
+def test_imagenet_surrogate_loads_from_the_hub_cache_with_old_densenet_keys(monkeypatch, tmp_path):
+    import torchvision.models as tvm
+
+    net = tvm.densenet121(weights=None)
+    # the original checkpoints spell `norm1` as `norm.1`; they must still load
+    old = {k.replace("norm1.", "norm.1.").replace("conv2.", "conv.2."): v for k, v in net.state_dict().items()}
+    url = tvm.get_weight(image.IMAGENET_WEIGHTS["densenet121"]).url
+    cache = tmp_path / "checkpoints" / url.rsplit("/", 1)[1]
+    cache.parent.mkdir()
+    torch.save(old, cache)
+    monkeypatch.setattr(image.torch.hub, "get_dir", lambda: str(tmp_path))
+    monkeypatch.setattr(image, "_download", lambda url, dst: pytest.fail("must not download when cached"))
+    surrogate = load_surrogate("densenet121", layer="mid")
+    assert surrogate.layer == "denseblock2"
+    assert surrogate(torch.rand(1, 3, 40, 50)).shape[:2] == (1, 512)
+
+
+# -- the black box ---------------------------------------------------------------------------------------
+
+
+def test_vbad_is_black_box_and_never_reaches_the_targets_gradients(toy_video):
+    view = trapped_toy()
+    model = bound(view, toy_video)
+    attack = get_attack("vbad", max_queries=200)
+    assert attack_class("vbad").white_box is False
+    result = attack(model, toy_video, seed=0)
+    assert result.queries == view.net.seen - 2  # the template's clean and final predictions are not queries
+    assert all(p.grad is None for p in view.net.parameters())
+    from vidattack.attacks.base import AttackContext
+
+    wrapped = attack.wrap_model(model, AttackContext(torch.Generator(), (0,), 1))
+    assert isinstance(wrapped, QueryModel) and list(wrapped.parameters()) == []
+    assert not hasattr(wrapped, "model") and not hasattr(wrapped, "net")
+
+
+@pytest.mark.parametrize(("name", "budget"), [("vbad", 200), ("sr-bad", 200), ("p-bad", 250)])
+def test_budget_is_spent_exactly_and_never_exceeded(toy_video, name, budget):
+    view = trapped_toy(bias=50.0)  # never fooled: the attack must run out of queries
+    model = bound(view, toy_video)
+    result = get_attack(name, max_queries=budget, tentative="static")(model, toy_video, seed=1)
+    assert not bool(result.success[0])
+    assert result.queries == budget == view.net.seen - 2
+    assert result.info["stopped"] == ["budget"]
+    # the caller's budget wins when it is smaller
+    view.net.seen = 0
+    smaller = get_attack(name, max_queries=budget)(model, toy_video, seed=1, max_queries=77)
+    assert smaller.queries == 77 == view.net.seen - 2
+    rows = [r["queries"] for r in smaller.history]
+    assert rows == sorted(rows) and rows[-1] <= 77
+
+
+def test_untargeted_success_stops_at_once_with_an_exact_count_and_the_bound(toy_video):
+    model = bound(tilted_toy(), toy_video)
+    result = get_attack("vbad", max_queries=2000, eps=8 / 255, tentative="static")(model, toy_video, seed=0)
+    assert bool(result.success[0])
+    assert result.info["success_queries"] == [result.queries]
+    assert result.queries < 2000
+    levels = (result.adversarial - toy_video).abs().mul(255).round()
+    assert int(levels.max()) <= 8
+    assert torch.equal(result.adversarial, torch.round(result.adversarial * 255) / 255)
+    assert result.adversarial_labels[0] != result.clean_labels[0]
+
+
+def test_same_seed_same_attack(toy, toy_video):
+    model = bound(toy, toy_video)
+    attack = get_attack("vbad", max_queries=300, eps=4 / 255)
+    a, b = attack(model, toy_video, seed=5), attack(model, toy_video, seed=5)
+    assert torch.equal(a.adversarial, b.adversarial) and a.queries == b.queries and a.history == b.history
+    c = attack(model, toy_video, seed=6)
+    assert not torch.equal(a.adversarial, c.adversarial)
+
+
+def test_targeted_success_means_the_target_is_top1(tmp_path, toy_video):
+    model = bound(tilted_toy(), toy_video)
+    dark = toy_video[0].mul(0.2).permute(0, 2, 3, 1).mul(255).round().to(torch.uint8)  # the toy says 4
+    path = write_clip(tmp_path / "target.mp4", dark)
+    assert int(clean_labels(model, toy_video)[0]) == 0
+    attack = get_attack("vbad", target_video=str(path), max_queries=3000, tentative="static")
+    result = attack(model, toy_video, target=4, seed=0)
+    assert bool(result.success[0]) and int(result.adversarial_labels[0]) == 4
+    assert result.info["final_eps"][0] <= 0.05 + 1e-9 and result.queries < 3000
+    assert int((result.adversarial - toy_video).abs().mul(255).round().max()) <= 12
+    eps_curve = [r["eps"] for r in result.history]
+    assert eps_curve[0] == 1.0 and eps_curve == sorted(eps_curve, reverse=True)
+
+
+def test_targeted_needs_a_start_video_of_the_target_class(tmp_path, toy, toy_video):
+    model = bound(toy, toy_video)
+    clean = int(clean_labels(model, toy_video)[0])
+    with pytest.raises(BadParameterError, match="target_video"):
+        get_attack("vbad", max_queries=100)(model, toy_video, target=(clean + 1) % 5)
+    frames = toy_video[0].permute(0, 2, 3, 1).mul(255).round().to(torch.uint8)
+    path = write_clip(tmp_path / "same.mp4", frames)
+    with pytest.raises(BadParameterError, match="classified as the target class"):
+        get_attack("vbad", max_queries=100, target_video=str(path))(model, toy_video, target=(clean + 1) % 5)
+
+
+def test_parameters_presets_and_text_parsing():
+    pbad, srbad, vbad = get_attack("p-bad"), get_attack("sr-bad"), get_attack("vbad")
+    assert (pbad.tentative, pbad.partition, pbad.population) == ("static", "pixel", 96)
+    assert (srbad.tentative, srbad.partition, srbad.population) == ("static", "random", 48)
+    assert isinstance(vbad, VBAD) and (vbad.eps, vbad.max_queries, vbad.grid) == (0.05, 300_000, 8)
+    assert vbad.sigma_for(False) == 1e-3 and vbad.sigma_for(True) == 1e-6
+    parsed = get_attack_from_text("vbad", {"surrogate": "resnet50,densenet121", "sigma": "1e-4", "layer": "fc"})
+    assert isinstance(parsed, VBAD) and parsed.sigma == 1e-4 and parsed.surrogate == "resnet50,densenet121"
+    with pytest.raises(BadParameterError, match="even"):
+        get_attack("vbad", population=47)
+    with pytest.raises(BadParameterError, match="tentative"):
+        get_attack_from_text("vbad", {"tentative": "magic"})
+
+
+def test_query_curve_plot(tmp_path, toy, toy_video):
+    result = get_attack("vbad", max_queries=150)(bound(toy, toy_video), toy_video, seed=0)
+    assert {"queries", "loss", "top1_prob", "eps"} <= set(result.history[0])
+    out = plot_query_curve(result.history, tmp_path / "curve.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# -- strength on the bundled models ---------------------------------------------------------------------
+
+
+def example_input(view, name: str = "move_left_1.mp4"):
+    from vidattack.models.view import sampled_frames
+    from vidattack.video import load_video
+
+    path = EXAMPLES / name
+    if not path.exists():
+        pytest.fail(f"{path} is missing: run python scripts/make_examples.py")
+    video = load_video(path)
+    plan = view.plan(video.num_frames)
+    return view.bind(plan), sampled_frames(video.frames, plan)
+
+
+def test_vbad_fools_tiny_c3d_on_an_example_clip(c3d):
+    model, x = example_input(c3d)
+    result = get_attack("vbad", max_queries=3000)(model, x, seed=0)
+    assert bool(result.success[0]), result.info
+    assert result.queries == result.info["success_queries"][0] <= 3000
+    assert float((result.adversarial - x).abs().max()) <= 0.05 + 1e-6
+
+
+def test_perturb_file_writes_a_bounded_adversarial_video(tmp_path, c3d):
+    from vidattack.pipeline import perturb_file
+
+    report = perturb_file(
+        EXAMPLES / "move_left_1.mp4",
+        get_attack("vbad", max_queries=3000),
+        model=c3d,
+        out_dir=tmp_path,
+        device="cpu",
+        heatmaps=False,
+    )
+    assert report["perturbation"]["linf"] <= 12 / 255 + 1e-9  # 0.05 is 12.75 levels
+    assert report["success"] and report["success_after_encode"]
+    assert report["queries"] == report["attack"]["info"]["queries_per_video"][0]
+    assert json.loads(Path(report["outputs"]["report"]).read_text())["queries"] == report["queries"]
