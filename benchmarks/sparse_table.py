@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from vidattack.attacks import get_attack  # noqa: E402
+from vidattack.attacks.params import parse_value  # noqa: E402
 from vidattack.models import load_model  # noqa: E402
 from vidattack.models.view import ModelView, sampled_frames  # noqa: E402
 from vidattack.universal import evaluate_universal, learn_universal  # noqa: E402
@@ -102,10 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], help="extra attack params k=v (e.g. lam=0.1)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    specs = {spec.name: spec for spec in get_attack("sparse").params()}
     extra: dict[str, Any] = {}
     for item in args.set:
         key, value = item.split("=", 1)
-        extra[key] = type(getattr(get_attack("sparse"), key))(value)
+        extra[key] = parse_value(specs[key], value)
 
     view = load_model(args.model)
     paths = sorted(args.examples.glob("*.mp4"))

@@ -10,7 +10,8 @@ The held-out accuracy printed at the end (and stored in the file's metadata) is 
 drawn with a different seed from the training clips.
 
 TinyLRCN also gets an auxiliary loss during training only: a linear probe on its per-frame features
-regresses the object's position and size in that frame (the generator knows them). Without it the
+regresses the position and size of the object and the position of its spot in that frame (the
+generator knows them). Without it the
 per-frame CNN takes far longer to learn where the object is, and the LSTM sees no motion until it
 does. The probe is thrown away; the saved model is a plain TinyLRCN.
 """
@@ -35,7 +36,7 @@ from torch import Tensor, nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vidattack.data.synthetic import CLASSES, make_dataset_with_state  # noqa: E402
+from vidattack.data.synthetic import CLASSES, SPOT_OFFSET, make_dataset_with_state  # noqa: E402
 from vidattack.models.tiny import TinyC3D, TinyLRCN  # noqa: E402
 from vidattack.models.view import Preprocess  # noqa: E402
 
@@ -69,9 +70,9 @@ class Recipe:
 
 
 RECIPES = {
-    "tiny-c3d": Recipe("tiny-c3d", "TinyC3D", lambda: TinyC3D(len(CLASSES)), "NCTHW", epochs=10, lr=3e-3),
+    "tiny-c3d": Recipe("tiny-c3d", "TinyC3D", lambda: TinyC3D(len(CLASSES)), "NCTHW", epochs=7, lr=3e-3),
     "tiny-lrcn": Recipe(
-        "tiny-lrcn", "TinyLRCN", lambda: TinyLRCN(len(CLASSES)), "NTCHW", epochs=10, lr=3e-3, aux_weight=3.0
+        "tiny-lrcn", "TinyLRCN", lambda: TinyLRCN(len(CLASSES)), "NTCHW", epochs=12, lr=3e-3, aux_weight=3.0
     ),
 }
 
@@ -102,20 +103,33 @@ def augment(
             continue
         clips[pick] = clips[pick].flip(dim)
         labels[pick] = torch.tensor(perm)[labels[pick]]
+        # state columns: centre x, centre y, radius, angle (clockwise from +x), brightness offset
         if dim == 3:
             states[pick, :, 0] = width - states[pick, :, 0]
+            states[pick, :, 3] = math.pi - states[pick, :, 3]
         elif dim == 2:
             states[pick, :, 1] = height - states[pick, :, 1]
+            states[pick, :, 3] = -states[pick, :, 3]
         else:
             states[pick] = states[pick].flip(1)
     return clips, labels, states
 
 
 def aux_targets(states: Tensor, size: int) -> Tensor:
-    """Per-frame probe targets `(B, T, 3)`: centre x and y in [-1, 1] and log radius."""
+    """Per-frame probe targets `(B, T, 5)`: object centre x, y and spot centre x, y in [-1, 1], and
+    log radius."""
     half = size / 2
+    cx, cy, radius, angle = states[..., 0], states[..., 1], states[..., 2], states[..., 3]
+    spot_x = cx + SPOT_OFFSET * radius * torch.cos(angle)
+    spot_y = cy + SPOT_OFFSET * radius * torch.sin(angle)
     return torch.stack(
-        [states[..., 0] / half - 1, states[..., 1] / half - 1, torch.log(states[..., 2] / (size / 5.6))],
+        [
+            cx / half - 1,
+            cy / half - 1,
+            spot_x / half - 1,
+            spot_y / half - 1,
+            torch.log(radius / (size / 5.6)),
+        ],
         dim=-1,
     )
 
@@ -145,7 +159,7 @@ def train(
     torch.manual_seed(TRAIN_SEED)
     g = torch.Generator().manual_seed(TRAIN_SEED)
     net = recipe.make()
-    probe = nn.Linear(net.head.in_features if isinstance(net, TinyLRCN) else 1, 3)
+    probe = nn.Linear(net.head.in_features if isinstance(net, TinyLRCN) else 1, 5)
     use_probe = recipe.aux_weight > 0 and isinstance(net, TinyLRCN)
     pre = Preprocess(
         clip_len=16,

@@ -177,8 +177,9 @@ def test_signal_dependency_on_a_real_clip(c3d, example_clip):
     model, x, _ = clip_input(c3d, example_clip)
     mult = get_attack("multav-linf")(model, x).adversarial
     add = get_attack("pgd-linf")(model, x).adversarial
-    assert correlation((mult - x).abs(), x) > 0.5
-    assert correlation((add - x).abs(), x) < 0.2
+    # quantization and sign flips blur it, but brighter pixels still move clearly more
+    assert correlation((mult - x).abs(), x) > 0.3
+    assert correlation((add - x).abs(), x) < 0.05
 
 
 def test_targeted_multav_linf_reaches_its_target(c3d, example_clip):
@@ -213,6 +214,6 @@ def test_the_written_file_keeps_the_ratio_bound_and_black_pixels(c3d, example_cl
     a, o = written.double(), frames.double()
     assert bool((a <= o * 1.04 + 1e-9).all()) and bool((a * 1.04 >= o - 1e-9).all())
     assert bool((written[:, :16, :16] == 0).all())
-    assert report["perturbation"]["ratio_max"] <= 1.04
+    assert report["perturbation"]["ratio_max"] <= 1.04 + 1e-6  # measured in float32
     assert report["attack"]["threat"]["name"] == "ratio_linf"
     assert report["success_after_encode"] == report["success"]

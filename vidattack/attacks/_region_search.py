@@ -217,13 +217,9 @@ def choose_rectangle(
 
 def border_region(x: Tensor, ctx: AttackContext, *, width: int, frames: Tensor) -> Tensor:
     """Mask `(1, T, 1, H, W)` of a frame border `width` pixels thick on the selected frames."""
-    h, w = x.shape[-2:]
-    if width < 1 or 2 * width > min(h, w):
-        raise BadParameterError(
-            f"expected a border width in [1, {min(h, w) // 2}] for the {h} x {w} frames, got {width}"
-        )
+    mask = border_mask(x.shape, width).to(x.device)  # raises BadParameterError when too wide
     ctx.info["region"] = {"kind": "border", "width": width}
-    return border_mask(x.shape, width).to(x.device) & frame_mask_5d(frames, x)
+    return mask & frame_mask_5d(frames, x)
 
 
 def choose_pixels(

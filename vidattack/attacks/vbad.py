@@ -16,7 +16,7 @@ it asks about and nothing else, and every video it asks about is a counted query
    each frame's input dimensions dealt at random into grid^2 equal groups, redrawn every iteration.
    `pixel` = every input dimension its own coefficient (pixel-wise NES, Ilyas et al.).
 3. **NES** over the K coefficients (Algorithm 2): `population` antithetic Gaussian samples z, queries
-   x + sigma * R(z, U), rank transform (a sample that keeps the wanted class on top gets its rank /
+   x + sigma * R(z, U) (not clipped to [0, 1], as in the official code), rank transform (a sample that keeps the wanted class on top gets its rank /
    (n - 1); one that loses it gets the tied worst rank for a targeted attack, the tied best rank for an
    untargeted one, as in the official code; ties share their mean rank), estimate g = sum w_i z_i.
    R applies each coefficient to its patch of `h` as is (entries +-1), so sigma is in pixel units and
@@ -30,7 +30,7 @@ Schedules (official code, which the paper summarises in Sec. 4.1):
   clean class's probability went down over a window of 20 iterations; stop at the first success.
 - Targeted (Algorithm 1, Ilyas et al.'s partial-information schedule): start from a video of the target
   class (`target_video`, a file, resampled to the attacked frames: frame f of an F-frame video takes
-  the target's frame round(f (F' - 1) / (F - 1)), resized to H x W), with eps = 1. Each iteration tries
+  the target's frame f (F' - 1) / (F - 1) rounded half up, resized to H x W), with eps = 1. Each iteration tries
   to shrink eps by `delta_eps` (0.5 at first) with a halving line search on the step (`lr`..`min_lr`),
   accepting a candidate only if the target stays top-1; else it steps at the current eps. delta_eps
   decays when shrinking keeps failing (official schedule: /2 after 1 failure down to 0.01, then /1.5
@@ -48,7 +48,15 @@ iterate with the smallest eps that keeps the target on top (projected to eps by 
 
 Success is checked on the video the file will hold: the per-iteration check query (untargeted) and the
 final check (targeted, once eps <= `eps`) are made on the iterate rounded to the 8-bit grid inside the
-eps ball, while NES samples and iterates stay in float so sigma survives.
+eps ball, while NES samples and iterates stay in float so sigma survives. Iterates are kept in the ball
+of whole 8-bit levels (`grid_eps`: 12/255 for eps 0.05), so that rounding never pulls saturated pixels
+back inside and undoes a success.
+
+Surrogates: the default is the bundled `tiny-image-cnn` (`vidattack.models.image`), which looks at
+frames shrunk to 16 x 16; `surrogate=resnet50,densenet121,densenet169` is the paper's ImageNet
+ensemble (weights from `NAME:PATH` or the torch hub cache). `layer=late` (the default) cuts each at a
+late convolutional stage (tiny: block3, resnet50: layer3, densenet: denseblock3); the official code
+used the logits (`layer=logits`), which on the bundled models needed ~20% more queries.
 """
 
 from __future__ import annotations
@@ -407,6 +415,16 @@ class VBAD(Attack):
             return wrapped.queries
         return int(getattr(wrapped, "queries", 0))
 
+    def grid_eps(self) -> float:
+        """The bound the iterates keep: eps rounded down to whole 8-bit levels (12/255 for 0.05).
+
+        Rounding the result to the 8-bit grid must not leave the ball; an iterate at the float bound
+        (12.75 levels) would have every saturated pixel pulled back by 0.75 level, which measurably undid
+        targeted attacks that had just succeeded in float.
+        """
+        levels = math.floor(self.eps * 255 + 1e-6)
+        return levels / 255 if levels > 0 else self.eps
+
     def sigma_for(self, targeted: bool) -> float:
         """The NES scale actually used."""
         if self.sigma == AUTO:
@@ -563,9 +581,10 @@ class VBAD(Attack):
         index: int | None,
     ) -> _Outcome:
         x0 = x.unsqueeze(0)  # (1, T, 3, H, W)
+        eps = self.grid_eps()
         noise = (
             torch.rand(x.shape, generator=ctx.generator, device=x.device, dtype=x.dtype) * 2 - 1
-        ) * self.eps
+        ) * self.grid_eps()
         x_it = (x + noise).clamp(0, 1)
         lr = self.lr
         window: list[float] = []
@@ -595,7 +614,7 @@ class VBAD(Attack):
                 return _Outcome(best, False, "budget", iterations, self.eps)
             iterations += 1
             direction = found[0]
-            x_it = torch.minimum(torch.maximum(x_it + lr * direction, x - self.eps), x + self.eps).clamp(0, 1)
+            x_it = torch.minimum(torch.maximum(x_it + lr * direction, x - eps), x + eps).clamp(0, 1)
 
     def _targeted(
         self,
@@ -608,6 +627,7 @@ class VBAD(Attack):
         index: int | None,
     ) -> _Outcome:
         final = LinfBall(eps=self.eps)
+        eps = self.grid_eps()
         x0 = x.unsqueeze(0)
         x_it, cur_eps = start.clone(), 1.0
         lp = budget.ask(x_it.unsqueeze(0))
@@ -624,7 +644,7 @@ class VBAD(Attack):
         explore: deque[bool] = deque(maxlen=_EXPLORE_WINDOW)
         reduce_fail, period, iterations = 0, 0, 0
         while True:
-            if cur_eps <= self.eps + 1e-12:
+            if cur_eps <= eps + 1e-12:
                 checked = final.quantize(x_it.unsqueeze(0), x0)
                 lp = budget.ask(checked)
                 if lp.shape[0] == 0:
@@ -645,7 +665,7 @@ class VBAD(Attack):
             # (the projection toward x) changes the video until the two differ.
             lr, prop_de = max_lr, delta
             while True:
-                prop_eps = max(cur_eps - prop_de, self.eps)
+                prop_eps = max(cur_eps - prop_de, eps)
                 cand = torch.minimum(torch.maximum(x_it + lr * direction, x - prop_eps), x + prop_eps).clamp(
                     0, 1
                 )

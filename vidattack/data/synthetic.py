@@ -35,7 +35,7 @@ CLASSES: tuple[str, ...] = (
 # Kinematics, per frame, in pixels of a 112-pixel frame (scaled with `size`). The ranges are wide
 # enough that speed is no cue and narrow enough that motion is visible after 4x downsampling.
 _SPEED = (1.6, 3.6)  # translation, px/frame
-_SPIN = (5.0, 11.0)  # rotation, degrees/frame; below 45 so a square's symmetry cannot alias it
+_SPIN = (20.0, 40.0)  # rotation, degrees/frame; below 45 so a square's symmetry cannot alias it
 _ZOOM = (1.7, 2.4)  # total size ratio between first and last frame
 _RADIUS = (12.0, 30.0)  # object radius; zooming objects stay inside this range in every frame
 _MARGIN = 20.0  # object centres stay this far from the border
@@ -43,6 +43,8 @@ _FLASH = (0.2, 0.35)  # brightness swing of a flashing object, added to and take
 # Per-frame pixel noise, std on the [0, 1] scale. Kept below the motion signal: at 0.06 the frame
 # differences are mostly noise and the models take many times longer to find the motion.
 _NOISE = (0.005, 0.03)
+SPOT_OFFSET = 0.5  # distance of the spot's centre from the object's, in object radii
+_SPOT_RADIUS = 0.22
 
 
 def _uniform(g: torch.Generator, lo: float, hi: float) -> float:
@@ -200,8 +202,8 @@ def render_clip(label: int | str, *, seed: int, frames: int = 16, size: int = 11
     )[:, 0]  # (T, H, W)
     tex = (stripe_weight * stripes + (1 - stripe_weight) * blotches)[..., None]  # (T, H, W, 1)
     # The flash is added rather than multiplied: a dark object must flash as visibly as a bright one.
-    # The spot sits at (0.45, 0) in object coordinates, so it points along the object's angle.
-    spot_dist = torch.sqrt((ux - 0.45) ** 2 + uy * uy) - 0.2
+    # The spot sits on the object's x axis, so it points along the object's angle.
+    spot_dist = torch.sqrt((ux - SPOT_OFFSET) ** 2 + uy * uy) - _SPOT_RADIUS
     spot = (0.5 - spot_dist * r).clamp_(0.0, 1.0)[..., None]  # (T, H, W, 1)
     base = obj_colours[0] + glow.view(frames, 1, 1, 1)  # (T, 1, 1, 3)
     colour = torch.addcmul(base, tex, obj_colours[1] - obj_colours[0])  # (T, H, W, 3)

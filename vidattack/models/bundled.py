@@ -24,8 +24,8 @@ from vidattack.models.view import ModelView, Preprocess, check_labels
 DEFAULT_MODEL = "tiny-c3d"
 
 BUNDLED: dict[str, str] = {
-    "tiny-c3d": "3D CNN (140k params) on 16x112x112 clips, 10 synthetic motion classes",
-    "tiny-lrcn": "per-frame CNN + LSTM (140k params) with per-frame predictions, 10 synthetic motion classes",
+    "tiny-c3d": "3D CNN (143k params) on 16x112x112 clips, 10 synthetic motion classes",
+    "tiny-lrcn": "per-frame CNN + LSTM (155k params) with per-frame predictions, 10 synthetic motion classes",
 }
 
 _ARCHS: dict[str, Callable[[int], nn.Module]] = {"TinyC3D": TinyC3D, "TinyLRCN": TinyLRCN}

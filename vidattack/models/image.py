@@ -10,7 +10,9 @@ Available surrogates (`load_surrogate(spec)`, `spec` = `NAME` or `NAME:PATH`):
 
 - `tiny-image-cnn` (default, bundled, offline): a small 2D CNN trained by `scripts/train_surrogate.py`
   to tell *where* the object of a single synthetic still frame is (which cell of a 3 x 3 grid): a
-  static, frame-level task, not the bundled video models' motion classes. Weights in
+  static, frame-level task, not the bundled video models' motion classes. It looks at frames shrunk to
+  16 x 16 (its `input_size`), so its gradient signs vary on the scale of several pixels of the video
+  (why: see the script's docstring). Weights in
   `vidattack/models/weights/tiny-image-cnn.safetensors` with their metadata (architecture, labels,
   input size, accuracy, seeds).
 - `resnet50`, `densenet121`, `densenet169`: torchvision ImageNet models, the paper's ensemble. Weights

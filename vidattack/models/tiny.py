@@ -11,7 +11,7 @@ Both downsample by 4 in their first layer, which keeps them fast on CPU while th
 resolution, so attacks still act on every pixel. Neither uses dropout; in eval mode they are
 deterministic functions of their input. They are trained by `scripts/train_bundled.py` on
 `vidattack.data.synthetic`, whose classes differ only in motion; the design choices below that look
-unusual (a zero-sum temporal stem, max pooling, feature changes fed to the LSTM) each made training
+unusual (a zero-sum temporal stem, max pooling, keypoints and feature changes fed to the LSTM) each made training
 on that data several times faster on CPU.
 """
 
@@ -79,28 +79,45 @@ class TinyC3D(nn.Module):
         return self.head(self.features(x).amax(dim=(2, 3, 4)))
 
 
+class _Keypoints(nn.Module):
+    """Spatial soft-argmax (Levine et al. 2016): for each channel, the expected (x, y) in [-1, 1] under
+    a softmax over positions, and the channel's maximum. `(N, C, H, W)` -> `(N, 3C)`."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, c, h, w = x.shape
+        p = x.flatten(2).softmax(dim=-1).view(n, c, h, w)
+        xs = torch.linspace(-1.0, 1.0, w, device=x.device, dtype=x.dtype)
+        ys = torch.linspace(-1.0, 1.0, h, device=x.device, dtype=x.dtype)
+        return torch.cat([(p.sum(2) * xs).sum(-1), (p.sum(3) * ys).sum(-1), x.amax(dim=(2, 3))], dim=1)
+
+
 class TinyLRCN(nn.Module):
     """A per-frame CNN, an LSTM over its features, and a linear classifier at every time step.
 
     `frame_logits` maps `(B, T, 3, H, W)` to per-step logits `(B, T, num_classes)`; `forward` returns
-    their mean over time, `(B, num_classes)`. The CNN keeps a coarse 4x4 grid of features rather than
-    pooling them away, because the LSTM can only see motion as a change of *where* things are; at step
-    t the LSTM reads frame t's features and their change since frame t-1, so the prediction at step t
-    depends on frames 0..t only.
+    their mean over time, `(B, num_classes)`. At step t the LSTM reads frame t's features, their change
+    since frame t-1 and a learned product of the two, so the prediction at step t depends on frames
+    0..t only.
+
+    The CNN ends in spatial soft-argmax keypoints rather than pooled features: the LSTM can only see
+    motion as a change of *where* things are, and keypoints say where precisely. The product term is
+    there for rotation, whose direction is a cross product of where a point is and how it moved
+    (the gated-autoencoder view of motion, Memisevic 2013); an LSTM left to find it through its gates
+    did not within a CPU training budget.
     """
 
-    def __init__(self, num_classes: int = 10, hidden: int = 96) -> None:
+    def __init__(self, num_classes: int = 10, hidden: int = 96, gated: int = 32) -> None:
         super().__init__()
         self.cnn = nn.Sequential(
             _conv2d(3, 16, 5, 4),  # (B*T, 16, H/4, W/4)
             _conv2d(16, 32, 3, 2),  # (B*T, 32, H/8, W/8)
-            _conv2d(32, 32, 3, 2),  # (B*T, 32, H/16, W/16)
-            nn.AdaptiveAvgPool2d(4),  # (B*T, 32, 4, 4)
-            nn.Flatten(),
-            # No ReLU here: the LSTM's own input gates follow, and a ReLU bottleneck died in training.
-            nn.Linear(32 * 16, hidden),
+            nn.Conv2d(32, 32, 3, padding=1),  # (B*T, 32, H/8, W/8); raw scores for the softmax
+            _Keypoints(),  # (B*T, 96)
+            nn.Linear(96, hidden),
         )
-        self.rnn = nn.LSTM(2 * hidden, hidden, batch_first=True)
+        self.appearance = nn.Linear(hidden, gated)
+        self.motion = nn.Linear(hidden, gated)
+        self.rnn = nn.LSTM(2 * hidden + gated, hidden, batch_first=True)
         self.head = nn.Linear(hidden, num_classes)
 
     def features(self, x: Tensor) -> Tensor:
@@ -113,7 +130,8 @@ class TinyLRCN(nn.Module):
     def recurrent_logits(self, feats: Tensor) -> Tensor:
         """Per-step logits `(B, T, num_classes)` from per-frame features `(B, T, hidden)`."""
         change = torch.cat([torch.zeros_like(feats[:, :1]), feats[:, 1:] - feats[:, :-1]], dim=1)
-        out, _ = self.rnn(torch.cat([feats, change], dim=-1))  # (B, T, hidden)
+        gated = self.appearance(feats) * self.motion(change)  # (B, T, gated)
+        out, _ = self.rnn(torch.cat([feats, change, gated], dim=-1))  # (B, T, hidden)
         return self.head(out)
 
     def frame_logits(self, x: Tensor) -> Tensor:
