@@ -113,7 +113,9 @@ def main() -> None:
     for fn in (ours_call, ta_call, bare_fwd_bwd, one_step):  # warm-up (allocator, thread pools)
         fn()
     # interleave the contenders so drift on a shared machine hits both alike
-    t: dict[str, list[float]] = {k: [] for k in ("ours_call", "ours_loop", "ta_loop", "ta_e2e", "bare", "step")}
+    t: dict[str, list[float]] = {
+        k: [] for k in ("ours_call", "ours_loop", "ta_loop", "ta_e2e", "bare", "step")
+    }
     for _ in range(args.repeats):
         t["ours_call"] += timed(ours_call, 1)
         t["ta_e2e"] += timed(ta_end_to_end, 1)

@@ -48,7 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         while kept < args.per_class:
             if attempt >= 30:
                 # some classes (rotation) are the bundled LSTM's weak spot: ship the classes it gets right
-                print(f"no clip of {label} that every model classifies confidently in 30 seeds; skipped", file=sys.stderr)
+                print(
+                    f"no clip of {label} that every model classifies confidently in 30 seeds; skipped",
+                    file=sys.stderr,
+                )
                 break
             seed = EXAMPLE_SEED * 1000 + cls * 100 + attempt
             attempt += 1

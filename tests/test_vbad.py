@@ -135,7 +135,9 @@ def test_transferred_perturbation_sums_the_ensemble_losses():
     frames = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(1))
     models = [tiny_surrogate(0), tiny_surrogate(1)]
     targets = [m(torch.rand(3, 3, 16, 16)).flatten(1).detach() for m in models]
-    signs = transferred_perturbation(frames, models, generator=torch.Generator(), targets=targets, keep_prob=1.0)
+    signs = transferred_perturbation(
+        frames, models, generator=torch.Generator(), targets=targets, keep_prob=1.0
+    )
     leaf = frames.clone().requires_grad_(True)
     total = sum(((m(leaf).flatten(1) - t) ** 2).mean() for m, t in zip(models, targets, strict=True))
     (grad,) = torch.autograd.grad(total, leaf)
@@ -180,7 +182,9 @@ def test_imagenet_surrogate_loads_from_the_hub_cache_with_old_densenet_keys(monk
 
     net = tvm.densenet121(weights=None)
     # the original checkpoints spell `norm1` as `norm.1`; they must still load
-    old = {k.replace("norm1.", "norm.1.").replace("conv2.", "conv.2."): v for k, v in net.state_dict().items()}
+    old = {
+        k.replace("norm1.", "norm.1.").replace("conv2.", "conv.2."): v for k, v in net.state_dict().items()
+    }
     url = tvm.get_weight(image.IMAGENET_WEIGHTS["densenet121"]).url
     cache = tmp_path / "checkpoints" / url.rsplit("/", 1)[1]
     cache.parent.mkdir()
@@ -278,7 +282,9 @@ def test_parameters_presets_and_text_parsing():
     assert (srbad.tentative, srbad.partition, srbad.population) == ("static", "random", 48)
     assert isinstance(vbad, VBAD) and (vbad.eps, vbad.max_queries, vbad.grid) == (0.05, 300_000, 8)
     assert vbad.sigma_for(False) == 1e-3 and vbad.sigma_for(True) == 1e-6
-    parsed = get_attack_from_text("vbad", {"surrogate": "resnet50,densenet121", "sigma": "1e-4", "layer": "fc"})
+    parsed = get_attack_from_text(
+        "vbad", {"surrogate": "resnet50,densenet121", "sigma": "1e-4", "layer": "fc"}
+    )
     assert isinstance(parsed, VBAD) and parsed.sigma == 1e-4 and parsed.surrogate == "resnet50,densenet121"
     with pytest.raises(BadParameterError, match="even"):
         get_attack("vbad", population=47)

@@ -49,7 +49,9 @@ def perturbation_stats(clean: Tensor, adv: Tensor) -> dict[str, Any]:
     copy of it (let alone several temporaries) would not fit beside the video in the memory budget.
     """
     if clean.shape != adv.shape:
-        raise ValueError(f"expected frames of the same shape, got {tuple(clean.shape)} and {tuple(adv.shape)}")
+        raise ValueError(
+            f"expected frames of the same shape, got {tuple(clean.shape)} and {tuple(adv.shape)}"
+        )
     t = clean.shape[0]
     pixels = clean[0].numel() if t else 1
     linf, sq, ratio_max = 0, 0.0, 1.0

@@ -117,7 +117,7 @@ class PGDLinf(Attack):
     Input `(N, T, 3, H, W)` in [0, 1]; all budgets in [0, 1] pixel units.
     """
 
-    paper = f"{MADRY}; defaults from Yang et al., MultAV, Sec. 4 (PGD-Linf baseline)"
+    paper = f"{MADRY}; defaults from Lo and Patel, MultAV (AVSS 2021), Sec. 4 (PGD-Linf baseline)"
     threat_summary = "additive, every pixel of every sampled frame, Linf ball"
 
     eps: float = param(4 / 255, "Linf budget in [0, 1] pixel units", min=0, max=1)
@@ -166,7 +166,7 @@ class PGDL2(Attack):
     16-frame 112 x 112 clip). `alpha=auto` is Madry's 2.5 * eps / steps.
     """
 
-    paper = f"{MADRY}; defaults from Yang et al., MultAV, Sec. 4 (PGD-L2 baseline)"
+    paper = f"{MADRY}; defaults from Lo and Patel, MultAV (AVSS 2021), Sec. 4 (PGD-L2 baseline)"
     threat_summary = "additive, every pixel of every sampled frame, L2 ball over the whole video"
 
     eps: float = param(160.0, "L2 budget over the whole sampled video, [0, 1] pixel units", min=0)

@@ -147,7 +147,7 @@ def _center_crop(x: Tensor, size: int | tuple[int, int]) -> Tensor:
         x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))
         h, w = x.shape[-2:]
     # rounded like torchvision's center_crop, so a 171-wide frame is cropped from column 30 as it is there
-    top, left = int(round((h - ch) / 2.0)), int(round((w - cw) / 2.0))
+    top, left = round((h - ch) / 2.0), round((w - cw) / 2.0)
     return x[..., top : top + ch, left : left + cw]
 
 
