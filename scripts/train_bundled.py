@@ -9,10 +9,11 @@ floating-point nondeterminism. Both models train in about ten minutes on two CPU
 The held-out accuracy printed at the end (and stored in the file's metadata) is measured on clips
 drawn with a different seed from the training clips.
 
-TinyLRCN also gets an auxiliary loss during training only: the first five numbers of its per-frame
-pose vector are regressed onto the position and size of the object and the position of its spot in
-that frame (the generator knows them). Without it the per-frame CNN takes far longer to learn where
-the object is, and the LSTM sees no motion until it does; the saved model is a plain TinyLRCN.
+TinyLRCN also gets an auxiliary loss during training only: a linear probe on its per-frame features
+regresses the position and size of the object and the position of its spot in that frame (the
+generator knows them). Without it the
+per-frame CNN takes far longer to learn where the object is, and the LSTM sees no motion until it
+does. The probe is thrown away; the saved model is a plain TinyLRCN.
 """
 
 from __future__ import annotations
@@ -158,6 +159,7 @@ def train(
     torch.manual_seed(TRAIN_SEED)
     g = torch.Generator().manual_seed(TRAIN_SEED)
     net = recipe.make()
+    probe = nn.Linear(net.head.in_features if isinstance(net, TinyLRCN) else 1, 5)
     use_probe = recipe.aux_weight > 0 and isinstance(net, TinyLRCN)
     pre = Preprocess(
         clip_len=16,
@@ -170,7 +172,8 @@ def train(
     )
     clips, labels, states = data
     steps = epochs * math.ceil(len(labels) / batch)
-    opt = torch.optim.AdamW(net.parameters(), lr=recipe.lr, weight_decay=1e-4)
+    params = [*net.parameters(), *(probe.parameters() if use_probe else [])]
+    opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=steps, pct_start=0.15)
     n_params = sum(p.numel() for p in net.parameters())
     print(f"[{recipe.name}] {n_params} parameters, {len(labels)} clips, {epochs} epochs", flush=True)
@@ -184,9 +187,9 @@ def train(
             x, y, st = augment(clips[idx], labels[idx], states[idx], g)
             inp = to_input(x, pre)
             if use_probe and isinstance(net, TinyLRCN):
-                pose = net.features(inp)  # (B, T, pose_dims)
-                loss = F.cross_entropy(net.recurrent_logits(pose).mean(dim=1), y)
-                aux = F.mse_loss(pose[..., :5], aux_targets(st, clips.shape[2]))
+                feats = net.features(inp)  # (B, T, hidden)
+                loss = F.cross_entropy(net.recurrent_logits(feats).mean(dim=1), y)
+                aux = F.mse_loss(probe(feats), aux_targets(st, clips.shape[2]))
                 aux_total += float(aux.detach()) * len(idx)
                 loss = loss + recipe.aux_weight * aux
             else:
@@ -225,7 +228,6 @@ def save(net: nn.Module, recipe: Recipe, pre: Preprocess, accuracy: float, out: 
     }
     tmp = path.with_suffix(".tmp")
     save_file(state, str(tmp), metadata=metadata)
-    tmp.chmod(0o644)  # safetensors writes 0600; the package data must be readable by all
     os.replace(tmp, path)  # a half-written file never looks like a model
     return path
 

@@ -92,49 +92,46 @@ class _Keypoints(nn.Module):
 
 
 class TinyLRCN(nn.Module):
-    """A per-frame CNN, an LSTM over its outputs, and a linear classifier at every time step.
+    """A per-frame CNN, an LSTM over its features, and a linear classifier at every time step.
 
     `frame_logits` maps `(B, T, 3, H, W)` to per-step logits `(B, T, num_classes)`; `forward` returns
-    their mean over time, `(B, num_classes)`.
+    their mean over time, `(B, num_classes)`. At step t the LSTM reads frame t's features, their change
+    since frame t-1 and a learned product of the two, so the prediction at step t depends on frames
+    0..t only.
 
-    The per-frame CNN ends in spatial soft-argmax keypoints and reduces each frame to a small *pose*
-    vector (`features`, `pose_dims` numbers): training asks its first five to be the object's centre,
-    its spot's centre and its log radius (see `scripts/train_bundled.py`), the rest are free (the
-    flash class needs brightness). Fed wide CNN features instead, the LSTM never learned the direction
-    of rotation within a CPU budget. At step t the LSTM reads an embedding of frame t's pose, its
-    change since frame t-1 and a learned product of the two, so the prediction at step t depends on
-    frames 0..t only. The product is there for rotation, whose direction is a cross product of where a
-    point is and how it moved (the gated-autoencoder view of motion, Memisevic 2013).
+    The CNN ends in spatial soft-argmax keypoints rather than pooled features: the LSTM can only see
+    motion as a change of *where* things are, and keypoints say where precisely. The product term is
+    there for rotation, whose direction is a cross product of where a point is and how it moved
+    (the gated-autoencoder view of motion, Memisevic 2013); an LSTM left to find it through its gates
+    did not within a CPU training budget.
     """
 
-    def __init__(self, num_classes: int = 10, hidden: int = 96, pose_dims: int = 8, gated: int = 32) -> None:
+    def __init__(self, num_classes: int = 10, hidden: int = 96, gated: int = 32) -> None:
         super().__init__()
         self.cnn = nn.Sequential(
             _conv2d(3, 16, 5, 4),  # (B*T, 16, H/4, W/4)
             _conv2d(16, 32, 3, 2),  # (B*T, 32, H/8, W/8)
             nn.Conv2d(32, 32, 3, padding=1),  # (B*T, 32, H/8, W/8); raw scores for the softmax
             _Keypoints(),  # (B*T, 96)
-            nn.Linear(96, pose_dims),
+            nn.Linear(96, hidden),
         )
-        self.embed = nn.Linear(pose_dims, hidden)
         self.appearance = nn.Linear(hidden, gated)
         self.motion = nn.Linear(hidden, gated)
         self.rnn = nn.LSTM(2 * hidden + gated, hidden, batch_first=True)
         self.head = nn.Linear(hidden, num_classes)
 
     def features(self, x: Tensor) -> Tensor:
-        """Per-frame pose vectors `(B, T, pose_dims)` of clips `(B, T, 3, H, W)`."""
+        """Per-frame CNN features `(B, T, hidden)` of clips `(B, T, 3, H, W)`."""
         if x.dim() != 5:
             raise ValueError(f"expected clips (B, T, 3, H, W), got {tuple(x.shape)}")
         b, t = x.shape[:2]
         return self.cnn(x.flatten(0, 1)).view(b, t, -1)
 
-    def recurrent_logits(self, pose: Tensor) -> Tensor:
-        """Per-step logits `(B, T, num_classes)` from per-frame pose vectors `(B, T, pose_dims)`."""
-        e = self.embed(pose)  # (B, T, hidden)
-        change = torch.cat([torch.zeros_like(e[:, :1]), e[:, 1:] - e[:, :-1]], dim=1)
-        gated = self.appearance(e) * self.motion(change)  # (B, T, gated)
-        out, _ = self.rnn(torch.cat([e, change, gated], dim=-1))  # (B, T, hidden)
+    def recurrent_logits(self, feats: Tensor) -> Tensor:
+        """Per-step logits `(B, T, num_classes)` from per-frame features `(B, T, hidden)`."""
+        change = torch.cat([torch.zeros_like(feats[:, :1]), feats[:, 1:] - feats[:, :-1]], dim=1)
+        gated = self.appearance(feats) * self.motion(change)  # (B, T, gated)
+        out, _ = self.rnn(torch.cat([feats, change, gated], dim=-1))  # (B, T, hidden)
         return self.head(out)
 
     def frame_logits(self, x: Tensor) -> Tensor:
