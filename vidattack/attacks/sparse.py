@@ -125,6 +125,15 @@ def _shortened_model(model: nn.Module, keep: int, x: Tensor) -> tuple[nn.Module 
     return short, ""
 
 
+@dataclass
+class _Optimization:
+    best: Tensor  # (N, K, C, H, W): the least-penalized iterate that fooled the model
+    found: Tensor  # (N,) bool: whether any iterate fooled it
+    final: Tensor  # (N, K, C, H, W): the last iterate
+    iterations: int
+    model_seconds: float
+
+
 def _prune_frames(
     model: nn.Module, x: Tensor, x_adv: Tensor, criterion: Criterion
 ) -> tuple[Tensor, list[list[int]]]:
@@ -278,59 +287,16 @@ class SparseL21(Attack):
                 propagation["not_shortened_because"] = why
 
         x_sel = opt_x.index_select(1, pos)  # (N, K, C, H, W)
-        delta = torch.full_like(x_sel, self.init)
-        delta = ((x_sel + delta).clamp(0.0, 1.0) - x_sel).requires_grad_(True)
-        optimizer = torch.optim.Adam([delta], lr=self.lr)
-
-        n = x.shape[0]
-        best_delta = delta.detach().clone()
-        best_pen = torch.full((n,), math.inf, device=x.device)
-        found = torch.zeros(n, dtype=torch.bool, device=x.device)
-        best_loss = torch.full((n,), math.inf, device=x.device)
-        stale = torch.zeros(n, dtype=torch.long, device=x.device)
-        iterations = 0
+        delta0 = (x_sel + self.init).clamp(0.0, 1.0) - x_sel
         start = time.perf_counter()
-        model_seconds = 0.0  # forward + backward only, the part a shorter video makes cheaper
-        for i in range(self.max_iter):
-            t_model = time.perf_counter()
-            with torch.enable_grad():
-                x_adv = straight_through_quantize(opt_x.index_copy(1, pos, x_sel + delta))
-                log_probs = opt_model(x_adv)
-                pen = sparse_penalty(delta, norm)
-                fool = fooling_loss(log_probs, labels, criterion.targeted)
-                loss = self.lam * pen + fool
-                # autograd.grad rather than backward(): the model's parameters never accumulate .grad
-                (delta.grad,) = torch.autograd.grad(loss.sum(), delta)
-            model_seconds += time.perf_counter() - t_model
-            with torch.no_grad():
-                # judge the iterate the gradient was taken at, before the step moves it
-                adv = criterion.is_adversarial(log_probs)
-                better = adv & (pen < best_pen)
-                if bool(better.any()):
-                    best_delta[better] = delta.detach()[better]
-                    best_pen = torch.where(better, pen, best_pen)
-                    found |= adv
-                improved = loss < best_loss * (1 - 1e-3)  # relative: once fooled, the loss is ~1e-3
-                best_loss = torch.where(improved, loss, best_loss)
-                stale = torch.where(improved, torch.zeros_like(stale), stale + 1)
-                ctx.record(
-                    step=i,
-                    loss=float(loss.mean()),
-                    penalty=float(pen.mean()),
-                    fooling_loss=float(fool.mean()),
-                    adversarial=float(adv.float().mean()),
-                    queries=getattr(model, "queries", 0),
-                )
-                optimizer.step()
-                delta.copy_((x_sel + delta).clamp(0.0, 1.0) - x_sel)
-            iterations = i + 1
-            ctx.step(iterations, self.max_iter)
-            if bool((stale >= self.patience).all()):
-                break
+        opt = self._optimize(
+            opt_model, opt_x, x_sel, pos, delta0, labels, criterion, norm, ctx, self.max_iter
+        )
+        best_delta, found, final = opt.best, opt.found, opt.final
+        iterations, model_seconds = opt.iterations, opt.model_seconds
         seconds = time.perf_counter() - start
 
         with torch.no_grad():
-            final = delta.detach()
             chosen = torch.where(found.view(-1, 1, 1, 1, 1), best_delta, final)
             x_out = threat.quantize(x.index_copy(1, pos, x_sel + chosen), x)
             if self.propagate and opt_model is not model:
@@ -376,6 +342,69 @@ class SparseL21(Attack):
         )
         self._report(model, x, x_out, ctx)
         return x_out
+
+    def _optimize(
+        self,
+        model: nn.Module,
+        x: Tensor,
+        x_sel: Tensor,
+        pos: Tensor,
+        delta0: Tensor,
+        labels: Tensor,
+        criterion: Criterion,
+        norm: Literal["l21", "l2"],
+        ctx: AttackContext,
+        max_iter: int,
+    ) -> _Optimization:
+        """Adam on `lam * penalty + fooling loss` over E at the sampled positions `pos`."""
+        delta = delta0.clone().requires_grad_(True)
+        optimizer = torch.optim.Adam([delta], lr=self.lr)
+        n = x.shape[0]
+        best_delta = delta.detach().clone()
+        best_pen = torch.full((n,), math.inf, device=x.device)
+        found = torch.zeros(n, dtype=torch.bool, device=x.device)
+        best_loss = torch.full((n,), math.inf, device=x.device)
+        stale = torch.zeros(n, dtype=torch.long, device=x.device)
+        iterations, model_seconds, first_step = 0, 0.0, len(ctx.history)
+        for i in range(max_iter):
+            t_model = time.perf_counter()
+            with torch.enable_grad():
+                x_adv = straight_through_quantize(x.index_copy(1, pos, x_sel + delta))
+                log_probs = model(x_adv)
+                pen = sparse_penalty(delta, norm)
+                fool = fooling_loss(log_probs, labels, criterion.targeted)
+                loss = self.lam * pen + fool
+                # autograd.grad rather than backward(): the model's parameters never accumulate .grad
+                (delta.grad,) = torch.autograd.grad(loss.sum(), delta)
+            model_seconds += time.perf_counter() - t_model
+            with torch.no_grad():
+                # judge the iterate the gradient was taken at, before the step moves it
+                adv = criterion.is_adversarial(log_probs)
+                # rank iterates by what the file will hold: the rounded perturbation's penalty
+                pen_q = sparse_penalty(x_adv.index_select(1, pos) - x_sel, norm)
+                better = adv & (pen_q < best_pen)
+                if bool(better.any()):
+                    best_delta[better] = delta.detach()[better]
+                    best_pen = torch.where(better, pen_q, best_pen)
+                    found |= adv
+                improved = loss < best_loss * (1 - 1e-3)  # relative: once fooled, the loss is ~1e-3
+                best_loss = torch.where(improved, loss, best_loss)
+                stale = torch.where(improved, torch.zeros_like(stale), stale + 1)
+                ctx.record(
+                    step=first_step + i,
+                    loss=float(loss.mean()),
+                    penalty=float(pen.mean()),
+                    fooling_loss=float(fool.mean()),
+                    adversarial=float(adv.float().mean()),
+                    queries=getattr(model, "queries", 0),
+                )
+                optimizer.step()
+                delta.copy_((x_sel + delta).clamp(0.0, 1.0) - x_sel)
+            iterations = i + 1
+            ctx.step(iterations, max_iter)
+            if bool((stale >= self.patience).all()):
+                break
+        return _Optimization(best_delta, found, delta.detach(), iterations, model_seconds)
 
     def _report(
         self,
