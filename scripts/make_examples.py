@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         kept, attempt = 0, 0
         while kept < args.per_class:
             if attempt >= 30:
-                # some classes (rotation) are the bundled LSTM's weak spot: ship the classes it gets right
+                # better a class with fewer clips than an example some model gets wrong or barely right
                 print(
                     f"no clip of {label} that every model classifies confidently in 30 seeds; skipped",
                     file=sys.stderr,

@@ -108,7 +108,7 @@ def test_both_norms_fool_and_report_the_paper_metrics(lrcn_toy, video, norm):
     delta = result.adversarial - video
     assert result.success.all()
     assert result.params["norm"] == norm
-    assert info["norm"] == norm and 1 <= info["iterations"] <= 100
+    assert info["norm"] == norm and 1 <= info["iterations"] <= result.params["max_iter"]
     assert len(info["map_per_frame"]) == 8
     assert info["map"] == pytest.approx(float(delta.abs().mean()), rel=1e-5)
     assert info["l21"] == pytest.approx(float(delta[0].flatten(1).norm(dim=1).sum()), rel=1e-5)
@@ -197,10 +197,12 @@ def test_bad_parameters_fail_with_one_clear_line(lrcn_toy, video):
 # -- the bundled CNN+LSTM and files ------------------------------------------------------------------
 
 
-def test_fools_the_bundled_lrcn_with_four_of_sixteen_frames(lrcn, example_clip):
+# Three kinds of motion; benchmarks/sparse_table.py measures the rate over every example (15/19 at K=4).
+@pytest.mark.parametrize("name", ["move_right_1.mp4", "rotate_cw_1.mp4", "zoom_in_1.mp4"])
+def test_fools_the_bundled_lrcn_with_four_of_sixteen_frames(lrcn, example_clips, name):
     from vidattack.video import load_video
 
-    frames = load_video(example_clip).frames
+    frames = load_video(next(p for p in example_clips if p.name == name)).frames
     plan = lrcn.plan(frames.shape[0])
     x = sampled_frames(frames, plan)
 

@@ -36,11 +36,16 @@ def rectangle_mask(
     )
     if bool(((tops < 0) | (tops + height > h) | (lefts < 0) | (lefts + width > w)).any()):
         raise BadParameterError(f"expected the rectangle inside the {h} x {w} frame")
-    rows = torch.arange(h).view(1, h, 1)
-    cols = torch.arange(w).view(1, 1, w)
-    tv, lv = tops.view(t, 1, 1), lefts.view(t, 1, 1)
-    m = (rows >= tv) & (rows < tv + height) & (cols >= lv) & (cols < lv + width)  # (T, H, W)
-    return m.view(1, t, 1, h, w)
+    return rectangles(tops, lefts, height, width, h, w).view(1, t, 1, h, w)
+
+
+def rectangles(tops: Tensor, lefts: Tensor, height: int, width: int, h: int, w: int) -> Tensor:
+    """`(*S, H, W)` masks of `height x width` rectangles at `tops`/`lefts` of any shape `S`, unchecked:
+    the batched form region searches use for many candidate places at once."""
+    rows = torch.arange(h, device=tops.device).view(h, 1)
+    cols = torch.arange(w, device=tops.device).view(1, w)
+    top, left = tops[..., None, None], lefts[..., None, None]
+    return (rows >= top) & (rows < top + height) & (cols >= left) & (cols < left + width)
 
 
 def border_mask(shape: tuple[int, ...], width: int) -> Tensor:

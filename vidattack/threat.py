@@ -25,6 +25,11 @@ def _per_sample(t: Tensor) -> Tensor:
     return t.reshape(t.shape[0], -1)
 
 
+def per_sample_norm(t: Tensor) -> Tensor:
+    """L2 norm of each sample of a batch, shaped to broadcast against it (never below 1e-12)."""
+    return t.reshape(t.shape[0], -1).norm(dim=1).clamp_min(1e-12).view((-1,) + (1,) * (t.dim() - 1))
+
+
 def round_toward(x_adv: Tensor, x: Tensor) -> Tensor:
     """The 8-bit value between `x` and `x_adv` closest to `x_adv`: never further from `x` than `x_adv`."""
     a, o = x_adv * LEVELS, torch.round(x * LEVELS)
@@ -183,7 +188,9 @@ def frames_mask(
             k = int(text.split(":", 1)[1])
             if not 0 < k <= num_frames:
                 raise BadParameterError(f"expected random:K with 0 < K <= {num_frames}, got {spec!r}")
-            perm = torch.randperm(num_frames, generator=generator)
+            # drawn on the generator's own device: a CUDA generator cannot drive a CPU randperm
+            device = generator.device if generator is not None else None
+            perm = torch.randperm(num_frames, generator=generator, device=device)
             chosen = {int(i) for i in perm[:k]}
         elif "," in text or text.startswith("["):
             chosen = {int(v) for v in text.strip("[]").split(",") if v.strip()}

@@ -25,7 +25,7 @@ from vidattack.attacks.base import AttackContext
 from vidattack.attacks.params import param
 from vidattack.criteria import Criterion
 from vidattack.errors import BadParameterError
-from vidattack.regions import border_mask, pixel_mask
+from vidattack.regions import border_mask, pixel_mask, rectangles
 from vidattack.threat import frame_mask_5d, frames_mask
 
 Search = Literal["exhaustive", "gradient", "random"]
@@ -77,10 +77,7 @@ def _window_masks(
     tops: Tensor, lefts: Tensor, height: int, width: int, frames: Tensor, h: int, w: int
 ) -> Tensor:
     """`(B, T, 1, H, W)` masks of rectangles at `tops`/`lefts` `(B, T)`, on the selected frames only."""
-    rows = torch.arange(h, device=tops.device).view(1, 1, h, 1)
-    cols = torch.arange(w, device=tops.device).view(1, 1, 1, w)
-    top, left = tops[..., None, None], lefts[..., None, None]  # (B, T, 1, 1)
-    m = (rows >= top) & (rows < top + height) & (cols >= left) & (cols < left + width)  # (B, T, H, W)
+    m = rectangles(tops, lefts, height, width, h, w)  # (B, T, H, W)
     return (m & frames.view(1, -1, 1, 1)).unsqueeze(2)
 
 

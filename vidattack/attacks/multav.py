@@ -30,10 +30,9 @@ from torch import Tensor, nn
 from vidattack.attacks._region_search import BorderParams, PixelParams, RectangleParams
 from vidattack.attacks.base import Attack, AttackContext, loss_and_grad
 from vidattack.attacks.params import param
-from vidattack.attacks.pgd import _per_sample_norm
 from vidattack.attacks.registry import register_attack
 from vidattack.criteria import Criterion
-from vidattack.threat import RatioLinf, ThreatModel, ratio
+from vidattack.threat import RatioLinf, ThreatModel, per_sample_norm, ratio
 
 PAPER = "Lo and Patel, MultAV: Multiplicative Adversarial Videos, AVSS 2021"
 
@@ -111,7 +110,7 @@ def multiplicative_loop(
         ctx.record(step=i, objective=float(value.mean()), queries=getattr(model, "queries", 0))
         if threat.mask is not None:
             grad = grad * threat.mask
-        s = grad.sign() if norm == "linf" else grad / _per_sample_norm(grad)
+        s = grad.sign() if norm == "linf" else grad / per_sample_norm(grad)
         x_adv = threat.project(x * torch.exp(log_delta + log_alpha * s), x)
         # what the projection kept (bound, saturation at 1, mask) is the new log(delta)
         log_delta = log_ratio(x_adv, x)

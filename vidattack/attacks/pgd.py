@@ -17,7 +17,7 @@ from vidattack.attacks.base import Attack, AttackContext, loss_and_grad
 from vidattack.attacks.params import AUTO, param
 from vidattack.attacks.registry import register_attack
 from vidattack.criteria import Criterion
-from vidattack.threat import L2Ball, LinfBall, ThreatModel
+from vidattack.threat import L2Ball, LinfBall, ThreatModel, per_sample_norm
 
 MADRY = "Madry et al., Towards Deep Learning Models Resistant to Adversarial Attacks, ICLR 2018"
 
@@ -31,10 +31,6 @@ def auto_alpha_linf(eps: float) -> float:
     return 0.2 * (eps * 255.0 + 1.0) / 255.0
 
 
-def _per_sample_norm(t: Tensor) -> Tensor:
-    return t.reshape(t.shape[0], -1).norm(dim=1).clamp_min(1e-12).view((-1,) + (1,) * (t.dim() - 1))
-
-
 def random_start(
     x: Tensor, threat: ThreatModel, norm: Literal["linf", "l2"], eps: float, gen: torch.Generator
 ) -> Tensor:
@@ -44,7 +40,7 @@ def random_start(
     else:
         direction = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
         radius = torch.rand((x.shape[0],), generator=gen, device=x.device, dtype=x.dtype) * eps
-        noise = direction / _per_sample_norm(direction) * radius.view((-1,) + (1,) * (x.dim() - 1))
+        noise = direction / per_sample_norm(direction) * radius.view((-1,) + (1,) * (x.dim() - 1))
     # projecting masks the noise too, so a random start never leaks outside a region
     return threat.project(x + noise, x)
 
@@ -72,7 +68,7 @@ def pgd_loop(
         ctx.record(step=i, objective=float(value.mean()), queries=getattr(model, "queries", 0))
         if threat.mask is not None:
             grad = grad * threat.mask
-        step = grad.sign_() if norm == "linf" else grad.div_(_per_sample_norm(grad))
+        step = grad.sign_() if norm == "linf" else grad.div_(per_sample_norm(grad))
         x_adv = threat.project(x_adv.add(step, alpha=alpha), x)
         ctx.step(i + 1, steps)
     return x_adv
