@@ -126,6 +126,7 @@ def test_existing_outputs_need_overwrite(videos, toy_model, tmp_path):
         (["--set", "eps"], "expected --set KEY=VALUE"),
         (["--target", "giraffe"], "expected a label of model"),
         (["--model", "nonexistent.pth"], "nonexistent.pth"),
+        (["--threads", "-1"], "expected --threads >= 0"),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(videos, toy_model, tmp_path, args, message):

@@ -132,3 +132,16 @@ def test_perturbation_stats_measure_the_written_frames():
     assert stats["per_frame_map"][0] == 0 and stats["per_frame_map"][1] == pytest.approx(10 / 255 / 12)
     black = torch.zeros_like(clean)
     assert perturbation_stats(black, black + 1)["ratio_max"] == float("inf")
+
+
+def test_threads_zero_keeps_torch_default_and_n_sets_it():
+    from vidattack.pipeline import set_cpu_threads
+
+    before = torch.get_num_threads()
+    try:
+        set_cpu_threads(0)
+        assert torch.get_num_threads() == before
+        set_cpu_threads(before + 1)
+        assert torch.get_num_threads() == before + 1
+    finally:
+        torch.set_num_threads(before)

@@ -176,6 +176,9 @@ def perturb(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the attack's random generator.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    threads: Annotated[
+        int, typer.Option(help="CPU threads for torch; 0 = one per core. Fewer help on a busy machine.")
+    ] = 0,
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", "-s", help="Any other attack parameter, KEY=VALUE (repeatable)."),
@@ -210,12 +213,13 @@ def perturb(
     from vidattack.batch import expand_inputs, run_batch
     from vidattack.errors import VidattackError
     from vidattack.models import load_model
-    from vidattack.pipeline import perturb_file, resolve_device
+    from vidattack.pipeline import perturb_file, resolve_device, set_cpu_threads
 
     try:
         atk = get_attack_from_text(attack, settings) if apply is None else None
         if apply is not None and settings:
             _fail("--apply takes no attack parameters")
+        set_cpu_threads(threads)
         dev = resolve_device(device)
         view = load_model(model, arch=arch, labels=labels, trust_checkpoint=trust_checkpoint, device=dev)
         if target is not None:
@@ -305,6 +309,9 @@ def predict(
     ] = False,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many classes to list.")] = 5,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    threads: Annotated[
+        int, typer.Option(help="CPU threads for torch; 0 = one per core. Fewer help on a busy machine.")
+    ] = 0,
     fmt: Annotated[Format | None, typer.Option("--format", "-f", help="table, json or jsonl.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs.")] = False,
 ) -> None:
@@ -314,10 +321,11 @@ def predict(
     from vidattack.batch import expand_inputs, run_batch
     from vidattack.errors import VidattackError
     from vidattack.models import load_model
-    from vidattack.pipeline import predict_file, resolve_device
+    from vidattack.pipeline import predict_file, resolve_device, set_cpu_threads
     from vidattack.report import to_json
 
     try:
+        set_cpu_threads(threads)
         dev = resolve_device(device)
         view = load_model(model, arch=arch, labels=labels, trust_checkpoint=trust_checkpoint, device=dev)
         items = expand_inputs(inputs)

@@ -41,6 +41,19 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise BadParameterError(f"expected --device auto, cpu or cuda[:N], got {name!r}") from None
 
 
+def set_cpu_threads(threads: int) -> None:
+    """Use `threads` CPU threads for torch (0 keeps torch's default, one per core).
+
+    On a machine shared with other jobs, fewer threads than cores can be many times faster: torch's
+    OpenMP workers spin while they wait for each other, and a descheduled one stalls the rest (a sparse
+    attack took 190 s with 2 threads beside two busy processes on 2 cores, 12 s with 1).
+    """
+    if threads < 0:
+        raise BadParameterError(f"expected --threads >= 0, got {threads}")
+    if threads:
+        torch.set_num_threads(threads)
+
+
 @dataclass(frozen=True)
 class Outputs:
     """The files one job writes, named from the input's stem S."""

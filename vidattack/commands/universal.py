@@ -117,6 +117,9 @@ def universal(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the batch order and of a random:K frame mask.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    threads: Annotated[
+        int, typer.Option(help="CPU threads for torch; 0 = one per core. Fewer help on a busy machine.")
+    ] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace PERT if it exists.")] = False,
     fmt: Annotated[
         UniversalFormat | None,
@@ -130,7 +133,7 @@ def universal(
     clean. Apply the saved file to another video with `vidattack perturb --apply PERT clip.mp4`.
     """
     from vidattack.models import load_model
-    from vidattack.pipeline import resolve_device
+    from vidattack.pipeline import resolve_device, set_cpu_threads
     from vidattack.report import to_json
     from vidattack.universal import UniversalSettings, evaluate_universal, learn_universal
 
@@ -141,6 +144,7 @@ def universal(
     cfg = UniversalSettings.from_text(_parse_settings(settings))
     train_files = _video_files(directory, "DIR")
     held_files = _video_files(holdout, "--holdout") if holdout is not None else []
+    set_cpu_threads(threads)
     view = load_model(model, device=resolve_device(device))
     target_index = None
     if target is not None:
