@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
 from vidattack.attacks.base import Attack, AttackContext
-from vidattack.attacks.params import AUTO, param
-from vidattack.attacks.pgd import auto_alpha_linf, pgd_loop, random_start
+from vidattack.attacks.params import param
+from vidattack.attacks.pgd import LinfSteps
 from vidattack.attacks.registry import register_attack
 from vidattack.criteria import Criterion
 from vidattack.errors import BadParameterError
@@ -36,7 +36,7 @@ KINFU = "Kinfu & Vidal, Analysis and Extensions of Adversarial Training for Vide
 
 
 @dataclass(kw_only=True)
-class _RegionPGD(Attack):
+class _RegionPGD(LinfSteps, Attack):
     """Linf PGD inside a region mask; subclasses choose the region (`_region`)."""
 
     eps: float = param(
@@ -51,13 +51,6 @@ class _RegionPGD(Attack):
     steps: int = param(100, "number of PGD iterations (armory's max_iter)", min=0, max=100000)
     random_start: bool = param(False, "start from a uniform random point of the region's eps ball (ART: off)")
 
-    def step_size(self) -> float:
-        """The step size in [0, 1] units, `auto` resolved."""
-        return auto_alpha_linf(self.eps) if self.alpha == AUTO else float(self.alpha)
-
-    def hyperparameters(self) -> dict[str, Any]:
-        return {**super().hyperparameters(), "alpha": self.step_size()}
-
     def _region(self, x: Tensor, ctx: AttackContext) -> Tensor:
         raise NotImplementedError
 
@@ -69,18 +62,7 @@ class _RegionPGD(Attack):
     def run(
         self, model: nn.Module, x: Tensor, criterion: Criterion, threat: ThreatModel, ctx: AttackContext
     ) -> Tensor:
-        start = random_start(x, threat, "linf", self.eps, ctx.generator) if self.random_start else x
-        return pgd_loop(
-            model,
-            x,
-            criterion,
-            threat,
-            ctx,
-            start=start,
-            alpha=self.step_size(),
-            steps=self.steps,
-            norm="linf",
-        )
+        return self.linf_pgd(model, x, criterion, threat, ctx)
 
 
 def patch_size(height: int, width: int, ratio: float) -> tuple[int, int]:

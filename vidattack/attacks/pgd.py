@@ -74,6 +74,40 @@ def pgd_loop(
     return x_adv
 
 
+class LinfSteps:
+    """The Linf PGD inner loop shared by attacks with `eps`, `alpha` (a number or `auto`), `steps` and
+    `random_start` parameters: PGD-Linf itself, masked PGD and frame saliency. Mix in before `Attack`."""
+
+    eps: float
+    alpha: float | Literal["auto"]
+    steps: int
+    random_start: bool
+
+    def step_size(self) -> float:
+        """The step size in [0, 1] units, `auto` resolved."""
+        return auto_alpha_linf(self.eps) if self.alpha == AUTO else float(self.alpha)
+
+    def hyperparameters(self) -> dict[str, object]:
+        return {**super().hyperparameters(), "alpha": self.step_size()}  # type: ignore[misc]
+
+    def linf_pgd(
+        self, model: nn.Module, x: Tensor, criterion: Criterion, threat: ThreatModel, ctx: AttackContext
+    ) -> Tensor:
+        """`steps` sign steps from `x` (or a random point of the ball) projected into `threat`."""
+        start = random_start(x, threat, "linf", self.eps, ctx.generator) if self.random_start else x
+        return pgd_loop(
+            model,
+            x,
+            criterion,
+            threat,
+            ctx,
+            start=start,
+            alpha=self.step_size(),
+            steps=self.steps,
+            norm="linf",
+        )
+
+
 @register_attack("fgsm")
 @dataclass(kw_only=True)
 class FGSM(Attack):
@@ -103,7 +137,7 @@ class FGSM(Attack):
 
 @register_attack("pgd-linf")
 @dataclass(kw_only=True)
-class PGDLinf(Attack):
+class PGDLinf(LinfSteps, Attack):
     """Projected Gradient Descent in the Linf ball (Madry et al.).
 
     Each step: x <- Proj_{||x - x0||_inf <= eps, [0,1]}(x + alpha * sign(grad_x L)). Defaults are the
@@ -121,12 +155,6 @@ class PGDLinf(Attack):
     steps: int = param(5, "number of iterations", min=0, max=100000)
     random_start: bool = param(False, "start from a uniform random point of the eps ball")
 
-    def step_size(self) -> float:
-        return auto_alpha_linf(self.eps) if self.alpha == AUTO else float(self.alpha)
-
-    def hyperparameters(self) -> dict[str, object]:
-        return {**super().hyperparameters(), "alpha": self.step_size()}
-
     def threat_model(
         self, model: nn.Module, x: Tensor, criterion: Criterion, ctx: AttackContext
     ) -> ThreatModel:
@@ -135,18 +163,7 @@ class PGDLinf(Attack):
     def run(
         self, model: nn.Module, x: Tensor, criterion: Criterion, threat: ThreatModel, ctx: AttackContext
     ) -> Tensor:
-        start = random_start(x, threat, "linf", self.eps, ctx.generator) if self.random_start else x
-        return pgd_loop(
-            model,
-            x,
-            criterion,
-            threat,
-            ctx,
-            start=start,
-            alpha=self.step_size(),
-            steps=self.steps,
-            norm="linf",
-        )
+        return self.linf_pgd(model, x, criterion, threat, ctx)
 
 
 @register_attack("pgd-l2")

@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
 from vidattack.attacks.base import Attack, AttackContext, loss_and_grad
-from vidattack.attacks.params import AUTO, param
-from vidattack.attacks.pgd import auto_alpha_linf, pgd_loop, random_start
+from vidattack.attacks.params import param
+from vidattack.attacks.pgd import LinfSteps
 from vidattack.attacks.registry import register_attack
 from vidattack.criteria import Criterion
 from vidattack.threat import LinfBall, ThreatModel
@@ -50,7 +50,7 @@ def frame_saliency(model: nn.Module, x: Tensor, criterion: Criterion) -> Tensor:
 
 @register_attack("frame-saliency")
 @dataclass(kw_only=True)
-class FrameSaliency(Attack):
+class FrameSaliency(LinfSteps, Attack):
     """Frame saliency attack: perturb as few frames as needed, most salient first (Inkawhich et al.).
 
     Modes `one-shot`, `iterative` (default, as ART and armory) and `iterative-refresh` follow IBM ART's
@@ -88,13 +88,6 @@ class FrameSaliency(Attack):
         False, "start the inner PGD from a uniform random point of the eps ball (ART: off)"
     )
 
-    def step_size(self) -> float:
-        """The inner step size in [0, 1] units, `auto` resolved."""
-        return auto_alpha_linf(self.eps) if self.alpha == AUTO else float(self.alpha)
-
-    def hyperparameters(self) -> dict[str, Any]:
-        return {**super().hyperparameters(), "alpha": self.step_size()}
-
     def threat_model(
         self, model: nn.Module, x: Tensor, criterion: Criterion, ctx: AttackContext
     ) -> ThreatModel:
@@ -104,18 +97,7 @@ class FrameSaliency(Attack):
     def _pgd(
         self, model: nn.Module, ref: Tensor, criterion: Criterion, threat: ThreatModel, ctx: AttackContext
     ) -> Tensor:
-        start = random_start(ref, threat, "linf", self.eps, ctx.generator) if self.random_start else ref
-        return pgd_loop(
-            model,
-            ref,
-            criterion,
-            threat,
-            ctx,
-            start=start,
-            alpha=self.step_size(),
-            steps=self.steps,
-            norm="linf",
-        )
+        return self.linf_pgd(model, ref, criterion, threat, ctx)
 
     def _fooled(
         self, model: nn.Module, x_adv: Tensor, x: Tensor, criterion: Criterion, threat: ThreatModel
