@@ -158,3 +158,18 @@ def test_attacks_reject_bad_videos(toy, toy_video):
         attack(model, toy_video[0])
     with pytest.raises(BadParameterError, match="target class"):
         attack(model, toy_video, target=9)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_linf_box_clamp_is_the_projection(masked):
+    from vidattack.threat import LinfBall
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (2, 3, 3, 5, 6), generator=g).float() / 255
+    x_adv = x + (torch.rand(x.shape, generator=g) - 0.5) * 0.2
+    mask = torch.rand((1, 3, 1, 5, 6), generator=g) > 0.5 if masked else None
+    threat = LinfBall(eps=4 / 255, mask=mask)
+
+    lo, hi = threat.box(x)
+
+    assert torch.allclose(x_adv.clamp(lo, hi), threat.project(x_adv, x), atol=1e-7)

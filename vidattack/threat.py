@@ -65,6 +65,14 @@ class ThreatModel(ABC):
         """Per-pixel feasibility for elementwise bounds (None for global ones such as L2)."""
         return None
 
+    def box(self, x: Tensor) -> tuple[Tensor, Tensor] | None:
+        """Per-pixel bounds `(lo, hi)` whose clamp equals `project`, for sets that are boxes (None if not).
+
+        Iterative attacks compute them once: a clamp to two tensors is one pass over the video where
+        `project` makes four.
+        """
+        return None
+
     def project(self, x_adv: Tensor, x: Tensor) -> Tensor:
         """Nearest-enough point of the set: masked, norm-projected, then clipped to [0, 1].
 
@@ -126,6 +134,13 @@ class LinfBall(ThreatModel):
     def _project_norm(self, x_adv: Tensor, x: Tensor) -> Tensor:
         # two temporaries instead of four: this runs every step on every pixel of the video
         return (x_adv - x).clamp_(-self.eps, self.eps).add_(x)
+
+    def box(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        # [x - eps, x + eps] within [0, 1] (never empty, as x is), collapsed to x outside the mask
+        lo, hi = (x - self.eps).clamp_(min=0.0), (x + self.eps).clamp_(max=1.0)
+        if self.mask is not None:
+            lo, hi = torch.where(self.mask, lo, x), torch.where(self.mask, hi, x)
+        return lo, hi
 
     def _inside_elementwise(self, x_adv: Tensor, x: Tensor) -> Tensor:
         # compare in integer levels so 4/255 is exactly 4 levels despite float error

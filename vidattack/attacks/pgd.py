@@ -63,13 +63,19 @@ def pgd_loop(
     the threat model's mask first, so the step's norm is spent where pixels may change).
     """
     x_adv = start
+    box = threat.box(x) if norm == "linf" and steps > 1 else None
     for i in range(steps):
         _, value, grad = loss_and_grad(model, x_adv, criterion.objective)
         ctx.record(step=i, objective=float(value.mean()), queries=getattr(model, "queries", 0))
         if threat.mask is not None:
             grad = grad * threat.mask
         step = grad.sign_() if norm == "linf" else grad.div_(per_sample_norm(grad))
-        x_adv = threat.project(x_adv.add(step, alpha=alpha), x)
+        if box is not None:
+            # in place from the second step on: the iterate is ours then, and a fresh video-sized
+            # tensor per step costs page faults the step can do without
+            x_adv = (x_adv.add_ if i else x_adv.add)(step, alpha=alpha).clamp_(*box)
+        else:
+            x_adv = threat.project(x_adv.add(step, alpha=alpha), x)
         ctx.step(i + 1, steps)
     return x_adv
 
