@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
+from vidattack.commands import Threads
+
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress
@@ -176,9 +178,7 @@ def perturb(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the attack's random generator.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    threads: Annotated[
-        int, typer.Option(help="CPU threads for torch; 0 = one per core. Fewer help on a busy machine.")
-    ] = 0,
+    threads: Threads = 0,
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", "-s", help="Any other attack parameter, KEY=VALUE (repeatable)."),
@@ -309,9 +309,7 @@ def predict(
     ] = False,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many classes to list.")] = 5,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    threads: Annotated[
-        int, typer.Option(help="CPU threads for torch; 0 = one per core. Fewer help on a busy machine.")
-    ] = 0,
+    threads: Threads = 0,
     fmt: Annotated[Format | None, typer.Option("--format", "-f", help="table, json or jsonl.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs.")] = False,
 ) -> None:

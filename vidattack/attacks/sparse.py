@@ -294,9 +294,7 @@ class SparseL21(Attack):
         x_sel = opt_x.index_select(1, pos)  # (N, K, C, H, W)
         delta0 = (x_sel + self.init).clamp(0.0, 1.0) - x_sel
         start = time.perf_counter()
-        opt = self._optimize(
-            opt_model, opt_x, x_sel, pos, delta0, labels, criterion, norm, ctx, self.max_iter
-        )
+        opt = self._optimize(opt_model, opt_x, x_sel, pos, delta0, labels, criterion, norm, ctx)
         best_delta, found, final = opt.best, opt.found, opt.final
         iterations, model_seconds = opt.iterations, opt.model_seconds
         seconds = time.perf_counter() - start
@@ -359,7 +357,6 @@ class SparseL21(Attack):
         criterion: Criterion,
         norm: Literal["l21", "l2"],
         ctx: AttackContext,
-        max_iter: int,
     ) -> _Optimization:
         """Adam on `lam * penalty + fooling loss` over E at the sampled positions `pos`."""
         delta = delta0.clone().requires_grad_(True)
@@ -370,8 +367,8 @@ class SparseL21(Attack):
         found = torch.zeros(n, dtype=torch.bool, device=x.device)
         best_loss = torch.full((n,), math.inf, device=x.device)
         stale = torch.zeros(n, dtype=torch.long, device=x.device)
-        iterations, model_seconds, first_step = 0, 0.0, len(ctx.history)
-        for i in range(max_iter):
+        iterations, model_seconds = 0, 0.0
+        for i in range(self.max_iter):
             t_model = time.perf_counter()
             with torch.enable_grad():
                 x_adv = straight_through_quantize(x.index_copy(1, pos, x_sel + delta))
@@ -396,7 +393,7 @@ class SparseL21(Attack):
                 best_loss = torch.where(improved, loss, best_loss)
                 stale = torch.where(improved, torch.zeros_like(stale), stale + 1)
                 ctx.record(
-                    step=first_step + i,
+                    step=i,
                     loss=float(loss.mean()),
                     penalty=float(pen.mean()),
                     fooling_loss=float(fool.mean()),
@@ -406,7 +403,7 @@ class SparseL21(Attack):
                 optimizer.step()
                 delta.copy_((x_sel + delta).clamp(0.0, 1.0) - x_sel)
             iterations = i + 1
-            ctx.step(iterations, max_iter)
+            ctx.step(iterations, self.max_iter)
             if bool((stale >= self.patience).all()):
                 break
         return _Optimization(best_delta, found, delta.detach(), iterations, model_seconds)

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
+from vidattack.commands import Threads
 from vidattack.errors import BadParameterError, OutputExistsError
 
 
@@ -117,9 +118,7 @@ def universal(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the batch order and of a random:K frame mask.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    threads: Annotated[
-        int, typer.Option(help="CPU threads for torch; 0 = one per core. Fewer help on a busy machine.")
-    ] = 0,
+    threads: Threads = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace PERT if it exists.")] = False,
     fmt: Annotated[
         UniversalFormat | None,
