@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -37,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from vidattack.data.synthetic import CLASSES, SPOT_OFFSET, make_dataset_with_state  # noqa: E402
+from vidattack.files import atomic_path  # noqa: E402
 from vidattack.models.tiny import TinyC3D, TinyLRCN  # noqa: E402
 from vidattack.models.view import Preprocess  # noqa: E402
 
@@ -226,9 +226,8 @@ def save(net: nn.Module, recipe: Recipe, pre: Preprocess, accuracy: float, out: 
         "train_script": "scripts/train_bundled.py",
         "torch": torch.__version__,
     }
-    tmp = path.with_suffix(".tmp")
-    save_file(state, str(tmp), metadata=metadata)
-    os.replace(tmp, path)  # a half-written file never looks like a model
+    with atomic_path(path) as tmp:  # a half-written file never looks like a model
+        save_file(state, str(tmp), metadata=metadata)
     return path
 
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -41,7 +40,9 @@ from torch import Tensor
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vidattack.models.image import IMAGENET_MEAN, IMAGENET_STD, TINY_NAME, TinyImageCNN  # noqa: E402
+from vidattack.files import atomic_path  # noqa: E402
+from vidattack.models.architectures import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+from vidattack.models.surrogates import TINY_NAME, TinyImageCNN  # noqa: E402
 
 SHAPES: tuple[str, ...] = ("disc", "square", "triangle", "ring", "cross", "diamond")
 CELLS: tuple[str, ...] = tuple(
@@ -225,9 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         "train_script": "scripts/train_surrogate.py",
         "torch": torch.__version__,
     }
-    tmp = path.with_suffix(".tmp")
-    save_file(state, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:  # a half-written file never looks like a model
+        save_file(state, str(tmp), metadata=metadata)
     path.chmod(0o644)  # safetensors writes 0600; a packaged file must be readable by everyone
     print(
         f"held-out accuracy {acc:.4f}; wrote {path} ({path.stat().st_size / 1e3:.0f} kB) "

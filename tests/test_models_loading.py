@@ -10,6 +10,7 @@ import hashlib
 import json
 import time
 import urllib.error
+import urllib.request
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -350,11 +351,12 @@ def test_reference_checkpoint_with_python_objects_needs_trust(mc3: nn.Module, tm
 
 
 def test_torchvision_weights_offline_fail_quickly(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    def no_network(url: str, dst: str, hash_prefix: str | None = None, progress: bool = True) -> None:
+    def no_network(url: str, timeout: float | None = None) -> None:
+        assert timeout is not None, "a download without a timeout hangs for minutes offline"
         raise urllib.error.URLError("Temporary failure in name resolution")
 
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
     start = time.monotonic()
     with pytest.raises(
         BadCheckpointError, match=r"cannot download torchvision weights for r3d_18 \(offline\?\)"
@@ -375,7 +377,7 @@ def test_torchvision_weights_from_hub_cache(monkeypatch: pytest.MonkeyPatch, tmp
         raise AssertionError("the cached file should have been used")
 
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    monkeypatch.setattr(torch.hub, "download_url_to_file", must_not_download)
+    monkeypatch.setattr(urllib.request, "urlopen", must_not_download)
     view = load_model("torchvision:mc3_18")
 
     assert view.labels == weights.meta["categories"]

@@ -25,9 +25,8 @@ from vidattack.attacks.vbad import (
     uniform_patch_ids,
 )
 from vidattack.blackbox import QueryModel
-from vidattack.errors import BadCheckpointError, BadParameterError
-from vidattack.models import image
-from vidattack.models.image import ImageSurrogate, TinyImageCNN, load_surrogate
+from vidattack.errors import BadParameterError
+from vidattack.models.surrogates import ImageSurrogate, TinyImageCNN
 
 
 def bound(view, x):
@@ -155,45 +154,6 @@ def test_target_video_is_resampled_to_the_attacked_frames(tmp_path):
     out = load_target_video(path, frame_ids=(0, 6, 12), num_frames=13, size=(5, 7))
     assert out.shape == (3, 3, 5, 7)
     torch.testing.assert_close(out[:, 0, 0, 0], torch.tensor([0, 120, 200]) / 255.0)
-
-
-# -- surrogates -----------------------------------------------------------------------------------------
-
-
-def test_imagenet_surrogates_fail_quickly_and_clearly_offline(monkeypatch, tmp_path):
-    monkeypatch.setattr(image.torch.hub, "get_dir", lambda: str(tmp_path))
-
-    def offline(url, dst):
-        raise BadCheckpointError(f"cannot download {url}: offline")
-
-    monkeypatch.setattr(image, "_download", offline)
-    with pytest.raises(BadCheckpointError, match="cannot download"):
-        load_surrogate("resnet50")
-    with pytest.raises(BadCheckpointError, match="no such weights file"):
-        load_surrogate(f"densenet121:{tmp_path / 'missing.pth'}")
-    with pytest.raises(BadParameterError, match="did you mean resnet50"):
-        load_surrogate("resnet5")
-    with pytest.raises(BadParameterError, match="expected a layer of tiny-image-cnn"):
-        load_surrogate("tiny-image-cnn", layer="layer9")
-
-
-def test_imagenet_surrogate_loads_from_the_hub_cache_with_old_densenet_keys(monkeypatch, tmp_path):
-    import torchvision.models as tvm
-
-    net = tvm.densenet121(weights=None)
-    # the original checkpoints spell `norm1` as `norm.1`; they must still load
-    old = {
-        k.replace("norm1.", "norm.1.").replace("conv2.", "conv.2."): v for k, v in net.state_dict().items()
-    }
-    url = tvm.get_weight(image.IMAGENET_WEIGHTS["densenet121"]).url
-    cache = tmp_path / "checkpoints" / url.rsplit("/", 1)[1]
-    cache.parent.mkdir()
-    torch.save(old, cache)
-    monkeypatch.setattr(image.torch.hub, "get_dir", lambda: str(tmp_path))
-    monkeypatch.setattr(image, "_download", lambda url, dst: pytest.fail("must not download when cached"))
-    surrogate = load_surrogate("densenet121", layer="mid")
-    assert surrogate.layer == "denseblock2"
-    assert surrogate(torch.rand(1, 3, 40, 50)).shape[:2] == (1, 512)
 
 
 # -- the black box ---------------------------------------------------------------------------------------

@@ -23,7 +23,6 @@ import itertools
 import logging
 import os
 import pathlib
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -34,6 +33,7 @@ import numpy as np
 import torch
 
 from vidattack.errors import BadParameterError, BadVideoError, OutputExistsError, VidattackError
+from vidattack.files import atomic_path
 
 __all__ = [
     "VIDEO_EXTENSIONS",
@@ -521,23 +521,19 @@ def save_video(
             fps = float(1 / timing[1])
             _note(video, f"{ext} is constant-rate: variable frame times rounded to {fps:g} fps")
     audio = video.path if copy_audio and video.path is not None and video.has_audio else None
-    tmp = out.with_name(f".{out.name}.tmp-{secrets.token_hex(4)}{ext}")
-    log.debug("writing %s with %s %s via %s", out, encoding.codec, encoding.pix_fmt, tmp.name)
     try:
-        try:
-            _encode(video, tmp, _MUXERS[ext], encoding, rotation, (pad_h, pad_w), timing, audio)
-        except _AudioError as e:
-            # The container refused the audio stream: the video matters more, so write it alone.
-            _note(video, f"audio not copied: {e}")
-            tmp.unlink(missing_ok=True)
-            _encode(video, tmp, _MUXERS[ext], encoding, rotation, (pad_h, pad_w), timing, None)
-        os.replace(tmp, out)
+        # the temp file is removed on any failure and renamed over `out` only when complete
+        with atomic_path(out) as tmp:
+            log.debug("writing %s with %s %s via %s", out, encoding.codec, encoding.pix_fmt, tmp.name)
+            try:
+                _encode(video, tmp, _MUXERS[ext], encoding, rotation, (pad_h, pad_w), timing, audio)
+            except _AudioError as e:
+                # The container refused the audio stream: the video matters more, so write it alone.
+                _note(video, f"audio not copied: {e}")
+                tmp.unlink(missing_ok=True)
+                _encode(video, tmp, _MUXERS[ext], encoding, rotation, (pad_h, pad_w), timing, None)
     except (av.FFmpegError, OSError, ValueError) as e:
-        tmp.unlink(missing_ok=True)
         raise VidattackError(f"could not write {out}: {_reason(e)}") from e
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return out
 
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from vidattack.models.loading import list_models, load_model
+from vidattack.models.load import list_models, load_model
 from vidattack.models.view import BoundModel, ModelView, Preprocess
 
 __all__ = ["BoundModel", "ModelView", "Preprocess", "list_models", "load_model"]

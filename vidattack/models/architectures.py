@@ -37,8 +37,10 @@ if TYPE_CHECKING:
 # Kinetics statistics used by the 3D ResNets and S3D (torchvision's video reference recipe).
 _KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 _KINETICS_STD = (0.22803, 0.22145, 0.216989)
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
+#: ImageNet's per-channel statistics (RGB, [0, 1] pixels): the normalisation of Video Swin's weights and
+#: of every image surrogate (`vidattack.models.surrogates`).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 _RESNET_PRE = Preprocess(
     clip_len=16, num_clips=5, resize=(128, 171), crop=112, mean=_KINETICS_MEAN, std=_KINETICS_STD
@@ -48,7 +50,7 @@ _S3D_PRE = Preprocess(
 )
 # MViT's positional embeddings fix its input at exactly 16 x 224 x 224.
 _MVIT_PRE = Preprocess(clip_len=16, num_clips=5, resize=256, crop=224, mean=(0.45,) * 3, std=(0.225,) * 3)
-_SWIN_PRE = Preprocess(clip_len=32, num_clips=5, resize=256, crop=224, mean=_IMAGENET_MEAN, std=_IMAGENET_STD)
+_SWIN_PRE = Preprocess(clip_len=32, num_clips=5, resize=256, crop=224, mean=IMAGENET_MEAN, std=IMAGENET_STD)
 
 
 @dataclass(frozen=True)
@@ -149,10 +151,6 @@ ARCHITECTURES: dict[str, Architecture] = {
 BY_MODULE_CLASS: dict[str, Architecture] = {}
 for _arch in ARCHITECTURES.values():
     BY_MODULE_CLASS.setdefault(_arch.module_class, _arch)
-
-
-def architecture_names() -> list[str]:
-    return list(ARCHITECTURES)
 
 
 def get_architecture(name: str) -> Architecture:

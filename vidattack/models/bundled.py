@@ -8,7 +8,6 @@ metadata: the architecture, the labels and the preprocessing.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +17,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from vidattack.errors import BadCheckpointError
+from vidattack.files import sha256_file
 from vidattack.models.tiny import TinyC3D, TinyLRCN
 from vidattack.models.view import ModelView, Preprocess, check_labels
 
@@ -41,14 +41,6 @@ def bundled_names() -> list[str]:
 def weights_path(name: str) -> Path:
     """Where the weights of bundled model `name` live (whether or not they exist)."""
     return WEIGHTS_DIR / f"{name}.safetensors"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_bundled(name: str) -> ModelView:
@@ -96,6 +88,6 @@ def load_bundled(name: str) -> ModelView:
         preprocess=preprocess,
         labels=check_labels(labels, len(labels), str(path)),
         name=name,
-        sha256=_sha256(path),
+        sha256=sha256_file(path),
         source=f"bundled:{name}",
     )
