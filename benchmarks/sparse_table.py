@@ -38,7 +38,7 @@ from vidattack.attacks import get_attack  # noqa: E402
 from vidattack.attacks.params import parse_value  # noqa: E402
 from vidattack.models import load_model  # noqa: E402
 from vidattack.models.view import ModelView, sampled_frames  # noqa: E402
-from vidattack.universal import evaluate_universal, learn_universal  # noqa: E402
+from vidattack.pipeline.universal import evaluate_universal, learn_universal  # noqa: E402
 from vidattack.video import load_video  # noqa: E402
 
 

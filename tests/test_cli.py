@@ -184,3 +184,94 @@ def test_attacks_and_models_list_the_registry():
     assert "tiny-c3d" in models["bundled"] and "r3d_18" in models["architectures"]
     table = run("attacks", "--format", "table")
     assert table.exit_code == 0 and "pgd-linf" in table.stdout
+
+
+def test_version():
+    from vidattack import __version__
+
+    result = run("--version")
+    assert result.exit_code == 0 and result.stdout == f"vidattack {__version__}\n"
+
+
+def test_attacks_name_shows_one_attack_with_defaults_as_written():
+    one = json.loads(run("attacks", "pgd-linf", "--format", "json").stdout)
+    assert [a["name"] for a in one["attacks"]] == ["pgd-linf"]
+    eps = next(p for p in one["attacks"][0]["params"] if p["name"] == "eps")
+    assert eps["default_text"]
+    table = run("attacks", "pgd-linf", "--format", "table")
+    assert table.exit_code == 0 and "pgd-linf" in table.stdout and "multav-linf" not in table.stdout
+    unknown = run("attacks", "pgd-inf")
+    assert unknown.exit_code == 2 and "did you mean pgd-linf" in unknown.stderr
+
+
+def test_attacks_jsonl_is_one_line_per_attack():
+    from vidattack.attacks import attack_names
+
+    lines = run("attacks", "--format", "jsonl").stdout.splitlines()
+    assert [json.loads(line)["name"] for line in lines] == attack_names()
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        ("BadParameterError", 2),
+        ("UnknownAttackError", 2),
+        ("BadCheckpointError", 2),
+        ("OutputExistsError", 1),
+    ],
+)
+def test_exit_codes_come_from_the_error_classes(monkeypatch, error, code):
+    import vidattack.errors
+    import vidattack.models
+
+    cls = getattr(vidattack.errors, error)
+    assert cls.exit_code == code
+
+    def refuse(*args, **kwargs):
+        raise cls("refused [bold]as written[/]")
+
+    monkeypatch.setattr(vidattack.models, "load_model", refuse)
+    for command in (["predict", "x.mp4"], ["perturb", "x.mp4"]):
+        result = run(*command)
+        assert result.exit_code == code, (command, result.stderr)
+        assert result.stderr == "Error: refused [bold]as written[/]\n"
+
+
+def test_a_refused_checkpoint_exits_the_same_from_every_command(tmp_path):
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"not a checkpoint")
+    folder = tmp_path / "train"
+    folder.mkdir()
+    write_clip(folder / "a.mp4", torch.zeros(8, 40, 48, 3, dtype=torch.uint8))
+    codes = {
+        run("perturb", folder / "a.mp4", "--model", bad, "--out", tmp_path / "o").exit_code,
+        run("predict", folder / "a.mp4", "--model", bad).exit_code,
+        run("universal", folder, "--out", tmp_path / "u.safetensors", "--model", bad).exit_code,
+    }
+    assert codes == {2}
+
+
+def test_names_and_messages_print_literally_not_as_markup(toy_model, tmp_path):
+    folder = tmp_path / "m["
+    folder.mkdir()
+    g = torch.Generator().manual_seed(0)
+    good = write_clip(
+        folder / "[bold]good.mp4", torch.randint(0, 256, (8, 40, 48, 3), generator=g, dtype=torch.uint8)
+    )
+    (folder / "]x.mp4").write_bytes(b"junk")
+    args = ["perturb", folder / "]x.mp4", good, "--model", toy_model, "--out", tmp_path / "o", "--steps", "1"]
+
+    result = run(*args, "-f", "jsonl")
+
+    assert result.exit_code == 1
+    assert [json.loads(line)["status"] for line in result.stdout.splitlines()] == ["error", "ok"]
+    assert result.stderr.startswith(f"Error: {folder / ']x.mp4'}: ")  # the folder "m[" and file "]x.mp4"
+    table = run(*args, "-f", "table", "--overwrite")
+    assert "[bold]good" in table.stdout.replace("│", "").replace(" ", "").replace("\n", "")
+
+
+def test_apply_takes_no_attack_parameters_and_a_missing_file_is_a_usage_error(videos, toy_model, tmp_path):
+    missing = run("perturb", videos / "clip0.mp4", "--model", toy_model, "--apply", tmp_path / "none")
+    assert missing.exit_code == 2 and "no such file" in missing.stderr
+    with_eps = run("perturb", videos / "clip0.mp4", "--apply", tmp_path / "none", "--eps", "1/255")
+    assert with_eps.exit_code == 2 and "--apply" in with_eps.stderr

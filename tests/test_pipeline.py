@@ -11,7 +11,7 @@ from conftest import write_clip
 
 from vidattack.errors import BadParameterError, BadVideoError, OutputExistsError
 from vidattack.pipeline import perturb_file, predict_file
-from vidattack.report import perturbation_stats
+from vidattack.pipeline.report import perturbation_stats
 from vidattack.video import load_video
 
 
@@ -145,3 +145,100 @@ def test_threads_zero_keeps_torch_default_and_n_sets_it():
         assert torch.get_num_threads() == before + 1
     finally:
         torch.set_num_threads(before)
+
+
+# -- the stages, each alone ---------------------------------------------------------------------------
+
+
+def test_decode_and_sample_give_the_models_frames_and_a_bound_model(clip, toy):
+    from vidattack.pipeline.stages import decode, sample
+
+    video = decode(clip)
+    sampled = sample(video, toy, None, torch.device("cpu"))
+
+    assert video.frames.shape == (8, 40, 48, 3)
+    assert sampled.plan.frame_ids == tuple(range(8))
+    assert sampled.x.shape == (1, 8, 3, 40, 48) and sampled.starting_points is None
+    assert torch.equal(sampled.x[0, 3], video.frames[3].permute(2, 0, 1).float() / 255)
+    assert sampled.model(sampled.x).shape == (1, 5)
+
+
+def test_run_attack_returns_the_files_8_bit_frames(clip, toy):
+    from vidattack.attacks import get_attack
+    from vidattack.pipeline.stages import decode, run_attack, sample
+
+    sampled = sample(decode(clip), toy, None, torch.device("cpu"))
+    outcome = run_attack(sampled, get_attack("pgd-linf"), seed=2)
+
+    assert outcome.frames.dtype == torch.uint8 and outcome.frames.shape == (8, 40, 48, 3)
+    assert torch.equal(outcome.frames.permute(0, 3, 1, 2).float() / 255, outcome.result.adversarial[0])
+    assert outcome.result.queries == 5 and outcome.seconds > 0
+
+
+def test_write_and_verify_judge_the_file_as_written(clip, toy, tmp_path):
+    from vidattack.attacks import get_attack
+    from vidattack.pipeline.stages import decode, run_attack, sample, verify, write
+
+    video = decode(clip)
+    sampled = sample(video, toy, None, torch.device("cpu"))
+    outcome = run_attack(sampled, get_attack("fgsm"))
+    path = write(video, sampled, outcome, tmp_path / "x.adv.mp4", overwrite=False)
+    clean = int(outcome.result.clean_labels[0])
+
+    verified = verify(video, path, sampled, toy, torch.device("cpu"), clean_index=clean, target=None)
+
+    assert torch.equal(verified.frames, outcome.frames)  # lossless: every sampled frame is in the file
+    assert verified.reencoded.index == int(outcome.result.adversarial_labels[0])
+    assert verified.success_after_encode == (verified.reencoded.index != clean)
+    assert verified.stats == perturbation_stats(video.frames, verified.frames)
+
+
+def test_render_draws_every_picture_and_reports_its_scale(clip, toy, tmp_path):
+    from vidattack.pipeline.render import render
+    from vidattack.pipeline.stages import Outputs, decode
+
+    video = decode(clip)
+    adv = video.frames.clone()
+    adv[2, :5, :5] += 3
+    outputs = Outputs.for_stem(tmp_path, "s")
+    history = [{"step": 1.0, "loss": 2.0}, {"step": 2.0, "loss": 1.0}]
+
+    rendered = render(
+        video,
+        adv,
+        perturbation_stats(video.frames, adv),
+        outputs,
+        history=history,
+        frame_predictions=None,
+        title="[bold]not markup",
+        overwrite=False,
+    )
+
+    assert rendered.scale == 3
+    assert set(rendered.paths) == {"heatmap_png", "frames_plot", "curve_plot", "heatmap_video"}
+    assert all(p.stat().st_size > 0 for p in rendered.paths.values())
+
+
+@pytest.mark.parametrize(
+    "name", ["adv.mp4", "heatmap.mp4", "heatmap.png", "frames.png", "curve.png", "report.json"]
+)
+def test_check_free_covers_every_output(tmp_path, name):
+    from vidattack.pipeline.stages import Outputs
+
+    (tmp_path / f"s.{name}").write_bytes(b"x")
+    with pytest.raises(OutputExistsError, match=name.replace(".", r"\.")):
+        Outputs.for_stem(tmp_path, "s").check_free(overwrite=False)
+    Outputs.for_stem(tmp_path, "s").check_free(overwrite=True)
+
+
+def test_report_to_dict_keeps_the_keys_reports_always_had(clip, toy, tmp_path):
+    report = perturb_file(clip, "fgsm", model=toy, out_dir=tmp_path, device="cpu")
+
+    assert list(report) == [
+        "input", "status", "attack", "model", "target", "clean", "adversarial", "reencoded", "success",
+        "success_after_encode", "perturbation", "frame_predictions", "queries", "history", "video",
+        "outputs", "timing", "seed", "device", "versions",
+    ]  # fmt: skip
+    assert list(report["attack"]) == ["name", "params", "threat", "paper", "info", "white_box"]
+    assert list(report["timing"]) == ["decode", "attack", "encode", "verify", "heatmaps", "total"]
+    assert list(report["clean"]) == ["index", "label", "confidence", "top"]

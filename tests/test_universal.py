@@ -13,14 +13,11 @@ from safetensors.torch import save_file
 from test_sparse import toy_lrcn_view
 from typer.testing import CliRunner
 
+from vidattack.attacks.registry import get_attack_from_text
+from vidattack.attacks.universal import UniversalAttack, UniversalPerturbation
 from vidattack.errors import BadCheckpointError, BadParameterError
-from vidattack.universal import (
-    UniversalPerturbation,
-    UniversalSettings,
-    evaluate_universal,
-    fooling_rate,
-    learn_universal,
-)
+from vidattack.perturbation_file import load_perturbation, metadata, save_perturbation
+from vidattack.pipeline.universal import evaluate_universal, fooling_rate, learn_universal
 
 
 def clips(n: int, seed: int = 0, t: int = 8, h: int = 24, w: int = 32) -> list[torch.Tensor]:
@@ -44,14 +41,14 @@ def test_learning_fools_the_training_videos_with_the_masked_frames_only(view, le
     assert learned.frames == [0, 1, 2]
     assert float(learned.delta[3:].abs().max()) == 0.0
     assert float(learned.delta[:3].abs().max()) > 0.0
-    assert learned.model == "toy-lrcn" and learned.params["lam"] == UniversalSettings().lam
+    assert learned.model == "toy-lrcn" and learned.params["lam"] == UniversalAttack().lam
     assert fooling_rate(learned, clips(4), view) == 1.0
 
 
 def test_save_load_round_trip_keeps_tensor_and_metadata(tmp_path: Path, learned):
-    path = learned.save(tmp_path / "u.safetensors")
+    path = save_perturbation(learned, tmp_path / "u.safetensors")
 
-    again = UniversalPerturbation.load(path)
+    again = load_perturbation(path)
 
     assert torch.equal(again.delta, learned.delta)
     assert again.frames == learned.frames
@@ -102,20 +99,20 @@ def test_a_longer_video_is_perturbed_where_the_model_looks(learned):
 
 def test_bad_files_fail_with_one_clear_line(tmp_path: Path, learned):
     with pytest.raises(BadParameterError, match="no such file"):
-        UniversalPerturbation.load(tmp_path / "missing.safetensors")
+        load_perturbation(tmp_path / "missing.safetensors")
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"not a safetensors file")
     with pytest.raises(BadCheckpointError, match="safetensors"):
-        UniversalPerturbation.load(junk)
+        load_perturbation(junk)
     foreign = tmp_path / "weights.safetensors"
     save_file({"conv.weight": torch.zeros(2)}, str(foreign))
     with pytest.raises(BadCheckpointError, match="universal perturbation"):
-        UniversalPerturbation.load(foreign)
+        load_perturbation(foreign)
     wrong = tmp_path / "wrong.safetensors"
-    meta = {**learned.metadata(), "shape": json.dumps([4, 4, 4, 3])}
+    meta = {**metadata(learned), "shape": json.dumps([4, 4, 4, 3])}
     save_file({"perturbation": learned.delta}, str(wrong), meta)
     with pytest.raises(BadCheckpointError, match="shape"):
-        UniversalPerturbation.load(wrong)
+        load_perturbation(wrong)
 
 
 def test_bad_inputs_fail_with_one_clear_line(view, learned):
@@ -125,10 +122,11 @@ def test_bad_inputs_fail_with_one_clear_line(view, learned):
         learned.apply(torch.zeros(8, 24, 32, dtype=torch.uint8))
     with pytest.raises(BadParameterError, match="at least one"):
         learn_universal([], view)
-    with pytest.raises(BadParameterError, match="unknown setting 'eps'"):
-        UniversalSettings.from_text({"eps": "1"})
+    # the settings are the universal attack's parameters: parsed and checked like any attack's
+    with pytest.raises(BadParameterError, match="unknown parameter 'eps'"):
+        get_attack_from_text("universal", {"eps": "1"})
     with pytest.raises(BadParameterError, match="lam"):
-        UniversalSettings.from_text({"lam": "-1"})
+        get_attack_from_text("universal", {"lam": "-1"})
 
 
 def test_targeted_universal_perturbation(view):
@@ -158,12 +156,9 @@ def write_folder(folder: Path, videos: list[torch.Tensor]) -> Path:
 @pytest.fixture
 def app(monkeypatch, view) -> typer.Typer:
     import vidattack.models
-    from vidattack.commands.universal import universal
+    from vidattack.cli import app
 
-    monkeypatch.setattr(vidattack.models, "load_model", lambda spec, device="cpu": view)
-    app = typer.Typer()
-    app.command("universal")(universal)
-    app.command("unused")(lambda: None)  # two commands, so the CLI keeps the command name
+    monkeypatch.setattr(vidattack.models, "load_model", lambda spec, **kwargs: view)
     return app
 
 
@@ -181,19 +176,62 @@ def test_cli_learns_saves_and_reports_train_and_holdout_fooling(tmp_path: Path, 
     assert data["train"]["total"] == 3 and data["holdout"]["total"] == 2
     assert 0.0 <= data["train"]["fooling_rate"] <= 1.0
     assert data["frames"] == [0, 1] and data["params"]["epochs"] == 5
-    assert UniversalPerturbation.load(out).stats["train_fooling_rate"] == data["train"]["fooling_rate"]
+    assert load_perturbation(out).stats["train_fooling_rate"] == data["train"]["fooling_rate"]
 
 
-def test_cli_errors(tmp_path: Path, app):
+def test_cli_errors_are_one_line_with_the_error_class_exit_code(tmp_path: Path, app):
     train = write_folder(tmp_path / "train", clips(1))
     out = tmp_path / "u.safetensors"
     out.write_bytes(b"")
     runner = CliRunner()
 
     exists = runner.invoke(app, ["universal", str(train), "--out", str(out)])
-    other = runner.invoke(app, ["universal", str(train), "--out", str(out), "--overwrite", "--attack", "pgd"])
+    unknown = runner.invoke(
+        app, ["universal", str(train), "--out", str(out), "--overwrite", "--set", "eps=1"]
+    )
     empty = runner.invoke(app, ["universal", str(tmp_path / "nothing"), "--out", str(out), "--overwrite"])
 
-    assert "exists" in str(exists.exception)
-    assert isinstance(other.exception, BadParameterError) and "sparse" in str(other.exception)
-    assert isinstance(empty.exception, BadParameterError) and "folder of videos" in str(empty.exception)
+    assert exists.exit_code == 1 and "exists" in exists.stderr
+    assert unknown.exit_code == 2 and "unknown parameter 'eps'" in unknown.stderr
+    assert empty.exit_code == 2 and "folder of videos" in empty.stderr
+    for r in (exists, unknown, empty):
+        assert r.stderr.startswith("Error: ") and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_apply_goes_through_the_pipeline_with_the_report_keys_of_any_attack(tmp_path: Path, view, learned):
+    from vidattack.pipeline import perturb_file
+
+    video = write_folder(tmp_path / "in", clips(1, seed=21)) / "clip0.mp4"
+    pert = load_perturbation(save_perturbation(learned, tmp_path / "u.safetensors"))
+
+    applied = perturb_file(video, UniversalAttack(perturbation=pert), model=view, out_dir=tmp_path / "a")
+    attacked = perturb_file(video, "fgsm", model=view, out_dir=tmp_path / "b")
+
+    def keys(report, prefix=""):
+        found = set()
+        for k, v in report.items():
+            found.add(prefix + k)
+            if isinstance(v, dict) and k not in ("info", "params", "outputs", "threat"):
+                found |= keys(v, prefix + k + ".")
+        return found
+
+    assert keys(applied) == keys(attacked)
+    assert applied["attack"]["name"] == "universal" and applied["queries"] == 0
+    assert applied["attack"]["params"] == {"perturbation": str(tmp_path / "u.safetensors")}
+    assert applied["attack"]["info"]["frames"] == learned.frames
+    from vidattack.video import load_video
+
+    written = load_video(tmp_path / "a" / "clip0.adv.mp4").frames
+    assert torch.equal(written, learned.apply(load_video(video).frames)), "not the perturbation's pixels"
+
+
+def test_universal_is_an_ordinary_attack_that_learns_on_its_batch(view):
+    x = torch.stack([c.permute(0, 3, 1, 2) for c in clips(2, seed=3)]).float() / 255  # (2, 8, 3, 24, 32)
+    model = view.bind(view.plan(8))
+
+    result = get_attack_from_text("universal", {"epochs": "3", "frames": "2"})(model, x, seed=1)
+
+    delta = result.adversarial - x
+    assert float(delta[:, 2:].abs().max()) == 0.0, "frames outside the mask changed"
+    assert result.info["epochs_run"] == 3 and result.info["frames"] == [0, 1]
+    assert result.params["epochs"] == 3 and "perturbation" not in result.params

@@ -1,4 +1,4 @@
-"""The one exception hierarchy of vidattack; the CLI maps each class to an exit code and one line."""
+"""The one exception hierarchy of vidattack. Each class carries its CLI exit code (`exit_code`: 2 for\nusage errors, 1 otherwise); the CLI prints the message as one line and exits with it, deciding nothing."""
 
 from __future__ import annotations
 
@@ -28,7 +28,13 @@ class BadVideoError(VidattackError):
 
 
 class BadCheckpointError(VidattackError):
-    """The model specification or checkpoint cannot be loaded (or is unsafe without trust)."""
+    """The model specification or checkpoint cannot be loaded (or is unsafe without trust).
+
+    A usage error: the model (or a `--apply` file) is an option, checked once before any input, so a
+    refused checkpoint exits 2 from every command.
+    """
+
+    exit_code = 2
 
 
 class OutputExistsError(VidattackError):

@@ -1,0 +1,86 @@
+"""The `vidattack` command: a thin layer over the library, one module per command.
+
+Commands parse options, call library functions, print data to stdout (table, JSON or JSON lines, via
+`emit`) and everything else (progress, logs, errors) to stderr. Exit codes: 0 every input processed,
+1 some inputs failed, otherwise the `exit_code` of the `VidattackError` that stopped the command (2 for
+usage errors: options, the model, `--apply`). torch is imported only inside commands so `vidattack
+--help` stays instant.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from vidattack.cli.attacks import attacks
+from vidattack.cli.emit import print_error
+from vidattack.cli.models import models
+from vidattack.cli.perturb import perturb
+from vidattack.cli.predict import predict
+from vidattack.cli.universal import universal
+from vidattack.errors import VidattackError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+app = typer.Typer(
+    name="vidattack",
+    help="Adversarial attacks against video recognition models, on real video files.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def exits_on_errors(command: F) -> F:
+    """A library error that stops a command becomes one `Error:` line and its class's exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except VidattackError as e:
+            print_error(str(e))
+            raise typer.Exit(e.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+for _command in (perturb, predict, attacks, models, universal):
+    app.command()(exits_on_errors(_command))
+
+
+def _version(value: bool) -> None:
+    if value:
+        from vidattack import __version__
+
+        sys.stdout.write(f"vidattack {__version__}\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Adversarial attacks against video recognition models, on real video files."""
+
+
+def main() -> None:
+    """Console-script entry point: library errors that escape a command become one line and their class's
+    exit code; anything else one line and exit 1, never a traceback."""
+    try:
+        app()
+    except Exception as e:  # last resort: no traceback for users, the message says what went wrong
+        print_error(str(e))
+        raise SystemExit(e.exit_code if isinstance(e, VidattackError) else 1) from None
+
+
+if __name__ == "__main__":
+    main()

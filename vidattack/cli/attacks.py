@@ -1,0 +1,61 @@
+"""`vidattack attacks [NAME]`: every attack (or one) with its parameters, defaults, threat model and paper."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from vidattack.cli import options as o
+from vidattack.cli.emit import Record, cell, emit
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+def attacks(
+    name: Annotated[str | None, typer.Argument(help="Show only this attack.", show_default=False)] = None,
+    fmt: o.FormatOption = None,
+) -> None:
+    """List every attack (or the one named) with its parameters, defaults, threat model and paper.
+
+    --eps, --alpha and --steps of `vidattack perturb` set each attack's own budget, step size and
+    iteration count (eps_m for MultAV).
+    """
+    from vidattack.attacks.registry import attack_class, attack_names
+
+    names = [attack_class(name).name] if name is not None else attack_names()
+    described = [describe(attack_class(n)) for n in names]
+    emit(described, o.default_format(fmt, piped=o.Format.json), table=attack_tables, key="attacks")
+
+
+def describe(cls: Any) -> Record:
+    """The attack's description, with each default also as written (`default_text`: 4/255, true)."""
+    from vidattack.cli.shims import default_text
+
+    d: Record = cls.describe()
+    specs = {s.name: s for s in cls.params()}
+    for p in d["params"]:
+        p.setdefault("default_text", default_text(specs[p["name"]]))
+    return d
+
+
+def attack_tables(rows: list[Record], console: Console) -> None:
+    """One table per attack: its parameters, with the threat model and paper as caption."""
+    from rich.table import Table
+    from rich.text import Text
+
+    for d in rows:
+        t = Table(
+            title=Text.assemble((d["name"], "bold"), "  ", d["summary"]),
+            title_justify="left",
+            header_style="bold",
+            expand=False,
+            caption=Text(f"threat: {d['threat']}\npaper: {d['paper']}"),
+            caption_justify="left",
+        )
+        for col in ("parameter", "type", "default", "help"):
+            t.add_column(col, overflow="fold")
+        for p in d["params"]:
+            t.add_row(cell(p["name"]), cell(p["type"]), cell(p["default_text"]), cell(p["help"]))
+        console.print(t)

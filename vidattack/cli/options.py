@@ -1,0 +1,153 @@
+"""Option types and parsing shared by the commands: one definition of each common option."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from vidattack.errors import BadParameterError
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+
+class Format(StrEnum):
+    """How records go to stdout."""
+
+    table = "table"
+    json = "json"
+    jsonl = "jsonl"
+
+
+Model = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Model: bundled name, ARCH:WEIGHTS, TorchScript or .safetensors file, torchvision:ARCH. "
+        "Default: tiny-c3d.",
+    ),
+]
+Arch = Annotated[
+    str | None, typer.Option(help="Architecture for a .safetensors/.pth state dict (e.g. r3d_18).")
+]
+Labels = Annotated[Path | None, typer.Option(help="Class names, one per line (or a JSON list).")]
+TrustCheckpoint = Annotated[
+    bool,
+    typer.Option(
+        "--trust-checkpoint", help="Allow full pickle loading of the checkpoint (only for files you trust)."
+    ),
+]
+Eps = Annotated[
+    str | None,
+    typer.Option(help="The attack's budget in [0, 1] pixel units (eps_m for MultAV); fractions: 4/255."),
+]
+Alpha = Annotated[str | None, typer.Option(help="The attack's step size (fractions allowed) or auto.")]
+Steps = Annotated[str | None, typer.Option(help="The attack's number of iterations.")]
+Target = Annotated[
+    str | None, typer.Option("--target", "-t", help="Targeted attack toward this label or class index.")
+]
+Seed = Annotated[int, typer.Option(help="Seed of the attack's random generator.")]
+Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+Threads = Annotated[
+    int, typer.Option(help="CPU threads for torch; 0 = one per core. Fewer help on a busy machine.")
+]
+Settings = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Any other attack parameter, KEY=VALUE (repeatable)."),
+]
+Out = Annotated[Path, typer.Option("--out", "-o", help="Output folder.")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]
+FormatOption = Annotated[
+    Format | None,
+    typer.Option("--format", "-f", help="table when stdout is a terminal, else jsonl (or json)."),
+]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary on stderr.")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs, FFmpeg's own messages.")]
+
+
+def default_format(fmt: Format | None, piped: Format = Format.jsonl) -> Format:
+    """`fmt`, or a table on a terminal and `piped` otherwise."""
+    if fmt is not None:
+        return fmt
+    return Format.table if sys.stdout.isatty() else piped
+
+
+def setup_logging(verbose: bool, quiet: bool) -> None:
+    """Logs to stderr: warnings by default, errors only with --quiet, debug and FFmpeg with --verbose."""
+    level = logging.DEBUG if verbose else (logging.ERROR if quiet else logging.WARNING)
+    logging.basicConfig(
+        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True
+    )
+    if verbose:
+        import av.logging
+
+        av.logging.set_level(av.logging.VERBOSE)
+
+
+def parse_sets(values: list[str] | None) -> dict[str, str]:
+    """`--set KEY=VALUE` items as a dict (dashes in keys become underscores)."""
+    settings: dict[str, str] = {}
+    for item in values or []:
+        if "=" not in item:
+            raise BadParameterError(f"expected --set KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        settings[key.strip().replace("-", "_")] = value.strip()
+    return settings
+
+
+@dataclass(frozen=True)
+class Budget:
+    """`--eps`, `--alpha` and `--steps`, parsed once; None where not given."""
+
+    eps: float | None = None
+    alpha: float | str | None = None
+    steps: int | None = None
+
+
+def parse_budget(eps: str | None, alpha: str | None, steps: str | None) -> Budget:
+    """Parse the common options (fractions allowed; `--alpha auto`), naming the option on failure."""
+    from vidattack.attacks.params import parse_number
+
+    def number(name: str, text: str) -> float:
+        try:
+            return parse_number(text)
+        except ValueError as e:
+            raise BadParameterError(f"{name}: {e}") from None
+
+    alpha_value: float | str | None = None
+    if alpha is not None:
+        alpha_value = "auto" if alpha.strip().lower() == "auto" else number("alpha", alpha)
+    steps_value = None
+    if steps is not None:
+        s = number("steps", steps)
+        if not s.is_integer():
+            raise BadParameterError(f"steps: expected an integer, got {steps!r}")
+        steps_value = int(s)
+    return Budget(None if eps is None else number("eps", eps), alpha_value, steps_value)
+
+
+def progress_bars(enabled: bool) -> Progress | None:
+    """Rich progress bars on stderr (None when disabled); descriptions are printed literally."""
+    if not enabled:
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from vidattack.cli.emit import stderr_console
+
+    return Progress(
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=stderr_console(),
+        redirect_stdout=False,
+        redirect_stderr=False,
+        transient=True,
+    )

@@ -1,0 +1,354 @@
+"""The typed report of one job, the numbers it holds, and atomic JSON writing.
+
+`Report` is what `perturb_file` returns (as `to_dict()`) and writes last as `S.report.json`: its
+presence means the job finished. The measurements compare 8-bit frames `(T, H, W, 3)` as decoded from
+files, so the numbers describe what a viewer (or a model) actually gets, not an attack's float tensor.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from vidattack.video import Video
+
+CHUNK_FRAMES = 4
+
+
+@dataclass(frozen=True)
+class ClassScore:
+    """One class and the model's confidence in it."""
+
+    index: int
+    label: str
+    confidence: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "label": self.label, "confidence": self.confidence}
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A video-level prediction: the top class (index, label, confidence) and the `top` k classes."""
+
+    top: list[ClassScore]
+
+    @property
+    def index(self) -> int:
+        return self.top[0].index
+
+    @property
+    def label(self) -> str:
+        return self.top[0].label
+
+    @property
+    def confidence(self) -> float:
+        return self.top[0].confidence
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.top[0].to_dict(), "top": [c.to_dict() for c in self.top]}
+
+
+def prediction(
+    log_probs_or_probs: Tensor, labels: list[str], *, top_k: int = 5, is_log: bool = True
+) -> Prediction:
+    """The `Prediction` of `(K,)` scores (log-probabilities, or probabilities with `is_log=False`)."""
+    p = log_probs_or_probs.detach().float().cpu()
+    p = p.exp() if is_log else p
+    k = min(top_k, p.numel())
+    conf, idx = p.topk(k)
+    return Prediction(
+        [
+            ClassScore(int(i), labels[int(i)] if int(i) < len(labels) else str(int(i)), float(c))
+            for c, i in zip(conf, idx, strict=True)
+        ]
+    )
+
+
+def perturbation_stats(clean: Tensor, adv: Tensor) -> dict[str, Any]:
+    """Perturbation of a written video, in [0, 1] pixel units, from decoded uint8 frames.
+
+    `linf`, `l2` (whole video), `map` (mean absolute perturbation over all pixels), `ratio_max`
+    (largest max(a/x, x/a); 0 -> 0 counts as 1, 0 -> non-zero as infinite), `frames_perturbed` (count),
+    `perturbed_frames` (their numbers), `sparsity` (share of frames left untouched), `per_frame_map`.
+    Works in int16 on a few frames at a time: a 10-second 1080p video is 1.9 GB as uint8, and a float
+    copy of it (let alone several temporaries) would not fit beside the video in the memory budget.
+    """
+    if clean.shape != adv.shape:
+        raise ValueError(
+            f"expected frames of the same shape, got {tuple(clean.shape)} and {tuple(adv.shape)}"
+        )
+    t = clean.shape[0]
+    pixels = clean[0].numel() if t else 1
+    linf, sq, ratio_max = 0, 0.0, 1.0
+    per_frame: list[float] = []
+    for s in range(0, t, CHUNK_FRAMES):
+        c = clean[s : s + CHUNK_FRAMES].to(torch.int16)
+        a = adv[s : s + CHUNK_FRAMES].to(torch.int16)
+        d = (a - c).abs_().flatten(1)  # (t, H*W*3) int16
+        linf = max(linf, int(d.max()))
+        sq += float(d.float().square_().sum(dtype=torch.float64))
+        per_frame.extend((d.sum(dim=1, dtype=torch.float64) / (pixels * 255.0)).tolist())
+        changed = d != 0
+        if bool(changed.any()):
+            cc, aa = c.flatten(1)[changed].float(), a.flatten(1)[changed].float()
+            small, big = torch.minimum(cc, aa), torch.maximum(cc, aa)
+            ratio_max = math.inf if bool((small == 0).any()) else max(ratio_max, float((big / small).max()))
+    perturbed = [i for i, m in enumerate(per_frame) if m > 0]
+    return {
+        "linf": linf / 255.0,
+        "l2": math.sqrt(sq) / 255.0,
+        "map": (sum(per_frame) / t) if t else 0.0,
+        "ratio_max": ratio_max,
+        "frames_perturbed": len(perturbed),
+        "perturbed_frames": perturbed,
+        "sparsity": 1.0 - len(perturbed) / t if t else 1.0,
+        "per_frame_map": per_frame,
+    }
+
+
+def versions() -> dict[str, str]:
+    """Versions of everything that decides the numbers in a report."""
+    import av
+    import torchvision
+
+    from vidattack import __version__
+
+    return {
+        "vidattack": __version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "av": av.__version__,
+        "ffmpeg": ".".join(map(str, av.library_versions.get("libavcodec", ()))),
+        "python": platform.python_version(),
+    }
+
+
+def _json_safe(value: Any) -> Any:
+    # JSON has no infinity; a ratio bound broken by a black pixel is reported as the string "inf"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "inf" if value > 0 else ("-inf" if value < 0 else "nan")
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, Tensor):
+        return _json_safe(value.tolist())
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def to_json(data: dict[str, Any], *, indent: int | None = 2) -> str:
+    return json.dumps(_json_safe(data), indent=indent, allow_nan=False)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write bytes to `path` through a temp file in the same folder and `os.replace`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_report(path: Path, report: Report | dict[str, Any]) -> None:
+    """The report is written last and atomically, so its presence means the job finished."""
+    data = report.to_dict() if isinstance(report, Report) else report
+    write_atomic(path, (to_json(data) + "\n").encode())
+
+
+# -- the report ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AttackPart:
+    """What ran: the attack's name, its resolved hyperparameters, threat model, paper and findings."""
+
+    name: str
+    params: dict[str, Any]
+    threat: dict[str, Any]
+    paper: str
+    info: dict[str, Any]
+    white_box: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "params": self.params,
+            "threat": self.threat,
+            "paper": self.paper,
+            "info": self.info,
+            "white_box": self.white_box,
+        }
+
+
+@dataclass(frozen=True)
+class ModelPart:
+    """Which model judged: name, weights hash, source, preprocessing and the frames it sampled."""
+
+    name: str
+    sha256: str | None
+    source: str | None
+    preprocess: dict[str, Any]
+    frames_sampled: list[int]
+    notes: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "sha256": self.sha256,
+            "source": self.source,
+            "preprocess": self.preprocess,
+            "frames_sampled": self.frames_sampled,
+            "notes": self.notes,
+        }
+
+
+@dataclass(frozen=True)
+class VideoPart:
+    """The input video as decoded: size, timing, source codec, audio, decoder notes."""
+
+    frames: int
+    width: int
+    height: int
+    fps: float | None
+    time_base: str
+    rotation: int
+    codec: str | None
+    pix_fmt: str | None
+    audio: bool
+    notes: list[str]
+
+    @classmethod
+    def of(cls, video: Video) -> VideoPart:
+        return cls(
+            frames=video.num_frames,
+            width=video.width,
+            height=video.height,
+            fps=video.fps,
+            time_base=str(video.time_base),
+            rotation=video.rotation,
+            codec=video.source_codec,
+            pix_fmt=video.source_pix_fmt,
+            audio=video.has_audio,
+            notes=list(video.notes),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "frames": self.frames,
+            "width": self.width,
+            "height": self.height,
+            "fps": self.fps,
+            "time_base": self.time_base,
+            "rotation": self.rotation,
+            "codec": self.codec,
+            "pix_fmt": self.pix_fmt,
+            "audio": self.audio,
+            "notes": self.notes,
+        }
+
+
+@dataclass
+class Timing:
+    """Seconds spent in each stage of one job (filled in as the stages run)."""
+
+    decode: float = 0.0
+    attack: float = 0.0
+    encode: float = 0.0
+    verify: float = 0.0
+    heatmaps: float = 0.0
+    total: float = 0.0
+
+    def to_dict(self) -> dict[str, float]:
+        return {
+            "decode": self.decode,
+            "attack": self.attack,
+            "encode": self.encode,
+            "verify": self.verify,
+            "heatmaps": self.heatmaps,
+            "total": self.total,
+        }
+
+
+@dataclass(frozen=True)
+class Target:
+    """The class a targeted attack aims for."""
+
+    index: int
+    label: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "label": self.label}
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything one attacked video reports; `to_dict()` is the JSON of `S.report.json`.
+
+    `adversarial` is the prediction on the attack's quantized tensor, `reencoded` the one on the file
+    as written and decoded again; `success_after_encode` judges the latter. `perturbation` holds the
+    measurements of `perturbation_stats` on the written file (plus `heatmap_scale` when heatmaps were
+    drawn); `outputs` maps each written file's role to its path.
+    """
+
+    input: str
+    attack: AttackPart
+    model: ModelPart
+    target: Target | None
+    clean: Prediction
+    adversarial: Prediction
+    reencoded: Prediction
+    success: bool
+    success_after_encode: bool
+    perturbation: dict[str, Any]
+    frame_predictions: dict[str, Any] | None
+    queries: int
+    history: list[dict[str, float]]
+    video: VideoPart
+    outputs: dict[str, str]
+    timing: Timing
+    seed: int
+    device: str
+    versions: dict[str, str] = field(default_factory=dict)
+    status: str = "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict, keys in the order reports have always had."""
+        return {
+            "input": self.input,
+            "status": self.status,
+            "attack": self.attack.to_dict(),
+            "model": self.model.to_dict(),
+            "target": None if self.target is None else self.target.to_dict(),
+            "clean": self.clean.to_dict(),
+            "adversarial": self.adversarial.to_dict(),
+            "reencoded": self.reencoded.to_dict(),
+            "success": self.success,
+            "success_after_encode": self.success_after_encode,
+            "perturbation": self.perturbation,
+            "frame_predictions": self.frame_predictions,
+            "queries": self.queries,
+            "history": self.history,
+            "video": self.video.to_dict(),
+            "outputs": self.outputs,
+            "timing": self.timing.to_dict(),
+            "seed": self.seed,
+            "device": self.device,
+            "versions": self.versions,
+        }
