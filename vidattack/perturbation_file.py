@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import torch
 
 from vidattack.attacks.universal import UniversalPerturbation
 from vidattack.errors import BadCheckpointError, BadParameterError, OutputExistsError
+from vidattack.files import atomic_path
 from vidattack.models.view import Preprocess
 
 FORMAT = "vidattack-universal-perturbation/1"
@@ -51,13 +51,9 @@ def save_perturbation(
     if p.exists() and not overwrite:
         raise OutputExistsError(f"{p} exists (use --overwrite to replace it)")
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        tensors = {_TENSOR_KEY: pert.delta.detach().float().cpu().contiguous()}
+    tensors = {_TENSOR_KEY: pert.delta.detach().float().cpu().contiguous()}
+    with atomic_path(p) as tmp:
         save_file(tensors, str(tmp), metadata(pert))
-        os.replace(tmp, p)
-    finally:
-        tmp.unlink(missing_ok=True)
     return p
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from vidattack.pipeline.report import write_atomic
+from vidattack.files import write_atomic
 
 if TYPE_CHECKING:
     from vidattack.pipeline.stages import Outputs

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import platform
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
+
+from vidattack.files import write_atomic
 
 if TYPE_CHECKING:
     from vidattack.video import Video
@@ -151,19 +151,6 @@ def _json_safe(value: Any) -> Any:
 
 def to_json(data: dict[str, Any], *, indent: int | None = 2) -> str:
     return json.dumps(_json_safe(data), indent=indent, allow_nan=False)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write bytes to `path` through a temp file in the same folder and `os.replace`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_report(path: Path, report: Report | dict[str, Any]) -> None:
