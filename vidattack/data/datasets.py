@@ -23,7 +23,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -64,7 +64,7 @@ class Item:
     id: str
     label: int
     path: Path | None = None
-    frames: Tensor | None = None
+    frames: Tensor | None = field(default=None, compare=False, repr=False)
     clip_seed: int | None = None
     synthetic_class: int = 0
     synthetic_frames: int = 16

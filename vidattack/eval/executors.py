@@ -59,23 +59,26 @@ class LocalExecutor:
             yield evaluate_chunk(view, items, configs, options)
 
 
-# Worker processes keep the model they were sent, keyed by its object id, so a worker running many
-# chunks deserializes and moves it to the device once.
+# Worker processes keep the model they were sent, keyed by its object id: the reference travels
+# inside a list so Ray does not resolve it for every task, and a worker running many chunks fetches,
+# deserializes and moves the model to its device once.
 _WORKER_MODELS: dict[str, ModelView] = {}
 
 
 def _ray_task(
-    model_key: str,
-    view: ModelView,
+    model_ref: list[Any],
     chunk: Sequence[Item],
     configs: Sequence[Config],
     options: WorkOptions,
 ) -> Records:
-    cached = _WORKER_MODELS.get(model_key)
-    if cached is None:
+    import ray
+
+    key = model_ref[0].hex()
+    view = _WORKER_MODELS.get(key)
+    if view is None:
         _WORKER_MODELS.clear()
-        cached = _WORKER_MODELS[model_key] = view.to(options.device)
-    return evaluate_chunk(cached, chunk, configs, options)
+        view = _WORKER_MODELS[key] = ray.get(model_ref[0]).to(options.device)
+    return evaluate_chunk(view, chunk, configs, options)
 
 
 def package_root() -> str:
@@ -149,7 +152,6 @@ class RayExecutor:
             # The model travels on the CPU: a worker moves it to its own device once.
             cpu_view = view if _on_cpu(view) else copy.deepcopy(view).to("cpu")
             view_ref = ray.put(cpu_view)
-            model_key = view_ref.hex()
             limit = self.max_in_flight or max(2, int(2 * ray.cluster_resources().get("CPU", 1)))
             pending: list[Any] = []
             todo = iter(chunks)
@@ -161,7 +163,7 @@ class RayExecutor:
                         exhausted = True
                         break
                     items, configs = chunk
-                    pending.append(task.remote(model_key, view_ref, list(items), list(configs), options))
+                    pending.append(task.remote([view_ref], list(items), list(configs), options))
                 if not pending:
                     break
                 done, pending = ray.wait(pending, num_returns=1)
