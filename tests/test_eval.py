@@ -1,0 +1,250 @@
+"""`vidattack.eval`: grids, records, resume, summaries, and local = Ray = shards at the same seed."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from vidattack.data.datasets import Dataset, load_dataset
+from vidattack.errors import BadParameterError, UsageError
+from vidattack.eval import build_grid, merge, read_records, run_eval, summarize_dir
+from vidattack.eval.grid import Config
+from vidattack.eval.records import ResultsWriter, comparable
+from vidattack.eval.summary import SummaryRow, summarize
+from vidattack.eval.worker import resolve_target
+from vidattack.models.view import ModelView
+
+# A tiny grid: two attacks, 2 steps each, on 6 synthetic clips (the first 6 of synthetic:1).
+VIDEOS = 6
+
+
+@pytest.fixture(scope="module")
+def data(c3d: ModelView) -> Dataset:
+    full = load_dataset("synthetic:1", c3d.labels)
+    return replace(full, items=full.items[:VIDEOS])
+
+
+@pytest.fixture(scope="module")
+def configs(c3d: ModelView) -> list[Config]:
+    return build_grid(
+        ["pgd-linf", "multav-linf"],
+        c3d,
+        eps={"pgd-linf": ["2/255"], "multav-linf": ["1.02"]},
+        settings={"steps": "2"},
+        seed=3,
+    )
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory, data: Dataset, configs: list[Config], c3d: ModelView):
+    """One local run: the records and summary every other way of running must reproduce."""
+    out = tmp_path_factory.mktemp("local")
+    return run_eval(data, configs, c3d, out_dir=out)
+
+
+def _sorted(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted((comparable(r) for r in records), key=lambda r: (r["key"], r["video"]))
+
+
+def _untimed(rows: list[SummaryRow]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in r.to_dict().items() if k != "seconds_per_video"} for r in rows]
+
+
+# -- the grid --------------------------------------------------------------------------------------
+
+
+def test_config_key_hashes_resolved_params_model_seed_and_target(c3d: ModelView) -> None:
+    (a,) = build_grid(["pgd-linf"], c3d, eps=["4/255"], seed=1)
+    (b,) = build_grid(["pgd-linf"], c3d, eps=["0.01568627450980392"], seed=1)
+    assert a.key == b.key  # two spellings of one budget
+    (c,) = build_grid(["pgd-linf"], c3d, eps=["4/255"], seed=2)
+    (d,) = build_grid(["pgd-linf"], c3d, eps=["4/255"], seed=1, targets=["random"])
+    assert len({a.key, c.key, d.key}) == 3
+    assert Config.from_dict(json.loads(json.dumps(a.to_dict()))) == a
+
+
+def test_grid_is_attacks_times_budgets_times_targets(c3d: ModelView) -> None:
+    grid = build_grid(
+        ["pgd-linf", "pgd-l2"], c3d, eps=["1/255", "2/255"], targets=["untargeted", "least-likely"]
+    )
+    assert len(grid) == 8
+    assert grid[0].params["eps"] == pytest.approx(1 / 255)
+
+
+def test_grid_refuses_what_no_attack_takes(c3d: ModelView) -> None:
+    with pytest.raises(BadParameterError, match="none of the attacks pgd-linf takes 'eps_m'"):
+        build_grid(["pgd-linf"], c3d, settings={"eps_m": "1.1"})
+    with pytest.raises(BadParameterError, match="--eps 2/255 for multav-linf: eps_m: expected >= 1"):
+        build_grid(["multav-linf"], c3d, eps=["2/255"])
+    with pytest.raises(BadParameterError, match=r"--target.*random, least-likely"):
+        build_grid(["pgd-linf"], c3d, targets=["jump"])
+
+
+def test_targets_random_is_seeded_per_video_and_never_the_label(c3d: ModelView) -> None:
+    lp = torch.log_softmax(torch.arange(10.0), dim=0)
+    picks = [resolve_target("random", c3d, 4, lp, seed) for seed in range(50)]
+    assert 4 not in picks and len(set(picks)) == 9
+    assert picks == [resolve_target("random", c3d, 4, lp, seed) for seed in range(50)]
+    assert resolve_target("least-likely", c3d, 4, lp, 0) == 0
+    assert resolve_target("still", c3d, 4, lp, 0) == 9
+    assert resolve_target("untargeted", c3d, 4, lp, 0) is None
+
+
+# -- records ---------------------------------------------------------------------------------------
+
+
+def test_results_writer_drops_a_torn_last_line(tmp_path: Path) -> None:
+    path = tmp_path / "results.jsonl"
+    path.write_text('{"key": "k", "video": "a"}\n{"key": "k", "vi')
+    assert [r["video"] for r in read_records(path)] == ["a"]
+    with ResultsWriter(path) as w:
+        w.write({"key": "k", "video": "b"})
+    assert path.read_text() == '{"key": "k", "video": "a"}\n{"key": "k", "video": "b"}\n'
+
+
+def test_summary_definitions_on_hand_made_records() -> None:
+    def rec(video: str, label: int, clean: int, adv: int, **kw: Any) -> dict[str, Any]:
+        base = {"key": "k", "video": video, "label": label, "clean": clean, "adversarial": adv}
+        base |= {"success": adv != label, "success_after_encode": adv != label, "attacked": clean == label}
+        return base | {"queries": 10, "linf": 2.0, "l2": 5.0, "map": 0.5, "seconds": 1.0} | kw
+
+    records = [
+        rec("a", 0, 0, 1),  # fooled
+        rec("b", 0, 0, 0),  # robust
+        rec("c", 1, 2, 2, queries=0, linf=0.0),  # already wrong: not attacked
+        rec("d", 1, 1, 1, status="error"),  # failed: not counted
+    ]
+    (row,) = summarize(records, {})
+    assert (row.videos, row.failed) == (3, 1)
+    assert row.clean_accuracy == pytest.approx(2 / 3)
+    assert row.robust_accuracy == pytest.approx(1 / 3)
+    assert row.attack_success_rate == pytest.approx(1 / 2)
+    assert (row.mean_queries, row.mean_linf) == (10, 2.0)
+
+
+# -- runs ------------------------------------------------------------------------------------------
+
+
+def test_eval_counts_and_accuracies(reference, configs: list[Config]) -> None:
+    records = read_records(reference.out_dir / "results.jsonl")
+    assert len(records) == VIDEOS * len(configs) == reference.written
+    assert {r["status"] for r in records} == {"ok"}
+    assert len(reference.rows) == len(configs)
+    for row in reference.rows:
+        assert row.videos == VIDEOS
+        assert row.clean_accuracy is not None and row.clean_accuracy > 0.5
+        assert row.robust_accuracy is not None and row.robust_accuracy <= row.clean_accuracy
+        assert row.mean_queries == 2
+    pgd = next(r for r in records if r["attack"] == "pgd-linf" and r["attacked"])
+    assert pgd["linf"] <= 2.0 + 1e-9 and pgd["frames_perturbed"] == 16
+    assert pgd["success_after_encode"] == pgd["success"]  # the lossless file keeps the attack
+    for name in ("summary.csv", "summary.json", "summary.md", "robust_accuracy.png", "configs.json"):
+        assert (reference.out_dir / name).stat().st_size > 0
+    assert "| pgd-linf | 2/255 |" in (reference.out_dir / "summary.md").read_text()
+
+
+def test_rerun_skips_everything_done(reference, data: Dataset, configs: list[Config], c3d: ModelView) -> None:
+    again = run_eval(data, configs, c3d, out_dir=reference.out_dir, verify=True)
+    assert (again.written, again.skipped) == (0, VIDEOS * len(configs))
+
+
+def test_resume_after_a_kill_gives_the_same_summary(
+    reference, tmp_path: Path, data: Dataset, configs: list[Config], c3d: ModelView
+) -> None:
+    class Killed(Exception):
+        pass
+
+    def kill_after_five(done: int, total: int) -> None:
+        if done == 5:
+            raise Killed
+
+    with pytest.raises(Killed):
+        run_eval(data, configs, c3d, out_dir=tmp_path, progress=kill_after_five)
+    results = tmp_path / "results.jsonl"
+    text = results.read_bytes()
+    results.write_bytes(text[: len(text) - 40])  # the last record half written when the kill came
+    assert len(read_records(results)) == 4
+
+    resumed = run_eval(data, configs, c3d, out_dir=tmp_path)
+    assert (resumed.skipped, resumed.written) == (4, VIDEOS * len(configs) - 4)
+    assert _untimed(resumed.rows) == _untimed(reference.rows)
+    assert _sorted(read_records(results)) == _sorted(read_records(reference.out_dir / "results.jsonl"))
+
+
+def test_two_shards_merged_equal_one_run(
+    reference, tmp_path: Path, data: Dataset, configs: list[Config], c3d: ModelView
+) -> None:
+    dirs = [tmp_path / "s1", tmp_path / "s2"]
+    for k, d in enumerate(dirs, 1):
+        run_eval(data, configs, c3d, out_dir=d, shard=(k, 2))
+    sizes = [len(read_records(d / "results.jsonl")) for d in dirs]
+    assert sum(sizes) == VIDEOS * len(configs) and min(sizes) > 0
+    rows = merge(dirs, tmp_path / "merged")
+    assert _untimed(rows) == _untimed(reference.rows)
+    assert _untimed(summarize_dir(tmp_path / "merged", write=False)) == _untimed(reference.rows)
+    merged = read_records(tmp_path / "merged" / "results.jsonl")
+    assert _sorted(merged) == _sorted(read_records(reference.out_dir / "results.jsonl"))
+
+
+def test_a_broken_video_fails_its_records_and_the_run_goes_on(
+    tmp_path: Path, configs: list[Config], c3d: ModelView
+) -> None:
+    (tmp_path / "still").mkdir()
+    (tmp_path / "still" / "broken.mp4").write_bytes(b"not a video")
+    data = load_dataset(tmp_path, c3d.labels)
+    run = run_eval(data, configs, c3d, out_dir=tmp_path / "out")
+    assert run.failed == len(configs)
+    records = read_records(tmp_path / "out" / "results.jsonl")
+    assert all(r["status"] == "error" and "BadVideoError" in r["error"] for r in records)
+    assert [row.failed for row in run.rows] == [1, 1]
+
+
+def test_unknown_executor_is_a_usage_error(
+    data: Dataset, configs: list[Config], c3d: ModelView, tmp_path: Path
+) -> None:
+    with pytest.raises(UsageError, match="expected --executor local or ray"):
+        run_eval(data, configs, c3d, out_dir=tmp_path, executor="dask")
+
+
+# -- Ray -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray = pytest.importorskip("ray")
+    from vidattack.eval.executors import package_root
+
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        runtime_env={"env_vars": {"PYTHONPATH": package_root(), "OMP_NUM_THREADS": "1"}},
+        log_to_driver=False,
+    )
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_gives_the_same_records_as_local(
+    ray_local, reference, tmp_path: Path, data: Dataset, configs: list[Config], c3d: ModelView
+) -> None:
+    run = run_eval(data, configs, c3d, out_dir=tmp_path, executor="ray", chunk_size=2, threads=1)
+    assert run.written == VIDEOS * len(configs)
+    assert _sorted(read_records(tmp_path / "results.jsonl")) == _sorted(
+        read_records(reference.out_dir / "results.jsonl")
+    )
+    assert _untimed(run.rows) == _untimed(reference.rows)
+    assert all(not math.isnan(r.seconds_per_video or 0) for r in run.rows)
+
+
+def test_importing_eval_does_not_import_ray() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, vidattack.eval, vidattack.data.datasets; sys.exit('ray' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[1]).returncode == 0

@@ -1,0 +1,275 @@
+"""The configurations of an eval: attacks x budgets x target modes, each with a stable key.
+
+A `Config` is everything that decides an attack's output on a video except the video: the attack's
+name and fully resolved hyperparameters, the model's identity, the seed and the target mode. Its `key`
+is a hash of exactly those, so a rerun of the same command finds its records again (resume), and a
+changed parameter makes a new key (new rows, never mixed with the old ones).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from vidattack.errors import BadParameterError, UsageError
+
+if TYPE_CHECKING:
+    from vidattack.attacks.base import Attack
+    from vidattack.models.view import ModelView
+
+UNTARGETED = "untargeted"
+TARGET_MODES = ("random", "least-likely")
+
+# --- SHIM (issue #10) -----------------------------------------------------------------------------
+# The redesign gives `get_attack_from_text(name, settings, eps=, alpha=, steps=)`, mapping the common
+# options to each attack's own budget, step and iteration parameters. Until it lands, `attack_from_text`
+# maps them here by the parameter names the attacks use today. Delete `_OWN_NAMES` and the fallback
+# branch once the registry takes the keywords.
+_OWN_NAMES = {
+    "eps": ("eps", "eps_m"),
+    "alpha": ("alpha", "alpha_m"),
+    "steps": ("steps", "max_iter"),
+}
+
+
+def attack_from_text(
+    name: str,
+    settings: Mapping[str, str],
+    *,
+    eps: str | None = None,
+    alpha: str | None = None,
+    steps: str | None = None,
+) -> Attack:
+    """An attack from command-line text, `eps`/`alpha`/`steps` meaning the attack's own budget,
+    step size and iteration count (e.g. `eps_m` for MultAV)."""
+    from vidattack.attacks import registry
+
+    common = {"eps": eps, "alpha": alpha, "steps": steps}
+    from_text: Any = registry.get_attack_from_text
+    if "eps" in inspect.signature(from_text).parameters:
+        attack: Attack = from_text(name, dict(settings), **common)
+        return attack
+    # SHIM: the registry of today takes only `settings`.
+    cls = registry.attack_class(name)
+    own = {s.name for s in cls.params()}
+    merged = dict(settings)
+    for option, value in common.items():
+        if value is None:
+            continue
+        target = next((n for n in _OWN_NAMES[option] if n in own), None)
+        if target is None:
+            raise BadParameterError(
+                f"attack {name} has no {option} parameter (it takes {', '.join(sorted(own))})"
+            )
+        if target in merged:
+            raise BadParameterError(f"--{option} and --set {target}= both set {target} of attack {name}")
+        merged[target] = value
+    return registry.get_attack_from_text(name, merged)
+
+
+# --- end of SHIM ----------------------------------------------------------------------------------
+
+
+def _jsonable(value: Any) -> Any:
+    """Hyperparameter values as JSON with a canonical form (tuples as lists, floats exact)."""
+    if isinstance(value, bool | int | str) or value is None:
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return str(value)
+
+
+def budget_value(text: str | None) -> float | None:
+    """The number a budget text stands for (`"4/255"` -> 0.0157), for sorting and plotting."""
+    if text is None:
+        return None
+    from vidattack.attacks.params import parse_number
+
+    try:
+        return float(parse_number(text))
+    except (ValueError, BadParameterError):
+        return None
+
+
+@dataclass(frozen=True)
+class Config:
+    """One cell of the grid: an attack with resolved hyperparameters, a target mode and a seed.
+
+    `budget` is the `--eps` text that made this cell (None: the attack's default budget); `settings`
+    the `--set` text it was given. `params` are the hyperparameters the attack instance reports, which
+    is what the key hashes: two spellings of the same value (`4/255`, `0.0156862745`) share a key.
+    """
+
+    attack: str
+    params: dict[str, Any]
+    target: str
+    seed: int
+    model: str
+    budget: str | None = None
+    settings: dict[str, str] = field(default_factory=dict)
+    alpha: str | None = None
+    steps: str | None = None
+
+    @property
+    def key(self) -> str:
+        """16 hex digits of a hash of attack, resolved params, model identity, seed and target mode."""
+        blob = json.dumps(
+            {
+                "attack": self.attack,
+                "params": self.params,
+                "model": self.model,
+                "seed": self.seed,
+                "target": self.target,
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+    @property
+    def budget_value(self) -> float | None:
+        return budget_value(self.budget)
+
+    @property
+    def label(self) -> str:
+        """A short human name: `pgd-linf eps=1/255 target=random`."""
+        parts = [self.attack]
+        if self.budget is not None:
+            parts.append(f"eps={self.budget}")
+        parts += [f"{k}={v}" for k, v in sorted(self.settings.items())]
+        if self.target != UNTARGETED:
+            parts.append(f"target={self.target}")
+        return " ".join(parts)
+
+    def make_attack(self) -> Attack:
+        """A fresh attack instance for this configuration (cheap; made in each worker)."""
+        return attack_from_text(
+            self.attack, self.settings, eps=self.budget, alpha=self.alpha, steps=self.steps
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "attack": self.attack,
+            "budget": self.budget,
+            "budget_value": self.budget_value,
+            "alpha": self.alpha,
+            "steps": self.steps,
+            "settings": dict(self.settings),
+            "params": self.params,
+            "target": self.target,
+            "seed": self.seed,
+            "model": self.model,
+            "label": self.label,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Config:
+        cfg = cls(
+            attack=str(d["attack"]),
+            params=dict(d["params"]),
+            target=str(d["target"]),
+            seed=int(d["seed"]),
+            model=str(d["model"]),
+            budget=d.get("budget"),
+            settings={str(k): str(v) for k, v in dict(d.get("settings") or {}).items()},
+            alpha=d.get("alpha"),
+            steps=d.get("steps"),
+        )
+        if "key" in d and d["key"] != cfg.key:
+            raise UsageError(
+                f"configuration {d['key']} does not hash to its key (got {cfg.key}); was it edited?"
+            )
+        return cfg
+
+
+def model_identity(view: ModelView) -> str:
+    """What the key records of the model: its weights' sha256 when known, else its name."""
+    return f"sha256:{view.sha256}" if view.sha256 else f"name:{view.name}"
+
+
+def check_target(target: str, view: ModelView) -> str:
+    """A `--target` value in canonical form: `untargeted`, `random`, `least-likely` or a label name."""
+    t = target.strip()
+    if t.lower() in ("", "none", UNTARGETED):
+        return UNTARGETED
+    if t.lower() in TARGET_MODES:
+        return t.lower()
+    try:
+        return view.labels[view.index_of(t)]
+    except ValueError as e:
+        raise BadParameterError(f"--target: {e} (or random, least-likely)") from None
+
+
+def build_grid(
+    attacks: Sequence[str],
+    view: ModelView,
+    *,
+    eps: Sequence[str] | Mapping[str, Sequence[str]] = (),
+    alpha: str | None = None,
+    steps: str | None = None,
+    settings: Mapping[str, str] | None = None,
+    targets: Sequence[str] = (UNTARGETED,),
+    seed: int = 0,
+) -> list[Config]:
+    """Every configuration of `attacks` x `eps` x `targets`, in that order, validated now.
+
+    `eps` are budget texts (`"1/255"`), each meaning the attack's own budget parameter (`eps_m`, a
+    ratio, for MultAV); empty means the attacks' defaults. Attacks whose budgets live on different
+    scales get their own lists from a mapping, `{"pgd-linf": ["1/255"], "multav-linf": ["1.02"]}`
+    (an attack missing from it keeps its default budget). `settings` (`--set k=v`) apply to every attack that takes `k`; a key no
+    listed attack takes is an error, as is any value an attack refuses.
+    """
+    from vidattack.attacks.registry import attack_class
+
+    if isinstance(eps, Mapping):
+        for name in eps:
+            if name not in attacks:
+                raise UsageError(f"--eps for {name}, which is not among the attacks {', '.join(attacks)}")
+    if not attacks:
+        raise UsageError("expected at least one attack")
+    settings = dict(settings or {})
+    classes = {name: attack_class(name) for name in attacks}
+    for k in settings:
+        if not any(k in {s.name for s in cls.params()} for cls in classes.values()):
+            raise BadParameterError(f"--set {k}: none of the attacks {', '.join(attacks)} takes {k!r}")
+    target_modes = [check_target(t, view) for t in targets] or [UNTARGETED]
+    configs: list[Config] = []
+    seen: set[str] = set()
+    for name in attacks:
+        own = {s.name for s in classes[name].params()}
+        mine = {k: v for k, v in settings.items() if k in own}
+        texts = eps.get(name, ()) if isinstance(eps, Mapping) else eps
+        budgets: list[str | None] = list(texts) or [None]
+        for budget in budgets:
+            try:
+                instance = attack_from_text(name, mine, eps=budget, alpha=alpha, steps=steps)
+            except BadParameterError as e:
+                where = f"--eps {budget} for {name}" if budget is not None else name
+                raise BadParameterError(f"{where}: {e}") from None
+            params = _jsonable(instance.hyperparameters())
+            for target in target_modes:
+                cfg = Config(
+                    attack=name,
+                    params=params,
+                    target=target,
+                    seed=seed,
+                    model=model_identity(view),
+                    budget=budget,
+                    settings=mine,
+                    alpha=alpha,
+                    steps=steps,
+                )
+                if cfg.key not in seen:  # `--eps 1/255,0.00392156862745098` is one configuration
+                    seen.add(cfg.key)
+                    configs.append(cfg)
+    return configs

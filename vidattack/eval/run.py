@@ -1,0 +1,160 @@
+"""`run_eval`: a grid of configurations over a labelled data set, resumable, on any executor.
+
+The driver (this function) decides what is left to do from `OUT/results.jsonl`, hands chunks of
+videos to an executor, and writes every record itself as it comes back; then it writes the summary.
+A rerun of the same call skips the (configuration, video) pairs already recorded, so a killed run
+finishes where it stopped and a changed configuration adds rows next to the old ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from vidattack.errors import UsageError, VidattackError
+from vidattack.eval.executors import Executor, get_executor
+from vidattack.eval.grid import Config
+from vidattack.eval.records import (
+    RESULTS_NAME,
+    ResultsWriter,
+    done_pairs,
+    read_configs,
+    read_records,
+    write_configs,
+)
+from vidattack.eval.summary import SummaryRow, summarize, write_summary
+from vidattack.eval.worker import WorkOptions
+
+if TYPE_CHECKING:
+    from vidattack.data.datasets import Dataset, Item
+    from vidattack.models.view import ModelView
+
+log = logging.getLogger("vidattack")
+
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass
+class EvalRun:
+    """What `run_eval` did: the summary rows (all configurations in OUT), the records it added, the
+    pairs it found already done, the failed records it wrote, the files, and the wall time."""
+
+    out_dir: Path
+    rows: list[SummaryRow]
+    written: int
+    skipped: int
+    failed: int
+    seconds: float
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def run_eval(
+    dataset: Dataset,
+    configs: Sequence[Config],
+    model: ModelView,
+    *,
+    out_dir: str | Path,
+    executor: str | Executor = "local",
+    ray_address: str | None = "auto",
+    shard: tuple[int, int] | None = None,
+    device: str = "cpu",
+    verify: bool = True,
+    save_outputs: bool = False,
+    attack_misclassified: bool = False,
+    chunk_size: int = 1,
+    threads: int = 0,
+    fsync_every: int = 16,
+    progress: ProgressFn | None = None,
+) -> EvalRun:
+    """Run every configuration on every video of `dataset` (or of its shard `(K, N)`) into `out_dir`.
+
+    Writes `results.jsonl` (one record per configuration and video, appended as they finish),
+    `configs.json`, and the summary (`summary.csv`, `summary.json`, `summary.md`,
+    `robust_accuracy.png`). `executor` is `"local"`, `"ray"` (joining `ray_address`, see
+    `RayExecutor`) or an executor object. `save_outputs` keeps the adversarial videos under
+    `OUT/videos/KEY/`. `progress(done, total)` is called per record (done counts skipped ones).
+
+    Raises:
+        UsageError: no configurations, or configurations made for another model.
+    """
+    start = time.perf_counter()
+    if not configs:
+        raise UsageError("expected at least one configuration")
+    keys = [c.key for c in configs]
+    if len(set(keys)) != len(keys):
+        raise UsageError("expected distinct configurations, got the same one twice")
+    if chunk_size < 1:
+        raise UsageError(f"expected a chunk size >= 1, got {chunk_size}")
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise VidattackError(f"cannot create the output folder {out}: {e.strerror}") from None
+    if shard is not None:
+        dataset = dataset.shard(*shard)
+
+    known = read_configs(out)
+    for c in configs:
+        old = known.get(c.key)
+        if old is not None and old.get("model") != c.model:  # a hash collision or an edited file
+            raise UsageError(f"{out}/configs.json records configuration {c.key} for another model")
+    write_configs(out, [c.to_dict() for c in configs])
+
+    results = out / RESULTS_NAME
+    done = done_pairs(read_records(results))
+    total = len(dataset) * len(configs)
+    # Per video, the configurations it still needs; videos needing none are not sent anywhere.
+    todo: list[tuple[Item, list[Config]]] = []
+    for item in dataset:
+        missing = [c for c in configs if (c.key, item.id) not in done]
+        if missing:
+            todo.append((item, missing))
+    skipped = total - sum(len(m) for _, m in todo)
+    log.info("%d of %d records already in %s", skipped, total, results)
+
+    # Chunks group videos that need the same configurations (all of them, in a fresh run).
+    chunks: list[tuple[list[Item], list[Config]]] = []
+    for item, missing in todo:
+        if chunks and chunks[-1][1] == missing and len(chunks[-1][0]) < chunk_size:
+            chunks[-1][0].append(item)
+        else:
+            chunks.append(([item], missing))
+
+    options = WorkOptions(
+        device=device,
+        verify=verify,
+        outputs=str(out / "videos") if save_outputs else None,
+        attack_misclassified=attack_misclassified,
+        threads=threads,
+    )
+    runner = get_executor(executor, address=ray_address)
+    written = failed = 0
+    counted = skipped
+    if progress is not None:
+        progress(counted, total)
+    with ResultsWriter(results, fsync_every=fsync_every) as writer:
+        for records in runner.map(model, chunks, options):
+            for rec in records:
+                writer.write(rec)
+                written += 1
+                failed += rec.get("status") != "ok"
+                counted += 1
+                if progress is not None:
+                    progress(counted, total)
+
+    rows = summarize(read_records(results), read_configs(out))
+    files = write_summary(out, rows)
+    files["results"] = results
+    return EvalRun(
+        out_dir=out,
+        rows=rows,
+        written=written,
+        skipped=skipped,
+        failed=failed,
+        seconds=time.perf_counter() - start,
+        files=files,
+    )
