@@ -117,7 +117,7 @@ class ResultsWriter:
                 f.truncate(end)
 
     def write(self, record: dict[str, Any]) -> None:
-        from vidattack.report import to_json
+        from vidattack.pipeline.report import to_json
 
         line = to_json(record, indent=None) + "\n"  # one line; infinities as strings, as in reports
         self._file.write(line.encode("utf-8"))
@@ -156,7 +156,7 @@ def read_configs(out_dir: str | Path) -> dict[str, dict[str, Any]]:
 
 def write_configs(out_dir: str | Path, configs: Iterable[dict[str, Any]]) -> Path:
     """Add `configs` to `OUT/configs.json` (kept: every configuration ever run there), atomically."""
-    from vidattack.report import write_report
+    from vidattack.pipeline.report import write_report
 
     known = read_configs(out_dir)
     for c in configs:

@@ -25,7 +25,8 @@ from typing import Any
 
 from vidattack.errors import UsageError
 from vidattack.eval.records import RESULTS_NAME, latest, read_configs, read_records, write_configs
-from vidattack.report import to_json, write_atomic
+from vidattack.files import write_atomic
+from vidattack.pipeline.report import to_json
 
 SUMMARY_CSV = "summary.csv"
 SUMMARY_JSON = "summary.json"

@@ -153,7 +153,7 @@ def _attack_one(
     cfg: Config,
     options: WorkOptions,
 ) -> dict[str, Any]:
-    from vidattack.report import perturbation_stats
+    from vidattack.pipeline.report import perturbation_stats
 
     dev = x.device
     start = time.perf_counter()
