@@ -201,8 +201,6 @@ def perturb_file(
             target=target_index,
             seed=seed,
             progress=progress,
-            frame_ids=plan.frame_ids,
-            num_frames=video.num_frames,
         )
         adv_sampled = _sampled_to_uint8(result.adversarial)
         attack_report: dict[str, Any] = {
