@@ -92,9 +92,9 @@ def main() -> None:
         for spec in args.attacks.split(","):
             attack = parse_spec(spec)
             wins, still_right, frames, linf, mapv, secs = 0, 0, [], [], [], []
-            for bound, x, plan, true, correct in inputs:
+            for bound, x, _plan, true, correct in inputs:
                 t0 = time.perf_counter()
-                r = attack(bound, x, frame_ids=plan.frame_ids, num_frames=plan.num_frames)
+                r = attack(bound, x)
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 secs.append(time.perf_counter() - t0)

@@ -47,7 +47,7 @@ def main() -> None:
 
     from vidattack.attacks import get_attack
     from vidattack.attacks.base import CountingModel, loss_and_grad
-    from vidattack.attacks.pgd import pgd_loop
+    from vidattack.attacks.loops import ascend
     from vidattack.criteria import Misclassification
     from vidattack.models import load_model
     from vidattack.models.view import sampled_frames
@@ -88,9 +88,7 @@ def main() -> None:
         ctx = AttackContext(
             generator=torch.Generator(device=dev), frame_ids=plan.frame_ids, num_frames=plan.num_frames
         )
-        return pgd_loop(
-            CountingModel(model), x, crit, threat, ctx, start=x, alpha=alpha, steps=steps, norm="linf"
-        )
+        return ascend(CountingModel(model), x, crit, threat, ctx, start=x, size=alpha, steps=steps)
 
     def ta_end_to_end() -> torch.Tensor:
         with torch.no_grad():
@@ -105,11 +103,11 @@ def main() -> None:
         loss = torch.nn.functional.nll_loss(model(xr), labels)
         torch.autograd.grad(loss, xr)
 
-    box = threat.box(x)  # computed once per attack by pgd_loop
+    box = threat.box(x)  # computed once per attack by ascend
     x_step = x.clone()
 
     def one_step() -> None:
-        # what pgd_loop does per step after the first: gradient, sign step, clamp into the ball in place
+        # what ascend does per step after the first: gradient, sign step, clamp into the ball in place
         _, _, g = loss_and_grad(model, x_step, crit.objective)
         x_step.add_(g.sign_(), alpha=alpha).clamp_(*box)
 

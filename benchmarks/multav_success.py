@@ -76,9 +76,9 @@ def main() -> None:
         for attack_name in args.attacks.split(","):
             attack = get_attack(attack_name)
             wins, linf, ratio_max, mapv, secs = 0, [], [], [], []
-            for bound, x, plan in inputs:
+            for bound, x, _plan in inputs:
                 t0 = time.perf_counter()
-                r = attack(bound, x, frame_ids=plan.frame_ids, num_frames=plan.num_frames)
+                r = attack(bound, x)
                 secs.append(time.perf_counter() - t0)
                 wins += int(r.success[0])
                 linf.append(r.norms["linf"][0])

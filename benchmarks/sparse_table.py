@@ -55,9 +55,7 @@ def attack_clip(view: ModelView, video: torch.Tensor, label: int | None, **param
         clean = int(model(x).argmax())
     truth = clean if label is None else label
     start = time.perf_counter()
-    result = get_attack("sparse", **params)(
-        model, x, labels=torch.tensor([truth]), frame_ids=plan.frame_ids, num_frames=int(video.shape[0])
-    )
+    result = get_attack("sparse", **params)(model, x, labels=torch.tensor([truth]))
     info = result.info
     return {
         "correct": clean == truth,

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from vidattack.models.view import ModelView, Preprocess
+from vidattack.models.view import BoundModel, FramePlan, ModelView, Preprocess
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -41,6 +41,12 @@ def toy_view(num_classes: int = 5, clip_len: int = 8, seed: int = 0) -> ModelVie
     for p in net.parameters():
         p.requires_grad_(False)
     return ModelView(net, Preprocess(clip_len=clip_len), [f"class{i}" for i in range(num_classes)], "toy")
+
+
+def bind_plan(view: ModelView, frame_ids: tuple[int, ...], num_frames: int) -> BoundModel:
+    """`view` bound to a plan that samples `frame_ids` of a `num_frames`-long video, as one clip."""
+    plan = FramePlan(num_frames=num_frames, frame_ids=frame_ids, clips=(tuple(range(len(frame_ids))),))
+    return view.bind(plan)
 
 
 @pytest.fixture

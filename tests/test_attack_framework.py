@@ -10,8 +10,18 @@ import torch
 from vidattack.attacks import attack_names, get_attack
 from vidattack.attacks.params import parse_number
 from vidattack.attacks.registry import attack_class, get_attack_from_text
+from vidattack.criteria import resolve_target
 from vidattack.errors import BadParameterError, UnknownAttackError
-from vidattack.threat import L2Ball, LinfBall, RatioLinf, Unbounded, frames_mask, ratio, round_toward
+from vidattack.threat import (
+    FrameSpec,
+    L2Ball,
+    LinfBall,
+    RatioLinf,
+    Unbounded,
+    frames_mask,
+    ratio,
+    round_toward,
+)
 
 # Keeps the registry-wide invariant test fast; the attack's own tests run its defaults.
 FAST = {
@@ -173,3 +183,83 @@ def test_linf_box_clamp_is_the_projection(masked):
     lo, hi = threat.box(x)
 
     assert torch.allclose(x_adv.clamp(lo, hi), threat.project(x_adv, x), atol=1e-7)
+
+
+# -- common options, defaults as written, frame specs, targets ----------------------------------------
+
+
+def test_common_options_set_each_attacks_own_budget_step_and_iterations():
+    multav = get_attack_from_text("multav-linf", {}, eps=1.1, alpha="1.02", steps="3")
+    assert (multav.eps_m, multav.alpha_m, multav.steps) == (pytest.approx(1.1), pytest.approx(1.02), 3)
+    pgd = get_attack_from_text("pgd-linf", {}, eps="8/255", alpha="auto")
+    assert pgd.eps == pytest.approx(8 / 255) and pgd.alpha == "auto"
+    with pytest.raises(BadParameterError, match="fgsm has no steps; its parameters are eps"):
+        get_attack_from_text("fgsm", {}, steps=3)
+    with pytest.raises(BadParameterError, match="--eps and --set eps_m"):
+        get_attack_from_text("multav-l2", {"eps_m": "3"}, eps=2.0)
+    with pytest.raises(BadParameterError, match="eps_m: expected >= 1"):
+        get_attack_from_text("multav-linf", {}, eps=0.5)
+
+
+def test_defaults_are_shown_as_written():
+    texts = {p.name: p.default_text for p in attack_class("pgd-linf").params()}
+    assert texts == {"eps": "4/255", "alpha": "1/255", "steps": "5", "random_start": "false"}
+    roa = {p.name: p.to_dict() for p in attack_class("roa").params()}
+    assert roa["alpha"]["default_text"] == "70/255"
+    assert roa["frames"]["default"] == "all" and roa["frames"]["default_text"] == "all"
+    assert {p.name: p.default_text for p in attack_class("frame-saliency").params()}["eps"] == "0.015"
+
+
+def test_a_frames_parameter_is_parsed_once_and_reported_as_written(toy, toy_video):
+    attack = get_attack("af", frames="random:3")
+    assert attack.frames == FrameSpec("random", count=3)
+    assert attack.hyperparameters()["frames"] == "random:3"
+    result = attack(bound_toy(toy, toy_video), toy_video)
+    assert len(result.info["frames"]) == 3 and result.params["frames"] == "random:3"
+    assert FrameSpec.parse("[6, 2]") == FrameSpec("list", frames=(2, 6))
+    with pytest.raises(BadParameterError, match="frames: expected frames as"):
+        get_attack("roa", frames="most")
+
+
+def test_targets_resolve_from_labels_or_indices(toy):
+    assert resolve_target(toy, "class3") == 3
+    assert resolve_target(toy, "CLASS2") == 2
+    assert resolve_target(toy.labels, "4") == 4
+    assert resolve_target(5, 0) == 0
+    with pytest.raises(BadParameterError, match=r"expected a target class in \[0, 4\], got 5"):
+        resolve_target(toy, 5)
+    with pytest.raises(BadParameterError, match=r"expected a label of model toy or an index.*class1"):
+        resolve_target(toy, "clas1")
+
+
+def test_the_frame_plan_comes_from_the_model(toy, toy_video):
+    from conftest import bind_plan
+
+    result = get_attack("af", frames="10,11")(bind_plan(toy, tuple(range(4, 12)), 12), toy_video)
+    assert result.info["frames"] == [10, 11]
+
+    class Plain(torch.nn.Module):
+        """A video model without a frame plan: it sees the T frames it is given as frames 0..T-1."""
+
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.inner(x)
+
+    plain = get_attack("af", frames="6,7")(Plain(bound_toy(toy, toy_video)), toy_video)
+    assert plain.info["frames"] == [6, 7]
+
+
+def test_frame_saliency_leaves_the_threat_model_it_was_given_unchanged(toy, toy_video):
+    from vidattack.attacks.base import AttackContext
+    from vidattack.criteria import make_criterion
+
+    attack = get_attack("frame-saliency", steps=2)
+    model = bound_toy(toy, toy_video)
+    ctx = AttackContext(generator=torch.Generator(), frame_ids=tuple(range(8)), num_frames=8)
+    criterion = make_criterion(model(toy_video).argmax(1), None)
+    threat = attack.threat_model(model, toy_video, criterion, ctx)
+    attack.run(model, toy_video, criterion, threat, ctx)
+    assert threat.mask is None and ctx.restrict_to is not None

@@ -100,7 +100,7 @@ def test_bound_holds_in_whole_levels(toy, toy_video) -> None:
 
 def test_frames_outside_the_selection_do_not_flicker(toy, toy_video) -> None:
     result = get_attack("flicker", frames="2,5", **FAST)(bind(toy, toy_video), toy_video)
-    assert result.info["frames_selected"] == [2, 5]
+    assert result.info["frames"] == [2, 5]
     changed = (result.adversarial != toy_video).any(dim=(2, 3, 4))[0]
     assert not changed[[0, 1, 3, 4, 6, 7]].any()
 
@@ -148,7 +148,7 @@ def test_roughness_is_circular_over_frames() -> None:
 def test_alpha_auto_needs_a_bound() -> None:
     with pytest.raises(BadParameterError, match="alpha"):
         get_attack("flicker", alpha="auto")
-    from vidattack.attacks.pgd import auto_alpha_linf
+    from vidattack.attacks.loops import auto_alpha_linf
 
     assert get_attack("flicker", alpha="auto", eps=0.2).hyperparameters()["alpha"] == pytest.approx(
         auto_alpha_linf(0.2)

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from vidattack.attacks import get_attack
-from vidattack.attacks.masked_pgd import patch_size
-from vidattack.attacks.pgd import auto_alpha_linf
+from vidattack.attacks.loops import auto_alpha_linf
+from vidattack.attacks.region import patch_size
 from vidattack.errors import BadParameterError
 from vidattack.models.view import ModelView, sampled_frames
-from vidattack.regions import border_mask, border_width_for_ratio
+from vidattack.threat import Border, border_width_for_ratio
 
 FAST = {"steps": 5, "alpha": 0.1}
 
@@ -56,7 +56,7 @@ def test_frame_border_changes_only_the_border(toy, toy_video) -> None:
     result = get_attack("frame-border", **FAST)(model, toy_video)
     width = result.info["region"]["width"]
     assert width == border_width_for_ratio(40, 48, 0.1)
-    border = border_mask(tuple(toy_video.shape), width).expand_as(toy_video)
+    border = Border(width).mask(toy_video.shape).expand_as(toy_video)
     changed = result.adversarial != toy_video
     assert changed.any()
     assert not (changed & ~border).any()
@@ -146,7 +146,7 @@ def test_written_file_changes_only_inside_the_region(name, toy, tmp_path) -> Non
         assert (region["top"], region["left"]) == (20, 30)
         allowed[20 : 20 + region["height"], 30 : 30 + region["width"]] = True
     else:
-        allowed = border_mask((1, 1, 3, 40, 48), region["width"])[0, 0, 0]
+        allowed = Border(region["width"]).mask((1, 1, 3, 40, 48))[0, 0, 0]
     assert changed.any()
     assert not (changed & ~allowed).any()
 

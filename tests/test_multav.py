@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from vidattack.attacks import AttackContext, get_attack
-from vidattack.attacks.multav import RatioL2, log_ratio, multiplicative_loop
+from vidattack.attacks.loops import ascend
 from vidattack.criteria import make_criterion
 from vidattack.errors import BadParameterError
 from vidattack.models.view import sampled_frames
-from vidattack.threat import RatioLinf
+from vidattack.threat import RatioL2, RatioLinf, log_ratio
 
 MULTAV = ["multav-linf", "multav-l2", "multav-roa", "multav-af", "multav-spa"]
 
@@ -55,9 +55,7 @@ def test_one_step_multiplies_every_pixel_by_alpha_or_its_inverse(toy, toy_video)
     ctx = AttackContext(generator=torch.Generator(), frame_ids=tuple(range(8)), num_frames=8)
     crit = make_criterion(model(toy_video).argmax(1), None)
 
-    x_adv = multiplicative_loop(
-        model, toy_video, crit, RatioLinf(eps_m=2.0), ctx, alpha_m=1.5, steps=1, norm="linf"
-    )
+    x_adv = ascend(model, toy_video, crit, RatioLinf(eps_m=2.0), ctx, start=toy_video, size=1.5, steps=1)
 
     moved = (toy_video > 0) & (toy_video * 1.5 <= 1)
     r = x_adv[moved] / toy_video[moved]
@@ -71,8 +69,8 @@ def test_the_ratio_bound_bites_from_the_fourth_step_with_the_paper_settings(toy,
     worst = []
     for steps in (3, 5):
         ctx = AttackContext(generator=torch.Generator(), frame_ids=tuple(range(8)), num_frames=8)
-        x_adv = multiplicative_loop(
-            model, toy_video, crit, RatioLinf(eps_m=1.04), ctx, alpha_m=1.01, steps=steps, norm="linf"
+        x_adv = ascend(
+            model, toy_video, crit, RatioLinf(eps_m=1.04), ctx, start=toy_video, size=1.01, steps=steps
         )
         worst.append(float(log_ratio(x_adv, toy_video).abs().max()))
     assert worst[0] == pytest.approx(3 * math.log(1.01), rel=1e-4)
@@ -168,8 +166,8 @@ def test_multav_l2_keeps_an_active_bound_and_reports_its_reading(toy, toy_video)
 
 @pytest.mark.parametrize("name", MULTAV)
 def test_fools_the_bundled_c3d_at_the_paper_defaults(name, c3d, example_clip):
-    model, x, plan = clip_input(c3d, example_clip)
-    result = get_attack(name)(model, x, frame_ids=plan.frame_ids, num_frames=plan.num_frames)
+    model, x, _ = clip_input(c3d, example_clip)
+    result = get_attack(name)(model, x)
     assert bool(result.success[0]), f"{name} did not fool tiny-c3d on {example_clip.name}"
 
 

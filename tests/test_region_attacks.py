@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import bind_plan
 from torch import nn
 
 from vidattack.attacks import get_attack
@@ -123,7 +124,7 @@ def test_frames_outside_the_selection_are_unchanged(name, toy, toy_video):
 
 def test_frames_are_video_frame_numbers(toy):
     x = gray_video(4)
-    result = get_attack("af", frames="10")(bind(toy, x), x, frame_ids=(8, 9, 10, 11), num_frames=12)
+    result = get_attack("af", frames="10")(bind_plan(toy, (8, 9, 10, 11), 12), x)
     assert changed_pixels(result.adversarial, x)[0].any(dim=(1, 2)).tolist() == [True, True, False, False]
     assert result.info["frames"] == [8, 9]
 
@@ -131,7 +132,7 @@ def test_frames_are_video_frame_numbers(toy):
 def test_frames_the_model_never_sees_are_a_clear_error(toy):
     x = gray_video(4)
     with pytest.raises(BadParameterError, match="expected frames the model samples"):
-        get_attack("spa", frames="1,3")(bind(toy, x), x, frame_ids=(0, 2, 4, 6), num_frames=8)
+        get_attack("spa", frames="1,3")(bind_plan(toy, (0, 2, 4, 6), 8), x)
 
 
 @pytest.mark.parametrize(
@@ -249,8 +250,8 @@ def clip_input(view, path):
 
 @pytest.mark.parametrize("name", ["roa", "af", "spa"])
 def test_additive_region_attacks_fool_the_bundled_c3d_at_the_paper_defaults(name, c3d, example_clip):
-    model, x, plan = clip_input(c3d, example_clip)
-    result = get_attack(name)(model, x, frame_ids=plan.frame_ids, num_frames=plan.num_frames)
+    model, x, _ = clip_input(c3d, example_clip)
+    result = get_attack(name)(model, x)
     assert bool(result.success[0]), f"{name} did not fool tiny-c3d on {example_clip.name}"
 
 

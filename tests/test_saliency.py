@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import bind_plan
 from torch import nn
 
 from vidattack.attacks import get_attack
@@ -101,9 +102,7 @@ def test_one_shot_perturbs_every_frame(toy, toy_video) -> None:
 
 def test_frame_order_is_in_video_frame_numbers(toy, toy_video) -> None:
     ids = tuple(range(10, 26, 2))
-    result = get_attack("frame-saliency", **FAST)(
-        bind(toy, toy_video), toy_video, frame_ids=ids, num_frames=40
-    )
+    result = get_attack("frame-saliency", **FAST)(bind_plan(toy, ids, 40), toy_video)
     assert all(f in ids for f in result.info["frame_order"][0])
 
 
@@ -139,7 +138,7 @@ def test_model_parameters_are_left_unchanged(toy, toy_video) -> None:
 
 
 def test_alpha_auto_uses_the_papers_step_rule() -> None:
-    from vidattack.attacks.pgd import auto_alpha_linf
+    from vidattack.attacks.loops import auto_alpha_linf
 
     attack = get_attack("frame-saliency", alpha="auto")
     assert attack.hyperparameters()["alpha"] == pytest.approx(auto_alpha_linf(0.015))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import bind_plan
 from torch import nn
 
 from vidattack.attacks import get_attack
@@ -189,9 +190,7 @@ def test_bad_parameters_fail_with_one_clear_line(lrcn_toy, video):
     with pytest.raises(BadParameterError, match="lam"):
         get_attack("sparse", lam=-1)
     with pytest.raises(BadParameterError, match="frame the model sees"):
-        get_attack("sparse", frames="9,10")(
-            bind(lrcn_toy, video), video, frame_ids=tuple(range(8)), num_frames=12
-        )
+        get_attack("sparse", frames="9,10")(bind_plan(lrcn_toy, tuple(range(8)), 12), video)
 
 
 # -- the bundled CNN+LSTM and files ------------------------------------------------------------------
@@ -206,7 +205,7 @@ def test_fools_the_bundled_lrcn_with_four_of_sixteen_frames(lrcn, example_clips,
     plan = lrcn.plan(frames.shape[0])
     x = sampled_frames(frames, plan)
 
-    result = get_attack("sparse", frames="4")(lrcn.bind(plan), x, frame_ids=plan.frame_ids)
+    result = get_attack("sparse", frames="4")(lrcn.bind(plan), x)
 
     assert result.success.all()
     assert set(result.info["frames_perturbed"]) <= {0, 1, 2, 3}
@@ -220,7 +219,7 @@ def test_fools_the_bundled_c3d_at_defaults(c3d, example_clip):
     plan = c3d.plan(frames.shape[0])
     x = sampled_frames(frames, plan)
 
-    assert get_attack("sparse")(c3d.bind(plan), x, frame_ids=plan.frame_ids).success.all()
+    assert get_attack("sparse")(c3d.bind(plan), x).success.all()
 
 
 def test_the_written_file_keeps_frames_outside_the_mask(tmp_path: Path, lrcn_toy):

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import Tensor
+
+from vidattack.errors import BadParameterError
 
 
 @dataclass(frozen=True)
@@ -62,3 +67,37 @@ def make_criterion(clean_labels: Tensor, target: int | Tensor | None) -> Criteri
     if t.numel() == 1:
         t = t.expand(clean_labels.shape[0]).clone()
     return TargetedMisclassification(t)
+
+
+class HasLabels(Protocol):
+    """A model (view) that names its classes."""
+
+    @property
+    def labels(self) -> list[str]: ...
+
+
+def resolve_target(classes: int | Sequence[str] | HasLabels, value: str | int) -> int:
+    """The class index a target names: an index, or a label of the model (exact, then any case).
+
+    `classes` is the number of classes, the label list, or a model with `labels`. Raises
+    BadParameterError ("expected ..., got ...") with close labels suggested.
+    """
+    labels = classes if isinstance(classes, int | Sequence) else classes.labels
+    count = labels if isinstance(labels, int) else len(labels)
+    text = str(value).strip()
+    if isinstance(value, int) or text.lstrip("-").isdigit():
+        index = int(value)
+        if not 0 <= index < count:
+            raise BadParameterError(f"expected a target class in [0, {count - 1}], got {index}")
+        return index
+    names = [] if isinstance(labels, int) else list(labels)
+    if text in names:
+        return names.index(text)
+    lowered = [name.lower() for name in names]
+    if text.lower() in lowered:
+        return lowered.index(text.lower())
+    close = difflib.get_close_matches(text, names, n=3)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    name = getattr(classes, "name", None)
+    whose = f"a label of model {name}" if isinstance(name, str) else "a class label"
+    raise BadParameterError(f"expected {whose} or an index in [0, {count - 1}], got {text!r}{hint}")

@@ -1,8 +1,21 @@
 """Attacks: one family per module, each class registered by name with `@register_attack`."""
 
-from vidattack.attacks.base import Attack, AttackContext, AttackResult, CountingModel, loss_and_grad
+from vidattack.attacks.base import (
+    Attack,
+    AttackContext,
+    AttackResult,
+    CountingModel,
+    Unsupported,
+    loss_and_grad,
+)
 from vidattack.attacks.params import AUTO, param
-from vidattack.attacks.registry import attack_class, attack_names, get_attack, register_attack
+from vidattack.attacks.registry import (
+    attack_class,
+    attack_names,
+    get_attack,
+    get_attack_from_text,
+    register_attack,
+)
 
 __all__ = [
     "AUTO",
@@ -10,9 +23,11 @@ __all__ = [
     "AttackContext",
     "AttackResult",
     "CountingModel",
+    "Unsupported",
     "attack_class",
     "attack_names",
     "get_attack",
+    "get_attack_from_text",
     "loss_and_grad",
     "param",
     "register_attack",

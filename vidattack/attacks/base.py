@@ -25,12 +25,23 @@ from typing import Any, ClassVar, final
 import torch
 from torch import Tensor, nn
 
-from vidattack.attacks.params import ParamSpec, param_specs, validate
-from vidattack.criteria import Criterion, make_criterion
+from vidattack.attacks.params import ParamSpec, param_specs, plain_value, validate
+from vidattack.criteria import Criterion, make_criterion, resolve_target
 from vidattack.errors import BadParameterError
-from vidattack.threat import ThreatModel, ratio
+from vidattack.threat import FrameSpec, ThreatModel, ratio
 
 ProgressFn = Callable[[int, int], None]
+
+# The options every attack understands, each meaning the attack's own budget, step and iterations.
+COMMON_OPTIONS = ("eps", "alpha", "steps")
+
+
+@dataclass(frozen=True)
+class Unsupported:
+    """An `Attack.common` entry for a common option the attack has no counterpart of: `instead` says
+    what it has ("its budget is max_queries")."""
+
+    instead: str
 
 
 class CountingModel(nn.Module):
@@ -74,7 +85,11 @@ class CountingModel(nn.Module):
 
 @dataclass
 class AttackContext:
-    """What an attack may use beyond the model and the video: randomness, frame numbers, reporting."""
+    """What an attack may use beyond the model and the video: randomness, frame numbers, reporting.
+
+    `frame_ids` are the video frame numbers of the T sampled frames and `num_frames` the video's
+    length, both from the model's frame plan. `restrict_to` is set through `restrict`.
+    """
 
     generator: torch.Generator
     frame_ids: tuple[int, ...]
@@ -83,6 +98,30 @@ class AttackContext:
     info: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
     max_queries: int | None = None
+    restrict_to: Tensor | None = None
+
+    def select_frames(self, spec: FrameSpec | str) -> Tensor:
+        """The sampled frames a `frames` parameter allows, `(T,)` bool on the generator's device.
+
+        Records the chosen video frame numbers under `info["frames"]` (the one key every attack reports
+        its frame choice under); raises when the model samples none of them.
+        """
+        spec = FrameSpec.parse(spec)
+        chosen = spec.select(self, self.generator).to(self.generator.device)
+        if not bool(chosen.any()):
+            ids = self.frame_ids
+            shown = ", ".join(map(str, ids)) if len(ids) <= 8 else f"{ids[0]}..{ids[-1]}"
+            raise BadParameterError(
+                f"expected frames the model samples ({shown}), got {str(spec)!r}, none of them sampled"
+            )
+        self.info["frames"] = [f for f, keep in zip(self.frame_ids, chosen.tolist(), strict=True) if keep]
+        return chosen
+
+    def restrict(self, mask: Tensor) -> None:
+        """Narrow the threat model to `mask` once `run` knows what it changed (frame saliency learns
+        its frames only by attacking): the template quantizes and measures in the narrowed model, so
+        nothing outside `mask` can move. Attacks never change the threat model themselves."""
+        self.restrict_to = mask if self.restrict_to is None else self.restrict_to & mask
 
     def step(self, done: int, total: int) -> None:
         """Report progress (steps or queries done out of total)."""
@@ -112,18 +151,6 @@ class AttackResult:
     info: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
-
-    def summary(self) -> dict[str, Any]:
-        """JSON-ready fields (no tensors)."""
-        return {
-            "success": [bool(s) for s in self.success],
-            "queries": self.queries,
-            "norms": self.norms,
-            "threat": self.threat,
-            "params": self.params,
-            "info": self.info,
-            "seconds": self.seconds,
-        }
 
 
 def loss_and_grad(
@@ -160,6 +187,21 @@ def _check_video(x: Tensor) -> None:
         raise BadParameterError(f"expected pixel values in [0, 1], got [{lo:g}, {hi:g}]")
 
 
+def frame_plan_of(model: nn.Module, t: int) -> tuple[tuple[int, ...], int]:
+    """`(frame_ids, num_frames)` of the T sampled frames, from the model's frame plan.
+
+    A `BoundModel` (or a wrapper that delegates attribute access to one) has a `plan` with the video
+    frame numbers it samples; any other module is taken to see a whole T-frame video.
+    """
+    plan = getattr(model, "plan", None)
+    ids = getattr(plan, "frame_ids", None)
+    if ids is None:
+        return tuple(range(t)), t
+    if len(ids) != t:
+        raise BadParameterError(f"expected a video of the {len(ids)} frames the model samples, got {t}")
+    return tuple(ids), int(plan.num_frames)  # type: ignore[union-attr]
+
+
 def measure_norms(x_adv: Tensor, x: Tensor) -> dict[str, list[float]]:
     """Per-sample norms of a perturbation in [0, 1] units (the report's `perturbation` basics)."""
     d = (x_adv - x).reshape(x.shape[0], -1)
@@ -178,13 +220,16 @@ class Attack(ABC):
 
     Class attributes describe the attack for `vidattack attacks`: `paper` (citation and section),
     `threat_summary` (what it changes and how), `white_box` (False routes the model through a
-    query-only interface).
+    query-only interface), `common` (what the common options `--eps`, `--alpha`, `--steps` set when
+    the attack's own parameter has another name, e.g. MultAV's `{"eps": "eps_m"}`, or
+    `Unsupported("its budget is max_queries")` when it has no such thing).
     """
 
     name: ClassVar[str] = ""
     paper: ClassVar[str] = ""
     threat_summary: ClassVar[str] = ""
     white_box: ClassVar[bool] = True
+    common: ClassVar[dict[str, str | Unsupported]] = {}
 
     def __post_init__(self) -> None:
         for spec in self.params():
@@ -197,7 +242,25 @@ class Attack(ABC):
 
     def hyperparameters(self) -> dict[str, Any]:
         """Every hyperparameter value this instance uses (for the report); `auto` values resolved."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
+        return {f.name: plain_value(getattr(self, f.name)) for f in dataclasses.fields(self) if f.init}
+
+    @classmethod
+    def common_parameter(cls, option: str) -> str:
+        """The parameter a common option (`eps`, `alpha`, `steps`) sets on this attack.
+
+        Raises BadParameterError naming what the attack has instead when it has no such parameter.
+        """
+        if option not in COMMON_OPTIONS:
+            raise ValueError(f"expected one of {', '.join(COMMON_OPTIONS)}, got {option!r}")
+        own = {s.name for s in cls.params()}
+        target = cls.common.get(option, option)
+        if isinstance(target, Unsupported):
+            raise BadParameterError(f"{cls.name} has no {option}; {target.instead}")
+        if target not in own:
+            raise BadParameterError(
+                f"{cls.name} has no {option}; its parameters are {', '.join(sorted(own))}"
+            )
+        return target
 
     @classmethod
     def describe(cls) -> dict[str, Any]:
@@ -245,22 +308,19 @@ class Attack(ABC):
         labels: Tensor | None = None,
         seed: int = 0,
         progress: ProgressFn | None = None,
-        frame_ids: tuple[int, ...] | None = None,
-        num_frames: int | None = None,
         max_queries: int | None = None,
     ) -> AttackResult:
         """Attack `x` `(N, T, 3, H, W)` in [0, 1] against `model` (video -> log-probabilities).
 
         `target` makes the attack targeted (one class index for all, or one per sample); `labels` are
-        the true labels for untargeted attacks (default: the model's clean predictions). `frame_ids`
-        are the video frame numbers of the T sampled frames (default 0..T-1).
+        the true labels for untargeted attacks (default: the model's clean predictions). Which video
+        frames the T sampled frames are comes from the model's frame plan (`model.plan`, see
+        `frame_plan_of`).
         """
         _check_video(x)
         x = x.detach()
         n, t = x.shape[:2]
-        frame_ids = tuple(frame_ids) if frame_ids is not None else tuple(range(t))
-        if len(frame_ids) != t:
-            raise BadParameterError(f"expected {t} frame ids, got {len(frame_ids)}")
+        frame_ids, num_frames = frame_plan_of(model, t)
         x_req = x.detach().requires_grad_(True) if self.white_box else None
         with torch.set_grad_enabled(x_req is not None):
             clean_graph = model(x_req if x_req is not None else x)
@@ -272,11 +332,8 @@ class Attack(ABC):
         num_classes = clean_lp.shape[1]
         clean = clean_lp.argmax(dim=1)
         if target is not None:
-            tt = torch.as_tensor(target).reshape(-1)
-            if bool(((tt < 0) | (tt >= num_classes)).any()):
-                raise BadParameterError(
-                    f"expected a target class in [0, {num_classes - 1}], got {tt.tolist()}"
-                )
+            for value in torch.as_tensor(target).reshape(-1).tolist():
+                resolve_target(num_classes, value)
         base_labels = labels.to(clean.device) if labels is not None else clean
         criterion = make_criterion(base_labels, target)
 
@@ -285,7 +342,7 @@ class Attack(ABC):
         ctx = AttackContext(
             generator=generator,
             frame_ids=frame_ids,
-            num_frames=num_frames if num_frames is not None else (max(frame_ids) + 1),
+            num_frames=num_frames,
             progress=progress,
             max_queries=max_queries,
         )
@@ -298,6 +355,8 @@ class Attack(ABC):
         x_adv = self.run(wrapped, x, criterion, threat, ctx).detach()
         if isinstance(wrapped, CountingModel):
             wrapped.discard_primed()  # frees the clean graph if the attack never used it
+        if ctx.restrict_to is not None:
+            threat = threat.restricted(ctx.restrict_to)
         x_adv = threat.quantize(x_adv, x)
         seconds = time.perf_counter() - start
         with torch.no_grad():

@@ -34,12 +34,12 @@ import torch
 from torch import Tensor, nn
 
 from vidattack.attacks.base import Attack, AttackContext
+from vidattack.attacks.loops import auto_alpha_linf
 from vidattack.attacks.params import AUTO, param
-from vidattack.attacks.pgd import auto_alpha_linf
 from vidattack.attacks.registry import register_attack
 from vidattack.criteria import Criterion
 from vidattack.errors import BadParameterError
-from vidattack.threat import LEVELS, LinfBall, ThreatModel, Unbounded, frame_mask_5d, frames_mask
+from vidattack.threat import ALL_FRAMES, LEVELS, FrameSpec, LinfBall, Region, ThreatModel, Unbounded
 
 PONY = (
     "Pony, Naeh & Mannor, Over-the-Air Adversarial Flickering Attacks against Video Recognition Networks, "
@@ -90,7 +90,8 @@ class Flicker(Attack):
     original authors' code bounded offsets to 0.2 in [0, 1] units, `eps=0.2`). `alpha=auto` applies only
     with a bound: 0.2 (eps + 1) in /255 units. `frames` limits which frames may flicker (ART's
     start_frame_index / num_frames). Input `(N, T, 3, H, W)` in [0, 1]. Reports the offsets in 8-bit
-    levels, `info["offsets"]` (per sample, per sampled frame, RGB).
+    levels, `info["offsets"]` (per sample, per sampled frame, RGB), and the frames allowed to flicker,
+    `info["frames"]`.
     """
 
     paper = f"{PONY}; IBM ART OverTheAirFlickeringPyTorch; used in Kinfu & Vidal, CVPRW 2022, Table 4"
@@ -110,7 +111,10 @@ class Flicker(Attack):
     eps: float | None = param(
         None, "bound on |offset| in [0, 1] units (none: unbounded, as ART)", min=0, max=1
     )
-    frames: str = param("all", "frames that may flicker: all, K (first K), random:K or a list 0,3,7")
+    # param() returns a dataclasses.field and FrameSpec is frozen, so the default is never shared mutably
+    frames: FrameSpec = param(  # noqa: RUF009
+        ALL_FRAMES, "frames that may flicker: all, K (first K), random:K or a list 0,3,7"
+    )
     keep_best: bool = param(
         True, "if the last iterate is not adversarial, return the least regularized adversarial one seen"
     )
@@ -135,9 +139,8 @@ class Flicker(Attack):
         self, model: nn.Module, x: Tensor, criterion: Criterion, ctx: AttackContext
     ) -> ThreatModel:
         # drawn once here (random:K uses the generator); run() reads the selection back from the mask
-        sel = frames_mask(self.frames, ctx.frame_ids, ctx.num_frames, ctx.generator).to(x.device)
-        mask = None if bool(sel.all()) else frame_mask_5d(sel, x)
-        ctx.info["frames_selected"] = [f for f, s in zip(ctx.frame_ids, sel.tolist(), strict=True) if s]
+        sel = ctx.select_frames(self.frames)
+        mask = None if bool(sel.all()) else Region(frames=sel).mask(x)
         if self.eps is None:
             return Unbounded(mask=mask)
         return LinfBall(eps=self.eps, mask=mask)

@@ -59,16 +59,50 @@ class ParamSpec:
                 names.append(getattr(a, "__name__", str(a)))
         return " | ".join(names)
 
+    @property
+    def default_text(self) -> str:
+        """The default as one would write it: 4/255, true, 300000, all (see `value_text`)."""
+        return value_text(self.default)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "type": self.type_name(),
-            "default": self.default,
+            "default": plain_value(self.default),
+            "default_text": self.default_text,
             "help": self.help,
             "min": self.min,
             "max": self.max,
             "choices": list(self.choices) if self.choices else None,
         }
+
+
+def _parsed_type(tp: Any) -> bool:
+    """Is `tp` a value type parsed from text by its own `parse` classmethod (e.g. `FrameSpec`)?"""
+    return isinstance(tp, type) and callable(getattr(tp, "parse", None))
+
+
+def plain_value(value: Any) -> Any:
+    """A JSON-ready form of a hyperparameter value: parsed types (a `FrameSpec`) as their text."""
+    return str(value) if _parsed_type(type(value)) else value
+
+
+def value_text(value: Any) -> str:
+    """A value as one would write it on the command line: fractions of 255 as `k/255`, bools as
+    true/false, None as none, other numbers in their shortest form."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        levels = value * 255.0
+        # only where the decimal form is long: 0.2 (51/255) reads better as itself
+        if len(repr(value)) > 8 and abs(levels - round(levels)) < 1e-9 and round(levels) != 0:
+            return f"{round(levels)}/255"
+        return repr(value) if len(repr(value)) <= 12 else format(value, ".12g")
+    return str(value)
 
 
 def _type_args(tp: Any) -> tuple[Any, ...]:
@@ -131,6 +165,8 @@ def _parse_as(tp: Any, text: str) -> Any:
         return parse_number(text)
     if tp is str:
         return text
+    if _parsed_type(tp):
+        return tp.parse(text)
     if typing.get_origin(tp) is Literal:
         options = typing.get_args(tp)
         if text in options:
@@ -151,7 +187,7 @@ def parse_value(spec: ParamSpec, text: str) -> Any:
     for tp in members:
         try:
             return _parse_as(tp, text)
-        except ValueError as e:
+        except (ValueError, BadParameterError) as e:
             errors.append(str(e))
     raise BadParameterError(f"{spec.name}: {errors[0] if errors else f'cannot parse {text!r}'}")
 
@@ -171,8 +207,16 @@ def _fits(tp: Any, value: Any) -> bool:
 
 
 def validate(spec: ParamSpec, value: Any) -> Any:
-    """Check type and range; returns the value (ints given for floats become floats)."""
+    """Check type and range; returns the value (ints given for floats become floats, text given for a
+    parsed type such as `FrameSpec` is parsed)."""
     members = _type_args(spec.type)
+    if isinstance(value, str):
+        parsed = [tp for tp in members if _parsed_type(tp)]
+        if parsed:
+            try:
+                value = parsed[0].parse(value)
+            except BadParameterError as e:
+                raise BadParameterError(f"{spec.name}: {e}") from None
     if not any(_fits(tp, value) for tp in members):
         raise BadParameterError(f"{spec.name}: expected {spec.type_name()}, got {value!r}")
     if isinstance(value, int | float | Fraction) and not isinstance(value, bool):

@@ -78,9 +78,25 @@ def get_attack(name: str, **params: Any) -> Attack:
     return cls(**params)
 
 
-def get_attack_from_text(name: str, settings: dict[str, str]) -> Attack:
-    """Like `get_attack`, with values given as command-line text (`--set eps=4/255`)."""
-    from vidattack.attacks.params import parse_value
+Common = float | int | str | None
+
+
+def get_attack_from_text(
+    name: str,
+    settings: dict[str, str],
+    *,
+    eps: Common = None,
+    alpha: Common = None,
+    steps: Common = None,
+) -> Attack:
+    """Like `get_attack`, with values given as command-line text (`--set eps=4/255`) and the common
+    options `eps`, `alpha`, `steps` set on the attack's own budget, step size and iteration count.
+
+    A common option may be a number or text (`4/255`, `auto`); it is refused with the attack's own
+    name for it when `settings` also sets that parameter, and with what the attack has instead when
+    it has no counterpart (see `Attack.common`).
+    """
+    from vidattack.attacks.params import parse_value, validate
 
     cls = attack_class(name)
     specs = {s.name: s for s in cls.params()}
@@ -89,4 +105,12 @@ def get_attack_from_text(name: str, settings: dict[str, str]) -> Attack:
         if key not in specs:
             get_attack(name, **{key: None})  # raises the unknown-parameter error with suggestions
         parsed[key] = parse_value(specs[key], text)
+    for option, value in (("eps", eps), ("alpha", alpha), ("steps", steps)):
+        if value is None:
+            continue
+        own = cls.common_parameter(option)
+        if own in settings:
+            raise BadParameterError(f"{name}: --{option} and --set {own} set the same parameter; give one")
+        spec = specs[own]
+        parsed[own] = parse_value(spec, value) if isinstance(value, str) else validate(spec, value)
     return get_attack(name, **parsed)

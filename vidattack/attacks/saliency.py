@@ -12,8 +12,8 @@ inner Linf PGD. Three modes, as in ART:
   recompute the saliency at the current video (frames already taken excluded) and run the inner PGD
   again on the next frame alone, starting from the current video; repeat until the prediction flips.
 
-Unselected frames are bit-identical to the input: once the frames are chosen, the threat model's mask
-is narrowed to them, so quantization cannot touch any other frame.
+Unselected frames are bit-identical to the input: once the frames are chosen, `run` asks the template
+to narrow the threat model to them (`ctx.restrict`), so quantization cannot touch any other frame.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ import torch
 from torch import Tensor, nn
 
 from vidattack.attacks.base import Attack, AttackContext, loss_and_grad
+from vidattack.attacks.loops import LinfSteps
 from vidattack.attacks.params import param
-from vidattack.attacks.pgd import LinfSteps
 from vidattack.attacks.registry import register_attack
 from vidattack.criteria import Criterion
 from vidattack.threat import LinfBall, ThreatModel
@@ -91,7 +91,7 @@ class FrameSaliency(LinfSteps, Attack):
     def threat_model(
         self, model: nn.Module, x: Tensor, criterion: Criterion, ctx: AttackContext
     ) -> ThreatModel:
-        # the frame mask is only known after the search; run() narrows it
+        # the frame mask is only known after the search; run() asks the template to narrow it
         return LinfBall(eps=self.eps)
 
     def _pgd(
@@ -124,7 +124,7 @@ class FrameSaliency(LinfSteps, Attack):
         selected = torch.zeros(n, t, dtype=torch.bool, device=x.device)
         for k, c in enumerate(chosen):
             selected[k, c] = True
-        threat.mask = selected.view(n, t, 1, 1, 1)
+        ctx.restrict(selected.view(n, t, 1, 1, 1))
         return x_adv
 
     def _iterative(

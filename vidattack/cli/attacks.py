@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -25,19 +25,9 @@ def attacks(
     from vidattack.attacks.registry import attack_class, attack_names
 
     names = [attack_class(name).name] if name is not None else attack_names()
-    described = [describe(attack_class(n)) for n in names]
+    # describe() gives each default as written too (`default_text`: 4/255, true, 300000)
+    described = [attack_class(n).describe() for n in names]
     emit(described, o.default_format(fmt, piped=o.Format.json), table=attack_tables, key="attacks")
-
-
-def describe(cls: Any) -> Record:
-    """The attack's description, with each default also as written (`default_text`: 4/255, true)."""
-    from vidattack.cli.shims import default_text
-
-    d: Record = cls.describe()
-    specs = {s.name: s for s in cls.params()}
-    for p in d["params"]:
-        p.setdefault("default_text", default_text(specs[p["name"]]))
-    return d
 
 
 def attack_tables(rows: list[Record], console: Console) -> None:

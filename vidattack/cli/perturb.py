@@ -88,7 +88,7 @@ def perturb(
 def build_attack(name: str, settings: dict[str, str], budget: Budget, apply: Path | None) -> Attack:
     """The attack the options name: a registered one, or the universal perturbation in `--apply`."""
     if apply is None:
-        from vidattack.cli.shims import get_attack_from_text
+        from vidattack.attacks.registry import get_attack_from_text
 
         return get_attack_from_text(name, settings, eps=budget.eps, alpha=budget.alpha, steps=budget.steps)
     if settings or budget != type(budget)():

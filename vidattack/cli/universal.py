@@ -66,7 +66,7 @@ def universal(
     clean. Apply the saved file to another video with `vidattack perturb --apply PERT clip.mp4`.
     """
     import vidattack.models
-    from vidattack.cli.shims import get_attack_from_text
+    from vidattack.attacks.registry import get_attack_from_text
     from vidattack.pipeline import resolve_device, resolve_target, set_cpu_threads
 
     if out.exists() and not overwrite:

@@ -171,8 +171,6 @@ def _attack_one(
             target=target,
             labels=torch.tensor([item.label], device=dev),
             seed=seed,
-            frame_ids=plan.frame_ids,
-            num_frames=video.num_frames,
         )
         adversarial = int(result.adversarial_labels[0])
         queries = int(result.queries)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from vidattack.errors import BadParameterError, OutputExistsError, VidattackError
+from vidattack.errors import OutputExistsError, VidattackError
 from vidattack.pipeline.report import Prediction, perturbation_stats, prediction
 
 ProgressFn = Callable[[int, int], None]
@@ -78,13 +78,9 @@ class Outputs:
 
 def resolve_target(view: ModelView, target: str | int | None) -> int | None:
     """A `--target` label or index as a class index of `view` (None stays None)."""
-    # TODO(merge): the core engineer's one target resolver in vidattack/criteria.py replaces this.
-    if target is None:
-        return None
-    try:
-        return view.index_of(target)
-    except ValueError as e:
-        raise BadParameterError(str(e)) from None
+    from vidattack.criteria import resolve_target as resolve
+
+    return None if target is None else resolve(view, target)
 
 
 # -- decode and sample ----------------------------------------------------------------------------
@@ -165,14 +161,8 @@ def run_attack(
 def _call_attack(
     attack: Attack, sampled: Sampled, *, target: int | None, seed: int, progress: ProgressFn | None
 ) -> AttackResult:
-    # TODO(merge): after the core and black-box branches land this is one call,
-    #   attack(sampled.model, sampled.x, target=target, seed=seed, progress=progress,
-    #          starting_points=sampled.starting_points)
-    # (the frame plan comes from the bound model; `starting_points=` is the black-box engineer's).
-    kwargs: dict[str, Any] = {
-        "frame_ids": sampled.plan.frame_ids,
-        "num_frames": sampled.plan.num_frames,
-    }
+    # The frame plan reaches the attack through the bound model, never as arguments.
+    kwargs: dict[str, Any] = {}
     if sampled.starting_points is not None:
         kwargs["starting_points"] = sampled.starting_points
     return attack(sampled.model, sampled.x, target=target, seed=seed, progress=progress, **kwargs)

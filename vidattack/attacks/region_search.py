@@ -1,8 +1,9 @@
-"""Choosing where a region attack acts: rectangle search, salient pixels, the frames it may touch.
+"""Choosing where a region attack acts: rectangle search, salient pixels, and the region parameters.
 
-Shared by the additive region attacks (`vidattack.attacks.regions`) and their multiplicative MultAV
-versions (`vidattack.attacks.multav`). Each helper returns a bool mask `(N, T, 1, H, W)` (True = may
-change) and writes what it chose into `ctx.info["region"]`, so the report says where the attack acted.
+Shared by the additive region attacks (`vidattack.attacks.region`) and their multiplicative MultAV
+versions (`vidattack.attacks.multav`). Each choice is a `vidattack.threat.Region` (shape and frames),
+whose mask the attack gives its threat model; what was chosen is written into `ctx.info["region"]`
+(and the frames into `ctx.info["frames"]`), so the report says where the attack acted.
 
 The rectangle search follows the original ROA (Wu et al., Defending Against Physically Realizable
 Attacks on Image Classification, ICLR 2020): put a probe (their gray rectangle) at every position of a
@@ -25,8 +26,7 @@ from vidattack.attacks.base import AttackContext
 from vidattack.attacks.params import param
 from vidattack.criteria import Criterion
 from vidattack.errors import BadParameterError
-from vidattack.regions import border_mask, pixel_mask, rectangles
-from vidattack.threat import frame_mask_5d, frames_mask
+from vidattack.threat import ALL_FRAMES, Border, FrameSpec, Pixels, Rectangle, Region, rectangles
 
 Search = Literal["exhaustive", "gradient", "random"]
 Placement = Literal["shared", "per-frame"]
@@ -35,22 +35,6 @@ PixelSelection = Literal["gradient", "random"]
 # Candidate videos evaluated per forward pass are capped by their total size, so a search over a
 # 1080p video does not allocate gigabytes at once (about 64 MB of float32 per batch).
 _CANDIDATE_ELEMENTS = 1 << 24
-
-
-def frame_selection(spec: str, x: Tensor, ctx: AttackContext) -> Tensor:
-    """The sampled frames an attack may touch, `(T,)` bool, from a `frames` parameter (`all`, `K`,
-    `random:K`, `0,3,7`; video frame numbers). Records the chosen frame numbers in `ctx.info`."""
-    chosen = frames_mask(spec, ctx.frame_ids, ctx.num_frames, ctx.generator).to(x.device)
-    if not bool(chosen.any()):
-        raise BadParameterError(
-            f"expected frames the model samples ({_short(ctx.frame_ids)}), got {spec!r}, none of them sampled"
-        )
-    ctx.info["frames"] = [f for f, keep in zip(ctx.frame_ids, chosen.tolist(), strict=True) if keep]
-    return chosen
-
-
-def _short(ids: tuple[int, ...]) -> str:
-    return ", ".join(map(str, ids)) if len(ids) <= 8 else f"{ids[0]}..{ids[-1]}"
 
 
 def grid_positions(size: int, window: int, stride: int) -> list[int]:
@@ -73,14 +57,6 @@ def check_rectangle_fits(x: Tensor, height: int, width: int) -> None:
         )
 
 
-def _window_masks(
-    tops: Tensor, lefts: Tensor, height: int, width: int, frames: Tensor, h: int, w: int
-) -> Tensor:
-    """`(B, T, 1, H, W)` masks of rectangles at `tops`/`lefts` `(B, T)`, on the selected frames only."""
-    m = rectangles(tops, lefts, height, width, h, w)  # (B, T, H, W)
-    return (m & frames.view(1, -1, 1, 1)).unsqueeze(2)
-
-
 def _objective_of_candidates(
     model: nn.Module,
     x_n: Tensor,
@@ -99,11 +75,46 @@ def _objective_of_candidates(
     with torch.no_grad():
         for i in range(0, cand_top.shape[0], per_batch):
             tops, lefts = cand_top[i : i + per_batch], cand_left[i : i + per_batch]
-            masks = _window_masks(tops, lefts, size[0], size[1], frames, h, w)
-            candidates = torch.where(masks, fill_n, x_n)  # (B, T, C, H, W)
+            masks = rectangles(tops, lefts, size[0], size[1], h, w) & frames.view(1, -1, 1, 1)
+            candidates = torch.where(masks.unsqueeze(2), fill_n, x_n)  # (B, T, C, H, W)
             labels = criterion_n.labels.expand(tops.shape[0])
             values.append(dataclasses.replace(criterion_n, labels=labels).objective(model(candidates)))
     return torch.cat(values)
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """Candidate top-left corners on a `stride` grid, flattened: `top`, `left` `(P,)`."""
+
+    top: Tensor
+    left: Tensor
+
+    @classmethod
+    def of(cls, x: Tensor, height: int, width: int, stride: int) -> _Grid:
+        ys = torch.tensor(grid_positions(x.shape[-2], height, stride), device=x.device)
+        xs = torch.tensor(grid_positions(x.shape[-1], width, stride), device=x.device)
+        return cls(top=ys.repeat_interleave(len(xs)), left=xs.repeat(len(ys)))
+
+    @property
+    def size(self) -> int:
+        return self.top.numel()
+
+
+def _best_exhaustive(
+    model: nn.Module,
+    x_i: Tensor,
+    fill_i: Tensor,
+    crit_i: Criterion,
+    grid: _Grid,
+    size: tuple[int, int],
+    frames: Tensor,
+) -> int:
+    """Index into the grid of the position whose probe (on `frames`) maximizes the objective."""
+    t = x_i.shape[1]
+    cand_top = grid.top.view(-1, 1).expand(grid.size, t)  # (P, T)
+    cand_left = grid.left.view(-1, 1).expand(grid.size, t)
+    values = _objective_of_candidates(model, x_i, fill_i, crit_i, cand_top, cand_left, size, frames)
+    return int(values.argmax())
 
 
 def choose_rectangle(
@@ -121,8 +132,8 @@ def choose_rectangle(
     top_k: int,
     placement: Placement,
     frames: Tensor,
-) -> Tensor:
-    """Where to put a `height x width` rectangle in each video; returns its mask `(N, T, 1, H, W)`.
+) -> Rectangle:
+    """Where to put a `height x width` rectangle in each video: a `Rectangle` with `(N, T)` corners.
 
     `fill` `(N, T, C, H, W)` is the probe: what the rectangle's pixels become when a position is
     evaluated (a gray 0.5 for additive ROA, the first multiplicative step for MultAV-ROA).
@@ -133,67 +144,41 @@ def choose_rectangle(
     every frame's j-th best window).
     """
     check_rectangle_fits(x, height, width)
-    n, t, _, h, w = x.shape
+    n, t = x.shape[:2]
     device = x.device
     size = (height, width)
-    ys = torch.tensor(grid_positions(h, height, stride), device=device)
-    xs = torch.tensor(grid_positions(w, width, stride), device=device)
-    grid_top = ys.repeat_interleave(len(xs))  # (P,)
-    grid_left = xs.repeat(len(ys))  # (P,)
-    num_pos = grid_top.numel()
+    grid = _Grid.of(x, height, width, stride)
     active = frames.nonzero().flatten()  # positions in the sampled frames that carry a rectangle
     tops = torch.zeros(n, t, dtype=torch.long, device=device)
     lefts = torch.zeros(n, t, dtype=torch.long, device=device)
     evaluated = 0
     for i in range(n):
         crit_i = dataclasses.replace(criterion, labels=criterion.labels[i : i + 1].to(device))
+        x_i, fill_i = x[i : i + 1], fill[i : i + 1]
         if search == "random":
             count = 1 if placement == "shared" else t
-            pick = torch.randint(num_pos, (count,), generator=ctx.generator, device=device).expand(t)
-            tops[i], lefts[i] = grid_top[pick], grid_left[pick]
-            continue
-        if search == "exhaustive":
-            if placement == "shared":
-                cand_top = grid_top.view(-1, 1).expand(num_pos, t)  # (P, T)
-                cand_left = grid_left.view(-1, 1).expand(num_pos, t)
-                values = _objective_of_candidates(
-                    model, x[i : i + 1], fill[i : i + 1], crit_i, cand_top, cand_left, size, frames
-                )
-                best = int(values.argmax())
-                evaluated += num_pos
-                tops[i], lefts[i] = grid_top[best], grid_left[best]
-            else:
-                # one frame at a time: the probe on frame f alone, every grid position
-                for f in active.tolist():
-                    only_f = torch.zeros_like(frames)
-                    only_f[f] = True
-                    cand_top = grid_top.view(-1, 1).expand(num_pos, t)
-                    cand_left = grid_left.view(-1, 1).expand(num_pos, t)
-                    values = _objective_of_candidates(
-                        model, x[i : i + 1], fill[i : i + 1], crit_i, cand_top, cand_left, size, only_f
-                    )
-                    evaluated += num_pos
-                    best = int(values.argmax())
-                    tops[i, f], lefts[i, f] = grid_top[best], grid_left[best]
-            continue
-        if sensitivity is None:
-            raise ValueError("the gradient search needs a sensitivity map")
-        # summed sensitivity of every window on the grid, per frame: (T, P)
-        per_pixel = sensitivity[i].sum(dim=1, keepdim=True)  # (T, 1, H, W)
-        sums = F.avg_pool2d(per_pixel, (height, width), stride=1) * (height * width)  # (T, 1, H-h+1, W-w+1)
-        scores = sums[:, 0][:, grid_top, grid_left]  # (T, P)
-        k = min(top_k, num_pos)
-        if placement == "shared":
-            ranked = scores[active].sum(dim=0).topk(k).indices  # (k,)
-            cand = ranked.view(-1, 1).expand(k, t)  # (k, T)
+            pick = torch.randint(grid.size, (count,), generator=ctx.generator, device=device).expand(t)
+            tops[i], lefts[i] = grid.top[pick], grid.left[pick]
+        elif search == "exhaustive" and placement == "shared":
+            best = _best_exhaustive(model, x_i, fill_i, crit_i, grid, size, frames)
+            evaluated += grid.size
+            tops[i], lefts[i] = grid.top[best], grid.left[best]
+        elif search == "exhaustive":
+            # one frame at a time: the probe on frame f alone, every grid position
+            for f in active.tolist():
+                only_f = torch.zeros_like(frames)
+                only_f[f] = True
+                best = _best_exhaustive(model, x_i, fill_i, crit_i, grid, size, only_f)
+                evaluated += grid.size
+                tops[i, f], lefts[i, f] = grid.top[best], grid.left[best]
         else:
-            cand = scores.topk(k, dim=1).indices.T  # (k, T): candidate j = every frame's j-th best
-        values = _objective_of_candidates(
-            model, x[i : i + 1], fill[i : i + 1], crit_i, grid_top[cand], grid_left[cand], size, frames
-        )
-        best = int(values.argmax())
-        evaluated += k
-        tops[i], lefts[i] = grid_top[cand[best]], grid_left[cand[best]]
+            cand = _gradient_candidates(sensitivity, i, grid, size, top_k, placement, active)  # (k, T)
+            values = _objective_of_candidates(
+                model, x_i, fill_i, crit_i, grid.top[cand], grid.left[cand], size, frames
+            )
+            best = int(values.argmax())
+            evaluated += cand.shape[0]
+            tops[i], lefts[i] = grid.top[cand[best]], grid.left[cand[best]]
 
     ctx.info["region"] = {
         "kind": "rectangle",
@@ -209,14 +194,32 @@ def choose_rectangle(
     }
     if search == "gradient":
         ctx.info["region"]["top_k"] = top_k
-    return _window_masks(tops, lefts, height, width, frames, h, w)
+    return Rectangle(height, width, tops, lefts)
 
 
-def border_region(x: Tensor, ctx: AttackContext, *, width: int, frames: Tensor) -> Tensor:
-    """Mask `(1, T, 1, H, W)` of a frame border `width` pixels thick on the selected frames."""
-    mask = border_mask(x.shape, width).to(x.device)  # raises BadParameterError when too wide
-    ctx.info["region"] = {"kind": "border", "width": width}
-    return mask & frame_mask_5d(frames, x)
+def _gradient_candidates(
+    sensitivity: Tensor | None,
+    i: int,
+    grid: _Grid,
+    size: tuple[int, int],
+    top_k: int,
+    placement: Placement,
+    active: Tensor,
+) -> Tensor:
+    """Grid indices `(k, T)` of the `top_k` windows with the largest summed sensitivity of sample `i`."""
+    if sensitivity is None:
+        raise ValueError("the gradient search needs a sensitivity map")
+    height, width = size
+    t = sensitivity.shape[1]
+    # summed sensitivity of every window on the grid, per frame: (T, P)
+    per_pixel = sensitivity[i].sum(dim=1, keepdim=True)  # (T, 1, H, W)
+    sums = F.avg_pool2d(per_pixel, (height, width), stride=1) * (height * width)  # (T, 1, H-h+1, W-w+1)
+    scores = sums[:, 0][:, grid.top, grid.left]  # (T, P)
+    k = min(top_k, grid.size)
+    if placement == "shared":
+        ranked = scores[active].sum(dim=0).topk(k).indices  # (k,)
+        return ranked.view(-1, 1).expand(k, t)
+    return scores.topk(k, dim=1).indices.T  # candidate j = every frame's j-th best
 
 
 def choose_pixels(
@@ -226,9 +229,8 @@ def choose_pixels(
     count: int,
     selection: PixelSelection,
     sensitivity: Tensor | None,
-    frames: Tensor,
-) -> Tensor:
-    """Mask `(N, T, 1, H, W)` of `count` pixels per selected frame (all channels of each pixel).
+) -> Pixels:
+    """`count` pixels per frame of each video (all channels of each pixel).
 
     `selection="gradient"` takes the pixels with the largest `sensitivity` summed over channels (needs
     `sensitivity` `(N, T, C, H, W)`); `"random"` draws them uniformly with the attack's generator.
@@ -236,7 +238,7 @@ def choose_pixels(
     n, t, _, h, w = x.shape
     if count > h * w:
         raise BadParameterError(f"expected at most {h * w} pixels per {h} x {w} frame, got {count}")
-    masks = []
+    chosen = []
     for i in range(n):
         if selection == "gradient":
             if sensitivity is None:
@@ -244,21 +246,21 @@ def choose_pixels(
             # ties (e.g. zero sensitivity everywhere) are broken by a seeded random jitter, not by index
             score = sensitivity[i].sum(dim=1).reshape(t, h * w)
             jitter = torch.rand(score.shape, generator=ctx.generator, device=x.device) * 1e-30
-            idx = (score + jitter).topk(count, dim=1).indices  # (T, count)
+            chosen.append((score + jitter).topk(count, dim=1).indices)  # (T, count)
         else:
             keys = torch.rand((t, h * w), generator=ctx.generator, device=x.device)
-            idx = keys.topk(count, dim=1).indices
-        masks.append(pixel_mask(x.shape, idx))
+            chosen.append(keys.topk(count, dim=1).indices)
     ctx.info["region"] = {"kind": "pixels", "pixels_per_frame": count, "selection": selection}
-    return torch.cat(masks) & frame_mask_5d(frames, x)
+    return Pixels(torch.stack(chosen))  # (N, T, count)
 
 
 @dataclass(kw_only=True)
 class FramesParam:
     """The `frames` hyperparameter every region attack shares."""
 
-    frames: str = param(
-        "all", "video frames that may change: all, K (first K), random:K, or a list like 0,3,7"
+    # param() returns a dataclasses.field and FrameSpec is frozen, so the default is never shared mutably
+    frames: FrameSpec = param(  # noqa: RUF009
+        ALL_FRAMES, "video frames that may change: all, K (first K), random:K, or a list like 0,3,7"
     )
 
 
@@ -288,9 +290,10 @@ class RectangleParams(FramesParam):
         *,
         fill: Tensor,
         sensitivity: Tensor | None,
-    ) -> Tensor:
-        """The rectangle's mask `(N, T, 1, H, W)`, searched as the parameters say (see `choose_rectangle`)."""
-        return choose_rectangle(
+    ) -> Region:
+        """The searched rectangle on the selected frames (see `choose_rectangle`)."""
+        frames = ctx.select_frames(self.frames)
+        shape = choose_rectangle(
             model,
             x,
             criterion,
@@ -303,8 +306,9 @@ class RectangleParams(FramesParam):
             stride=self.stride,
             top_k=self.top_k,
             placement=self.placement,
-            frames=frame_selection(self.frames, x, ctx),
+            frames=frames,
         )
+        return Region(shape, frames)
 
 
 @dataclass(kw_only=True)
@@ -313,9 +317,11 @@ class BorderParams(FramesParam):
 
     width: int = param(10, "border width in the video's own pixels", min=1)
 
-    def border_mask(self, x: Tensor, ctx: AttackContext) -> Tensor:
-        """The border's mask `(1, T, 1, H, W)` on the selected frames."""
-        return border_region(x, ctx, width=self.width, frames=frame_selection(self.frames, x, ctx))
+    def border(self, ctx: AttackContext) -> Region:
+        """A border `width` pixels thick on the selected frames."""
+        frames = ctx.select_frames(self.frames)
+        ctx.info["region"] = {"kind": "border", "width": self.width}
+        return Region(Border(self.width), frames)
 
 
 @dataclass(kw_only=True)
@@ -327,9 +333,8 @@ class PixelParams(FramesParam):
         "gradient", "gradient: the pixels with the largest gradient; random: uniform (the authors' code)"
     )
 
-    def pixel_mask(self, x: Tensor, ctx: AttackContext, *, sensitivity: Tensor | None) -> Tensor:
-        """The chosen pixels' mask `(N, T, 1, H, W)` on the selected frames."""
-        frames = frame_selection(self.frames, x, ctx)
-        return choose_pixels(
-            x, ctx, count=self.pixels, selection=self.selection, sensitivity=sensitivity, frames=frames
-        )
+    def scattered(self, x: Tensor, ctx: AttackContext, *, sensitivity: Tensor | None) -> Region:
+        """The chosen pixels on the selected frames."""
+        frames = ctx.select_frames(self.frames)
+        shape = choose_pixels(x, ctx, count=self.pixels, selection=self.selection, sensitivity=sensitivity)
+        return Region(shape, frames)
