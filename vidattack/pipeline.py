@@ -195,6 +195,8 @@ def perturb_file(
 
     t0 = time.perf_counter()
     if universal is None:
+        from vidattack.starting_points import starting_points
+
         result = atk(
             bound,
             x,
@@ -203,6 +205,7 @@ def perturb_file(
             progress=progress,
             frame_ids=plan.frame_ids,
             num_frames=video.num_frames,
+            starting_points=starting_points(atk, plan, x),
         )
         adv_sampled = _sampled_to_uint8(result.adversarial)
         attack_report: dict[str, Any] = {

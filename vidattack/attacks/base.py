@@ -3,7 +3,10 @@
 `Attack.__call__` is final: it validates the input, decides the criterion (untargeted or targeted),
 builds the seeded generator and the query-counting model, asks the attack for its threat model, runs the
 attack's own loop (`run`), then projects and quantizes the result to what an 8-bit file can hold inside
-the threat model, and judges success on that quantized video. An attack therefore writes only:
+the threat model, and judges success on that quantized video. For a black-box attack (its model is a
+`QueryModel`) the clean-label and judging queries go through the black box and are counted like the
+attack's own, and the judging query is held back from the attack's budget, so `max_queries` is never
+exceeded. An attack therefore writes only:
 
 - `threat_model(model, x, criterion, ctx)`: its set of allowed videos (norm ball, ratio bound, region
   mask...), possibly chosen with the model (a region search); and
@@ -19,12 +22,14 @@ import dataclasses
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, final
 
 import torch
 from torch import Tensor, nn
 
+from vidattack.attacks.blackbox.query_model import QueryModel
 from vidattack.attacks.params import ParamSpec, param_specs, validate
 from vidattack.criteria import Criterion, make_criterion
 from vidattack.errors import BadParameterError
@@ -72,6 +77,11 @@ class CountingModel(nn.Module):
             return getattr(self.model, name)
 
 
+def queries_of(model: nn.Module) -> int:
+    """Videos `model` has classified so far: the count of a `CountingModel` or `QueryModel`, else 0."""
+    return int(getattr(model, "queries", 0))
+
+
 @dataclass
 class AttackContext:
     """What an attack may use beyond the model and the video: randomness, frame numbers, reporting."""
@@ -83,6 +93,8 @@ class AttackContext:
     info: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
     max_queries: int | None = None
+    num_videos: int = 1
+    starting_points: Tensor | None = None  # (N, T, C, H, W): a start inside the target class, if given
 
     def step(self, done: int, total: int) -> None:
         """Report progress (steps or queries done out of total)."""
@@ -160,6 +172,46 @@ def _check_video(x: Tensor) -> None:
         raise BadParameterError(f"expected pixel values in [0, 1], got [{lo:g}, {hi:g}]")
 
 
+def _check_starting_points(points: Tensor | None, x: Tensor) -> Tensor | None:
+    # foolbox's `starting_points`: one start per video (or one for all), shaped like the videos
+    if points is None:
+        return None
+    if not isinstance(points, Tensor) or not points.is_floating_point():
+        kind = points.dtype if isinstance(points, Tensor) else type(points).__name__
+        raise BadParameterError(f"expected starting_points as a float video tensor in [0, 1], got {kind}")
+    if points.dim() != 5 or points.shape[0] not in (1, x.shape[0]) or points.shape[1:] != x.shape[1:]:
+        rest = ", ".join(str(d) for d in x.shape[1:])
+        want = f"(1, {rest})" if x.shape[0] == 1 else f"({x.shape[0]} or 1, {rest})"
+        raise BadParameterError(f"expected starting_points of shape {want}, got {tuple(points.shape)}")
+    if not (float(points.min()) >= 0.0 and float(points.max()) <= 1.0):
+        lo, hi = float(points.min()), float(points.max())
+        raise BadParameterError(f"expected starting_points with pixel values in [0, 1], got [{lo:g}, {hi:g}]")
+    return points.detach().to(device=x.device, dtype=x.dtype).expand_as(x)
+
+
+def _black_box_clean(qm: QueryModel, x: Tensor) -> Tensor:
+    # For a black box the clean label is a query like any other: it is counted, and the budget must
+    # leave room for it and for judging the result.
+    if qm.max_queries is not None and qm.max_queries < 2:
+        raise BadParameterError(
+            "expected a query budget of at least 2 per video for a black-box attack (one query for the "
+            f"clean label, one to judge the result), got {qm.max_queries}"
+        )
+    return qm.log_probs_each(x)
+
+
+def _judging_held(wrapped: nn.Module) -> AbstractContextManager[None]:
+    # the judging query of each video is held back from a black-box attack's budget until it is made
+    return wrapped.holding(1) if isinstance(wrapped, QueryModel) else nullcontext()
+
+
+def _judge(model: nn.Module, wrapped: nn.Module, x_adv: Tensor) -> Tensor:
+    if isinstance(wrapped, QueryModel):
+        return wrapped.log_probs_each(x_adv)  # counted, within the held budget
+    with torch.no_grad():
+        return model(x_adv)
+
+
 def measure_norms(x_adv: Tensor, x: Tensor) -> dict[str, list[float]]:
     """Per-sample norms of a perturbation in [0, 1] units (the report's `perturbation` basics)."""
     d = (x_adv - x).reshape(x.shape[0], -1)
@@ -229,10 +281,6 @@ class Attack(ABC):
         """The view of the model the attack gets; black-box attacks override this with a query-only one."""
         return CountingModel(model)
 
-    @staticmethod
-    def queries_used(wrapped: nn.Module) -> int:
-        return int(getattr(wrapped, "queries", 0))
-
     # -- the template ----------------------------------------------------------------------------
 
     @final
@@ -248,12 +296,16 @@ class Attack(ABC):
         frame_ids: tuple[int, ...] | None = None,
         num_frames: int | None = None,
         max_queries: int | None = None,
+        starting_points: Tensor | None = None,
     ) -> AttackResult:
         """Attack `x` `(N, T, 3, H, W)` in [0, 1] against `model` (video -> log-probabilities).
 
         `target` makes the attack targeted (one class index for all, or one per sample); `labels` are
         the true labels for untargeted attacks (default: the model's clean predictions). `frame_ids`
-        are the video frame numbers of the T sampled frames (default 0..T-1).
+        are the video frame numbers of the T sampled frames (default 0..T-1). `max_queries` caps a
+        black-box attack's queries per video, the clean-label and judging queries included.
+        `starting_points` `(N or 1, T, 3, H, W)` are videos inside the target class to start from
+        (targeted V-BAD needs them; `vidattack.starting_points` makes them from `target_video`).
         """
         _check_video(x)
         x = x.detach()
@@ -261,9 +313,24 @@ class Attack(ABC):
         frame_ids = tuple(frame_ids) if frame_ids is not None else tuple(range(t))
         if len(frame_ids) != t:
             raise BadParameterError(f"expected {t} frame ids, got {len(frame_ids)}")
+        generator = torch.Generator(device=x.device)
+        generator.manual_seed(int(seed))
+        ctx = AttackContext(
+            generator=generator,
+            frame_ids=frame_ids,
+            num_frames=num_frames if num_frames is not None else (max(frame_ids) + 1),
+            progress=progress,
+            max_queries=max_queries,
+            num_videos=n,
+            starting_points=_check_starting_points(starting_points, x),
+        )
+        wrapped = self.wrap_model(model, ctx)
         x_req = x.detach().requires_grad_(True) if self.white_box else None
-        with torch.set_grad_enabled(x_req is not None):
-            clean_graph = model(x_req if x_req is not None else x)
+        if isinstance(wrapped, QueryModel):
+            clean_graph = _black_box_clean(wrapped, x)
+        else:
+            with torch.set_grad_enabled(x_req is not None):
+                clean_graph = model(x_req if x_req is not None else x)
         clean_lp = clean_graph.detach()
         if clean_lp.dim() != 2 or clean_lp.shape[0] != n:
             raise BadParameterError(
@@ -280,28 +347,20 @@ class Attack(ABC):
         base_labels = labels.to(clean.device) if labels is not None else clean
         criterion = make_criterion(base_labels, target)
 
-        generator = torch.Generator(device=x.device)
-        generator.manual_seed(int(seed))
-        ctx = AttackContext(
-            generator=generator,
-            frame_ids=frame_ids,
-            num_frames=num_frames if num_frames is not None else (max(frame_ids) + 1),
-            progress=progress,
-            max_queries=max_queries,
-        )
-        wrapped = self.wrap_model(model, ctx)
         if x_req is not None and isinstance(wrapped, CountingModel):
             wrapped.prime(x, x_req, clean_graph)
         del clean_graph, x_req
         start = time.perf_counter()
-        threat = self.threat_model(wrapped, x, criterion, ctx)
-        x_adv = self.run(wrapped, x, criterion, threat, ctx).detach()
+        with _judging_held(wrapped):
+            threat = self.threat_model(wrapped, x, criterion, ctx)
+            x_adv = self.run(wrapped, x, criterion, threat, ctx).detach()
         if isinstance(wrapped, CountingModel):
             wrapped.discard_primed()  # frees the clean graph if the attack never used it
         x_adv = threat.quantize(x_adv, x)
         seconds = time.perf_counter() - start
-        with torch.no_grad():
-            adv_lp = model(x_adv)
+        adv_lp = _judge(model, wrapped, x_adv)
+        if isinstance(wrapped, QueryModel):
+            ctx.info["queries_per_video"] = wrapped.queries_per_video
         success = criterion.is_adversarial(adv_lp)
         norms = measure_norms(x_adv, x)
         norms[f"threat_{threat.name}"] = threat.measure(x_adv, x).tolist()
@@ -313,7 +372,7 @@ class Attack(ABC):
             target=criterion.labels if criterion.targeted else None,
             clean_log_probs=clean_lp,
             adversarial_log_probs=adv_lp,
-            queries=self.queries_used(wrapped),
+            queries=queries_of(wrapped),
             norms=norms,
             threat=threat.describe(),
             params=self.hyperparameters(),
