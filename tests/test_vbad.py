@@ -398,7 +398,7 @@ def test_vbad_fools_tiny_c3d_on_an_example_clip(c3d):
     model, x = example_input(c3d)
     result = get_attack("vbad", max_queries=5000)(model, x, seed=0)
     assert bool(result.success[0]), result.info
-    assert result.queries == result.info["success_queries"][0] <= 5000
+    assert result.queries == result.info["success_queries"][0] + 1 <= 5000  # then the judging query
     assert float((result.adversarial - x).abs().max()) <= 0.05 + 1e-6
 
 
