@@ -41,7 +41,8 @@ sys.path.insert(0, str(ROOT))
 
 from vidattack.attacks import get_attack  # noqa: E402
 from vidattack.models.bundled import load_bundled  # noqa: E402
-from vidattack.models.view import ModelView, sampled_frames  # noqa: E402
+from vidattack.models.view import BoundModel, ModelView, sampled_frames  # noqa: E402
+from vidattack.starting_points import starting_points  # noqa: E402
 from vidattack.video import load_video  # noqa: E402
 
 ATTACKS = ("sr-bad", "p-bad", "vbad")
@@ -64,7 +65,7 @@ def pick_clips(examples: Path, count: int) -> list[Path]:
     return order[:count]
 
 
-def classify(view: ModelView, path: Path) -> tuple[Any, torch.Tensor, int]:
+def classify(view: ModelView, path: Path) -> tuple[BoundModel, torch.Tensor, int]:
     video = load_video(path)
     plan = view.plan(video.num_frames)
     bound = view.bind(plan)
@@ -186,7 +187,10 @@ def main(argv: list[str] | None = None) -> int:
                             kwargs["target"] = target
                             row["target"] = view.labels[target]
                         t0 = time.perf_counter()
-                        result = get_attack(attack_name, **params)(bound, x, **kwargs)
+                        attack = get_attack(attack_name, **params)
+                        # the start of a targeted run: the target_video sampled like the attacked frames
+                        kwargs["starting_points"] = starting_points(attack, bound.plan, x)
+                        result = attack(bound, x, **kwargs)
                         row.update(
                             success=bool(result.success[0]),
                             queries=result.queries,

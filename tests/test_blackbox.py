@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from vidattack.blackbox import QueryModel
+from vidattack.attacks.blackbox import QueryModel
 from vidattack.errors import BadParameterError, QueryBudgetExceeded
 
 
@@ -103,3 +103,32 @@ def test_rejects_what_is_not_a_float_video_batch():
         QueryModel(Recorder(), max_queries=-1)
     with pytest.raises(BadParameterError, match="batch_size"):
         QueryModel(Recorder(), batch_size=0)
+
+
+def test_each_attacked_video_has_its_own_budget():
+    inner = Recorder()
+    qm = QueryModel(inner, max_queries=5, videos=2, batch_size=4)
+    assert qm.log_probs(videos(7), video=0).shape == (5, 4)  # truncated at video 0's budget
+    assert qm.remaining_of(0) == 0 and qm.remaining_of(1) == 5 and not qm.exhausted
+    assert qm.log_probs(videos(3), video=1).shape == (3, 4)
+    with pytest.raises(QueryBudgetExceeded, match="video 0 has spent its budget"):
+        qm.log_probs(videos(1), video=0)
+    assert qm.queries_per_video == [5, 3] and qm.queries == inner.seen == 8
+
+
+def test_one_query_per_video_and_held_queries():
+    inner = Recorder()
+    qm = QueryModel(inner, max_queries=3, videos=2)
+    qm.log_probs_each(videos(2))  # the template's clean labels: one per video
+    assert qm.queries_per_video == [1, 1]
+    with qm.holding(1):  # the judging query, kept out of the attack's reach
+        assert qm.remaining_of(0) == 1
+        qm.log_probs(videos(4), video=0)
+        assert qm.remaining_of(0) == 0
+    assert qm.remaining_of(0) == 1
+    qm.log_probs_each(videos(2))
+    assert qm.queries_per_video == [3, 2] and qm.queries == inner.seen == 5
+    with pytest.raises(QueryBudgetExceeded, match="video 0"):
+        qm.log_probs_each(videos(2))
+    with pytest.raises(BadParameterError, match="one video per attacked video"):
+        qm.log_probs_each(videos(3))

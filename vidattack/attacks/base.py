@@ -3,7 +3,10 @@
 `Attack.__call__` is final: it validates the input, decides the criterion (untargeted or targeted),
 builds the seeded generator and the query-counting model, asks the attack for its threat model, runs the
 attack's own loop (`run`), then projects and quantizes the result to what an 8-bit file can hold inside
-the threat model, and judges success on that quantized video. An attack therefore writes only:
+the threat model, and judges success on that quantized video. For a black-box attack (its model is a
+`QueryModel`) the clean-label and judging queries go through the black box and are counted like the
+attack's own, and the judging query is held back from the attack's budget, so `max_queries` is never
+exceeded. An attack therefore writes only:
 
 - `threat_model(model, x, criterion, ctx)`: its set of allowed videos (norm ball, ratio bound, region
   mask...), possibly chosen with the model (a region search); and
@@ -19,12 +22,14 @@ import dataclasses
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, final
 
 import torch
 from torch import Tensor, nn
 
+from vidattack.attacks.blackbox.query_model import QueryModel
 from vidattack.attacks.params import ParamSpec, param_specs, plain_value, validate
 from vidattack.criteria import Criterion, make_criterion, resolve_target
 from vidattack.errors import BadParameterError
@@ -83,6 +88,11 @@ class CountingModel(nn.Module):
             return getattr(self.model, name)
 
 
+def queries_of(model: nn.Module) -> int:
+    """Videos `model` has classified so far: the count of a `CountingModel` or `QueryModel`, else 0."""
+    return int(getattr(model, "queries", 0))
+
+
 @dataclass
 class AttackContext:
     """What an attack may use beyond the model and the video: randomness, frame numbers, reporting.
@@ -99,6 +109,8 @@ class AttackContext:
     history: list[dict[str, float]] = field(default_factory=list)
     max_queries: int | None = None
     restrict_to: Tensor | None = None
+    num_videos: int = 1
+    starting_points: Tensor | None = None  # (N, T, C, H, W): a start inside the target class, if given
 
     def select_frames(self, spec: FrameSpec | str) -> Tensor:
         """The sampled frames a `frames` parameter allows, `(T,)` bool on the generator's device.
@@ -202,6 +214,46 @@ def frame_plan_of(model: nn.Module, t: int) -> tuple[tuple[int, ...], int]:
     return tuple(ids), int(plan.num_frames)  # type: ignore[union-attr]
 
 
+def _check_starting_points(points: Tensor | None, x: Tensor) -> Tensor | None:
+    # foolbox's `starting_points`: one start per video (or one for all), shaped like the videos
+    if points is None:
+        return None
+    if not isinstance(points, Tensor) or not points.is_floating_point():
+        kind = points.dtype if isinstance(points, Tensor) else type(points).__name__
+        raise BadParameterError(f"expected starting_points as a float video tensor in [0, 1], got {kind}")
+    if points.dim() != 5 or points.shape[0] not in (1, x.shape[0]) or points.shape[1:] != x.shape[1:]:
+        rest = ", ".join(str(d) for d in x.shape[1:])
+        want = f"(1, {rest})" if x.shape[0] == 1 else f"({x.shape[0]} or 1, {rest})"
+        raise BadParameterError(f"expected starting_points of shape {want}, got {tuple(points.shape)}")
+    if not (float(points.min()) >= 0.0 and float(points.max()) <= 1.0):
+        lo, hi = float(points.min()), float(points.max())
+        raise BadParameterError(f"expected starting_points with pixel values in [0, 1], got [{lo:g}, {hi:g}]")
+    return points.detach().to(device=x.device, dtype=x.dtype).expand_as(x)
+
+
+def _black_box_clean(qm: QueryModel, x: Tensor) -> Tensor:
+    # For a black box the clean label is a query like any other: it is counted, and the budget must
+    # leave room for it and for judging the result.
+    if qm.max_queries is not None and qm.max_queries < 2:
+        raise BadParameterError(
+            "expected a query budget of at least 2 per video for a black-box attack (one query for the "
+            f"clean label, one to judge the result), got {qm.max_queries}"
+        )
+    return qm.log_probs_each(x)
+
+
+def _judging_held(wrapped: nn.Module) -> AbstractContextManager[None]:
+    # the judging query of each video is held back from a black-box attack's budget until it is made
+    return wrapped.holding(1) if isinstance(wrapped, QueryModel) else nullcontext()
+
+
+def _judge(model: nn.Module, wrapped: nn.Module, x_adv: Tensor) -> Tensor:
+    if isinstance(wrapped, QueryModel):
+        return wrapped.log_probs_each(x_adv)  # counted, within the held budget
+    with torch.no_grad():
+        return model(x_adv)
+
+
 def measure_norms(x_adv: Tensor, x: Tensor) -> dict[str, list[float]]:
     """Per-sample norms of a perturbation in [0, 1] units (the report's `perturbation` basics)."""
     d = (x_adv - x).reshape(x.shape[0], -1)
@@ -292,10 +344,6 @@ class Attack(ABC):
         """The view of the model the attack gets; black-box attacks override this with a query-only one."""
         return CountingModel(model)
 
-    @staticmethod
-    def queries_used(wrapped: nn.Module) -> int:
-        return int(getattr(wrapped, "queries", 0))
-
     # -- the template ----------------------------------------------------------------------------
 
     @final
@@ -309,21 +357,40 @@ class Attack(ABC):
         seed: int = 0,
         progress: ProgressFn | None = None,
         max_queries: int | None = None,
+        starting_points: Tensor | None = None,
     ) -> AttackResult:
         """Attack `x` `(N, T, 3, H, W)` in [0, 1] against `model` (video -> log-probabilities).
 
         `target` makes the attack targeted (one class index for all, or one per sample); `labels` are
         the true labels for untargeted attacks (default: the model's clean predictions). Which video
         frames the T sampled frames are comes from the model's frame plan (`model.plan`, see
-        `frame_plan_of`).
+        `frame_plan_of`). `max_queries` caps a black-box attack's queries per video, the clean-label
+        and judging queries included. `starting_points` `(N or 1, T, 3, H, W)` are videos inside the
+        target class to start from (targeted V-BAD needs them; `vidattack.starting_points` makes them
+        from `target_video`).
         """
         _check_video(x)
         x = x.detach()
         n, t = x.shape[:2]
         frame_ids, num_frames = frame_plan_of(model, t)
+        generator = torch.Generator(device=x.device)
+        generator.manual_seed(int(seed))
+        ctx = AttackContext(
+            generator=generator,
+            frame_ids=frame_ids,
+            num_frames=num_frames,
+            progress=progress,
+            max_queries=max_queries,
+            num_videos=n,
+            starting_points=_check_starting_points(starting_points, x),
+        )
+        wrapped = self.wrap_model(model, ctx)
         x_req = x.detach().requires_grad_(True) if self.white_box else None
-        with torch.set_grad_enabled(x_req is not None):
-            clean_graph = model(x_req if x_req is not None else x)
+        if isinstance(wrapped, QueryModel):
+            clean_graph = _black_box_clean(wrapped, x)
+        else:
+            with torch.set_grad_enabled(x_req is not None):
+                clean_graph = model(x_req if x_req is not None else x)
         clean_lp = clean_graph.detach()
         if clean_lp.dim() != 2 or clean_lp.shape[0] != n:
             raise BadParameterError(
@@ -337,30 +404,22 @@ class Attack(ABC):
         base_labels = labels.to(clean.device) if labels is not None else clean
         criterion = make_criterion(base_labels, target)
 
-        generator = torch.Generator(device=x.device)
-        generator.manual_seed(int(seed))
-        ctx = AttackContext(
-            generator=generator,
-            frame_ids=frame_ids,
-            num_frames=num_frames,
-            progress=progress,
-            max_queries=max_queries,
-        )
-        wrapped = self.wrap_model(model, ctx)
         if x_req is not None and isinstance(wrapped, CountingModel):
             wrapped.prime(x, x_req, clean_graph)
         del clean_graph, x_req
         start = time.perf_counter()
-        threat = self.threat_model(wrapped, x, criterion, ctx)
-        x_adv = self.run(wrapped, x, criterion, threat, ctx).detach()
+        with _judging_held(wrapped):
+            threat = self.threat_model(wrapped, x, criterion, ctx)
+            x_adv = self.run(wrapped, x, criterion, threat, ctx).detach()
         if isinstance(wrapped, CountingModel):
             wrapped.discard_primed()  # frees the clean graph if the attack never used it
         if ctx.restrict_to is not None:
             threat = threat.restricted(ctx.restrict_to)
         x_adv = threat.quantize(x_adv, x)
         seconds = time.perf_counter() - start
-        with torch.no_grad():
-            adv_lp = model(x_adv)
+        adv_lp = _judge(model, wrapped, x_adv)
+        if isinstance(wrapped, QueryModel):
+            ctx.info["queries_per_video"] = wrapped.queries_per_video
         success = criterion.is_adversarial(adv_lp)
         norms = measure_norms(x_adv, x)
         norms[f"threat_{threat.name}"] = threat.measure(x_adv, x).tolist()
@@ -372,7 +431,7 @@ class Attack(ABC):
             target=criterion.labels if criterion.targeted else None,
             clean_log_probs=clean_lp,
             adversarial_log_probs=adv_lp,
-            queries=self.queries_used(wrapped),
+            queries=queries_of(wrapped),
             norms=norms,
             threat=threat.describe(),
             params=self.hyperparameters(),

@@ -33,7 +33,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from vidattack.attacks.base import Attack, AttackContext
+from vidattack.attacks.base import Attack, AttackContext, queries_of
 from vidattack.attacks.loops import auto_alpha_linf
 from vidattack.attacks.params import AUTO, param
 from vidattack.attacks.registry import register_attack
@@ -189,7 +189,7 @@ class Flicker(Attack):
                 offsets = offsets.clamp(-self.eps, self.eps)
             ctx.record(
                 step=i,
-                queries=getattr(model, "queries", 0),
+                queries=queries_of(model),
                 loss=float(loss.detach().mean()),
                 adversarial_loss=float(adv.detach().mean()),
                 regularization=float(reg.detach().mean()),

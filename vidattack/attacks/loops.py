@@ -13,7 +13,7 @@ from typing import Literal
 
 from torch import Tensor, nn
 
-from vidattack.attacks.base import AttackContext, loss_and_grad
+from vidattack.attacks.base import AttackContext, loss_and_grad, queries_of
 from vidattack.attacks.params import AUTO
 from vidattack.criteria import Criterion
 from vidattack.threat import ThreatModel
@@ -50,7 +50,7 @@ def ascend(
     box = threat.box(x) if steps > 1 else None
     for i in range(steps):
         _, value, grad = loss_and_grad(model, x_adv, criterion.objective)
-        ctx.record(step=i, objective=float(value.mean()), queries=getattr(model, "queries", 0))
+        ctx.record(step=i, objective=float(value.mean()), queries=queries_of(model))
         if threat.mask is not None:
             grad = grad * threat.mask
         # in place from the second step on: the iterate is ours then, and a fresh video-sized tensor per

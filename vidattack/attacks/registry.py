@@ -41,9 +41,11 @@ def _load_all() -> None:
         return
     import vidattack.attacks as pkg
 
-    for mod in pkgutil.iter_modules(pkg.__path__):
-        if mod.name not in _NOT_ATTACK_MODULES and not mod.name.startswith("_"):
-            importlib.import_module(f"vidattack.attacks.{mod.name}")
+    # walk_packages also finds the modules of subpackages (attacks/blackbox/vbad.py)
+    for mod in pkgutil.walk_packages(pkg.__path__, prefix=f"{pkg.__name__}."):
+        short = mod.name.rsplit(".", 1)[-1]
+        if short not in _NOT_ATTACK_MODULES and not short.startswith("_"):
+            importlib.import_module(mod.name)
     _loaded = True
 
 

@@ -113,19 +113,11 @@ def sample(video: Video, view: ModelView, attack: Attack | None, device: torch.d
     from vidattack.models.view import sampled_frames
 
     plan = view.plan(video.num_frames)
-    starts = _starting_points(attack, view, plan, device) if attack is not None else None
-    return Sampled(plan, view.bind(plan), sampled_frames(video.frames, plan, device), starts)
+    from vidattack.starting_points import starting_points
 
-
-def _starting_points(attack: Attack, view: ModelView, plan: FramePlan, device: torch.device) -> Tensor | None:
-    # TODO(merge): call vidattack.starting_points.starting_points directly (the black-box engineer's
-    # module); this branch does not have it yet.
-    try:
-        from vidattack.starting_points import starting_points  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return None
-    result: Tensor | None = starting_points(attack, view, plan, device)
-    return result
+    x = sampled_frames(video.frames, plan, device)
+    starts = starting_points(attack, plan, x) if attack is not None else None
+    return Sampled(plan, view.bind(plan), x, starts)
 
 
 # -- attack ------------------------------------------------------------------------------------------

@@ -1,0 +1,535 @@
+"""V-BAD and its baselines P-BAD and SR-BAD: score-only black-box attacks (Jiang et al., ACM MM 2019).
+
+The target model is a `QueryModel`: the attack sees class probabilities of the videos it asks about and
+nothing else, and every video it asks about is a counted query. Each iteration (paper Sec. 3.2, steps
+(a)-(e)):
+
+1. a tentative perturbation `h` (T, 3, H, W) of signs (`tentative.py`: transferred from image
+   surrogates, static or random);
+2. a partition of `h` into patches sharing one coefficient (`partitions.py`: uniform, random, pixel);
+3. NES over the patch coefficients (`nes.py`), whose signs rectify the patches of `h`;
+4. a PGD step along the rectified `h`, projected to the eps ball and [0, 1].
+
+Schedules (official code, which the paper summarises in Sec. 4.1):
+
+- Untargeted: start at x + U(-eps, eps); step `lr` (1e-2), halved down to `min_lr` (1e-3) whenever the
+  clean class's probability went down over a window of 20 iterations; stop at the first success.
+- Targeted (Algorithm 1, Ilyas et al.'s partial-information schedule): start from a video of the target
+  class (the template's `starting_points`; `vidattack.starting_points` samples the file `target_video`
+  to the attacked frames), with eps = 1. Each iteration tries to shrink eps by `delta_eps` (0.5 at first)
+  with a halving line search on the step (`lr`..`min_lr`), accepting a candidate only if the target
+  stays top-1; else it steps at the current eps. delta_eps decays when shrinking keeps failing (official
+  schedule: /2 after 1 failure down to 0.01, then /1.5 after 10 down to 0.003, after 100 down to 0.001,
+  then after every 100; it gives up below 1e-5), and the step range halves when more than half of the
+  last 5 plain steps failed. Success: the target is top-1 with eps <= `eps`.
+
+Query accounting (fixing the official code, which left out NES samples whose estimate it discarded and
+could overshoot its budget): every video sent to the model counts, including the template's clean-label
+and judging queries, the per-iteration check and every line-search candidate; no video ever makes more
+than its budget (the smaller of this attack's `max_queries` and the caller's), the judging query being
+held back by the template. When the budget runs out the attack stops and returns its best video:
+untargeted, the checked video with the lowest clean-class probability; targeted, the iterate with the
+smallest eps that keeps the target on top (projected to eps by the template).
+
+Success is checked on the video the file will hold: the per-iteration check query (untargeted) and the
+final check (targeted, once eps <= `eps`) are made on the iterate rounded to the 8-bit grid inside the
+eps ball, while NES samples and iterates stay in float so sigma survives. Iterates are kept in the ball
+of whole 8-bit levels (`grid_eps`: 12/255 for eps 0.05), so that rounding never pulls saturated pixels
+back inside and undoes a success.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from vidattack.attacks.base import Attack, AttackContext
+from vidattack.attacks.blackbox.nes import nes_signs
+from vidattack.attacks.blackbox.partitions import coefficient_count, make_partition
+from vidattack.attacks.blackbox.query_model import QueryModel
+from vidattack.attacks.blackbox.tentative import Tentative
+from vidattack.attacks.params import AUTO, param
+from vidattack.attacks.registry import register_attack
+from vidattack.criteria import Criterion
+from vidattack.errors import BadParameterError
+from vidattack.threat import LinfBall, ThreatModel
+
+PAPER = "Jiang et al., Black-box Adversarial Attacks on Video Recognition Models, ACM MM 2019"
+
+# The official code's delta-eps schedule: (floor, failures before a decay, divisor) per period.
+_DELTA_SCHEDULE: tuple[tuple[float, int, float], ...] = (
+    (0.01, 1, 2.0),
+    (0.003, 10, 1.5),
+    (0.001, 100, 1.5),
+    (0.0, 100, 1.5),
+)
+_LR_WINDOW = 20  # untargeted: iterations between step-size checks
+_EXPLORE_WINDOW = 5  # targeted: plain steps whose success rate halves the step range
+
+
+class _OutOfQueries(Exception):
+    """A video's budget ran out: the schedule stops and returns its best video so far."""
+
+
+@dataclass
+class _Queries:
+    """One attacked video's questions to the black box (all charged to that video)."""
+
+    model: QueryModel
+    video: int
+
+    @property
+    def used(self) -> int:
+        """This video's queries so far, its clean-label query included."""
+        return self.model.video_queries(self.video)
+
+    def ask(self, videos: Tensor) -> Tensor:
+        """Log-probabilities `(P, K)` of all of `videos` `(P, T, 3, H, W)`, or `_OutOfQueries` once the budget
+        cannot answer them all (what was left is still spent: a partial NES population is asked, then
+        dropped)."""
+        if self.model.remaining_of(self.video) == 0:
+            raise _OutOfQueries
+        lp = self.model.log_probs(videos, video=self.video)
+        if lp.shape[0] < videos.shape[0]:
+            raise _OutOfQueries
+        return lp
+
+
+@dataclass
+class _Outcome:
+    video: Tensor
+    success: bool
+    stopped: str
+    iterations: int
+    eps: float
+    success_queries: int | None = None
+
+
+@dataclass
+class _TargetedSchedule:
+    """Algorithm 1's step range and eps decrement, adapted as candidates are accepted or refused."""
+
+    max_lr: float
+    min_lr: float
+    delta: float
+    base_lr: tuple[float, float]
+    explore: deque[bool] = field(default_factory=lambda: deque(maxlen=_EXPLORE_WINDOW))
+    reduce_fail: int = 0
+    period: int = 0
+
+    def shrunk(self) -> None:
+        """eps went down: the step range starts over."""
+        self.max_lr, self.min_lr = self.base_lr
+        self.explore.clear()
+        self.reduce_fail = 0
+
+    def stepped(self, accepted: bool) -> None:
+        """A step at the current eps (eps could not shrink), accepted or not."""
+        self.explore.append(accepted)
+        self.reduce_fail += 1
+
+    def adapt(self) -> bool:
+        """Decay delta after repeated failures to shrink, halve the step range after failed steps;
+        False when delta fell below 1e-5 (the attack has converged)."""
+        floor, patience, divisor = _DELTA_SCHEDULE[self.period]
+        if self.reduce_fail >= patience:
+            self.delta = max(self.delta / divisor, floor)
+            if self.delta <= floor and self.period < len(_DELTA_SCHEDULE) - 1:
+                self.period += 1
+            if self.delta < 1e-5:
+                return False
+            self.reduce_fail = 0
+        window_full = len(self.explore) == _EXPLORE_WINDOW
+        if window_full and self.min_lr > 1e-7 and sum(self.explore) < len(self.explore) / 2:
+            self.max_lr, self.min_lr = self.max_lr / 2, self.min_lr / 2
+            self.explore.clear()
+        return True
+
+
+def _step(x_it: Tensor, direction: Tensor, lr: float, x: Tensor, eps: float) -> Tensor:
+    """One PGD step `(T, 3, H, W)` projected to the Linf ball of radius eps around x and to [0, 1]."""
+    return torch.minimum(torch.maximum(x_it + lr * direction, x - eps), x + eps).clamp(0, 1)
+
+
+@register_attack("vbad")
+@dataclass(kw_only=True)
+class VBAD(Attack):
+    """V-BAD: transferred tentative perturbations rectified patch-wise by NES (score-only black box).
+
+    Linf threat model, eps in [0, 1] pixel units. Input `(N, T, 3, H, W)` in [0, 1]; the model is
+    queried for probabilities only, through a `QueryModel` (`white_box = False`). Defaults are the
+    paper's (Sec. 4.1) and the official code's: eps 0.05, 3e5 queries per video, population 48, sigma
+    1e-3 untargeted / 1e-6 targeted, 8 x 8 uniform patches per frame, step 1e-2 .. 1e-3, delta eps 0.5,
+    keep-mask 0.9, untargeted feature target |N(0, 1)| x 5. The default surrogate is the bundled
+    `tiny-image-cnn` (offline); `surrogate=resnet50,densenet121,densenet169` is the paper's ensemble.
+    Targeted attacks start from `starting_points`, videos the model classifies as the target class
+    (`target_video=PATH` names one for the command line and `perturb_file`). See the module docstring
+    for the algorithm, schedules and query accounting.
+    """
+
+    paper = f"{PAPER}, Sec. 3-4 and the official code"
+    threat_summary = "additive, every pixel of every sampled frame, Linf ball; score-only queries"
+    white_box = False
+
+    eps: float = param(0.05, "Linf budget in [0, 1] pixel units", min=0, max=1)
+    max_queries: int = param(
+        300_000,
+        "query budget per video, label and judging queries included (the caller's, if smaller, wins)",
+        min=1,
+    )
+    population: int = param(48, "NES samples per estimate (antithetic pairs, so even)", min=2, max=100_000)
+    sigma: float | Literal["auto"] = param(
+        AUTO,
+        "NES search scale in pixel units; auto = 1e-3 untargeted, 1e-6 targeted",
+        min=0,
+        min_exclusive=True,
+    )
+    lr: float = param(1e-2, "largest PGD step (pixel units)", min=0, min_exclusive=True, max=1)
+    min_lr: float = param(1e-3, "smallest PGD step (pixel units)", min=0, min_exclusive=True, max=1)
+    tentative: Literal["transferred", "static", "random"] = param(
+        "transferred",
+        "tentative perturbation: transferred from image surrogates, static (ones), random signs",
+    )
+    partition: Literal["uniform", "random", "pixel"] = param(
+        "uniform", "patches: uniform grid x grid per frame, random groups, or pixel (every dimension)"
+    )
+    grid: int = param(8, "patches per frame side (grid^2 coefficients per frame)", min=1, max=512)
+    surrogate: str = param(
+        "tiny-image-cnn",
+        "image surrogates, comma list: tiny-image-cnn, resnet50, densenet121, densenet169 (NAME:PATH)",
+    )
+    layer: str = param("late", "surrogate layer: early, mid, late, logits or a layer name of each surrogate")
+    keep_prob: float = param(
+        0.9, "targeted: probability a feature entry is kept by the random mask", min=0, max=1
+    )
+    noise_scale: float = param(5.0, "untargeted: random feature target is |N(0, 1)| times this", min=0)
+    target_video: str = param(
+        "", "targeted: path of a video of the target class (the starting point; decoded by the pipeline)"
+    )
+    delta_eps: float = param(
+        0.5, "targeted: first eps decrement tried per iteration", min=0, min_exclusive=True, max=1
+    )
+    batch_size: int = param(
+        48, "videos per forward pass of the target (fewer for large frames)", min=1, max=100_000
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.population % 2:
+            raise BadParameterError(
+                f"population: expected an even number (antithetic pairs), got {self.population}"
+            )
+        if self.min_lr > self.lr:
+            raise BadParameterError(f"min_lr: expected <= lr ({self.lr:g}), got {self.min_lr:g}")
+
+    # -- black-box plumbing ------------------------------------------------------------------------
+
+    def budget(self, ctx: AttackContext) -> int:
+        """Each video's query budget: this attack's `max_queries`, or the caller's if smaller."""
+        if ctx.max_queries is None:
+            return self.max_queries
+        return min(int(ctx.max_queries), self.max_queries)
+
+    def wrap_model(self, model: nn.Module, ctx: AttackContext) -> nn.Module:
+        return QueryModel(
+            model, max_queries=self.budget(ctx), videos=ctx.num_videos, batch_size=self.batch_size
+        )
+
+    def grid_eps(self) -> float:
+        """The bound the iterates keep: eps rounded down to whole 8-bit levels (12/255 for 0.05).
+
+        Rounding the result to the 8-bit grid must not leave the ball; an iterate at the float bound
+        (12.75 levels) would have every saturated pixel pulled back by 0.75 level, which measurably undid
+        targeted attacks that had just succeeded in float.
+        """
+        levels = math.floor(self.eps * 255 + 1e-6)
+        return levels / 255 if levels > 0 else self.eps
+
+    def sigma_for(self, targeted: bool) -> float:
+        """The NES scale actually used."""
+        if self.sigma == AUTO:
+            return 1e-6 if targeted else 1e-3
+        return float(self.sigma)
+
+    # -- the template hooks ----------------------------------------------------------------------
+
+    def threat_model(
+        self, model: nn.Module, x: Tensor, criterion: Criterion, ctx: AttackContext
+    ) -> ThreatModel:
+        return LinfBall(eps=self.eps)
+
+    def run(
+        self, model: nn.Module, x: Tensor, criterion: Criterion, threat: ThreatModel, ctx: AttackContext
+    ) -> Tensor:
+        if not isinstance(model, QueryModel):
+            raise BadParameterError(f"expected the QueryModel made by wrap_model, got {type(model).__name__}")
+        if criterion.targeted and ctx.starting_points is None:
+            raise BadParameterError(
+                "expected starting points for a targeted V-BAD attack (a video of the target class to start "
+                "from: target_video=PATH with perturb_file or the CLI, starting_points= in Python), got none"
+            )
+        tentative = Tentative(
+            self.tentative,
+            surrogate=self.surrogate,
+            layer=self.layer,
+            keep_prob=self.keep_prob,
+            noise_scale=self.noise_scale,
+            generator=ctx.generator,
+            device=x.device,
+        )
+        n = x.shape[0]
+        out = x.clone()
+        outcomes: list[_Outcome] = []
+        for i in range(n):
+            queries = _Queries(model, i)
+            label = int(criterion.labels[i])
+            index = i if n > 1 else None
+            if ctx.starting_points is not None and criterion.targeted:
+                start = ctx.starting_points[i]
+                tentative.set_target(start)
+                res = self._targeted(queries, x[i], start, label, tentative, ctx, index)
+            else:
+                res = self._untargeted(queries, x[i], label, tentative, threat, ctx, index)
+            out[i] = res.video
+            outcomes.append(res)
+        ctx.info.update(
+            {
+                "budget": model.max_queries,
+                "sigma": self.sigma_for(criterion.targeted),
+                "coefficients": coefficient_count(self.partition, tuple(x.shape[1:]), self.grid),
+                "surrogates": [m.describe() for m in tentative.models],
+                "success_queries": [o.success_queries for o in outcomes],
+                "iterations": [o.iterations for o in outcomes],
+                "stopped": [o.stopped for o in outcomes],
+                "final_eps": [o.eps for o in outcomes],
+            }
+        )
+        return out
+
+    # -- one iteration's direction: steps (a)-(d) ---------------------------------------------------
+
+    def _direction(
+        self,
+        x_it: Tensor,
+        label: int,
+        targeted: bool,
+        tentative: Tentative,
+        queries: _Queries,
+        ctx: AttackContext,
+    ) -> tuple[Tensor, int]:
+        """The rectified step direction `(T, 3, H, W)` and how many NES samples kept the wanted class on
+        top: the tentative perturbation with each patch's sign set by NES."""
+        h = tentative(x_it)
+        shape = tuple(x_it.shape)
+        part = make_partition(self.partition, shape, self.grid, ctx.generator, x_it.device)
+        estimate = nes_signs(
+            queries.ask,
+            x_it,
+            h,
+            part,
+            label=label,
+            targeted=targeted,
+            sigma=self.sigma_for(targeted),
+            population=self.population,
+            batch_size=self.batch_size,
+            generator=ctx.generator,
+        )
+        if estimate is None:
+            raise _OutOfQueries
+        return part.expand(estimate.signs.unsqueeze(0), shape)[0] * h, estimate.kept
+
+    # -- schedules -------------------------------------------------------------------------------------
+
+    def _untargeted(
+        self,
+        queries: _Queries,
+        x: Tensor,
+        label: int,
+        tentative: Tentative,
+        threat: ThreatModel,
+        ctx: AttackContext,
+        index: int | None,
+    ) -> _Outcome:
+        """Untargeted V-BAD on one video `(T, 3, H, W)`: PGD along rectified directions until the clean
+        class is no longer top-1 on the 8-bit video."""
+        eps = self.grid_eps()
+        noise = torch.rand(x.shape, generator=ctx.generator, device=x.device, dtype=x.dtype) * 2 - 1
+        x_it = (x + noise * eps).clamp(0, 1)
+        lr = self.lr
+        window: list[float] = []
+        best, best_p = x, math.inf
+        iterations = 0
+        try:
+            while True:
+                checked = threat.quantize(x_it.unsqueeze(0), x.unsqueeze(0))[0]  # what the file would hold
+                lp = queries.ask(checked.unsqueeze(0))[0]
+                p_label = float(lp[label].exp())
+                self._record(ctx, index, queries, lp, label, loss=float(lp[label]), eps=self.eps, lr=lr)
+                if p_label < best_p:
+                    best, best_p = checked, p_label
+                if int(lp.argmax()) != label:
+                    return _Outcome(checked, True, "success", iterations, self.eps, queries.used)
+                window.append(p_label)
+                if len(window) == _LR_WINDOW:
+                    # the official schedule: a window in which the clean class lost ground anneals the step
+                    if window[-1] <= window[0]:
+                        lr = max(lr / 2, self.min_lr)
+                    window = []
+                direction, _ = self._direction(x_it, label, False, tentative, queries, ctx)
+                iterations += 1
+                x_it = _step(x_it, direction, lr, x, eps)
+        except _OutOfQueries:
+            return _Outcome(best, False, "budget", iterations, self.eps)
+
+    def _targeted(
+        self,
+        queries: _Queries,
+        x: Tensor,
+        start: Tensor,
+        target: int,
+        tentative: Tentative,
+        ctx: AttackContext,
+        index: int | None,
+    ) -> _Outcome:
+        """Targeted V-BAD (Algorithm 1) on one video `(T, 3, H, W)`: from `start` (target class, eps 1),
+        shrink the eps ball around x while the target stays top-1, until eps reaches `eps`."""
+        eps = self.grid_eps()
+        x_it, cur_eps, iterations = start.clone(), 1.0, 0
+        sched = _TargetedSchedule(self.lr, self.min_lr, self.delta_eps, base_lr=(self.lr, self.min_lr))
+        try:
+            self._check_start(queries, x_it, target, ctx, index)
+            while True:
+                if cur_eps <= eps + 1e-12:
+                    judged = LinfBall(eps=self.eps).quantize(x_it.unsqueeze(0), x.unsqueeze(0))[0]
+                    if int(queries.ask(judged.unsqueeze(0))[0].argmax()) == target:
+                        return _Outcome(judged, True, "success", iterations, cur_eps, queries.used)
+                direction, kept = self._direction(x_it, target, True, tentative, queries, ctx)
+                iterations += 1
+                if kept == 0:
+                    continue  # every NES sample lost the target: draw again (the official code does the same)
+                # A zero direction still moves: at the start x_it is the target video itself, whose
+                # features match the target's, so the tentative perturbation is 0 and only the shrinking
+                # eps ball (the projection toward x) changes the video until the two differ.
+                accepted = self._shrink_or_step(queries, x, x_it, direction, cur_eps, target, sched)
+                if accepted is not None:
+                    x_it, cur_eps, lp, lr = accepted
+                    self._record(ctx, index, queries, lp, target, loss=-float(lp[target]), eps=cur_eps, lr=lr)
+                if not sched.adapt():
+                    return _Outcome(x_it, False, "converged", iterations, cur_eps)
+        except _OutOfQueries:
+            return _Outcome(x_it, False, "budget", iterations, cur_eps)
+
+    def _check_start(
+        self, queries: _Queries, start: Tensor, target: int, ctx: AttackContext, index: int | None
+    ) -> None:
+        lp = queries.ask(start.unsqueeze(0))[0]
+        self._record(ctx, index, queries, lp, target, loss=-float(lp[target]), eps=1.0, lr=self.lr)
+        if int(lp.argmax()) != target:
+            raise BadParameterError(
+                f"expected the starting point (target_video) to be classified as the target class {target} "
+                f"by the model, got class {int(lp.argmax())} (p = {float(lp.exp().max()):.3f})"
+            )
+
+    def _shrink_or_step(
+        self,
+        queries: _Queries,
+        x: Tensor,
+        x_it: Tensor,
+        direction: Tensor,
+        cur_eps: float,
+        target: int,
+        sched: _TargetedSchedule,
+    ) -> tuple[Tensor, float, Tensor, float] | None:
+        """Algorithm 1's line search: try to step with eps shrunk by delta, halving the step down to the
+        smallest; failing that, step at the current eps. The accepted `(video, eps, log-probs, step)`,
+        or None when no candidate kept the target on top."""
+        lr, delta = sched.max_lr, sched.delta
+        while True:
+            prop_eps = max(cur_eps - delta, self.grid_eps())
+            cand = _step(x_it, direction, lr, x, prop_eps)
+            lp = queries.ask(cand.unsqueeze(0))[0]
+            if int(lp.argmax()) == target:
+                if delta > 0:
+                    sched.shrunk()
+                else:
+                    sched.stepped(accepted=True)
+                return cand, prop_eps, lp, lr
+            if lr >= sched.min_lr * 2:
+                lr /= 2
+            elif delta > 0:
+                delta, lr = 0.0, sched.max_lr  # cannot shrink: try a plain step at the current eps
+            else:
+                sched.stepped(accepted=False)
+                return None
+
+    def _record(
+        self,
+        ctx: AttackContext,
+        index: int | None,
+        queries: _Queries,
+        lp: Tensor,
+        label: int,
+        *,
+        loss: float,
+        eps: float,
+        lr: float,
+    ) -> None:
+        # the video index only matters (and is only recorded) when several videos share the call
+        row = {} if index is None else {"video": float(index)}
+        ctx.record(
+            **row,
+            queries=queries.used,
+            loss=loss,
+            top1_prob=float(lp.exp().max()),
+            label_prob=float(lp[label].exp()),
+            eps=eps,
+            lr=lr,
+        )
+        qm = queries.model
+        if qm.max_queries is not None:
+            ctx.step(qm.queries, qm.max_queries * qm.videos)
+
+
+@register_attack("p-bad")
+@dataclass(kw_only=True)
+class PBAD(VBAD):
+    """P-BAD: pixel-wise NES with a static tentative perturbation (the paper's baseline after Ilyas et al.).
+
+    V-BAD with `tentative=static`, `partition=pixel` (every input dimension its own coefficient) and a
+    population of 96 (paper Sec. 4.3). Everything else as `vbad`.
+    """
+
+    paper = f"{PAPER}, Sec. 4.3 (P-BAD baseline, after Ilyas et al. 2018)"
+
+    population: int = param(96, "NES samples per estimate (antithetic pairs, so even)", min=2, max=100_000)
+    tentative: Literal["transferred", "static", "random"] = param(
+        "static", "tentative perturbation: transferred from image surrogates, static (ones), random signs"
+    )
+    partition: Literal["uniform", "random", "pixel"] = param(
+        "pixel", "patches: uniform grid x grid per frame, random groups, or pixel (every dimension)"
+    )
+    batch_size: int = param(96, "videos per forward pass of the target", min=1, max=100_000)
+
+
+@register_attack("sr-bad")
+@dataclass(kw_only=True)
+class SRBAD(VBAD):
+    """SR-BAD: static tentative perturbation, random partition (the paper's baseline after Bhagoji et al.).
+
+    V-BAD with `tentative=static` and `partition=random` (grid^2 random groups per frame, redrawn every
+    iteration), NES population 48 (paper Sec. 4.3). Everything else as `vbad`.
+    """
+
+    paper = f"{PAPER}, Sec. 4.3 (SR-BAD baseline, after Bhagoji et al. 2018)"
+
+    tentative: Literal["transferred", "static", "random"] = param(
+        "static", "tentative perturbation: transferred from image surrogates, static (ones), random signs"
+    )
+    partition: Literal["uniform", "random", "pixel"] = param(
+        "random", "patches: uniform grid x grid per frame, random groups, or pixel (every dimension)"
+    )
