@@ -210,8 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = [
         {"frames": k, "norm": norm, "prune": prune, **extra}
         for prune in prunes
+        for k in args.frames.split(",")
         for norm in NORMS
-        for k in FRAMES
     ]
     clips = [p.name for p in paths]
     videos: dict[str, torch.Tensor] = {}
