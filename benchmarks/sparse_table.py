@@ -1,19 +1,22 @@
-"""The sparse l2,1 attack against the bundled CNN+LSTM, in the shape of Wei et al.'s Tables 1, 2 and 4.
+"""The sparse l2,1 attack against the bundled CNN+LSTM, in the shape of Wei et al.'s Table 1.
 
-    python benchmarks/sparse_table.py [--model tiny-lrcn] [--examples examples] [--limit N] [--threads 1]
+    python benchmarks/sparse_table.py [--model tiny-lrcn] [--examples examples] [--limit N] [--prune off|on|both]
 
-Prints markdown tables:
+For K = 16, 8, 4, 1 perturbed frames (the first K of the 16 sampled; K = 16 is "all", where the l2,1
+norm chooses the frames), for the l2,1 penalty and the paper's l2 comparison, without and with the final
+pruning of weak frames (`prune`, off by default in the attack; reported in separate rows), it prints:
 
-1. Fooling rate versus the number of perturbed frames (K = all, 8, 4, 1 of 16; the first K frames),
-   with the l2,1 penalty, plus the paper's l2 comparison on all frames, with and without the final
-   pruning of weak frames (`prune`, on by default; off is the paper's method). Columns: fooling rate over the
-   clips the model classifies correctly when clean; mean MAP in grey levels (/255) over all frames of the
-   video, on the quantized result; sparsity (share of frames left exactly clean); propagation (share of
-   the clean frames whose frame-level prediction flipped); iterations and seconds per attack.
-2. Propagation mode (`propagate=N`): perturb the first N frames, optimizing on the video cut to N
-   frames, versus optimizing the same N frames through the whole video (`frames=N, norm=l2`): seconds
-   per Adam iteration (forward + backward) and fooling rate of the whole video.
-3. A universal perturbation learned on half of the clips (even indices) and applied to the other half.
+- fooling rate over the clips the model classifies correctly when clean;
+- sparsity S: share of the 16 frames left exactly clean in the 8-bit result (the paper's S counts the
+  masked-out frames too: 1 - K/T at least);
+- MAP: mean absolute perturbation over all frames and pixels of the 8-bit result, in grey levels (/255),
+  averaged over the fooled clips (the paper's P) and over all clips;
+- iterations and seconds per attack.
+
+Every attack is one row of `benchmarks/results/sparse-<model>.jsonl`, written as it finishes: a rerun skips
+the rows already there with the same parameters, so an interrupted run resumes. `--table-only` prints the
+table from the file without attacking. `--queries` also checks, on the first clip, that the propagation
+mode's reported queries equal an independent count of the forward passes made through the model.
 
 The label of a clip is its file name without the trailing `_<number>` when that is one of the model's
 labels (the bundled examples are named so); otherwise the clean prediction.
@@ -22,6 +25,8 @@ labels (the bundled examples are named so); otherwise the clean prediction.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import re
 import statistics
 import sys
@@ -30,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -38,8 +44,10 @@ from vidattack.attacks import get_attack  # noqa: E402
 from vidattack.attacks.params import parse_value  # noqa: E402
 from vidattack.models import load_model  # noqa: E402
 from vidattack.models.view import ModelView, sampled_frames  # noqa: E402
-from vidattack.pipeline.universal import evaluate_universal, learn_universal  # noqa: E402
 from vidattack.video import load_video  # noqa: E402
+
+FRAMES = ("16", "8", "4", "1")
+NORMS = ("l21", "l2")
 
 
 def label_of(path: Path, view: ModelView) -> int | None:
@@ -47,7 +55,22 @@ def label_of(path: Path, view: ModelView) -> int | None:
     return view.labels.index(name) if name in view.labels else None
 
 
-def attack_clip(view: ModelView, video: torch.Tensor, label: int | None, **params: Any) -> dict[str, Any]:
+class ForwardCounter(nn.Module):
+    """Counts the videos every forward pass through the wrapped model scores (an independent count)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.videos = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.videos += int(x.shape[0])
+        return self.model(x)
+
+
+def attack_clip(
+    view: ModelView, video: torch.Tensor, label: int | None, params: dict[str, Any]
+) -> dict[str, Any]:
     plan = view.plan(int(video.shape[0]))
     model = view.bind(plan)
     x = sampled_frames(video, plan)
@@ -61,18 +84,19 @@ def attack_clip(view: ModelView, video: torch.Tensor, label: int | None, **param
         "correct": clean == truth,
         "fooled": bool(result.success[0]),
         "map": info["map"] * 255,
+        "map_per_frame": [round(v * 255, 4) for v in info["map_per_frame"]],
         "sparsity": info["sparsity"],
-        "propagation": info.get("propagation_rate"),
+        "frames_perturbed": info["frames_perturbed"],
+        "frames_pruned": info["frames_pruned"],
         "iterations": info["iterations"],
+        "lam_final": info["lam_final"],
+        "queries": result.queries,
         "seconds": time.perf_counter() - start,
-        "seconds_per_iteration": info["seconds_per_iteration"],
-        "frames": len(info["frames_perturbed"]),
     }
 
 
-def mean(values: list[float | None]) -> float:
-    kept = [v for v in values if v is not None]
-    return statistics.fmean(kept) if kept else float("nan")
+def mean(values: list[float]) -> float:
+    return statistics.fmean(values) if values else float("nan")
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, float]:
@@ -82,14 +106,71 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, float]:
         "n": len(counted),
         "fooled": len(fooled),
         "rate": len(fooled) / len(counted) if counted else float("nan"),
-        "map": mean([r["map"] for r in counted]),
-        "sparsity": mean([r["sparsity"] for r in counted]),
-        "propagation": mean([r["propagation"] for r in counted]),
+        "sparsity": mean([r["sparsity"] for r in fooled]),
+        "sparsity_all": mean([r["sparsity"] for r in counted]),
+        "map": mean([r["map"] for r in fooled]),
+        "map_all": mean([r["map"] for r in counted]),
         "iterations": mean([r["iterations"] for r in counted]),
         "seconds": mean([r["seconds"] for r in counted]),
-        "spi": mean([r["seconds_per_iteration"] for r in counted]),
-        "frames": mean([r["frames"] for r in counted]),
     }
+
+
+def key_of(clip: str, params: dict[str, Any]) -> str:
+    return json.dumps({"clip": clip, **params}, sort_keys=True)
+
+
+def load_rows(path: Path) -> dict[str, dict[str, Any]]:
+    rows: dict[str, dict[str, Any]] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                rows[row["key"]] = row
+    return rows
+
+
+def append_row(path: Path, row: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        f.write(json.dumps(row) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def print_table(
+    settings: list[dict[str, Any]], rows: dict[str, dict[str, Any]], clips: list[str], t: int
+) -> None:
+    print(
+        "| K frames perturbed | norm | prune | fooling rate | sparsity S (fooled) | MAP /255 (fooled) | "
+        "S (all) | MAP /255 (all) | iters | s/attack |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for params in settings:
+        got = [rows[key_of(c, params)] for c in clips if key_of(c, params) in rows]
+        if not got:
+            continue
+        s = summarize(got)
+        k = f"{params['frames']} of {t}" + (" (all)" if int(params["frames"]) == t else "")
+        partial = "" if len(got) == len(clips) else f" [{len(got)}/{len(clips)} clips]"
+        print(
+            f"| {k}{partial} | {params['norm']} | {'on' if params['prune'] else 'off'} | "
+            f"{100 * s['rate']:.1f}% ({s['fooled']}/{s['n']}) | {100 * s['sparsity']:.1f}% | {s['map']:.3f} | "
+            f"{100 * s['sparsity_all']:.1f}% | {s['map_all']:.3f} | {s['iterations']:.0f} | {s['seconds']:.1f} |"
+        )
+
+
+def check_queries(view: ModelView, video: torch.Tensor, extra: dict[str, Any]) -> None:
+    """Propagation mode: reported queries against an independent count of forward passes."""
+    plan = view.plan(int(video.shape[0]))
+    counter = ForwardCounter(view.bind(plan))
+    x = sampled_frames(video, plan)
+    result = get_attack("sparse", propagate=4, **extra)(counter, x)
+    print(
+        f"\npropagate=4 on the first clip: {result.info['iterations']} iterations, "
+        f"shortened video {result.info['propagation']['shortened_video']}, reported queries {result.queries}, "
+        f"independent count of videos forwarded {counter.videos} (of which the template's own clean and "
+        "final forwards: the difference)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,8 +179,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--examples", type=Path, default=ROOT / "examples")
     parser.add_argument("--limit", type=int, default=0, help="use only the first N clips (0 = all)")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--skip-universal", action="store_true")
-    parser.add_argument("--set", action="append", default=[], help="extra attack params k=v (e.g. lam=0.1)")
+    parser.add_argument("--prune", choices=("off", "on", "both"), default="both")
+    parser.add_argument(
+        "--results", type=Path, default=None, help="jsonl file (default benchmarks/results/...)"
+    )
+    parser.add_argument("--frames", default=",".join(FRAMES), help="the K values, comma-separated")
+    parser.add_argument("--table-only", action="store_true", help="print the table from the results file")
+    parser.add_argument("--queries", action="store_true", help="also check propagation-mode query counts")
+    parser.add_argument("--set", action="append", default=[], help="extra attack params k=v (e.g. lam=30)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     specs = {spec.name: spec for spec in get_attack("sparse").params()}
@@ -115,77 +202,44 @@ def main(argv: list[str] | None = None) -> int:
     if not paths:
         print(f"no clips in {args.examples}", file=sys.stderr)
         return 1
-    videos = [load_video(p).frames for p in paths]
-    labels = [label_of(p, view) for p in paths]
-    t_total = int(videos[0].shape[0])
-    print(f"model {view.name}, {len(paths)} clips of {t_total} frames, params {extra or 'defaults'}\n")
-
-    print("## Fooling rate versus perturbed frames (first K frames; paper Table 1)\n")
-    print(
-        "| frames perturbed | norm | prune | sparsity S | fooling rate | MAP (/255) | propagation | iters | s/attack |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|")
-    # Without pruning the two norms compare as the paper does (l2 spreads over every frame); pruning,
-    # our default, makes either sparse after the fact.
+    results = args.results or ROOT / "benchmarks" / "results" / f"sparse-{args.model}.jsonl"
+    rows = load_rows(results)
+    prunes = {"off": [False], "on": [True], "both": [False, True]}[args.prune]
     settings = [
-        ("all", "l21", True),
-        ("8", "l21", True),
-        ("4", "l21", True),
-        ("1", "l21", True),
-        ("all", "l2", True),
-        ("all", "l21", False),
-        ("all", "l2", False),
+        {"frames": k, "norm": norm, "prune": prune, **extra}
+        for prune in prunes
+        for k in args.frames.split(",")
+        for norm in NORMS
     ]
-    for frames, norm, prune in settings:
-        params = {"frames": frames, "norm": norm, "prune": prune, **extra}
-        rows = [attack_clip(view, v, y, **params) for v, y in zip(videos, labels, strict=True)]
-        s = summarize(rows)
-        k = (
-            f"all {t_total} (l2,1 picks; mean {s['frames']:.1f})"
-            if frames == "all"
-            else f"{frames} of {t_total}"
-        )
-        print(
-            f"| {k} | {norm} | {'on' if params['prune'] else 'off'} | {100 * s['sparsity']:.1f}% | {100 * s['rate']:.1f}% ({s['fooled']}/{s['n']}) "
-            f"| {s['map']:.3f} | {100 * s['propagation']:.1f}% | {s['iterations']:.0f} | {s['seconds']:.2f} |"
-        )
-
-    print("\n## Propagation mode: optimize the first N frames on the shortened video (paper Table 2)\n")
+    clips = [p.name for p in paths]
+    videos: dict[str, torch.Tensor] = {}
+    t_total = 16
+    if not args.table_only:
+        for params in settings:
+            for path in paths:
+                key = key_of(path.name, params)
+                if key in rows:
+                    continue
+                if path.name not in videos:
+                    videos[path.name] = load_video(path).frames
+                row = {"key": key, "clip": path.name, "params": params}
+                row.update(attack_clip(view, videos[path.name], label_of(path, view), params))
+                append_row(results, row)
+                rows[key] = row
+                print(
+                    f"{path.name} {params}: fooled {row['fooled']} S {row['sparsity']:.2f} "
+                    f"MAP {row['map']:.3f} it {row['iterations']} {row['seconds']:.1f}s",
+                    file=sys.stderr,
+                    flush=True,
+                )
     print(
-        "| N | optimized on | s/iteration | s/attack | fooling rate (whole video) | MAP (/255) | propagation |"
+        f"model {view.name}, {len(paths)} clips, results {results.relative_to(ROOT) if results.is_relative_to(ROOT) else results}, "
+        f"params {extra or 'defaults'}\n"
     )
-    print("|---|---|---|---|---|---|---|")
-    for n in (8, 4):
-        for label, params in (
-            (f"first {n} frames (propagate)", {"propagate": n}),
-            (f"whole video, frames={n}, l2", {"frames": str(n), "norm": "l2"}),
-        ):
-            rows = [attack_clip(view, v, y, **params, **extra) for v, y in zip(videos, labels, strict=True)]
-            s = summarize(rows)
-            print(
-                f"| {n} | {label} | {s['spi'] * 1000:.1f} ms | {s['seconds']:.2f} | "
-                f"{100 * s['rate']:.1f}% ({s['fooled']}/{s['n']}) | {s['map']:.3f} | {100 * s['propagation']:.1f}% |"
-            )
-
-    if not args.skip_universal:
-        print("\n## Universal perturbation (paper eq. 2-3, Table 4): train on even clips, test on odd\n")
-        print("| frames | training set | held-out set | MAP (/255) | epochs | s |")
-        print("|---|---|---|---|---|---|")
-        train, held = videos[0::2], videos[1::2]
-        y_train, y_held = labels[0::2], labels[1::2]
-        for frames in ("all", "4"):
-            start = time.perf_counter()
-            lab = None if None in y_train else [int(v) for v in y_train]  # type: ignore[arg-type]
-            pert = learn_universal(train, view, frames=frames, labels=lab, seed=0)
-            secs = time.perf_counter() - start
-            lab_held = None if None in y_held else [int(v) for v in y_held]  # type: ignore[arg-type]
-            ev_train = evaluate_universal(pert, train, view, labels=lab)
-            ev_held = evaluate_universal(pert, held, view, labels=lab_held)
-            print(
-                f"| {frames} | {100 * ev_train.rate:.1f}% ({ev_train.fooled}/{ev_train.counted}) | "
-                f"{100 * ev_held.rate:.1f}% ({ev_held.fooled}/{ev_held.counted}) | {255 * ev_held.map:.3f} | "
-                f"{pert.params['epochs_run']} | {secs:.0f} |"
-            )
+    print("## Fooling rate, sparsity and MAP versus perturbed frames (first K frames; paper Table 1)\n")
+    print_table(settings, rows, clips, t_total)
+    if args.queries:
+        check_queries(view, load_video(paths[0]).frames, extra)
     return 0
 
 

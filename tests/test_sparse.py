@@ -10,9 +10,15 @@ from conftest import bind_plan
 from torch import nn
 
 from vidattack.attacks import get_attack
-from vidattack.attacks.sparse import L21Unbounded, SparseL21, sparse_penalty
+from vidattack.attacks.base import AttackContext, CountingModel
+from vidattack.attacks.sparse import L21Unbounded, SparseL21, prox_l2, prox_l21, sparse_penalty
+from vidattack.criteria import make_criterion
 from vidattack.errors import BadParameterError
 from vidattack.models.view import ModelView, Preprocess, sampled_frames
+
+# The random toy networks need perturbations of ~25 grey levels per frame, 100x what the trained bundled
+# models need, so a penalty weight 100x below the default (tuned on tiny-lrcn).
+TOY = {"lam": 1.0}
 
 
 class ToyLRCN(nn.Module):
@@ -87,7 +93,7 @@ def test_frames_outside_the_mask_stay_bit_identical(lrcn_toy, video, frames, all
         assert torch.equal(adv[:, t], video[:, t])
     assert float(adv.min()) >= 0 and float(adv.max()) <= 1
     assert torch.equal(adv, torch.round(adv * 255) / 255)
-    assert result.info["frames_allowed"] == allowed
+    assert result.info["frames"] == allowed
     assert result.info["frames_perturbed"] == changed_frames(adv, video)
 
 
@@ -96,14 +102,14 @@ def test_random_frames_are_seeded(lrcn_toy, video):
     a = attack(bind(lrcn_toy, video), video, seed=1)
     b = attack(bind(lrcn_toy, video), video, seed=1)
 
-    assert len(a.info["frames_allowed"]) == 3
-    assert a.info["frames_allowed"] == b.info["frames_allowed"]
+    assert len(a.info["frames"]) == 3
+    assert a.info["frames"] == b.info["frames"]
     assert torch.equal(a.adversarial, b.adversarial)
 
 
 @pytest.mark.parametrize("norm", ["l21", "l2"])
 def test_both_norms_fool_and_report_the_paper_metrics(lrcn_toy, video, norm):
-    result = get_attack("sparse", norm=norm)(bind(lrcn_toy, video), video)
+    result = get_attack("sparse", norm=norm, **TOY)(bind(lrcn_toy, video), video)
 
     info = result.info
     delta = result.adversarial - video
@@ -131,12 +137,95 @@ def test_the_l21_penalty_is_the_sum_of_frame_rms_and_l2_their_root_sum_of_square
     )
 
 
+def test_the_prox_step_zeroes_exactly_the_frames_whose_norm_is_below_the_threshold():
+    delta = torch.zeros(1, 3, 3, 2, 2)
+    delta[0, 0] = 0.1  # ||E_0|| = 0.1 * sqrt(12) = 0.346
+    delta[0, 1] = -0.3  # ||E_1|| = 1.039
+    tau = torch.full((1, 3), 0.5)
+
+    out = prox_l21(delta, tau)
+
+    assert torch.equal(out[0, 0], torch.zeros(3, 2, 2))  # below the threshold: exactly clean
+    assert torch.equal(out[0, 2], torch.zeros(3, 2, 2))  # already clean stays clean
+    norm1 = 0.3 * 12**0.5
+    assert torch.allclose(out[0, 1], delta[0, 1] * (1 - 0.5 / norm1))  # shrunk along its direction
+
+
+def test_the_l2_prox_shrinks_every_frame_by_one_factor_and_zeroes_none_alone():
+    delta = torch.zeros(1, 3, 3, 2, 2)
+    delta[0, 0] = 0.1
+    delta[0, 1] = -0.3
+    total = float(delta.norm())
+
+    out = prox_l2(delta, torch.tensor([0.5]))
+
+    assert torch.allclose(out, delta * (1 - 0.5 / total))
+    assert bool(out[0, 0].ne(0).all())  # the weak frame survives: l2 has no per-frame groups
+    assert torch.equal(prox_l2(delta, torch.tensor([total])), torch.zeros_like(delta))
+
+
+def perturbed_frames(result, x) -> int:
+    return len(changed_frames(result.adversarial, x))
+
+
+def test_pruning_is_off_by_default_and_only_removes_frames(lrcn_toy, video):
+    model = bind(lrcn_toy, video)
+    plain = get_attack("sparse", norm="l2", **TOY)(model, video)
+    pruned = get_attack("sparse", norm="l2", prune=True, **TOY)(model, video)
+
+    assert plain.params["prune"] is False and plain.info["frames_pruned"] == []
+    assert pruned.success.all()
+    kept = set(changed_frames(pruned.adversarial, video))
+    assert kept | set(pruned.info["frames_pruned"]) == set(changed_frames(plain.adversarial, video))
+
+
+class ForwardCounter(nn.Module):
+    """An independent count: the videos every forward pass through the model was asked to score."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.videos = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.videos += int(x.shape[0])
+        return self.model(x)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"max_iter": 20},
+        {"frames": "3", "max_iter": 20, "prune": True},
+        {"propagate": 3, "max_iter": 20},  # the shortened video's forwards count, no timing passes
+    ],
+)
+def test_the_attack_counts_every_forward_it_makes_and_nothing_else(lrcn_toy, video, params):
+    counter = ForwardCounter(bind(lrcn_toy, video))
+    attack = get_attack("sparse", **params)
+    model = CountingModel(counter)  # what the template hands an attack
+    ctx = AttackContext(generator=torch.Generator().manual_seed(0), frame_ids=tuple(range(8)), num_frames=8)
+    with torch.no_grad():
+        criterion = make_criterion(counter.model(video).argmax(dim=1), None)
+
+    threat = attack.threat_model(model, video, criterion, ctx)
+    attack.run(model, video, criterion, threat, ctx)
+
+    assert model.queries == counter.videos
+    if params.get("propagate"):
+        assert ctx.info["propagation"]["shortened_video"] is True
+        # one probe of the short video, one forward per iteration, two judgements of the whole video
+        assert model.queries == ctx.info["iterations"] + 3
+    elif not params.get("prune"):
+        assert model.queries == ctx.info["iterations"]
+
+
 def test_targeted_mode_reaches_the_target(lrcn_toy, video):
     model = bind(lrcn_toy, video)
     clean = int(model(video).argmax())
     target = (clean + 2) % 5
 
-    result = get_attack("sparse", frames="4")(model, video, target=target)
+    result = get_attack("sparse", frames="4", **TOY)(model, video, target=target)
 
     assert result.success.all()
     assert int(result.adversarial_labels[0]) == target
@@ -155,7 +244,7 @@ def test_the_model_is_left_unchanged(lrcn_toy, video):
 
 
 def test_a_3d_cnn_works_without_frame_predictions(toy, toy_video):
-    result = get_attack("sparse", frames="3")(toy.bind(toy.plan(8)), toy_video)
+    result = get_attack("sparse", frames="3", **TOY)(toy.bind(toy.plan(8)), toy_video)
 
     assert result.success.all()
     assert set(result.info["frames_perturbed"]) <= {0, 1, 2}
@@ -163,7 +252,7 @@ def test_a_3d_cnn_works_without_frame_predictions(toy, toy_video):
 
 
 def test_propagation_optimizes_a_shortened_video_and_leaves_the_rest_clean(lrcn_toy, video):
-    result = get_attack("sparse", propagate=3)(bind(lrcn_toy, video), video)
+    result = get_attack("sparse", propagate=3, **TOY)(bind(lrcn_toy, video), video)
 
     prop = result.info["propagation"]
     assert result.params["norm"] == "l2"  # the paper's choice in propagation mode
@@ -189,7 +278,7 @@ def test_bad_parameters_fail_with_one_clear_line(lrcn_toy, video):
         SparseL21(propagate=4, frames="2")
     with pytest.raises(BadParameterError, match="lam"):
         get_attack("sparse", lam=-1)
-    with pytest.raises(BadParameterError, match="frame the model sees"):
+    with pytest.raises(BadParameterError, match="frames the model samples"):
         get_attack("sparse", frames="9,10")(bind_plan(lrcn_toy, tuple(range(8)), 12), video)
 
 
@@ -205,11 +294,27 @@ def test_fools_the_bundled_lrcn_with_four_of_sixteen_frames(lrcn, example_clips,
     plan = lrcn.plan(frames.shape[0])
     x = sampled_frames(frames, plan)
 
-    result = get_attack("sparse", frames="4")(lrcn.bind(plan), x)
+    result = get_attack("sparse", frames="4", max_iter=200)(lrcn.bind(plan), x)
 
     assert result.success.all()
     assert set(result.info["frames_perturbed"]) <= {0, 1, 2, 3}
     assert result.info["map"] * 255 < 4  # a few grey levels on average
+
+
+def test_the_l21_norm_alone_leaves_frames_exactly_clean_where_l2_does_not(lrcn, example_clips):
+    from vidattack.video import load_video
+
+    frames = load_video(next(p for p in example_clips if p.name == "move_left_1.mp4")).frames
+    plan = lrcn.plan(frames.shape[0])
+    x, model = sampled_frames(frames, plan), lrcn.bind(plan)
+
+    l21 = get_attack("sparse", norm="l21", max_iter=300)(model, x)
+    l2 = get_attack("sparse", norm="l2", max_iter=300)(model, x)
+
+    assert l21.success.all() and l2.success.all()
+    assert l21.info["frames_pruned"] == []  # the sparsity is the norm's, not pruning's
+    assert l21.info["sparsity"] >= 0.5  # at least 8 of 16 frames bit for bit clean
+    assert l21.info["sparsity"] > l2.info["sparsity"]
 
 
 def test_fools_the_bundled_c3d_at_defaults(c3d, example_clip):
@@ -234,7 +339,7 @@ def test_the_written_file_keeps_frames_outside_the_mask(tmp_path: Path, lrcn_toy
 
     report = perturb_file(
         clip,
-        get_attack("sparse", frames="0,2"),
+        get_attack("sparse", frames="0,2", **TOY),
         model=lrcn_toy,
         out_dir=tmp_path / "out",
         device="cpu",

@@ -239,11 +239,26 @@ class BoundModel(nn.Module):
     def labels(self) -> list[str]:
         return self.view.labels
 
+    def _clip_index(self, t: int) -> Tensor:
+        """`(num_clips, L)` positions into `t` sampled frames: the plan's clips, or for a one-clip plan given
+        only its first `t` frames, that clip cut to them (the video cut short, as the sparse attack's
+        propagation mode scores it)."""
+        if t == self.plan.num_sampled:
+            return self._clips
+        if len(self.plan.clips) != 1 or not 0 < t < self.plan.num_sampled:
+            raise ValueError(
+                f"expected sampled frames (N, {self.plan.num_sampled}, 3, H, W), or fewer frames for a "
+                f"one-clip plan (this plan has {len(self.plan.clips)} clips), got {t} frames"
+            )
+        clip = self._clips[0]
+        return clip[clip < t].view(1, -1)
+
     def _clip_batch(self, x: Tensor) -> Tensor:
-        if x.dim() != 5 or x.shape[1] != self.plan.num_sampled or x.shape[2] != 3:
+        if x.dim() != 5 or x.shape[2] != 3:
             raise ValueError(
                 f"expected sampled frames (N, {self.plan.num_sampled}, 3, H, W), got {tuple(x.shape)}"
             )
+        clip_index = self._clip_index(x.shape[1])
         pre = self.view.preprocess
         n, t, c, h, w = x.shape
         frames = x.reshape(n * t, c, h, w)
@@ -255,18 +270,22 @@ class BoundModel(nn.Module):
             frames = _center_crop(frames, pre.crop)
         frames = (frames - self._mean) / self._std
         frames = frames.reshape(n, t, c, *frames.shape[-2:])  # (N, T', C, h, w)
-        k, length = self._clips.shape
-        clips = frames[:, self._clips.reshape(-1)]  # (N, K*L, C, h, w)
+        k, length = clip_index.shape
+        clips = frames[:, clip_index.reshape(-1)]  # (N, K*L, C, h, w)
         clips = clips.reshape(n * k, length, c, *frames.shape[-2:])  # (N*K, L, C, h, w)
         if self.view.preprocess.layout == "NCTHW":
             clips = clips.permute(0, 2, 1, 3, 4)  # (N*K, C, L, h, w)
         return clips
 
     def forward(self, x: Tensor) -> Tensor:
-        """Video-level log-probabilities: log of the mean over clips of each clip's softmax."""
+        """Video-level log-probabilities: log of the mean over clips of each clip's softmax.
+
+        `x` is `(N, T', C, H, W)`, or for a one-clip plan its first `t < T'` frames, scored as the video
+        cut to them (networks that take shorter clips, CNN+RNN or globally pooled 3D CNNs, accept it).
+        """
         n = x.shape[0]
         logits = self.net(self._clip_batch(x))  # (N*K, classes)
-        log_p = F.log_softmax(logits.float(), dim=-1).reshape(n, self._clips.shape[0], -1)
+        log_p = F.log_softmax(logits.float(), dim=-1).reshape(n, -1, logits.shape[-1])
         return torch.logsumexp(log_p, dim=1) - math.log(log_p.shape[1])
 
     @property
