@@ -13,15 +13,19 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import sys
 import tempfile
 from pathlib import Path
 
-import torch
-
-import vidattack
-from vidattack.attacks.registry import attack_names
-
 ROOT = Path(__file__).resolve().parent.parent
+# Fingerprint the checkout this script lives in, not whichever copy of vidattack is installed.
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+import vidattack  # noqa: E402
+from vidattack.attacks.registry import attack_names  # noqa: E402
+
 CLIPS = ("move_left_1", "still_1")
 # Settings that keep a run short without changing which code paths run.
 SHORT = {"vbad": {"max_queries": 400}, "p-bad": {"max_queries": 400}, "sr-bad": {"max_queries": 400}}
