@@ -21,24 +21,14 @@ from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from counting import VideoCounter  # noqa: E402
 
 from vidattack.attacks import get_attack  # noqa: E402
 from vidattack.models import load_model  # noqa: E402
 from vidattack.models.view import sampled_frames  # noqa: E402
 from vidattack.video import load_video  # noqa: E402
-
-
-class VideoCounter(nn.Module):
-    """Counts the videos passed through the wrapped model's forward."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-        self.seen = 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.seen += int(x.shape[0])
-        return self.model(x)
 
 
 def count(attack_name: str, budget: int, model: nn.Module, x: torch.Tensor) -> dict[str, object]:

@@ -35,10 +35,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from counting import VideoCounter  # noqa: E402
 
 from vidattack.attacks import get_attack  # noqa: E402
 from vidattack.attacks.params import parse_value  # noqa: E402
@@ -53,19 +55,6 @@ NORMS = ("l21", "l2")
 def label_of(path: Path, view: ModelView) -> int | None:
     name = re.sub(r"_\d+$", "", path.stem.split(".")[0])
     return view.labels.index(name) if name in view.labels else None
-
-
-class ForwardCounter(nn.Module):
-    """Counts the videos every forward pass through the wrapped model scores (an independent count)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-        self.videos = 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.videos += int(x.shape[0])
-        return self.model(x)
 
 
 def attack_clip(
@@ -162,13 +151,13 @@ def print_table(
 def check_queries(view: ModelView, video: torch.Tensor, extra: dict[str, Any]) -> None:
     """Propagation mode: reported queries against an independent count of forward passes."""
     plan = view.plan(int(video.shape[0]))
-    counter = ForwardCounter(view.bind(plan))
+    counter = VideoCounter(view.bind(plan))
     x = sampled_frames(video, plan)
     result = get_attack("sparse", propagate=4, **extra)(counter, x)
     print(
         f"\npropagate=4 on the first clip: {result.info['iterations']} iterations, "
         f"shortened video {result.info['propagation']['shortened_video']}, reported queries {result.queries}, "
-        f"independent count of videos forwarded {counter.videos} (of which the template's own clean and "
+        f"independent count of videos forwarded {counter.seen} (of which the template's own clean and "
         "final forwards: the difference)"
     )
 

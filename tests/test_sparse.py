@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import bind_plan
+from counting import VideoCounter
 from torch import nn
 
 from vidattack.attacks import get_attack
@@ -179,19 +180,6 @@ def test_pruning_is_off_by_default_and_only_removes_frames(lrcn_toy, video):
     assert kept | set(pruned.info["frames_pruned"]) == set(changed_frames(plain.adversarial, video))
 
 
-class ForwardCounter(nn.Module):
-    """An independent count: the videos every forward pass through the model was asked to score."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-        self.videos = 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.videos += int(x.shape[0])
-        return self.model(x)
-
-
 @pytest.mark.parametrize(
     "params",
     [
@@ -201,7 +189,7 @@ class ForwardCounter(nn.Module):
     ],
 )
 def test_the_attack_counts_every_forward_it_makes_and_nothing_else(lrcn_toy, video, params):
-    counter = ForwardCounter(bind(lrcn_toy, video))
+    counter = VideoCounter(bind(lrcn_toy, video))
     attack = get_attack("sparse", **params)
     model = CountingModel(counter)  # what the template hands an attack
     ctx = AttackContext(generator=torch.Generator().manual_seed(0), frame_ids=tuple(range(8)), num_frames=8)
@@ -211,7 +199,7 @@ def test_the_attack_counts_every_forward_it_makes_and_nothing_else(lrcn_toy, vid
     threat = attack.threat_model(model, video, criterion, ctx)
     attack.run(model, video, criterion, threat, ctx)
 
-    assert model.queries == counter.videos
+    assert model.queries == counter.seen
     if params.get("propagate"):
         assert ctx.info["propagation"]["shortened_video"] is True
         # one probe of the short video, one forward per iteration, two judgements of the whole video

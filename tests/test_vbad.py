@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import EXAMPLES, toy_view, write_clip
+from counting import VideoCounter
 from torch import nn
 
 from vidattack.attacks import attack_class, get_attack
@@ -48,19 +49,6 @@ class GradientTrap(nn.Module):
             raise AssertionError("the target was called with autograd on")
         self.seen += x.shape[0]
         return self.inner(x)
-
-
-class VideoCounter(nn.Module):
-    """An independent query counter: wraps the bound model and counts the videos passed to forward."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-        self.seen = 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.seen += x.shape[0]
-        return self.model(x)
 
 
 def trapped_toy(seed: int = 0, bias: float = 0.0):
