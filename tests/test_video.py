@@ -18,11 +18,13 @@ from vidattack.errors import BadParameterError, BadVideoError, OutputExistsError
 from vidattack.video import (
     VIDEO_EXTENSIONS,
     Video,
-    _sanitize_pts,
     decode_frames,
     is_video_path,
     load_video,
     save_video,
+)
+from vidattack.video import (
+    sanitize_pts as _sanitize_pts,
 )
 
 TB = Fraction(1, 12800)  # what FFmpeg picks for 25 fps MP4
@@ -236,11 +238,11 @@ def _bad_input(kind: str, tmp_path: pathlib.Path) -> pathlib.Path:
     ("kind", "message"),
     [
         ("missing", r"^no such file: .*missing\.mp4$"),
-        ("directory", r"is a directory, not a video file$"),
+        ("directory", r"directory\.mp4 is a folder, not a video$"),
         ("garbage", r"is not a readable video: Invalid data found when processing input$"),
         ("empty", r"is empty \(0 bytes\)$"),
         ("truncated", r"is not a readable video: "),
-        ("audio_only", r"audio_only\.mp4 has no video stream$"),
+        ("audio_only", r"audio_only\.mp4 has no video stream \(audio only\)$"),
         ("no_frames", r"no_frames\.mkv (is not a readable video|has a video stream but no frame)"),
         ("text", r"readme\.txt is a text file, not a video$"),
         ("image", r"still\.png is a still image, not a video$"),

@@ -1,0 +1,135 @@
+"""Opening an input file safely: refuse what is not a regular, readable, non-empty file before FFmpeg
+sees it, name the path once in a form that stays on one line, and open it with PyAV.
+
+Why check before `av.open`: FFmpeg opens a FIFO and blocks until a writer appears, reads `/dev/zero`
+forever, and reports a symlink loop as "No such file or directory". `os.stat` tells those apart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import pathlib
+import stat
+import unicodedata
+from collections.abc import Iterator
+
+import av
+import av.logging
+
+from vidattack.errors import BadVideoError
+
+PathLike = str | os.PathLike[str]
+
+_KINDS = {
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def display_path(path: PathLike | bytes) -> str:
+    """`path` as one printable line: control characters (newline, tab, escape) and bytes that are not
+    valid UTF-8 are written as escapes (`\\n`, `\\xff`), everything else as is (unicode stays readable).
+
+    File names may hold any byte but `/` and NUL; an error message printed with a raw newline in it would
+    be two lines, and an undecodable byte would make `print` itself fail.
+    """
+    text = os.fsdecode(path)
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if 0xDC80 <= code <= 0xDCFF:  # surrogateescape: an undecodable byte of the original name
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif unicodedata.category(ch) in ("Cc", "Cs") or ch in "\u2028\u2029":
+            out.append(repr(ch)[1:-1])
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def reason(error: BaseException) -> str:
+    """The useful part of an exception for a one-line message.
+
+    `av.FFmpegError` and `OSError` repeat the errno and the file name in `str()`; their `strerror` is
+    the part a user can act on.
+    """
+    strerror = getattr(error, "strerror", None)
+    return str(strerror) if strerror else (str(error) or type(error).__name__)
+
+
+def check_input_file(path: PathLike) -> int:
+    """Raise `BadVideoError` unless `path` is a regular, readable, non-empty file; return its size.
+
+    Each message names the path once and says what is wrong in words a user can act on.
+    """
+    shown = display_path(path)
+    try:
+        info = os.stat(path)  # follows symlinks: a link to a good clip is a good clip
+    except OSError as e:
+        raise BadVideoError(_stat_failure(path, shown, e)) from None
+    if stat.S_ISDIR(info.st_mode):
+        raise BadVideoError(f"{shown} is a folder, not a video")
+    if not stat.S_ISREG(info.st_mode):
+        kind = _KINDS.get(stat.S_IFMT(info.st_mode), "a special file")
+        raise BadVideoError(f"{shown} is not a regular file ({kind})")
+    if info.st_size == 0:
+        raise BadVideoError(f"{shown} is empty (0 bytes)")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        raise BadVideoError(f"{shown} cannot be read: {reason(e)}") from None
+    return info.st_size
+
+
+def _stat_failure(path: PathLike, shown: str, error: OSError) -> str:
+    if error.errno == errno.ELOOP:
+        return f"{shown} is a symlink loop"
+    if error.errno == errno.ENOENT:
+        if os.path.islink(path):
+            return f"{shown} is a symlink to a missing file ({display_path(os.readlink(path))})"
+        return f"no such file: {shown}"
+    if error.errno == errno.ENOTDIR:
+        return f"no such file: {shown} (a part of the path is not a folder)"
+    return f"{shown} cannot be read: {reason(error)}"
+
+
+@contextlib.contextmanager
+def ffmpeg_logging(verbose: bool) -> Iterator[None]:
+    """At `verbose`, route FFmpeg's log to Python logging ("libav.*") for the block, then restore it.
+
+    FFmpeg's log is off by default; on it, the real reason behind a terse error ("moov atom not found")
+    reaches the user.
+    """
+    if not verbose:
+        yield
+        return
+    previous = av.logging.get_level()
+    av.logging.set_level(av.logging.INFO)
+    try:
+        yield
+    finally:
+        av.logging.set_level(previous)
+
+
+def open_input(path: PathLike) -> av.container.InputContainer:
+    """Check `path` (`check_input_file`) and open it with PyAV, or raise `BadVideoError`.
+
+    PyAV wants a `str`; `os.fsdecode` keeps undecodable bytes of a name as surrogates, which PyAV
+    encodes back to the same bytes.
+    """
+    check_input_file(path)
+    try:
+        return av.open(os.fsdecode(path), mode="r", metadata_errors="replace")
+    except (av.FFmpegError, OSError, ValueError, UnicodeError) as e:
+        raise BadVideoError(f"{display_path(path)} is not a readable video: {reason(e)}") from None
+
+
+def as_path(path: PathLike) -> pathlib.Path:
+    """`path` as a `pathlib.Path` (undecodable bytes kept as surrogates, as `os.fsdecode` does)."""
+    return pathlib.Path(os.fsdecode(path))
