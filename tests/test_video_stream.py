@@ -17,8 +17,8 @@ import torch
 from test_video import audio_packets, noise, sha256, write_clip
 
 from vidattack.errors import BadVideoError, VidattackError
-from vidattack.heatmap import heatmap_frames_
-from vidattack.report import perturbation_stats
+from vidattack.pipeline.render import heatmap_frames_
+from vidattack.pipeline.report import perturbation_stats
 from vidattack.video import (
     DEFAULT_MAX_MEMORY,
     FrameReader,
