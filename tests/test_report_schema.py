@@ -63,3 +63,20 @@ def test_every_report_key_is_described_in_the_schema():
     assert set(schema["required"]) == set(schema["properties"])
     undescribed = [k for k, v in schema["properties"].items() if not v.get("description")]
     assert not undescribed
+
+
+def test_a_perturbation_learned_elsewhere_is_warned_about_and_recorded(
+    clip, toy, tmp_path, caplog, validator
+):
+    from vidattack.attacks.universal import UniversalAttack, UniversalPerturbation
+
+    pert = UniversalPerturbation(
+        delta=torch.full((8, 40, 48, 3), 0.01), frames=list(range(8)), model="other-net"
+    )
+    with caplog.at_level("WARNING", logger="vidattack"):
+        r = perturb_file(clip, UniversalAttack(perturbation=pert), model=toy, out_dir=tmp_path, device="cpu")
+
+    assert r["warnings"] == ["the perturbation was learned on model other-net, applied to toy"]
+    assert r["attack"]["info"]["learned_on"]["model"] == "other-net"
+    assert "learned on model other-net" in caplog.text
+    assert not list(validator.iter_errors(json.loads(json.dumps(r))))

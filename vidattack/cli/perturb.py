@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from contextlib import nullcontext
 from pathlib import Path
@@ -20,8 +19,6 @@ if TYPE_CHECKING:
     from vidattack.attacks.base import Attack
     from vidattack.cli.options import Budget
     from vidattack.cli.progress import BatchProgress
-
-log = logging.getLogger("vidattack")
 
 
 def perturb(
@@ -82,7 +79,7 @@ def perturb(
     error.
     """
     from vidattack.models import load_model
-    from vidattack.pipeline import learned_elsewhere, resolve_device, resolve_target, set_cpu_threads
+    from vidattack.pipeline import resolve_device, resolve_target, set_cpu_threads
     from vidattack.pipeline.batch import expand_inputs
 
     o.setup_logging(verbose, quiet)
@@ -93,8 +90,6 @@ def perturb(
     dev = resolve_device(device)
     view = load_model(model, arch=arch, labels=labels, trust_checkpoint=trust_checkpoint, device=dev)
     resolve_target(view, target)  # checked once, before the first input
-    for warning in learned_elsewhere(atk, view):  # said once here; every report records it too
-        log.warning("%s", warning)
     items = expand_inputs(inputs, exclude=out)
     if not items:
         raise BadParameterError("expected video files in the inputs, found none")

@@ -331,17 +331,13 @@ def learned_elsewhere(attack: Attack, view: ModelView) -> list[str]:
     if pert.model and pert.model != view.name:
         found.append(f"the perturbation was learned on model {pert.model}, applied to {view.name}")
     if pert.preprocess is not None and pert.preprocess.to_dict() != view.preprocess.to_dict():
+        learned, used = pert.preprocess.to_dict(), view.preprocess.to_dict()
+        changed = [k for k in learned if learned[k] != used.get(k)]
         found.append(
-            f"the perturbation was learned with preprocessing {_short(pert.preprocess.to_dict())}, "
-            f"applied with {_short(view.preprocess.to_dict())}"
+            "the perturbation was learned with another preprocessing: "
+            + ", ".join(f"{k} {learned[k]} (now {used.get(k)})" for k in changed)
         )
     return found
-
-
-def _short(preprocess: dict[str, Any]) -> str:
-    return ", ".join(
-        f"{k} {v}" for k, v in preprocess.items() if k in ("clip_len", "num_clips", "resize", "crop")
-    )
 
 
 def model_part(view: ModelView, sampled: Sampled) -> ModelPart:
