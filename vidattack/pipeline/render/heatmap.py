@@ -116,9 +116,13 @@ def colour_bar(width: int, *, max_level: int | None, note: str | None = None, sc
         draw.text((pad, pad), note, font=small, fill=_FG)
         draw.text((pad, pad + line + bar_h // 2), "(shown in dim grey)", font=small, fill=_DIM)
         return img
-    caption = "change per pixel |adv - clean| in /255 levels (largest of R, G, B; log scale)"
-    while small.getlength(caption) > width - 2 * pad and " (" in caption:
-        caption = caption.rsplit(" (", 1)[0]  # drop the parenthesis on narrow frames
+    captions = (
+        "change per pixel |adv - clean| in /255 levels (largest of R, G, B; log scale)",
+        "change per pixel |adv - clean| in /255 levels",
+        "change per pixel, /255 levels",
+        "change, /255",
+    )  # the longest that fits: narrow frames get the short forms
+    caption = next((c for c in captions if small.getlength(c) <= width - 2 * pad), captions[-1])
     draw.text((pad, pad), caption, font=small, fill=_FG)
     top = pad + line
     zero_w = bar_h + round(2 * scale)
