@@ -31,6 +31,7 @@ app = typer.Typer(
     help="Adversarial attacks against video recognition models, on real video files.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )

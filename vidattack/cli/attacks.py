@@ -14,20 +14,22 @@ if TYPE_CHECKING:
 
 
 def attacks(
-    name: Annotated[str | None, typer.Argument(help="Show only this attack.", show_default=False)] = None,
+    name: Annotated[
+        str | None, typer.Argument(metavar="NAME", help="Show only this attack.", show_default=False)
+    ] = None,
     fmt: o.FormatOption = None,
 ) -> None:
     """List every attack (or the one named) with its parameters, defaults, threat model and paper.
 
     --eps, --alpha and --steps of `vidattack perturb` set each attack's own budget, step size and
-    iteration count (eps_m for MultAV).
+    iteration count (eps_m for MultAV); --set KEY=VALUE sets any other parameter listed here.
     """
     from vidattack.attacks.registry import attack_class, attack_names
 
     names = [attack_class(name).name] if name is not None else attack_names()
     # describe() gives each default as written too (`default_text`: 4/255, true, 300000)
     described = [attack_class(n).describe() for n in names]
-    emit(described, o.default_format(fmt, piped=o.Format.json), table=attack_tables, key="attacks")
+    emit(described, o.default_format(fmt), table=attack_tables, key="attacks")
 
 
 def attack_tables(rows: list[Record], console: Console) -> None:

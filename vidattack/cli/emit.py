@@ -40,6 +40,12 @@ def print_error(message: str, console: Console | None = None) -> None:
     (console or stderr_console()).print(line, soft_wrap=True)
 
 
+def item_error(record: Record, console: Console | None = None) -> None:
+    """The `Error:` line of a failed input, naming its path once (most messages already name it)."""
+    message, path = str(record.get("error", "")), str(record.get("input", ""))
+    print_error(message if path and path in message else f"{path}: {message}", console)
+
+
 def _write_line(line: str) -> None:
     # plain writes: Rich's Progress must not capture stdout, or JSON never reaches a pipe
     sys.stdout.write(line + "\n")

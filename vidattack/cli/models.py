@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from vidattack.cli import options as o
 from vidattack.cli.emit import Record, cell, emit
@@ -12,22 +12,77 @@ if TYPE_CHECKING:
 
 
 def models(fmt: o.FormatOption = None) -> None:
-    """List the bundled models and the supported checkpoint architectures."""
+    """List the bundled models and the checkpoint architectures vidattack can load.
+
+    One record per model: name, kind (bundled or architecture), description, preprocessing (frames
+    per clip, clips, resize, crop, normalization), pretrained weights and how to name it in --model.
+    """
     from vidattack.models import list_models
 
-    emit([list_models()], o.default_format(fmt, piped=o.Format.json), table=model_tables, key=None)
+    emit(model_records(list_models()), o.default_format(fmt), table=model_tables, key="models")
+
+
+def model_records(listing: dict[str, Any]) -> list[Record]:
+    """`list_models()` as one flat record per model (what JSON lines print, one per line)."""
+    records: list[Record] = [
+        {
+            "name": name,
+            "kind": "bundled",
+            "description": desc,
+            "preprocess": None,
+            "pretrained": None,
+            "spec": name,
+        }
+        for name, desc in listing.get("bundled", {}).items()
+    ]
+    for name, spec in listing.get("architectures", {}).items():
+        records.append(
+            {
+                "name": name,
+                "kind": "architecture",
+                "description": spec.get("description", ""),
+                "preprocess": spec.get("preprocess"),
+                "pretrained": spec.get("pretrained"),
+                "spec": spec.get("spec", f"{name}:PATH"),
+            }
+        )
+    return records
+
+
+def preprocess_text(p: dict[str, Any] | None) -> str:
+    """A model's preprocessing in words: `16 frames x 5 clips, stride 1; resize 128x171, crop 112; ...`."""
+    if not p:
+        return ""
+
+    def size(v: Any) -> str:
+        return "x".join(str(x) for x in v) if isinstance(v, list | tuple) else str(v)
+
+    def numbers(v: Any) -> str:
+        return " ".join(f"{x:.3g}" for x in v)
+
+    parts = [f"{p.get('clip_len')} frames x {p.get('num_clips')} clips, stride {p.get('frame_stride')}"]
+    geometry = []
+    if p.get("resize") is not None:
+        geometry.append(f"resize {size(p['resize'])}")
+    if p.get("crop") is not None:
+        geometry.append(f"crop {size(p['crop'])}")
+    if geometry:
+        parts.append(", ".join(geometry))
+    if p.get("mean") is not None:
+        parts.append(f"mean {numbers(p['mean'])}, std {numbers(p.get('std', []))}")
+    return "; ".join(parts)
 
 
 def model_tables(rows: list[Record], console: Console) -> None:
-    """Two tables: bundled models, then architectures with their preprocessing."""
+    """Two tables: bundled models, then architectures with their preprocessing in words."""
     from rich.table import Table
 
-    info = rows[0]
     t = Table(title="bundled models (use --model NAME)", title_justify="left", header_style="bold")
     t.add_column("name")
     t.add_column("description", overflow="fold")
-    for name, desc in info.get("bundled", {}).items():
-        t.add_row(cell(name), cell(desc))
+    for r in rows:
+        if r["kind"] == "bundled":
+            t.add_row(cell(r["name"]), cell(r["description"]))
     console.print(t)
     a = Table(
         title="architectures (use --model ARCH:WEIGHTS or torchvision:ARCH)",
@@ -35,8 +90,15 @@ def model_tables(rows: list[Record], console: Console) -> None:
         header_style="bold",
     )
     a.add_column("arch")
+    a.add_column("description", overflow="fold")
     a.add_column("preprocess", overflow="fold")
     a.add_column("pretrained", overflow="fold")
-    for name, spec in info.get("architectures", {}).items():
-        a.add_row(cell(name), cell(spec.get("preprocess", "")), cell(spec.get("pretrained", "")))
+    for r in rows:
+        if r["kind"] == "architecture":
+            a.add_row(
+                cell(r["name"]),
+                cell(r["description"]),
+                cell(preprocess_text(r["preprocess"])),
+                cell(r["pretrained"] or ""),
+            )
     console.print(a)

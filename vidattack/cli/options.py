@@ -30,14 +30,18 @@ Model = Annotated[
     typer.Option(
         "--model",
         "-m",
-        help="Model: bundled name, ARCH:WEIGHTS, TorchScript or .safetensors file, torchvision:ARCH. "
-        "Default: tiny-c3d.",
+        metavar="SPEC",
+        help="The model: a bundled name (see `vidattack models`), ARCH:WEIGHTS, a TorchScript or "
+        ".safetensors file, or torchvision:ARCH. Default: tiny-c3d.",
     ),
 ]
 Arch = Annotated[
-    str | None, typer.Option(help="Architecture for a .safetensors/.pth state dict (e.g. r3d_18).")
+    str | None,
+    typer.Option(metavar="ARCH", help="Architecture of a .safetensors or .pth state dict (e.g. r3d_18)."),
 ]
-Labels = Annotated[Path | None, typer.Option(help="Class names, one per line (or a JSON list).")]
+Labels = Annotated[
+    Path | None, typer.Option(metavar="FILE", help="Class names, one per line (or a JSON list).")
+]
 TrustCheckpoint = Annotated[
     bool,
     typer.Option(
@@ -46,27 +50,47 @@ TrustCheckpoint = Annotated[
 ]
 Eps = Annotated[
     str | None,
-    typer.Option(help="The attack's budget in [0, 1] pixel units (eps_m for MultAV); fractions: 4/255."),
+    typer.Option(
+        metavar="EPS",
+        help="The attack's budget in [0, 1] pixel units (eps_m for MultAV); fractions allowed: 4/255.",
+    ),
 ]
-Alpha = Annotated[str | None, typer.Option(help="The attack's step size (fractions allowed) or auto.")]
-Steps = Annotated[str | None, typer.Option(help="The attack's number of iterations.")]
+Alpha = Annotated[
+    str | None,
+    typer.Option(metavar="ALPHA", help="The attack's step size (fractions allowed: 1/255) or auto."),
+]
+Steps = Annotated[str | None, typer.Option(metavar="N", help="The attack's number of iterations.")]
 Target = Annotated[
-    str | None, typer.Option("--target", "-t", help="Targeted attack toward this label or class index.")
+    str | None,
+    typer.Option("--target", "-t", metavar="LABEL", help="Targeted attack toward this label or class index."),
 ]
-Seed = Annotated[int, typer.Option(help="Seed of the attack's random generator.")]
-Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+Seed = Annotated[int, typer.Option(metavar="N", help="Seed of the attack's random generator.")]
+Device = Annotated[
+    str, typer.Option(metavar="DEVICE", help="auto (CUDA when available), cpu, cuda or cuda:N.")
+]
 Threads = Annotated[
-    int, typer.Option(help="CPU threads for torch; 0 = one per core. Fewer help on a busy machine.")
+    int,
+    typer.Option(metavar="N", help="CPU threads for torch; 0 = one per core. Fewer help on a busy machine."),
 ]
 Settings = Annotated[
     list[str] | None,
-    typer.Option("--set", "-s", help="Any other attack parameter, KEY=VALUE (repeatable)."),
+    typer.Option(
+        "--set",
+        "-s",
+        metavar="KEY=VALUE",
+        help="Any other attack parameter (repeatable; see `vidattack attacks NAME`).",
+    ),
 ]
-Out = Annotated[Path, typer.Option("--out", "-o", help="Output folder.")]
+Out = Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="Output folder.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]
 FormatOption = Annotated[
     Format | None,
-    typer.Option("--format", "-f", help="table when stdout is a terminal, else jsonl (or json)."),
+    typer.Option(
+        "--format",
+        "-f",
+        help="How records go to stdout: a table (default on a terminal), json (one document) or "
+        "jsonl (one JSON object per line; default when stdout is a file or a pipe).",
+    ),
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary on stderr.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs, FFmpeg's own messages.")]

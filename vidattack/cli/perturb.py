@@ -10,26 +10,28 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from vidattack.cli import options as o
-from vidattack.cli.emit import Record, cell, emit, print_error, yes_no
+from vidattack.cli.emit import Record, cell, emit, item_error, yes_no
 from vidattack.errors import BadParameterError
 
 if TYPE_CHECKING:
     from rich.console import Console
-    from rich.progress import Progress
 
     from vidattack.attacks.base import Attack
     from vidattack.cli.options import Budget
+    from vidattack.cli.progress import BatchProgress
 
 
 def perturb(
     inputs: Annotated[
         list[str],
         typer.Argument(
-            help="Video files, folders (searched recursively) or - for paths on stdin.", show_default=False
+            metavar="INPUT",
+            help="Video files, folders (searched recursively) or - for paths on stdin.",
+            show_default=False,
         ),
     ],
     attack: Annotated[
-        str, typer.Option("--attack", "-a", help="Attack name (see `vidattack attacks`).")
+        str, typer.Option("--attack", "-a", metavar="NAME", help="Attack name (see `vidattack attacks`).")
     ] = "pgd-linf",
     model: o.Model = None,
     arch: o.Arch = None,
@@ -47,7 +49,9 @@ def perturb(
     apply: Annotated[
         Path | None,
         typer.Option(
-            "--apply", help="Apply a universal perturbation learned by `vidattack universal` instead."
+            "--apply",
+            metavar="PERT",
+            help="Apply a universal perturbation file from `vidattack universal` instead of an attack.",
         ),
     ] = None,
     fmt: o.FormatOption = None,
@@ -55,8 +59,25 @@ def perturb(
     quiet: o.Quiet = False,
     verbose: o.Verbose = False,
 ) -> None:
-    """Attack videos and write S.adv.mp4, S.heatmap.mp4, S.heatmap.png, S.frames.png, S.curve.png and
-    S.report.json for each."""
+    """Attack videos; write the adversarial video, its pictures and a report for each.
+
+    For each input S.mp4 (S.avi, ...) these files go into --out:
+
+    \b
+      S.adv.mp4      the adversarial video, lossless, audio copied
+      S.heatmap.mp4  the change per pixel as a colour video with a colour bar
+      S.heatmap.png  contact sheet: clean, adversarial, change, frames spread
+                     over the video
+      S.frames.png   mean change per frame (and per-frame classes, CNN+RNN)
+      S.curve.png    the attack's loss per step (white-box) or per query
+                     (black-box), when the attack records one
+      S.report.json  every number measured, written last: its presence means
+                     the job finished
+
+    Records go to stdout (a table on a terminal, JSON lines otherwise); progress, warnings and errors
+    go to stderr. Exit status: 0 when every input was processed, 1 when some failed, 2 for a usage
+    error.
+    """
     from vidattack.models import load_model
     from vidattack.pipeline import resolve_device, resolve_target, set_cpu_threads
     from vidattack.pipeline.batch import expand_inputs
@@ -74,7 +95,7 @@ def perturb(
         raise BadParameterError("expected video files in the inputs, found none")
 
     show = not quiet and sys.stderr.isatty()
-    progress = o.progress_bars(show)
+    progress = _progress(len(items)) if show else None
     job_args = {"model": view, "out_dir": out, "target": target, "seed": seed, "overwrite": overwrite}
     with progress if progress is not None else nullcontext():
         records = emit(_run(items, atk, dev, job_args, progress), chosen, table=summary_table)
@@ -99,36 +120,33 @@ def build_attack(name: str, settings: dict[str, str], budget: Budget, apply: Pat
     return UniversalAttack(perturbation=load_perturbation(apply))
 
 
-def _run(items: list[Any], atk: Attack, dev: Any, job_args: dict[str, Any], progress: Progress | None) -> Any:
+def _progress(total: int) -> BatchProgress:
+    from vidattack.cli.progress import BatchProgress
+
+    return BatchProgress(total)
+
+
+def _run(
+    items: list[Any], atk: Attack, dev: Any, job_args: dict[str, Any], progress: BatchProgress | None
+) -> Any:
     """Each item's record, in order; errors become error records (one stderr line each)."""
     from vidattack.pipeline import perturb_file
     from vidattack.pipeline.batch import run_batch
 
-    overall = progress.add_task("videos", total=len(items)) if progress and len(items) > 1 else None
-
     def job(item: Any) -> Record:
-        task = progress.add_task(item.path.name, total=None) if progress is not None else None
-
-        def tick(done: int, total: int) -> None:
-            if progress is not None and task is not None:
-                progress.update(task, completed=done, total=total)
-
-        try:
-            return perturb_file(item.path, atk, device=dev, progress=tick, stem=item.stem, **job_args)
-        finally:
-            if progress is not None and task is not None:
-                progress.remove_task(task)
+        return perturb_file(item.path, atk, device=dev, progress=progress, stem=item.stem, **job_args)
 
     for record in run_batch(items, job):
         if record["status"] != "ok":
-            print_error(f"{record['input']}: {record['error']}")
-        if progress is not None and overall is not None:
-            progress.advance(overall)
+            item_error(record)
+        if progress is not None:
+            progress.finished()
         yield record
 
 
 def summary_table(rows: list[Record], console: Console) -> None:
-    """One row per input: labels before and after, success, Linf, queries, time."""
+    """One row per input: labels before and after (the file's own label too when writing changed it),
+    success, success after encode, Linf, queries, time."""
     from rich.table import Table
 
     table = Table(title="vidattack perturb", title_style="bold", header_style="bold")
@@ -139,12 +157,13 @@ def summary_table(rows: list[Record], console: Console) -> None:
             table.add_row(cell(r["input"]), cell(f"error: {r['error']}", "red"), *["-"] * 5)
             continue
         pert = r["perturbation"]
+        clean, adv, file = r["clean"], r["adversarial"], r["reencoded"]
+        labels = f"{clean['label']} ({clean['confidence']:.2f}) -> {adv['label']} ({adv['confidence']:.2f})"
+        if file["index"] != adv["index"]:
+            labels += f"; file: {file['label']} ({file['confidence']:.2f})"
         table.add_row(
             cell(Path(r["input"]).name),
-            cell(
-                f"{r['clean']['label']} ({r['clean']['confidence']:.2f}) -> "
-                f"{r['reencoded']['label']} ({r['reencoded']['confidence']:.2f})"
-            ),
+            cell(labels),
             yes_no(r["success"]),
             yes_no(r["success_after_encode"]),
             f"{pert['linf'] * 255:.1f}/255",

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from vidattack.cli import options as o
-from vidattack.cli.emit import Record, cell, emit, print_error
+from vidattack.cli.emit import Record, cell, emit, item_error
 from vidattack.errors import BadParameterError
 
 if TYPE_CHECKING:
@@ -19,13 +19,20 @@ if TYPE_CHECKING:
 
 def predict(
     inputs: Annotated[
-        list[str], typer.Argument(help="Video files, folders or - for paths on stdin.", show_default=False)
+        list[str],
+        typer.Argument(
+            metavar="INPUT",
+            help="Video files, folders (searched recursively) or - for paths on stdin.",
+            show_default=False,
+        ),
     ],
     model: o.Model = None,
     arch: o.Arch = None,
     labels: o.Labels = None,
     trust_checkpoint: o.TrustCheckpoint = False,
-    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many classes to list.")] = 5,
+    top_k: Annotated[
+        int, typer.Option("--top-k", "-k", min=1, metavar="K", help="How many classes to list.")
+    ] = 5,
     device: o.Device = "auto",
     threads: o.Threads = 0,
     fmt: o.FormatOption = None,
@@ -51,7 +58,7 @@ def predict(
     def records() -> Iterator[Record]:
         for record in run_batch(items, job):
             if record["status"] != "ok":
-                print_error(f"{record['input']}: {record['error']}")
+                item_error(record)
             yield record
 
     def table(rows: list[Record], console: Console) -> None:

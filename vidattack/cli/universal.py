@@ -1,7 +1,7 @@
 """`vidattack universal DIR --out PERT`: learn one perturbation for a folder of videos, report fooling rates.
 
-The command behind Table 4 of Wei, Zhu and Su, Sparse Adversarial Perturbations for Videos (AAAI 2019),
-the cross-video attack: learn a universal sparse perturbation on the videos of DIR
+The cross-video (universal) attack of Wei, Zhu and Su, Sparse Adversarial Perturbations for Videos,
+AAAI 2019 (its Table 4): learn a universal sparse perturbation on the videos of DIR
 (`vidattack.pipeline.universal.learn_universal`), save it, and print its fooling rate on those training
 videos and, with `--holdout`, on videos it never saw. `vidattack perturb --apply PERT clip.mp4` then
 applies the saved perturbation to any video through the ordinary pipeline.
@@ -37,29 +37,42 @@ def _video_files(folder: Path, what: str) -> list[Path]:
 
 def universal(
     directory: Annotated[
-        Path, typer.Argument(metavar="DIR", help="Folder of training videos (searched recursively).")
+        Path,
+        typer.Argument(
+            metavar="DIR", help="Folder of training videos (searched recursively).", show_default=False
+        ),
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the perturbation (.safetensors).")],
+    out: Annotated[
+        Path,
+        typer.Option("--out", "-o", metavar="PERT", help="Where to write the perturbation (.safetensors)."),
+    ],
     model: o.Model = None,
     settings: Annotated[
         list[str] | None,
         typer.Option(
             "--set",
             "-s",
-            help="KEY=VALUE, a setting of the universal attack (see `vidattack attacks universal`).",
+            metavar="KEY=VALUE",
+            help="A setting of the universal attack (repeatable; see `vidattack attacks universal`).",
         ),
     ] = None,
     holdout: Annotated[
-        Path | None, typer.Option("--holdout", help="Folder of held-out videos to measure transfer on.")
+        Path | None,
+        typer.Option("--holdout", metavar="DIR", help="Folder of held-out videos to measure transfer on."),
     ] = None,
     target: o.Target = None,
-    seed: Annotated[int, typer.Option(help="Seed of the batch order and of a random:K frame mask.")] = 0,
+    seed: Annotated[
+        int, typer.Option(metavar="N", help="Seed of the batch order and of a random:K frame mask.")
+    ] = 0,
     device: o.Device = "auto",
     threads: o.Threads = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace PERT if it exists.")] = False,
     fmt: o.FormatOption = None,
 ) -> None:
     """Learn a universal sparse perturbation on the videos in DIR and print its fooling rates.
+
+    The cross-video attack of Wei, Zhu and Su, "Sparse Adversarial Perturbations for Videos",
+    AAAI 2019 (Table 4): one perturbation, on a few frames, that fools the model on many videos.
 
     The fooling rate is the share of videos whose prediction the perturbation changes (a targeted
     perturbation: that it turns into the target), counted over the videos as the model classifies them
@@ -83,7 +96,7 @@ def universal(
 
     save_perturbation(pert, out, overwrite=overwrite)
     result = {"perturbation": str(out), "model": view.name, **result}
-    emit([result], o.default_format(fmt, piped=o.Format.json), table=fooling_table, key=None)
+    emit([result], o.default_format(fmt), table=fooling_table, key=None)
 
 
 def _learn(files: list[Path], view: Any, attack: Any, target: int | None, seed: int) -> UniversalPerturbation:

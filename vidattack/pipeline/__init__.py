@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from vidattack.errors import BadParameterError, VidattackError
+from vidattack.pipeline.progress import ProgressEvent, ProgressFn, Stage
 from vidattack.pipeline.report import (
     AttackPart,
     ModelPart,
@@ -34,7 +35,6 @@ from vidattack.pipeline.report import (
 from vidattack.pipeline.stages import (
     AttackOutcome,
     Outputs,
-    ProgressFn,
     Sampled,
     Verified,
     decode,
@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Outputs",
+    "ProgressEvent",
     "ProgressFn",
     "Report",
     "perturb_file",
@@ -63,6 +64,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("vidattack")
+_warned: set[str] = set()
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -124,6 +126,21 @@ def _timed(timing: Timing, stage: str) -> Iterator[None]:
         setattr(timing, stage, getattr(timing, stage) + time.perf_counter() - start)
 
 
+class _Reporter:
+    """Sends one job's `ProgressEvent`s to the caller's callback (or nowhere)."""
+
+    def __init__(self, progress: ProgressFn | None, video: Path) -> None:
+        self.progress, self.video = progress, str(video)
+
+    def __call__(self, stage: Stage, done: int = 0, total: int | None = 1, unit: str = "") -> None:
+        if self.progress is not None:
+            self.progress(ProgressEvent(stage, done, total, self.video, unit))
+
+    def counter(self, stage: Stage, unit: str) -> Any:
+        """A `(done, total)` callback for a stage that counts (the attack's steps or queries)."""
+        return None if self.progress is None else (lambda done, total: self(stage, done, total, unit))
+
+
 def prepare_outputs(out_dir: str | Path, stem: str, overwrite: bool) -> Outputs:
     """The job's output paths, checked free (unless `overwrite`), in a folder that exists."""
     out = Path(out_dir)
@@ -149,14 +166,16 @@ def perturb_file(
     progress: ProgressFn | None = None,
     stem: str | None = None,
     heatmaps: bool = True,
+    pictures: Collection[str] | None = None,
 ) -> dict[str, Any]:
     """Attack one video file and write `S.adv.mp4`, `S.heatmap.mp4`, `S.heatmap.png`, `S.frames.png`,
     `S.curve.png` (when the attack has a history) and `S.report.json` (last) into `out_dir`.
 
     `attack` is an attack object or a registered name (a learned universal perturbation is applied as
     `vidattack.attacks.universal.UniversalAttack(perturbation=...)`); `heatmaps=False` skips the
-    pictures. Returns the report as a dict. Raises `VidattackError` subclasses for bad input; never
-    modifies the input file.
+    pictures, `pictures` draws only those named (roles of `vidattack.pipeline.render.ROLES`).
+    `progress` receives a `ProgressEvent` as each stage starts and advances. Returns the report as a
+    dict. Raises `VidattackError` subclasses for bad input; never modifies the input file.
     """
     from vidattack.attacks import get_attack
 
@@ -168,26 +187,53 @@ def perturb_file(
     atk = get_attack(attack) if isinstance(attack, str) else attack
     outputs = prepare_outputs(out_dir, stem or path.name.split(".")[0] or path.stem, overwrite)
     target_index = resolve_target(view, target)
+    warnings = learned_elsewhere(atk, view)
+    for warning in warnings:
+        if warning not in _warned:  # once per process, not once per video of a batch
+            _warned.add(warning)
+            log.warning("%s", warning)
+    tell = _Reporter(progress, path)
 
+    tell("decoding")
     with _timed(timing, "decode"):
         video = decode(path)
     sampled = sample(video, view, atk, dev)
+    unit = "steps" if atk.white_box else "queries"
+    tell("attacking", 0, None, unit)
     with _timed(timing, "attack"):
-        outcome = run_attack(sampled, atk, target=target_index, seed=seed, progress=progress)
+        outcome = run_attack(
+            sampled, atk, target=target_index, seed=seed, progress=tell.counter("attacking", unit)
+        )
+    tell("writing")
     with _timed(timing, "encode"):
         write(video, sampled, outcome, outputs.adversarial, overwrite=overwrite)
     result = outcome.result
     clean = prediction(result.clean_log_probs[0], view.labels)
     adversarial = prediction(result.adversarial_log_probs[0], view.labels)
+    tell("verifying")
     with _timed(timing, "verify"):
         verified = verify(
             video, outputs.adversarial, sampled, view, dev, clean_index=clean.index, target=target_index
         )
     paths: dict[str, Path] = {"adversarial": outputs.adversarial}
     with _timed(timing, "heatmaps"):
-        if heatmaps:
-            title = f"{path.name}: {clean.label} -> {verified.reencoded.label} ({atk.name})"
-            paths.update(_render(video, verified, outcome, outputs, title, overwrite))
+        if heatmaps and (pictures is None or pictures):
+            tell("rendering", 0, None, "pictures")
+            title = f"{path.name}: {clean.label} -> {adversarial.label} ({atk.name})"
+            paths.update(
+                _render(
+                    video,
+                    verified,
+                    outcome,
+                    outputs,
+                    title,
+                    overwrite,
+                    atk,
+                    sampled,
+                    pictures,
+                    tell.counter("rendering", "pictures"),
+                )
+            )
     paths["report"] = outputs.report
     timing.total = time.perf_counter() - t_start
     report = _report(
@@ -205,8 +251,10 @@ def perturb_file(
         timing,
         seed,
         str(dev),
+        warnings,
     )
     write_report(outputs.report, report)
+    tell("done", 1, 1)
     return report.to_dict()
 
 
@@ -225,6 +273,7 @@ def _report(
     timing: Timing,
     seed: int,
     device: str,
+    warnings: list[str],
 ) -> Report:
     """The typed report of one finished job (versions read now)."""
     result = outcome.result
@@ -248,19 +297,47 @@ def _report(
         seed=seed,
         device=device,
         versions=versions(),
+        warnings=warnings,
     )
 
 
 def attack_part(attack: Attack, result: AttackResult) -> AttackPart:
-    """The report's `attack` part: the same keys for every attack, a universal perturbation included."""
+    """The report's `attack` part: the same keys for every attack, a universal perturbation included
+    (its `info.learned_on` names the model and preprocessing it was learned against)."""
+    info = dict(result.info)
+    pert = getattr(attack, "perturbation", None)
+    if pert is not None and hasattr(pert, "model"):
+        info["learned_on"] = {
+            "model": pert.model or None,
+            "preprocess": pert.preprocess.to_dict() if pert.preprocess is not None else None,
+        }
     return AttackPart(
         name=attack.name,
         params=result.params,
         threat=result.threat,
         paper=attack.paper,
-        info=result.info,
+        info=info,
         white_box=attack.white_box,
     )
+
+
+def learned_elsewhere(attack: Attack, view: ModelView) -> list[str]:
+    """Warnings for a universal perturbation learned on another model or preprocessing than `view`'s
+    (it may still transfer; the numbers then measure transfer, not the attack it was learned as)."""
+    pert = getattr(attack, "perturbation", None)
+    if pert is None or not hasattr(pert, "model"):
+        return []
+    found = []
+    if pert.model and pert.model != view.name:
+        found.append(f"the perturbation was learned on model {pert.model}, applied to {view.name}")
+    if pert.preprocess is not None and pert.preprocess.to_dict() != view.preprocess.to_dict():
+        learned, used = pert.preprocess.to_dict(), view.preprocess.to_dict()
+        changed = [k for k in learned if learned[k] != used.get(k)]
+        found.append(
+            "the perturbation was learned with another preprocessing: "
+            + ", ".join(f"{k} {learned[k]} (now {used.get(k)})" for k in changed)
+        )
+    return found
 
 
 def model_part(view: ModelView, sampled: Sampled) -> ModelPart:
@@ -282,18 +359,26 @@ def _render(
     outputs: Outputs,
     title: str,
     overwrite: bool,
+    atk: Attack,
+    sampled: Sampled,
+    pictures: Collection[str] | None,
+    progress: Any,
 ) -> dict[str, Path]:
     from vidattack.pipeline.render import render
 
     rendered = render(
         video,
-        verified.frames,  # overwritten with the heatmap: the decoded buffer is not needed afterwards
+        verified.frames,  # may be overwritten with the heatmap: the decoded buffer is not needed afterwards
         verified.stats,
         outputs,
         history=outcome.result.history,
         frame_predictions=verified.frame_predictions,
         title=title,
         overwrite=overwrite,
+        which=pictures,
+        x_axis="step" if atk.white_box else "queries",
+        attack=atk.name,
+        sampled=sampled.plan.frame_ids,
+        progress=progress,
     )
-    verified.stats["heatmap_scale"] = rendered.scale / 255.0
     return rendered.paths

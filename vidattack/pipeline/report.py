@@ -24,6 +24,16 @@ if TYPE_CHECKING:
 
 CHUNK_FRAMES = 4
 
+#: The version of the report's layout, `schema_version` in every report. Published as the JSON Schema
+#: `vidattack/schema/report.schema.json`; a minor bump adds keys, a major one changes or removes them.
+SCHEMA_VERSION = "1.0"
+
+#: Why `ratio_max` is null: the only way the ratio max(a/x, x/a) has no finite value.
+RATIO_UNBOUNDED = "a pixel that was 0 (black) changed: the ratio a/x is unbounded"
+
+#: History keys that count something (steps, queries, videos...): integers in the report.
+_COUNT_KEYS = frozenset({"step", "queries", "iteration", "epoch", "video", "frame"})
+
 
 @dataclass(frozen=True)
 class ClassScore:
@@ -79,7 +89,8 @@ def perturbation_stats(clean: Tensor, adv: Tensor) -> dict[str, Any]:
     """Perturbation of a written video, in [0, 1] pixel units, from decoded uint8 frames.
 
     `linf`, `l2` (whole video), `map` (mean absolute perturbation over all pixels), `ratio_max`
-    (largest max(a/x, x/a); 0 -> 0 counts as 1, 0 -> non-zero as infinite), `frames_perturbed` (count),
+    (largest max(a/x, x/a); 0 -> 0 counts as 1; None when a black pixel changed, which makes the ratio
+    unbounded, with `ratio_max_reason` saying so, else that reason is None), `frames_perturbed` (count),
     `perturbed_frames` (their numbers), `sparsity` (share of frames left untouched), `per_frame_map`.
     Works in int16 on a few frames at a time: a 10-second 1080p video is 1.9 GB as uint8, and a float
     copy of it (let alone several temporaries) would not fit beside the video in the memory budget.
@@ -90,7 +101,7 @@ def perturbation_stats(clean: Tensor, adv: Tensor) -> dict[str, Any]:
         )
     t = clean.shape[0]
     pixels = clean[0].numel() if t else 1
-    linf, sq, ratio_max = 0, 0.0, 1.0
+    linf, sq, ratio_max, unbounded = 0, 0.0, 1.0, False
     per_frame: list[float] = []
     for s in range(0, t, CHUNK_FRAMES):
         c = clean[s : s + CHUNK_FRAMES].to(torch.int16)
@@ -103,13 +114,17 @@ def perturbation_stats(clean: Tensor, adv: Tensor) -> dict[str, Any]:
         if bool(changed.any()):
             cc, aa = c.flatten(1)[changed].float(), a.flatten(1)[changed].float()
             small, big = torch.minimum(cc, aa), torch.maximum(cc, aa)
-            ratio_max = math.inf if bool((small == 0).any()) else max(ratio_max, float((big / small).max()))
+            unbounded = unbounded or bool((small == 0).any())
+            positive = small > 0
+            if bool(positive.any()):
+                ratio_max = max(ratio_max, float((big[positive] / small[positive]).max()))
     perturbed = [i for i, m in enumerate(per_frame) if m > 0]
     return {
         "linf": linf / 255.0,
         "l2": math.sqrt(sq) / 255.0,
         "map": (sum(per_frame) / t) if t else 0.0,
-        "ratio_max": ratio_max,
+        "ratio_max": None if unbounded else ratio_max,
+        "ratio_max_reason": RATIO_UNBOUNDED if unbounded else None,
         "frames_perturbed": len(perturbed),
         "perturbed_frames": perturbed,
         "sparsity": 1.0 - len(perturbed) / t if t else 1.0,
@@ -117,27 +132,52 @@ def perturbation_stats(clean: Tensor, adv: Tensor) -> dict[str, Any]:
     }
 
 
+def _package_version(name: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
 def versions() -> dict[str, str]:
-    """Versions of everything that decides the numbers in a report."""
+    """Versions of everything that decides the numbers in a report.
+
+    Read from package metadata (importing torchvision only for its version string costs 1.5 s).
+    `libavcodec` is the codec library PyAV runs; `ffmpeg` the FFmpeg release, only when PyAV knows it.
+    """
     import av
-    import torchvision
 
-    from vidattack import __version__
-
-    return {
-        "vidattack": __version__,
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "av": av.__version__,
-        "ffmpeg": ".".join(map(str, av.library_versions.get("libavcodec", ()))),
+    found: dict[str, str | None] = {
+        "vidattack": _package_version("vidattack"),
+        "torch": _package_version("torch"),
+        "torchvision": _package_version("torchvision"),
+        "av": _package_version("av"),
+        "libavcodec": ".".join(map(str, av.library_versions.get("libavcodec", ()))) or None,
+        "ffmpeg": str(getattr(av, "ffmpeg_version_info", "") or "") or None,
         "python": platform.python_version(),
     }
+    return {k: v for k, v in found.items() if v}
+
+
+def history_rows(history: list[dict[str, float]]) -> list[dict[str, float | int]]:
+    """An attack's history for the report: counts (`step`, `queries`, ...) as integers."""
+    rows: list[dict[str, float | int]] = []
+    for row in history:
+        rows.append(
+            {
+                k: int(v) if k in _COUNT_KEYS and isinstance(v, float) and v.is_integer() else v
+                for k, v in row.items()
+            }
+        )
+    return rows
 
 
 def _json_safe(value: Any) -> Any:
-    # JSON has no infinity; a ratio bound broken by a black pixel is reported as the string "inf"
+    # JSON has no infinity or NaN: they become null (fields that may hold them say why beside them)
     if isinstance(value, float) and not math.isfinite(value):
-        return "inf" if value > 0 else ("-inf" if value < 0 else "nan")
+        return None
     if isinstance(value, dict):
         return {str(k): _json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -147,6 +187,14 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     return value
+
+
+def report_schema() -> dict[str, Any]:
+    """The published JSON Schema (draft 2020-12) of `S.report.json`, shipped in the package."""
+    from importlib.resources import files
+
+    loaded: dict[str, Any] = json.loads(files("vidattack").joinpath("schema/report.schema.json").read_text())
+    return loaded
 
 
 def to_json(data: dict[str, Any], *, indent: int | None = 2) -> str:
@@ -290,8 +338,9 @@ class Report:
 
     `adversarial` is the prediction on the attack's quantized tensor, `reencoded` the one on the file
     as written and decoded again; `success_after_encode` judges the latter. `perturbation` holds the
-    measurements of `perturbation_stats` on the written file (plus `heatmap_scale` when heatmaps were
-    drawn); `outputs` maps each written file's role to its path.
+    measurements of `perturbation_stats` on the written file; `outputs` maps each written file's role
+    to its path; `warnings` are what the reader should know before trusting the numbers (a universal
+    perturbation learned on another model, say), also logged when the job ran.
     """
 
     input: str
@@ -314,9 +363,11 @@ class Report:
     device: str
     versions: dict[str, str] = field(default_factory=dict)
     status: str = "ok"
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict, keys in the order reports have always had."""
+        """JSON-ready dict, keys in the order reports have always had (new keys at the end), valid
+        against `vidattack/schema/report.schema.json`."""
         return {
             "input": self.input,
             "status": self.status,
@@ -331,11 +382,13 @@ class Report:
             "perturbation": self.perturbation,
             "frame_predictions": self.frame_predictions,
             "queries": self.queries,
-            "history": self.history,
+            "history": history_rows(self.history),
             "video": self.video.to_dict(),
             "outputs": self.outputs,
             "timing": self.timing.to_dict(),
             "seed": self.seed,
             "device": self.device,
             "versions": self.versions,
+            "warnings": self.warnings,
+            "schema_version": SCHEMA_VERSION,
         }
