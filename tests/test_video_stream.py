@@ -1,7 +1,7 @@
 """The streaming video layer: probe, memory budget, sampled decode, rewrite, compare, map_frames.
 
 The streaming functions must give exactly what the whole-video ones give (`load_video`, `save_video`,
-`report.perturbation_stats`, `heatmap.heatmap_frames_`): same frames, same numbers, same bytes.
+`report.perturbation_stats`, `heatmap.heatmap_rgb`): same frames, same numbers, same bytes.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import torch
 from test_video import audio_packets, noise, sha256, write_clip
 
 from vidattack.errors import BadVideoError, VidattackError
-from vidattack.pipeline.render import heatmap_frames_
-from vidattack.pipeline.report import perturbation_stats
+from vidattack.pipeline.render.heatmap import heatmap_rgb
+from vidattack.pipeline.report import perturbation_stats, reportable
 from vidattack.video import (
     DEFAULT_MAX_MEMORY,
     FrameReader,
@@ -321,7 +321,7 @@ def test_compare_gives_perturbation_stats_and_the_written_sample(tmp_path: pathl
     expected = perturbation_stats(video.frames, load_video(written).frames)
     for source in (decode_sampled(path, ids), decode_sampled(path, ids, keep_all_bytes=10**8), video):
         result = compare(source, written, ids)
-        assert result.stats() == expected
+        assert reportable(result.stats()) == expected
         assert result.written.frame_ids == tuple(ids) and torch.equal(result.written.frames, adv[ids])
         assert result.scale == max(1, round(expected["linf"] * 255))
         assert result.frames[3].linf == int((adv[3].short() - video.frames[3].short()).abs().max())
@@ -340,26 +340,24 @@ def test_compare_refuses_files_of_another_length(tmp_path: pathlib.Path) -> None
 
 
 def test_map_frames_writes_the_heatmap_video_save_video_writes(tmp_path: pathlib.Path) -> None:
+    # Lossless on both sides and compared by decoded frames: libx264 in this PyAV build is not
+    # bit-deterministic from run to run (about one encode in ten differs), so hashes of two lossy
+    # encodes of the same frames can differ; the frames of two lossless ones cannot.
     path = _sources(tmp_path)["plain"]
     video = load_video(path)
     written = save_video(video.with_frames(perturbed(video, [1, 2])), tmp_path / "adv.mp4")
     again = load_video(written)
-    scale = 3
-    expected = save_video(
-        video.with_frames(heatmap_frames_(video.frames, again.frames.clone(), scale)),
-        tmp_path / "expected.mp4",
-        codec="delivery",
-        copy_audio=False,
-    )
+    expected = heatmap_rgb(video.frames, again.frames)
 
     def heat(index: int, clean: torch.Tensor, adv: torch.Tensor) -> torch.Tensor:
-        return heatmap_frames_(clean[None], adv[None].clone(), scale)[0]
+        return heatmap_rgb(clean[None], adv[None])[0]
 
     comparison = compare(decode_sampled(path, [1]), written)
-    got = map_frames(decode_sampled(path, [1]), written, heat, tmp_path / "streamed.mp4")
-    assert sha256(got) == sha256(expected)
-    got = map_frames(path, comparison.written, heat, tmp_path / "from_path.mp4")
-    assert sha256(got) == sha256(expected)
+    got = map_frames(decode_sampled(path, [1]), written, heat, tmp_path / "streamed.mp4", codec="lossless")
+    assert torch.equal(load_video(got).frames, expected)
+    got = map_frames(path, comparison.written, heat, tmp_path / "from_path.mp4", codec="lossless")
+    assert torch.equal(load_video(got).frames, expected)
+    assert load_video(got).pts == video.pts
 
 
 def test_whole_video_noise_helper_is_deterministic() -> None:

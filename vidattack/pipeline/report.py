@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
 from torch import Tensor
 
 from vidattack.files import write_atomic
@@ -22,7 +21,6 @@ from vidattack.files import write_atomic
 if TYPE_CHECKING:
     from vidattack.video import Video
 
-CHUNK_FRAMES = 4
 
 #: The version of the report's layout, `schema_version` in every report. Published as the JSON Schema
 #: `vidattack/schema/report.schema.json`; a minor bump adds keys, a major one changes or removes them.
@@ -86,49 +84,28 @@ def prediction(
 
 
 def perturbation_stats(clean: Tensor, adv: Tensor) -> dict[str, Any]:
-    """Perturbation of a written video, in [0, 1] pixel units, from decoded uint8 frames.
+    """Perturbation of a written video from decoded uint8 frames `(T, H, W, 3)`, as the report holds it.
 
-    `linf`, `l2` (whole video), `map` (mean absolute perturbation over all pixels), `ratio_max`
-    (largest max(a/x, x/a); 0 -> 0 counts as 1; None when a black pixel changed, which makes the ratio
-    unbounded, with `ratio_max_reason` saying so, else that reason is None), `frames_perturbed` (count),
-    `perturbed_frames` (their numbers), `sparsity` (share of frames left untouched), `per_frame_map`.
-    Works in int16 on a few frames at a time: a 10-second 1080p video is 1.9 GB as uint8, and a float
-    copy of it (let alone several temporaries) would not fit beside the video in the memory budget.
+    The measures are the video layer's (`vidattack.video.compare.summarize`, exact integer sums one
+    frame at a time, so a long 1080p video never has a float copy); see `reportable` for `ratio_max`.
     """
+    from vidattack.video.compare import frame_diff, summarize
+
     if clean.shape != adv.shape:
         raise ValueError(
             f"expected frames of the same shape, got {tuple(clean.shape)} and {tuple(adv.shape)}"
         )
-    t = clean.shape[0]
-    pixels = clean[0].numel() if t else 1
-    linf, sq, ratio_max, unbounded = 0, 0.0, 1.0, False
-    per_frame: list[float] = []
-    for s in range(0, t, CHUNK_FRAMES):
-        c = clean[s : s + CHUNK_FRAMES].to(torch.int16)
-        a = adv[s : s + CHUNK_FRAMES].to(torch.int16)
-        d = (a - c).abs_().flatten(1)  # (t, H*W*3) int16
-        linf = max(linf, int(d.max()))
-        sq += float(d.float().square_().sum(dtype=torch.float64))
-        per_frame.extend((d.sum(dim=1, dtype=torch.float64) / (pixels * 255.0)).tolist())
-        changed = d != 0
-        if bool(changed.any()):
-            cc, aa = c.flatten(1)[changed].float(), a.flatten(1)[changed].float()
-            small, big = torch.minimum(cc, aa), torch.maximum(cc, aa)
-            unbounded = unbounded or bool((small == 0).any())
-            positive = small > 0
-            if bool(positive.any()):
-                ratio_max = max(ratio_max, float((big[positive] / small[positive]).max()))
-    perturbed = [i for i, m in enumerate(per_frame) if m > 0]
+    return reportable(summarize([frame_diff(c, a) for c, a in zip(clean, adv, strict=True)]))
+
+
+def reportable(stats: dict[str, Any]) -> dict[str, Any]:
+    """Perturbation measures as the report holds them: JSON has no infinity, so an unbounded ratio
+    (a black pixel that changed) is `ratio_max: null` with `ratio_max_reason` saying why."""
+    unbounded = math.isinf(stats["ratio_max"])
     return {
-        "linf": linf / 255.0,
-        "l2": math.sqrt(sq) / 255.0,
-        "map": (sum(per_frame) / t) if t else 0.0,
-        "ratio_max": None if unbounded else ratio_max,
+        **stats,
+        "ratio_max": None if unbounded else stats["ratio_max"],
         "ratio_max_reason": RATIO_UNBOUNDED if unbounded else None,
-        "frames_perturbed": len(perturbed),
-        "perturbed_frames": perturbed,
-        "sparsity": 1.0 - len(perturbed) / t if t else 1.0,
-        "per_frame_map": per_frame,
     }
 
 

@@ -83,22 +83,28 @@ class Comparison:
         return max(self.linf_levels, 1)
 
     def stats(self) -> dict[str, Any]:
-        """The report's perturbation fields, equal to `report.perturbation_stats(clean, written)`:
-        `linf`, `l2`, `map`, `ratio_max`, `frames_perturbed`, `perturbed_frames`, `sparsity`,
-        `per_frame_map`, in [0, 1] pixel units."""
-        t = len(self.frames)
-        perturbed = [i for i, m in enumerate(self.per_frame_map) if m > 0]
-        sq = sum(f.sq_sum for f in self.frames)
-        return {
-            "linf": self.linf_levels / 255.0,
-            "l2": math.sqrt(float(sq)) / 255.0,
-            "map": (sum(self.per_frame_map) / t) if t else 0.0,
-            "ratio_max": max((f.ratio_max for f in self.frames), default=1.0),
-            "frames_perturbed": len(perturbed),
-            "perturbed_frames": perturbed,
-            "sparsity": 1.0 - len(perturbed) / t if t else 1.0,
-            "per_frame_map": list(self.per_frame_map),
-        }
+        """The perturbation's measures (see `summarize`)."""
+        return summarize(self.frames)
+
+
+def summarize(frames: Sequence[FrameDiff]) -> dict[str, Any]:
+    """The measures of a whole video's change, in [0, 1] pixel units, from its frames' `FrameDiff`s:
+    `linf`, `l2`, `map`, `ratio_max` (infinite when a black value changed), `frames_perturbed`,
+    `perturbed_frames`, `sparsity` (share of frames left untouched), `per_frame_map`."""
+    t = len(frames)
+    per_frame_map = [f.abs_sum / (f.values * 255.0) for f in frames]
+    perturbed = [i for i, m in enumerate(per_frame_map) if m > 0]
+    sq = sum(f.sq_sum for f in frames)
+    return {
+        "linf": max((f.linf for f in frames), default=0) / 255.0,
+        "l2": math.sqrt(float(sq)) / 255.0,
+        "map": (sum(per_frame_map) / t) if t else 0.0,
+        "ratio_max": max((f.ratio_max for f in frames), default=1.0),
+        "frames_perturbed": len(perturbed),
+        "perturbed_frames": perturbed,
+        "sparsity": 1.0 - len(perturbed) / t if t else 1.0,
+        "per_frame_map": per_frame_map,
+    }
 
 
 def lockstep(
