@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +58,7 @@ __all__ = [
     "ProgressFn",
     "Report",
     "perturb_file",
+    "perturb_many",
     "predict_file",
     "resolve_device",
     "set_cpu_threads",
@@ -149,31 +151,90 @@ def perturb_file(
     progress: ProgressFn | None = None,
     stem: str | None = None,
     heatmaps: bool = True,
+    stop_when_fooled: float | None = None,
 ) -> dict[str, Any]:
     """Attack one video file and write `S.adv.mp4`, `S.heatmap.mp4`, `S.heatmap.png`, `S.frames.png`,
     `S.curve.png` (when the attack has a history) and `S.report.json` (last) into `out_dir`.
 
     `attack` is an attack object or a registered name (a learned universal perturbation is applied as
     `vidattack.attacks.universal.UniversalAttack(perturbation=...)`); `heatmaps=False` skips the
-    pictures. Returns the report as a dict. Raises `VidattackError` subclasses for bad input; never
-    modifies the input file.
+    pictures. `stop_when_fooled` (iterative attacks only) stops once the quantized video is fooled by
+    that log-probability margin (`attack.info.stopped_at` in the report). Returns the report as a dict.
+    Raises `VidattackError` subclasses for bad input; never modifies the input file. Many files at
+    once, overlapped and batched: `vidattack.pipeline.engine.perturb_many`.
     """
     from vidattack.attacks import get_attack
 
-    timing = Timing()
     t_start = time.perf_counter()
     path = Path(path)
     dev = resolve_device(device)
     view = load_view(model, dev)
     atk = get_attack(attack) if isinstance(attack, str) else attack
-    outputs = prepare_outputs(out_dir, stem or path.name.split(".")[0] or path.stem, overwrite)
+    atk.check_stop_when_fooled(stop_when_fooled)
     target_index = resolve_target(view, target)
+    job = prepare_job(path, atk, view, dev, out_dir, stem, overwrite)
+    job.started = t_start
+    with _timed(job.timing, "attack"):
+        outcome = run_attack(
+            job.sampled,
+            atk,
+            target=target_index,
+            seed=seed,
+            progress=progress,
+            stop_when_fooled=stop_when_fooled,
+        )
+    return finish_job(
+        job, atk, view, outcome, target_index, seed, dev, overwrite=overwrite, heatmaps=heatmaps
+    )
 
+
+@dataclass
+class Job:
+    """One input between the stages: its outputs, the decoded video and what the model samples of it.
+
+    `timing` is filled in as the stages run; `started` is when the job began (for `timing.total`)."""
+
+    path: Path
+    outputs: Outputs
+    video: Video
+    sampled: Sampled
+    timing: Timing = field(default_factory=Timing)
+    started: float = field(default_factory=time.perf_counter)
+
+
+def prepare_job(
+    path: Path,
+    atk: Attack,
+    view: ModelView,
+    device: torch.device,
+    out_dir: str | Path,
+    stem: str | None,
+    overwrite: bool,
+) -> Job:
+    """The first stages of a job: output paths checked free, decode, sample (no accelerator work)."""
+    started = time.perf_counter()
+    outputs = prepare_outputs(out_dir, stem or path.name.split(".")[0] or path.stem, overwrite)
+    timing = Timing()
     with _timed(timing, "decode"):
         video = decode(path)
-    sampled = sample(video, view, atk, dev)
-    with _timed(timing, "attack"):
-        outcome = run_attack(sampled, atk, target=target_index, seed=seed, progress=progress)
+    sampled = sample(video, view, atk, device)
+    return Job(path, outputs, video, sampled, timing, started)
+
+
+def finish_job(
+    job: Job,
+    atk: Attack,
+    view: ModelView,
+    outcome: AttackOutcome,
+    target_index: int | None,
+    seed: int,
+    device: torch.device,
+    *,
+    overwrite: bool,
+    heatmaps: bool,
+) -> dict[str, Any]:
+    """The last stages of a job: write, verify, render, and the report (written last); its dict."""
+    path, outputs, video, sampled, timing = job.path, job.outputs, job.video, job.sampled, job.timing
     with _timed(timing, "encode"):
         write(video, sampled, outcome, outputs.adversarial, overwrite=overwrite)
     result = outcome.result
@@ -181,7 +242,7 @@ def perturb_file(
     adversarial = prediction(result.adversarial_log_probs[0], view.labels)
     with _timed(timing, "verify"):
         verified = verify(
-            video, outputs.adversarial, sampled, view, dev, clean_index=clean.index, target=target_index
+            video, outputs.adversarial, sampled, view, device, clean_index=clean.index, target=target_index
         )
     paths: dict[str, Path] = {"adversarial": outputs.adversarial}
     with _timed(timing, "heatmaps"):
@@ -189,7 +250,7 @@ def perturb_file(
             title = f"{path.name}: {clean.label} -> {verified.reencoded.label} ({atk.name})"
             paths.update(_render(video, verified, outcome, outputs, title, overwrite))
     paths["report"] = outputs.report
-    timing.total = time.perf_counter() - t_start
+    timing.total = time.perf_counter() - job.started
     report = _report(
         path,
         atk,
@@ -204,7 +265,7 @@ def perturb_file(
         paths,
         timing,
         seed,
-        str(dev),
+        str(device),
     )
     write_report(outputs.report, report)
     return report.to_dict()
@@ -297,3 +358,12 @@ def _render(
     )
     verified.stats["heatmap_scale"] = rendered.scale / 255.0
     return rendered.paths
+
+
+def __getattr__(name: str) -> Any:
+    # the batch engine imports thread pools and queues only when asked for
+    if name == "perturb_many":
+        from vidattack.pipeline.engine import perturb_many
+
+        return perturb_many
+    raise AttributeError(name)
