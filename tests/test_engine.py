@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import EXAMPLES, bind_plan, toy_view
 from torch import nn
 
-from conftest import EXAMPLES, bind_plan, toy_view
 from vidattack.attacks import get_attack
 from vidattack.errors import BadParameterError
 from vidattack.models.view import BoundModel, ModelView

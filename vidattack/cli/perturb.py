@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from vidattack.cli import batching as b
 from vidattack.cli import options as o
 from vidattack.cli.emit import Record, cell, emit, print_error, yes_no
 from vidattack.errors import BadParameterError
@@ -54,6 +55,9 @@ def perturb(
     overwrite: o.Overwrite = False,
     quiet: o.Quiet = False,
     verbose: o.Verbose = False,
+    # -- issue #12 (engine): batching and early stop --------------------------------------------------
+    batch_size: b.BatchSize = None,
+    stop_when_fooled: b.StopWhenFooled = None,
 ) -> None:
     """Attack videos and write S.adv.mp4, S.heatmap.mp4, S.heatmap.png, S.frames.png, S.curve.png and
     S.report.json for each."""
@@ -65,6 +69,7 @@ def perturb(
     chosen = o.default_format(fmt)
     budget = o.parse_budget(eps, alpha, steps)
     atk = build_attack(attack, o.parse_sets(set_), budget, apply)
+    atk.check_stop_when_fooled(stop_when_fooled)  # issue #12: refused before any model is loaded
     set_cpu_threads(threads)
     dev = resolve_device(device)
     view = load_model(model, arch=arch, labels=labels, trust_checkpoint=trust_checkpoint, device=dev)
@@ -77,7 +82,11 @@ def perturb(
     progress = o.progress_bars(show)
     job_args = {"model": view, "out_dir": out, "target": target, "seed": seed, "overwrite": overwrite}
     with progress if progress is not None else nullcontext():
-        records = emit(_run(items, atk, dev, job_args, progress), chosen, table=summary_table)
+        # issue #12: the pipelined engine instead of the sequential `_run`
+        run = b.run_engine(
+            items, atk, dev, job_args, progress, batch_size=batch_size, stop_when_fooled=stop_when_fooled
+        )
+        records = emit(run, chosen, table=summary_table)
     if chosen is not o.Format.table and show:
         from vidattack.cli.emit import stderr_console
 
