@@ -65,6 +65,7 @@ class CountingModel(nn.Module):
         # per-video counts: a batch of several videos is several jobs, each with its own query count
         self.video_queries = [0] * num_videos
         self._owners: list[int] | None = None
+        self.per_video_known = True
         self._primed: tuple[Tensor, Tensor, Tensor] | None = None
 
     def forward(self, x: Tensor) -> Tensor:
@@ -82,10 +83,9 @@ class CountingModel(nn.Module):
             for v in owners:
                 self.video_queries[v] += 1
         else:
-            raise ValueError(
-                f"cannot tell which of {len(owners)} videos a forward of {rows} rows is for: run it "
-                "inside `counting_for(model, videos)`"
-            )
+            # a sub-batch of unknown videos (an attack that is not `batchable`, e.g. universal's
+            # mini-batches): only the total means something then
+            self.per_video_known = False
 
     @contextmanager
     def owners(self, videos: list[int]) -> Iterator[None]:
@@ -126,11 +126,11 @@ def video_queries_of(model: nn.Module, num_videos: int) -> list[int]:
     """Per-video query counts of a `CountingModel` or `QueryModel` (the total for a single video)."""
     counts: list[int] | None = None
     if isinstance(model, CountingModel):
-        counts = model.video_queries
+        counts = model.video_queries if model.per_video_known else None
     elif isinstance(model, QueryModel):
         counts = model.queries_per_video
     if counts is None or len(counts) != num_videos:
-        return [queries_of(model)] if num_videos == 1 else [0] * num_videos
+        return [queries_of(model)] if num_videos == 1 else []
     return [int(c) for c in counts]
 
 
