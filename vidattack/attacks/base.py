@@ -18,11 +18,12 @@ Attacks see `(N, T, C, H, W)` float videos in [0, 1] and a model mapping them to
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, final
 
@@ -57,15 +58,43 @@ class CountingModel(nn.Module):
     Iterative attacks that start at the clean video thus pay no extra forward for the clean label.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, num_videos: int = 1) -> None:
         super().__init__()
         self.model = model
         self.queries = 0
+        # per-video counts: a batch of several videos is several jobs, each with its own query count
+        self.video_queries = [0] * num_videos
+        self._owners: list[int] | None = None
+        self.per_video_known = True
         self._primed: tuple[Tensor, Tensor, Tensor] | None = None
 
     def forward(self, x: Tensor) -> Tensor:
-        self.queries += int(x.shape[0])
+        self._count(int(x.shape[0]))
         return self.model(x)
+
+    def _count(self, rows: int) -> None:
+        self.queries += rows
+        owners = self._owners
+        if owners is None:
+            owners = list(range(len(self.video_queries)))
+        if len(owners) == 1:
+            self.video_queries[owners[0]] += rows  # candidates of one video (a region search)
+        elif rows == len(owners):
+            for v in owners:
+                self.video_queries[v] += 1
+        else:
+            # a sub-batch of unknown videos (an attack that is not `batchable`, e.g. universal's
+            # mini-batches): only the total means something then
+            self.per_video_known = False
+
+    @contextmanager
+    def owners(self, videos: list[int]) -> Iterator[None]:
+        """Count the forwards inside the block as made for `videos` (one row each, or all for one)."""
+        previous, self._owners = self._owners, list(videos)
+        try:
+            yield
+        finally:
+            self._owners = previous
 
     def prime(self, x: Tensor, x_req: Tensor, log_probs: Tensor) -> None:
         self._primed = (x, x_req, log_probs)
@@ -75,7 +104,7 @@ class CountingModel(nn.Module):
         primed, self._primed = self._primed, None
         if primed is None or primed[0] is not x:
             return None
-        self.queries += int(x.shape[0])
+        self._count(int(x.shape[0]))
         return primed[1], primed[2]
 
     def discard_primed(self) -> None:
@@ -93,12 +122,41 @@ def queries_of(model: nn.Module) -> int:
     return int(getattr(model, "queries", 0))
 
 
+def video_queries_of(model: nn.Module, num_videos: int) -> list[int]:
+    """Per-video query counts of a `CountingModel` or `QueryModel` (the total for a single video)."""
+    counts: list[int] | None = None
+    if isinstance(model, CountingModel):
+        counts = model.video_queries if model.per_video_known else None
+    elif isinstance(model, QueryModel):
+        counts = model.queries_per_video
+    if counts is None or len(counts) != num_videos:
+        return [queries_of(model)] if num_videos == 1 else []
+    return [int(c) for c in counts]
+
+
+@contextmanager
+def counting_for(model: nn.Module, videos: list[int]) -> Iterator[None]:
+    """Forwards inside the block are made for `videos` of the batch: a search that evaluates one
+    video's candidates wraps them in this so each video's query count is its own."""
+    if isinstance(model, CountingModel):
+        with model.owners(videos):
+            yield
+    else:
+        yield
+
+
 @dataclass
 class AttackContext:
     """What an attack may use beyond the model and the video: randomness, frame numbers, reporting.
 
     `frame_ids` are the video frame numbers of the T sampled frames and `num_frames` the video's
     length, both from the model's frame plan. `restrict_to` is set through `restrict`.
+
+    Randomness is per video: `generators` holds one generator per video, each seeded as if its video
+    were attacked alone, so a batch of N videos draws for video i exactly what a batch of one would
+    (`random_start`, `shared`). `generator` is the first of them; an attack that draws from it directly
+    draws once for the whole batch (and is not `batchable`). `stop_when_fooled` is the log-probability
+    margin at which the shared loop stops a video (None: run every step).
     """
 
     generator: torch.Generator
@@ -111,6 +169,45 @@ class AttackContext:
     restrict_to: Tensor | None = None
     num_videos: int = 1
     starting_points: Tensor | None = None  # (N, T, C, H, W): a start inside the target class, if given
+    generators: list[torch.Generator] = field(default_factory=list)
+    stop_when_fooled: float | None = None
+    # one history per video, filled by `record_each` (the shared loop); `history` is the batch's
+    histories: list[list[dict[str, float]]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.generators:
+            self.generators = [self.generator]
+        if not self.histories:
+            self.histories = [[] for _ in range(self.num_videos)]
+
+    def random_start(self, threat: ThreatModel, x: Tensor) -> Tensor:
+        """`threat.random_start` drawn per video, each from its own generator: video i's start does not
+        depend on which other videos share its batch."""
+        if len(self.generators) == 1:
+            return threat.random_start(x, self.generators[0])
+        starts = []
+        for i, gen in enumerate(self.generators):
+            idx = torch.tensor([i], device=x.device)
+            starts.append(threat.take(idx).random_start(x[i : i + 1], gen))
+        return torch.cat(starts)  # (N, T, C, H, W)
+
+    def generator_of(self, video: int) -> torch.Generator:
+        """Video `video`'s own generator (the batch's one when the context has a single generator)."""
+        return self.generators[video] if len(self.generators) > 1 else self.generators[0]
+
+    def shared(self, draw: Callable[[torch.Generator], Any]) -> Any:
+        """A random choice the whole batch shares (one rectangle, one set of frames): drawn with every
+        video's generator, so each advances as if alone, and refused when the draws differ."""
+        values = [draw(gen) for gen in self.generators]
+        first = values[0]
+        for other in values[1:]:
+            same = torch.equal(first, other) if isinstance(first, Tensor) else first == other
+            if not same:
+                raise BadParameterError(
+                    "expected one random choice for the whole batch, got different draws per video "
+                    "(different seeds): attack these videos one at a time"
+                )
+        return first
 
     def select_frames(self, spec: FrameSpec | str) -> Tensor:
         """The sampled frames a `frames` parameter allows, `(T,)` bool on the generator's device.
@@ -119,7 +216,7 @@ class AttackContext:
         its frame choice under); raises when the model samples none of them.
         """
         spec = FrameSpec.parse(spec)
-        chosen = spec.select(self, self.generator).to(self.generator.device)
+        chosen = self.shared(lambda gen: spec.select(self, gen).to(gen.device))
         if not bool(chosen.any()):
             ids = self.frame_ids
             shown = ", ".join(map(str, ids)) if len(ids) <= 8 else f"{ids[0]}..{ids[-1]}"
@@ -144,6 +241,12 @@ class AttackContext:
         """Append a row to the attack's history (loss curve, query curve)."""
         self.history.append({k: float(v) for k, v in row.items()})
 
+    def record_each(self, videos: list[int], **columns: Sequence[float] | Tensor) -> None:
+        """Append one row to the history of each of `videos`, column values given per video (in the
+        order of `videos`): a batch's curves stay per video."""
+        for j, v in enumerate(videos):
+            self.histories[v].append({k: float(col[j]) for k, col in columns.items()})
+
 
 @dataclass
 class AttackResult:
@@ -163,6 +266,52 @@ class AttackResult:
     info: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
+    video_queries: list[int] = field(default_factory=list)  # (N,) queries of each video
+    video_histories: list[list[dict[str, float]]] = field(default_factory=list)  # (N,) when per video
+    per_video_info: frozenset[str] = frozenset()  # dotted `info` keys holding one entry per video
+
+    def split(self) -> list[AttackResult]:
+        """One result per video, each as if its video had been attacked alone: tensors sliced, queries
+        and history per video, and the `per_video_info` entries of `info` sliced to that video."""
+        n = int(self.adversarial.shape[0])
+        if n == 1:
+            return [self]
+        parts = []
+        for i in range(n):
+            sl = slice(i, i + 1)
+            hist = self.video_histories[i] if self.video_histories else list(self.history)
+            parts.append(
+                dataclasses.replace(
+                    self,
+                    adversarial=self.adversarial[sl],
+                    success=self.success[sl],
+                    clean_labels=self.clean_labels[sl],
+                    adversarial_labels=self.adversarial_labels[sl],
+                    target=None if self.target is None else self.target[sl],
+                    clean_log_probs=self.clean_log_probs[sl],
+                    adversarial_log_probs=self.adversarial_log_probs[sl],
+                    queries=self.video_queries[i] if self.video_queries else self.queries,
+                    norms={k: v[sl] for k, v in self.norms.items()},
+                    info=_info_of_video(self.info, self.per_video_info, i),
+                    history=hist,
+                    video_queries=[self.video_queries[i]] if self.video_queries else [],
+                    video_histories=[hist] if self.video_histories else [],
+                )
+            )
+        return parts
+
+
+def _info_of_video(info: dict[str, Any], keys: frozenset[str], i: int, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in info.items():
+        path = f"{prefix}{k}"
+        if path in keys and isinstance(v, list):
+            out[k] = v[i : i + 1]
+        elif isinstance(v, dict):
+            out[k] = _info_of_video(v, keys, i, path + ".")
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
 
 
 def loss_and_grad(
@@ -275,6 +424,12 @@ class Attack(ABC):
     query-only interface), `common` (what the common options `--eps`, `--alpha`, `--steps` set when
     the attack's own parameter has another name, e.g. MultAV's `{"eps": "eps_m"}`, or
     `Unsupported("its budget is max_queries")` when it has no such thing).
+
+    Two capabilities the template checks: `stops_when_fooled` (the attack runs the shared loop, which
+    can stop each video once it is fooled: `stop_when_fooled=`), and `batchable` (several videos in one
+    call give each video exactly what attacking it alone at the same seed gives: all its randomness
+    is drawn per video through the context, and `per_video_info` names the dotted `info` keys that hold
+    one entry per video, so `AttackResult.split` can hand each video its own).
     """
 
     name: ClassVar[str] = ""
@@ -282,6 +437,9 @@ class Attack(ABC):
     threat_summary: ClassVar[str] = ""
     white_box: ClassVar[bool] = True
     common: ClassVar[dict[str, str | Unsupported]] = {}
+    stops_when_fooled: ClassVar[bool] = False
+    batchable: ClassVar[bool] = False
+    per_video_info: ClassVar[frozenset[str]] = frozenset({"stopped_at"})
 
     def __post_init__(self) -> None:
         for spec in self.params():
@@ -342,7 +500,22 @@ class Attack(ABC):
 
     def wrap_model(self, model: nn.Module, ctx: AttackContext) -> nn.Module:
         """The view of the model the attack gets; black-box attacks override this with a query-only one."""
-        return CountingModel(model)
+        return CountingModel(model, ctx.num_videos)
+
+    @classmethod
+    def check_stop_when_fooled(cls, margin: float | None) -> None:
+        """Refuse `stop_when_fooled` for an attack that cannot stop early, or a negative margin."""
+        if margin is None:
+            return
+        if not cls.stops_when_fooled:
+            raise BadParameterError(
+                f"{cls.name} cannot stop when fooled: only iterative attacks on the shared loop can "
+                "(pgd-linf, pgd-l2, multav-*, roa, af, spa, masked-pgd, frame-border)"
+            )
+        if not (margin >= 0.0 and margin < float("inf")):
+            raise BadParameterError(
+                f"expected a stop-when-fooled margin >= 0 (log-probability), got {margin}"
+            )
 
     # -- the template ----------------------------------------------------------------------------
 
@@ -354,10 +527,11 @@ class Attack(ABC):
         *,
         target: int | Tensor | None = None,
         labels: Tensor | None = None,
-        seed: int = 0,
+        seed: int | Sequence[int] = 0,
         progress: ProgressFn | None = None,
         max_queries: int | None = None,
         starting_points: Tensor | None = None,
+        stop_when_fooled: float | None = None,
     ) -> AttackResult:
         """Attack `x` `(N, T, 3, H, W)` in [0, 1] against `model` (video -> log-probabilities).
 
@@ -368,21 +542,36 @@ class Attack(ABC):
         and judging queries included. `starting_points` `(N or 1, T, 3, H, W)` are videos inside the
         target class to start from (targeted V-BAD needs them; `vidattack.starting_points` makes them
         from `target_video`).
+
+        `seed` seeds every video's own generator (or give one seed per video): for a `batchable` attack
+        each video of a batch gets exactly what attacking it alone with its seed gives (up to the
+        model's own arithmetic, see `AttackResult.split`). `stop_when_fooled` (an iterative attack's
+        option, off by default) stops each video once its 8-bit quantized iterate is fooled by this
+        log-probability margin; `info["stopped_at"]` says after how many steps (None: all of them).
         """
         _check_video(x)
+        self.check_stop_when_fooled(stop_when_fooled)
         x = x.detach()
         n, t = x.shape[:2]
+        seeds = _seeds(seed, n)
+        if n > 1 and not self.batchable and len(set(seeds)) > 1:
+            raise BadParameterError(f"expected one seed for {self.name} (not batchable), got {len(seeds)}")
         frame_ids, num_frames = frame_plan_of(model, t)
-        generator = torch.Generator(device=x.device)
-        generator.manual_seed(int(seed))
+        generators = []
+        for s in seeds if n > 1 else seeds[:1]:
+            gen = torch.Generator(device=x.device)
+            gen.manual_seed(s)
+            generators.append(gen)
         ctx = AttackContext(
-            generator=generator,
+            generator=generators[0],
             frame_ids=frame_ids,
             num_frames=num_frames,
             progress=progress,
             max_queries=max_queries,
             num_videos=n,
             starting_points=_check_starting_points(starting_points, x),
+            generators=generators,
+            stop_when_fooled=stop_when_fooled,
         )
         wrapped = self.wrap_model(model, ctx)
         x_req = x.detach().requires_grad_(True) if self.white_box else None
@@ -423,6 +612,7 @@ class Attack(ABC):
         success = criterion.is_adversarial(adv_lp)
         norms = measure_norms(x_adv, x)
         norms[f"threat_{threat.name}"] = threat.measure(x_adv, x).tolist()
+        per_video_history = any(ctx.histories)
         return AttackResult(
             adversarial=x_adv,
             success=success,
@@ -436,6 +626,18 @@ class Attack(ABC):
             threat=threat.describe(),
             params=self.hyperparameters(),
             info=ctx.info,
-            history=ctx.history,
+            history=ctx.histories[0] if per_video_history and n == 1 else ctx.history,
             seconds=seconds,
+            video_queries=video_queries_of(wrapped, n),
+            video_histories=ctx.histories if per_video_history else [],
+            per_video_info=self.per_video_info,
         )
+
+
+def _seeds(seed: int | Sequence[int], n: int) -> list[int]:
+    if isinstance(seed, int | Tensor) or not isinstance(seed, Sequence):
+        return [int(seed)] * n
+    seeds = [int(s) for s in seed]
+    if len(seeds) not in (1, n):
+        raise BadParameterError(f"expected one seed or {n} (one per video), got {len(seeds)}")
+    return seeds * n if len(seeds) == 1 else seeds

@@ -9,11 +9,13 @@ into the set. PGD, FGSM, MultAV, the region attacks, masked PGD and frame salien
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Literal
 
+import torch
 from torch import Tensor, nn
 
-from vidattack.attacks.base import AttackContext, loss_and_grad, queries_of
+from vidattack.attacks.base import AttackContext, CountingModel, counting_for, loss_and_grad, queries_of
 from vidattack.attacks.params import AUTO
 from vidattack.criteria import Criterion
 from vidattack.threat import ThreatModel
@@ -44,21 +46,84 @@ def ascend(
     `size` is the attack's step: a length for additive sets (alpha), a factor for ratio bounds
     (alpha_m). The gradient is restricted to the mask before it is normalized, so an L2 step's length
     is spent where pixels may change.
+
+    With `ctx.stop_when_fooled` set to a margin, each video is judged after each step (but the last)
+    on its iterate quantized to the 8-bit grid inside the threat model, as the file will hold it; once
+    the criterion holds by that log-probability margin the video is done: its iterate is frozen and
+    it takes no further forward or backward pass, while the rest of the batch goes on.
+    `info["stopped_at"]` gets, per video, the number of steps after which it stopped (None: it took
+    all of them). Every step works on the videos still going only, so a video's steps never depend
+    on which others share its batch.
     """
+    n = x.shape[0]
+    margin = ctx.stop_when_fooled
+    stopped_at: list[int | None] = [None] * n
+    going = list(range(n))  # videos still stepping
     x_adv = start
     # a box-shaped set (Linf) is clamped to two precomputed tensors: one pass instead of `project`'s four
     box = threat.box(x) if steps > 1 else None
+    # the views of the videos still going: the whole batch (no copies) until the first one stops
+    xs, th, bx, crit, it = x, threat, box, criterion, x_adv
+    going_index = torch.arange(n, device=x.device)
     for i in range(steps):
-        _, value, grad = loss_and_grad(model, x_adv, criterion.objective)
-        ctx.record(step=i, objective=float(value.mean()), queries=queries_of(model))
-        if threat.mask is not None:
-            grad = grad * threat.mask
+        with counting_for(model, going):
+            _, value, grad = loss_and_grad(model, it, crit.objective)
+        ctx.record_each(going, step=[i] * len(going), objective=value, queries=_queries(model, going))
+        if th.mask is not None:
+            grad = grad * th.mask
         # in place from the second step on: the iterate is ours then, and a fresh video-sized tensor per
         # step costs page faults the step can do without
-        x_adv = threat.advance(x_adv, x, threat.steepest(grad), size, inplace=i > 0)
-        x_adv = x_adv.clamp_(*box) if box is not None else threat.project(x_adv, x)
+        it = th.advance(it, xs, th.steepest(grad), size, inplace=i > 0)
+        it = it.clamp_(*bx) if bx is not None else th.project(it, xs)
+        if len(going) < n:
+            x_adv[going_index] = it
+        else:
+            x_adv = it
         ctx.step(i + 1, steps)
+        if margin is None or i + 1 == steps:
+            continue
+        fooled = _fooled(model, it, xs, crit, th, margin, going)
+        if not bool(fooled.any()):
+            continue
+        # from here on `it` is a gathered copy of the videos going, written back into `x_adv` each step
+        keep = (~fooled).nonzero().flatten()
+        for j in fooled.nonzero().flatten().tolist():
+            stopped_at[going[j]] = i + 1
+        going = [going[j] for j in keep.tolist()]
+        if not going:
+            break
+        going_index = torch.tensor(going, device=x.device)
+        xs, th, crit = x[going_index], threat.take(going_index), _take(criterion, going_index)
+        bx = None if box is None else (box[0][going_index], box[1][going_index])
+        it = x_adv[going_index]
+    if margin is not None:
+        ctx.info["stopped_at"] = stopped_at
     return x_adv
+
+
+def _queries(model: nn.Module, videos: list[int]) -> list[int]:
+    if isinstance(model, CountingModel) and len(model.video_queries) > max(videos):
+        return [model.video_queries[v] for v in videos]
+    return [queries_of(model)] * len(videos)
+
+
+def _take(criterion: Criterion, index: Tensor) -> Criterion:
+    return dataclasses.replace(criterion, labels=criterion.labels[index.to(criterion.labels.device)])
+
+
+def _fooled(
+    model: nn.Module,
+    it: Tensor,
+    x: Tensor,
+    criterion: Criterion,
+    threat: ThreatModel,
+    margin: float,
+    videos: list[int],
+) -> Tensor:
+    """`(k,)` bool: is each video's iterate, quantized as the file will hold it, fooled by `margin`?"""
+    with torch.no_grad(), counting_for(model, videos):
+        log_probs = model(threat.quantize(it, x))
+    return criterion.margin(log_probs) > margin
 
 
 class LinfSteps:
@@ -79,7 +144,7 @@ class LinfSteps:
 
     def start(self, x: Tensor, threat: ThreatModel, ctx: AttackContext) -> Tensor:
         """The clean video, or a seeded uniform point of the threat model's ball."""
-        return threat.random_start(x, ctx.generator) if self.random_start else x
+        return ctx.random_start(threat, x) if self.random_start else x
 
     def linf_pgd(
         self, model: nn.Module, x: Tensor, criterion: Criterion, threat: ThreatModel, ctx: AttackContext

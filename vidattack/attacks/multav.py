@@ -51,6 +51,11 @@ class _Multiplicative(Attack):
     eps_m/alpha_m."""
 
     common: ClassVar[dict[str, str | Unsupported]] = {"eps": "eps_m", "alpha": "alpha_m"}
+    stops_when_fooled: ClassVar[bool] = True
+    batchable: ClassVar[bool] = True
+    per_video_info: ClassVar[frozenset[str]] = frozenset(
+        {"stopped_at", "region.top", "region.left"}
+    )  # a rectangle per video
 
     if TYPE_CHECKING:  # declared by the subclasses, with their own defaults and field order
         alpha_m: float

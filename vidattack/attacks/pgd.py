@@ -32,6 +32,7 @@ class FGSM(Attack):
 
     paper = "Goodfellow et al., Explaining and Harnessing Adversarial Examples, ICLR 2015"
     threat_summary = "additive, every pixel of every sampled frame, Linf ball"
+    batchable = True  # one step, nothing random: nothing to stop early
 
     eps: float = param(
         4 / 255, "Linf budget in [0, 1] pixel units (4/255 as the MultAV paper's PGD)", min=0, max=1
@@ -62,6 +63,8 @@ class PGDLinf(LinfSteps, Attack):
 
     paper = f"{MADRY}; defaults from Lo and Patel, MultAV (AVSS 2021), Sec. 4 (PGD-Linf baseline)"
     threat_summary = "additive, every pixel of every sampled frame, Linf ball"
+    stops_when_fooled = True
+    batchable = True
 
     eps: float = param(4 / 255, "Linf budget in [0, 1] pixel units", min=0, max=1)
     alpha: float | Literal["auto"] = param(1 / 255, "step size, or auto = 0.2 (eps + 1) in /255 units", min=0)
@@ -94,6 +97,8 @@ class PGDL2(Attack):
 
     paper = f"{MADRY}; defaults from Lo and Patel, MultAV (AVSS 2021), Sec. 4 (PGD-L2 baseline)"
     threat_summary = "additive, every pixel of every sampled frame, L2 ball over the whole video"
+    stops_when_fooled = True
+    batchable = True
 
     eps: float = param(160.0, "L2 budget over the whole sampled video, [0, 1] pixel units", min=0)
     alpha: float | Literal["auto"] = param(1.0, "L2 length of each step, or auto = 2.5 eps / steps", min=0)
@@ -116,5 +121,5 @@ class PGDL2(Attack):
     def run(
         self, model: nn.Module, x: Tensor, criterion: Criterion, threat: ThreatModel, ctx: AttackContext
     ) -> Tensor:
-        start = threat.random_start(x, ctx.generator) if self.random_start else x
+        start = ctx.random_start(threat, x) if self.random_start else x
         return ascend(model, x, criterion, threat, ctx, start=start, size=self.step_size(), steps=self.steps)

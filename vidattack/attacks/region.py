@@ -47,6 +47,10 @@ GRAY = 0.5
 class _MaskedLinf(Attack):
     """Sign steps in a Linf ball masked to a region: subclasses choose the region and the start."""
 
+    stops_when_fooled = True
+    batchable = True
+    per_video_info = frozenset({"stopped_at", "region.top", "region.left"})  # a rectangle per video
+
     if TYPE_CHECKING:  # declared by the subclasses, with their own defaults and field order
         eps: float
         alpha: float | Literal["auto"]
@@ -225,10 +229,13 @@ class MaskedPGD(_ArmoryRegion):
     def region(self, model: nn.Module, x: Tensor, criterion: Criterion, ctx: AttackContext) -> Region:
         h, w = x.shape[-2:]
         ph, pw = patch_size(h, w, self.ratio)
-        gen = ctx.generator
-        # draw both coordinates even when one is given, so `top` alone does not change where `left` lands
-        rand_top = int(torch.randint(0, h - ph + 1, (1,), generator=gen, device=gen.device))
-        rand_left = int(torch.randint(0, w - pw + 1, (1,), generator=gen, device=gen.device))
+
+        def draw(gen: torch.Generator) -> tuple[int, int]:
+            # both coordinates even when one is given, so `top` alone does not change where `left` lands
+            rand_top = int(torch.randint(0, h - ph + 1, (1,), generator=gen, device=gen.device))
+            return rand_top, int(torch.randint(0, w - pw + 1, (1,), generator=gen, device=gen.device))
+
+        rand_top, rand_left = ctx.shared(draw)  # one rectangle for the whole batch
         top = rand_top if self.top is None else self.top
         left = rand_left if self.left is None else self.left
         if top + ph > h or left + pw > w:

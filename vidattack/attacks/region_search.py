@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vidattack.attacks.base import AttackContext
+from vidattack.attacks.base import AttackContext, counting_for
 from vidattack.attacks.params import param
 from vidattack.criteria import Criterion
 from vidattack.errors import BadParameterError
@@ -151,35 +151,94 @@ def choose_rectangle(
     active = frames.nonzero().flatten()  # positions in the sampled frames that carry a rectangle
     tops = torch.zeros(n, t, dtype=torch.long, device=device)
     lefts = torch.zeros(n, t, dtype=torch.long, device=device)
-    evaluated = 0
+    evaluated = 0  # per video: every video of a batch evaluates as many candidates
     for i in range(n):
-        crit_i = dataclasses.replace(criterion, labels=criterion.labels[i : i + 1].to(device))
-        x_i, fill_i = x[i : i + 1], fill[i : i + 1]
-        if search == "random":
-            count = 1 if placement == "shared" else t
-            pick = torch.randint(grid.size, (count,), generator=ctx.generator, device=device).expand(t)
-            tops[i], lefts[i] = grid.top[pick], grid.left[pick]
-        elif search == "exhaustive" and placement == "shared":
-            best = _best_exhaustive(model, x_i, fill_i, crit_i, grid, size, frames)
-            evaluated += grid.size
-            tops[i], lefts[i] = grid.top[best], grid.left[best]
-        elif search == "exhaustive":
-            # one frame at a time: the probe on frame f alone, every grid position
-            for f in active.tolist():
-                only_f = torch.zeros_like(frames)
-                only_f[f] = True
-                best = _best_exhaustive(model, x_i, fill_i, crit_i, grid, size, only_f)
-                evaluated += grid.size
-                tops[i, f], lefts[i, f] = grid.top[best], grid.left[best]
-        else:
-            cand = _gradient_candidates(sensitivity, i, grid, size, top_k, placement, active)  # (k, T)
-            values = _objective_of_candidates(
-                model, x_i, fill_i, crit_i, grid.top[cand], grid.left[cand], size, frames
+        with counting_for(model, [i]):  # every candidate evaluated here is a query of video i
+            evaluated = _place_rectangle(
+                model,
+                x,
+                criterion,
+                ctx,
+                i,
+                fill,
+                sensitivity,
+                size,
+                grid,
+                search,
+                top_k,
+                placement,
+                frames,
+                tops,
+                lefts,
             )
-            best = int(values.argmax())
-            evaluated += cand.shape[0]
-            tops[i], lefts[i] = grid.top[cand[best]], grid.left[cand[best]]
+    _describe_rectangle(ctx, height, width, search, stride, placement, evaluated, tops, lefts, active, top_k)
+    return Rectangle(height, width, tops, lefts)
 
+
+def _place_rectangle(
+    model: nn.Module,
+    x: Tensor,
+    criterion: Criterion,
+    ctx: AttackContext,
+    i: int,
+    fill: Tensor,
+    sensitivity: Tensor | None,
+    size: tuple[int, int],
+    grid: _Grid,
+    search: Search,
+    top_k: int,
+    placement: Placement,
+    frames: Tensor,
+    tops: Tensor,
+    lefts: Tensor,
+) -> int:
+    """Choose video `i`'s rectangle corners into `tops[i]`, `lefts[i]`; the candidates it evaluated."""
+    t, device = x.shape[1], x.device
+    active = frames.nonzero().flatten()
+    evaluated = 0
+    crit_i = dataclasses.replace(criterion, labels=criterion.labels[i : i + 1].to(device))
+    x_i, fill_i = x[i : i + 1], fill[i : i + 1]
+    if search == "random":
+        count = 1 if placement == "shared" else t
+        gen = ctx.generator_of(i)
+        pick = torch.randint(grid.size, (count,), generator=gen, device=device).expand(t)
+        tops[i], lefts[i] = grid.top[pick], grid.left[pick]
+    elif search == "exhaustive" and placement == "shared":
+        best = _best_exhaustive(model, x_i, fill_i, crit_i, grid, size, frames)
+        evaluated += grid.size
+        tops[i], lefts[i] = grid.top[best], grid.left[best]
+    elif search == "exhaustive":
+        # one frame at a time: the probe on frame f alone, every grid position
+        for f in active.tolist():
+            only_f = torch.zeros_like(frames)
+            only_f[f] = True
+            best = _best_exhaustive(model, x_i, fill_i, crit_i, grid, size, only_f)
+            evaluated += grid.size
+            tops[i, f], lefts[i, f] = grid.top[best], grid.left[best]
+    else:
+        cand = _gradient_candidates(sensitivity, i, grid, size, top_k, placement, active)  # (k, T)
+        values = _objective_of_candidates(
+            model, x_i, fill_i, crit_i, grid.top[cand], grid.left[cand], size, frames
+        )
+        best = int(values.argmax())
+        evaluated += cand.shape[0]
+        tops[i], lefts[i] = grid.top[cand[best]], grid.left[cand[best]]
+    return evaluated
+
+
+def _describe_rectangle(
+    ctx: AttackContext,
+    height: int,
+    width: int,
+    search: Search,
+    stride: int,
+    placement: Placement,
+    evaluated: int,
+    tops: Tensor,
+    lefts: Tensor,
+    active: Tensor,
+    top_k: int,
+) -> None:
     ctx.info["region"] = {
         "kind": "rectangle",
         "height": height,
@@ -194,7 +253,6 @@ def choose_rectangle(
     }
     if search == "gradient":
         ctx.info["region"]["top_k"] = top_k
-    return Rectangle(height, width, tops, lefts)
 
 
 def _gradient_candidates(
@@ -245,10 +303,10 @@ def choose_pixels(
                 raise ValueError("gradient pixel selection needs a sensitivity map")
             # ties (e.g. zero sensitivity everywhere) are broken by a seeded random jitter, not by index
             score = sensitivity[i].sum(dim=1).reshape(t, h * w)
-            jitter = torch.rand(score.shape, generator=ctx.generator, device=x.device) * 1e-30
+            jitter = torch.rand(score.shape, generator=ctx.generator_of(i), device=x.device) * 1e-30
             chosen.append((score + jitter).topk(count, dim=1).indices)  # (T, count)
         else:
-            keys = torch.rand((t, h * w), generator=ctx.generator, device=x.device)
+            keys = torch.rand((t, h * w), generator=ctx.generator_of(i), device=x.device)
             chosen.append(keys.topk(count, dim=1).indices)
     ctx.info["region"] = {"kind": "pixels", "pixels_per_frame": count, "selection": selection}
     return Pixels(torch.stack(chosen))  # (N, T, count)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import sys
 from contextlib import nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from vidattack.cli import batching as b
 from vidattack.cli import options as o
-from vidattack.cli.emit import Record, cell, emit, item_error, yes_no
+from vidattack.cli.emit import Record, cell, emit, yes_no
 from vidattack.errors import BadParameterError
 
 if TYPE_CHECKING:
@@ -58,6 +59,8 @@ def perturb(
     overwrite: o.Overwrite = False,
     quiet: o.Quiet = False,
     verbose: o.Verbose = False,
+    batch_size: b.BatchSize = None,
+    stop_when_fooled: b.StopWhenFooled = None,
 ) -> None:
     """Attack videos; write the adversarial video, its pictures and a report for each.
 
@@ -86,6 +89,7 @@ def perturb(
     chosen = o.default_format(fmt)
     budget = o.parse_budget(eps, alpha, steps)
     atk = build_attack(attack, o.parse_sets(set_), budget, apply)
+    atk.check_stop_when_fooled(stop_when_fooled)  # refused before any model is loaded
     set_cpu_threads(threads)
     dev = resolve_device(device)
     view = load_model(model, arch=arch, labels=labels, trust_checkpoint=trust_checkpoint, device=dev)
@@ -98,7 +102,11 @@ def perturb(
     progress = _progress(len(items)) if show else None
     job_args = {"model": view, "out_dir": out, "target": target, "seed": seed, "overwrite": overwrite}
     with progress if progress is not None else nullcontext():
-        records = emit(_run(items, atk, dev, job_args, progress), chosen, table=summary_table)
+        # the pipelined engine: decoding and writing overlap the attack, same records in input order
+        run = b.run_engine(
+            items, atk, dev, job_args, progress, batch_size=batch_size, stop_when_fooled=stop_when_fooled
+        )
+        records = emit(run, chosen, table=summary_table)
     if chosen is not o.Format.table and show:
         from vidattack.cli.emit import stderr_console
 
@@ -124,24 +132,6 @@ def _progress(total: int) -> BatchProgress:
     from vidattack.cli.progress import BatchProgress
 
     return BatchProgress(total)
-
-
-def _run(
-    items: list[Any], atk: Attack, dev: Any, job_args: dict[str, Any], progress: BatchProgress | None
-) -> Any:
-    """Each item's record, in order; errors become error records (one stderr line each)."""
-    from vidattack.pipeline import perturb_file
-    from vidattack.pipeline.batch import run_batch
-
-    def job(item: Any) -> Record:
-        return perturb_file(item.path, atk, device=dev, progress=progress, stem=item.stem, **job_args)
-
-    for record in run_batch(items, job):
-        if record["status"] != "ok":
-            item_error(record)
-        if progress is not None:
-            progress.finished()
-        yield record
 
 
 def summary_table(rows: list[Record], console: Console) -> None:

@@ -84,9 +84,8 @@ class BatchProgress:
         self.total = total
         self.done = 0
         self.overall: TaskID | None = None
-        self.current: TaskID | None = None
-        self.current_video: str | None = None
-        self.stage: str | None = None
+        # one line per video in flight: the batch engine decodes the next videos while one is attacked
+        self.lines: dict[str, tuple[TaskID, str]] = {}
         self.started = time.monotonic()
 
     def __enter__(self) -> BatchProgress:
@@ -110,39 +109,36 @@ class BatchProgress:
         """Show `event`: a new video gets its line, a new stage restarts the line's bar."""
         from pathlib import PurePath
 
-        if event.video != self.current_video:
-            self._drop_current()
-            self.current_video = event.video
-            self.current = self.progress.add_task(
+        if event.video not in self.lines:
+            task = self.progress.add_task(
                 PurePath(event.video).name, total=None, stage="", count="", since=time.monotonic()
             )
-        if self.current is None:
-            return
+            self.lines[event.video] = (task, "")
+        task, stage = self.lines[event.video]
         total = event.total if event.total is not None and event.total > 1 else None
-        if event.stage != self.stage:
-            self.stage = event.stage
-            self.progress.reset(self.current, total=total, completed=0)
+        if event.stage != stage:
+            self.lines[event.video] = (task, event.stage)
+            self.progress.reset(task, total=total, completed=0)
         self.progress.update(
-            self.current,
+            task,
             total=total,
             completed=event.done if total is not None else 0,
             stage=event.stage,
             count=_count(event.done, event.total, event.unit),
         )
 
-    def finished(self) -> None:
-        """One input is done (or failed): drop its line and advance the overall bar."""
-        self._drop_current()
+    def finished(self, video: str | None = None) -> None:
+        """One input is done (or failed): drop its line (every line when `video` is None) and advance
+        the overall bar."""
+        for name in [video] if video is not None else list(self.lines):
+            line = self.lines.pop(name, None)
+            if line is not None:
+                self.progress.remove_task(line[0])
         self.done += 1
         if self.overall is not None:
             self.progress.update(
                 self.overall, completed=self.done, count=_count(self.done, self.total, "videos")
             )
-
-    def _drop_current(self) -> None:
-        if self.current is not None:
-            self.progress.remove_task(self.current)
-        self.current, self.current_video, self.stage = None, None, None
 
 
 def counting_bar(description: str, total: int, console: Console | None = None) -> tuple[Progress, Any]:

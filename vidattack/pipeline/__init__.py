@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -167,6 +168,7 @@ def perturb_file(
     stem: str | None = None,
     heatmaps: bool = True,
     pictures: Collection[str] | None = None,
+    stop_when_fooled: float | None = None,
 ) -> dict[str, Any]:
     """Attack one video file and write `S.adv.mp4`, `S.heatmap.mp4`, `S.heatmap.png`, `S.frames.png`,
     `S.curve.png` (when the attack has a history) and `S.report.json` (last) into `out_dir`.
@@ -174,36 +176,123 @@ def perturb_file(
     `attack` is an attack object or a registered name (a learned universal perturbation is applied as
     `vidattack.attacks.universal.UniversalAttack(perturbation=...)`); `heatmaps=False` skips the
     pictures, `pictures` draws only those named (roles of `vidattack.pipeline.render.ROLES`).
-    `progress` receives a `ProgressEvent` as each stage starts and advances. Returns the report as a
-    dict. Raises `VidattackError` subclasses for bad input; never modifies the input file.
+    `progress` receives a `ProgressEvent` as each stage starts and advances. `stop_when_fooled`
+    (iterative attacks only) stops once the quantized video is fooled by that log-probability margin
+    (`attack.info.stopped_at` in the report). Returns the report as a dict. Raises `VidattackError`
+    subclasses for bad input; never modifies the input file. Many files at once, overlapped and
+    batched: `vidattack.pipeline.engine.perturb_many`.
     """
     from vidattack.attacks import get_attack
 
-    timing = Timing()
     t_start = time.perf_counter()
     path = Path(path)
     dev = resolve_device(device)
     view = load_view(model, dev)
     atk = get_attack(attack) if isinstance(attack, str) else attack
-    outputs = prepare_outputs(out_dir, stem or path.name.split(".")[0] or path.stem, overwrite)
+    atk.check_stop_when_fooled(stop_when_fooled)
     target_index = resolve_target(view, target)
+    warnings = warnings_for(atk, view)
+    job = prepare_job(path, atk, view, dev, out_dir, stem, overwrite, progress=progress)
+    job.started = t_start
+    unit = "steps" if atk.white_box else "queries"
+    job.tell("attacking", 0, None, unit)
+    with _timed(job.timing, "attack"):
+        outcome = run_attack(
+            job.sampled,
+            atk,
+            target=target_index,
+            seed=seed,
+            progress=job.tell.counter("attacking", unit),
+            stop_when_fooled=stop_when_fooled,
+        )
+    return finish_job(
+        job,
+        atk,
+        view,
+        outcome,
+        target_index,
+        seed,
+        dev,
+        overwrite=overwrite,
+        heatmaps=heatmaps,
+        pictures=pictures,
+        warnings=warnings,
+    )
+
+
+def warnings_for(atk: Attack, view: ModelView) -> list[str]:
+    """What the report should warn about this attack on this model (a universal perturbation learned
+    on another model or preprocessing); each logged once per process, not once per video of a batch."""
     warnings = learned_elsewhere(atk, view)
     for warning in warnings:
-        if warning not in _warned:  # once per process, not once per video of a batch
+        if warning not in _warned:
             _warned.add(warning)
             log.warning("%s", warning)
-    tell = _Reporter(progress, path)
+    return warnings
 
+
+@dataclass
+class Job:
+    """One input between the stages: its outputs, the decoded video and what the model samples of it.
+
+    `timing` is filled in as the stages run; `started` is when the job began (for `timing.total`);
+    `tell` sends its progress events."""
+
+    path: Path
+    outputs: Outputs
+    video: Video
+    sampled: Sampled
+    tell: _Reporter
+    timing: Timing = field(default_factory=Timing)
+    started: float = field(default_factory=time.perf_counter)
+
+
+def prepare_job(
+    path: Path,
+    atk: Attack,
+    view: ModelView,
+    device: torch.device,
+    out_dir: str | Path,
+    stem: str | None,
+    overwrite: bool,
+    *,
+    progress: ProgressFn | None = None,
+) -> Job:
+    """The first stages of a job: output paths checked free, decode, sample (no accelerator work)."""
+    started = time.perf_counter()
+    outputs = prepare_outputs(out_dir, stem or path.name.split(".")[0] or path.stem, overwrite)
+    tell = _Reporter(progress, path)
+    timing = Timing()
     tell("decoding")
     with _timed(timing, "decode"):
         video = decode(path)
-    sampled = sample(video, view, atk, dev)
-    unit = "steps" if atk.white_box else "queries"
-    tell("attacking", 0, None, unit)
-    with _timed(timing, "attack"):
-        outcome = run_attack(
-            sampled, atk, target=target_index, seed=seed, progress=tell.counter("attacking", unit)
-        )
+    sampled = sample(video, view, atk, device)
+    return Job(path, outputs, video, sampled, tell, timing, started)
+
+
+def finish_job(
+    job: Job,
+    atk: Attack,
+    view: ModelView,
+    outcome: AttackOutcome,
+    target_index: int | None,
+    seed: int,
+    device: torch.device,
+    *,
+    overwrite: bool,
+    heatmaps: bool,
+    pictures: Collection[str] | None = None,
+    warnings: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The last stages of a job: write, verify, render, and the report (written last); its dict."""
+    path, outputs, video, sampled, timing, tell = (
+        job.path,
+        job.outputs,
+        job.video,
+        job.sampled,
+        job.timing,
+        job.tell,
+    )
     tell("writing")
     with _timed(timing, "encode"):
         write(video, sampled, outcome, outputs.adversarial, overwrite=overwrite)
@@ -213,7 +302,7 @@ def perturb_file(
     tell("verifying")
     with _timed(timing, "verify"):
         verified = verify(
-            video, outputs.adversarial, sampled, view, dev, clean_index=clean.index, target=target_index
+            video, outputs.adversarial, sampled, view, device, clean_index=clean.index, target=target_index
         )
     paths: dict[str, Path] = {"adversarial": outputs.adversarial}
     with _timed(timing, "heatmaps"):
@@ -235,7 +324,7 @@ def perturb_file(
                 )
             )
     paths["report"] = outputs.report
-    timing.total = time.perf_counter() - t_start
+    timing.total = time.perf_counter() - job.started
     report = _report(
         path,
         atk,
@@ -250,8 +339,8 @@ def perturb_file(
         paths,
         timing,
         seed,
-        str(dev),
-        warnings,
+        str(device),
+        list(warnings),
     )
     write_report(outputs.report, report)
     tell("done", 1, 1)
@@ -382,3 +471,12 @@ def _render(
         progress=progress,
     )
     return rendered.paths
+
+
+def __getattr__(name: str) -> Any:
+    # the batch engine imports thread pools and queues only when asked for
+    if name == "perturb_many":
+        from vidattack.pipeline.engine import perturb_many
+
+        return perturb_many
+    raise AttributeError(name)

@@ -140,23 +140,79 @@ def run_attack(
     target: int | None = None,
     seed: int = 0,
     progress: ProgressFn | None = None,
+    stop_when_fooled: float | None = None,
 ) -> AttackOutcome:
     """Run `attack` on the sampled clip. Pure tensors: the only stage that needs the accelerator."""
+    return run_attack_batch(
+        [sampled], attack, target=target, seed=seed, progress=progress, stop_when_fooled=stop_when_fooled
+    )[0]
+
+
+def batch_key(sampled: Sampled, attack: Attack) -> tuple[Any, ...] | None:
+    """Videos with equal keys can be attacked in one call (`run_attack_batch`); None: only alone.
+
+    Same clip shape and frame plan (so one bound model and one frame numbering serve all), an attack
+    that is `batchable`, and no per-video starting points."""
+    if not attack.batchable or sampled.starting_points is not None:
+        return None
+    return (tuple(sampled.x.shape[1:]), str(sampled.x.device), sampled.plan)
+
+
+def run_attack_batch(
+    batch: list[Sampled],
+    attack: Attack,
+    *,
+    target: int | None = None,
+    seed: int = 0,
+    progress: ProgressFn | None = None,
+    stop_when_fooled: float | None = None,
+) -> list[AttackOutcome]:
+    """Run `attack` once on the clips of several videos with the same `batch_key`, stacked `(N, ...)`:
+    one forward and backward per step for all of them. Each video gets its own outcome, equal to
+    attacking it alone at the same seed (each video has its own generator, queries and early stop;
+    the model's arithmetic may differ in the last bits with the batch size, see `AttackResult.split`).
+    Each outcome's `seconds` is its share of the batch's time."""
     import time
 
     start = time.perf_counter()
-    result = _call_attack(attack, sampled, target=target, seed=seed, progress=progress)
-    frames = (result.adversarial[0] * 255.0).round().clamp(0, 255).to(torch.uint8)  # (T', C, H, W)
-    return AttackOutcome(result, frames.permute(0, 2, 3, 1).cpu(), time.perf_counter() - start)
+    if len(batch) == 1:
+        results = [
+            _call_attack(attack, batch[0], target=target, seed=seed, progress=progress, stop=stop_when_fooled)
+        ]
+    else:
+        keys = {batch_key(s, attack) for s in batch}
+        if None in keys or len(keys) != 1:
+            raise ValueError(
+                "expected videos with one batch key (same clip shape and plan, batchable attack)"
+            )
+        x = torch.cat([s.x for s in batch])  # (N, T', C, H, W)
+        stacked = Sampled(batch[0].plan, batch[0].model, x, None)
+        results = _call_attack(
+            attack, stacked, target=target, seed=seed, progress=progress, stop=stop_when_fooled
+        ).split()
+    share = (time.perf_counter() - start) / len(batch)
+    outcomes = []
+    for result in results:
+        frames = (result.adversarial[0] * 255.0).round().clamp(0, 255).to(torch.uint8)  # (T', C, H, W)
+        outcomes.append(AttackOutcome(result, frames.permute(0, 2, 3, 1).cpu(), share))
+    return outcomes
 
 
 def _call_attack(
-    attack: Attack, sampled: Sampled, *, target: int | None, seed: int, progress: ProgressFn | None
+    attack: Attack,
+    sampled: Sampled,
+    *,
+    target: int | None,
+    seed: int,
+    progress: ProgressFn | None,
+    stop: float | None,
 ) -> AttackResult:
     # The frame plan reaches the attack through the bound model, never as arguments.
     kwargs: dict[str, Any] = {}
     if sampled.starting_points is not None:
         kwargs["starting_points"] = sampled.starting_points
+    if stop is not None:
+        kwargs["stop_when_fooled"] = stop
     return attack(sampled.model, sampled.x, target=target, seed=seed, progress=progress, **kwargs)
 
 

@@ -107,6 +107,14 @@ class ThreatModel(ABC):
         """
         return None
 
+    def take(self, index: Tensor) -> ThreatModel:
+        """The same set for the videos `index` `(k,)` of the batch only (a per-video mask is indexed; one
+        shared by the batch, leading dimension 1, is kept): what a loop uses once some videos are done."""
+        mask = self.mask
+        if mask is not None and mask.dim() > 0 and mask.shape[0] != 1:
+            mask = mask[index]
+        return dataclasses.replace(self, mask=mask)
+
     def restricted(self, mask: Tensor) -> ThreatModel:
         """A copy allowed to change only where both its own mask and `mask` allow (never wider)."""
         return dataclasses.replace(self, mask=mask if self.mask is None else self.mask & mask)

@@ -1,0 +1,134 @@
+"""Throughput of `vidattack perturb` on a folder: how much of the wall clock is the attack (issue #12).
+
+Runs `vidattack perturb examples/ --steps 10 --threads 2` (19 clips of 16 x 112 x 112, tiny-c3d) in
+fresh processes, once per configuration, and prints side by side: wall clock, start-up (importing and
+loading the model, measured alone), the sum of the reports' attack times, the time outside the attack
+per video ((wall - start-up - attack) / videos), its ratio to the attack, videos per second, and the
+wall clock against start-up + attack (the issue's targets: at most 0.5x and 1.5x with default outputs).
+
+    python benchmarks/throughput.py                      # every configuration
+    python benchmarks/throughput.py --batch-sizes 1,8 --repeat 2
+
+Configurations: the sequential loop over `perturb_file` (the batch before the engine), the engine with
+default outputs at each `--batch-sizes`, and with `--outputs adv,report` when the CLI has that option.
+Timings on a shared machine vary from run to run: report the machine's load with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+STARTUP = "import vidattack.cli.app, vidattack.pipeline; vidattack.pipeline.load_view('tiny-c3d', __import__('torch').device('cpu'))"
+
+SEQUENTIAL = """
+import json, sys, torch
+from pathlib import Path
+from vidattack.attacks.registry import get_attack_from_text
+from vidattack.pipeline import load_view, perturb_file, set_cpu_threads
+from vidattack.pipeline.batch import expand_inputs
+set_cpu_threads(2)
+view = load_view("tiny-c3d", torch.device("cpu"))
+atk = get_attack_from_text("pgd-linf", {}, steps=10)
+for item in expand_inputs([sys.argv[1]]):
+    r = perturb_file(item.path, atk, model=view, out_dir=sys.argv[2], stem=item.stem, device="cpu", overwrite=True)
+    print(json.dumps(r))
+"""
+
+
+def run(cmd: list[str], env: dict[str, str]) -> tuple[float, int, str, str]:
+    start = time.perf_counter()
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    return time.perf_counter() - start, done.returncode, done.stdout, done.stderr
+
+
+def has_option(option: str, env: dict[str, str]) -> bool:
+    _, _, out, err = run([PY, "-m", "vidattack", "perturb", "--help"], env)
+    return option in out + err
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--inputs", default=str(ROOT / "examples"))
+    ap.add_argument("--steps", default="10")
+    ap.add_argument("--batch-sizes", default="1,4,8")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per configuration (the fastest is shown)")
+    args = ap.parse_args()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2"}
+
+    startup = min(run([PY, "-c", STARTUP], env)[0] for _ in range(max(args.repeat, 1)))
+    base = [PY, "-m", "vidattack", "perturb", args.inputs, "--steps", args.steps, "--threads", "2"]
+    base += ["-f", "jsonl", "-q", "--overwrite"]
+    configs: list[tuple[str, list[str] | None]] = [("sequential perturb_file loop", None)]
+    configs += [
+        (f"engine, default outputs, --batch-size {b}", ["--batch-size", b])
+        for b in args.batch_sizes.split(",")
+    ]
+    outputs_ok = has_option("--outputs", env)
+    if outputs_ok:
+        configs += [
+            (
+                f"engine, --outputs adv,report, --batch-size {b}",
+                ["--batch-size", b, "--outputs", "adv,report"],
+            )
+            for b in args.batch_sizes.split(",")
+        ]
+
+    rows = []
+    for name, extra in configs:
+        best = None
+        for _ in range(max(args.repeat, 1)):
+            with tempfile.TemporaryDirectory() as out:
+                if extra is None:
+                    cmd = [PY, "-c", SEQUENTIAL, args.inputs, out]
+                else:
+                    cmd = [*base, "-o", out, *extra]
+                wall, rc, stdout, stderr = run(cmd, env)
+            records = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+            if rc != 0 or not records:
+                print(f"{name}: exit {rc}\n{stderr[-2000:]}", file=sys.stderr)
+                break
+            if best is None or wall < best[0]:
+                best = (wall, records)
+        if best is None:
+            continue
+        wall, records = best
+        n = len(records)
+        attack = sum(r["timing"]["attack"] for r in records)
+        outside = wall - startup - attack
+        rows.append((name, wall, attack, outside / n, outside / attack, n / wall, wall / (startup + attack)))
+
+    load = os.getloadavg()
+    print(
+        f"inputs {args.inputs}, tiny-c3d, pgd-linf --steps {args.steps} --threads 2; start-up {startup:.2f} s"
+    )
+    print(
+        f"{os.cpu_count()} CPUs, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (shared machine)"
+    )
+    if not outputs_ok:
+        print("(--outputs is not an option of this perturb yet: those rows are missing)")
+    head = (
+        "configuration",
+        "wall s",
+        "attack s",
+        "outside/video s",
+        "outside/attack",
+        "videos/s",
+        "wall/(start+attack)",
+    )
+    print(f"{head[0]:<46}" + "".join(f"{h:>21}" for h in head[1:]))
+    for name, *vals in rows:
+        print(f"{name:<46}" + "".join(f"{v:>21.2f}" for v in vals))
+
+
+if __name__ == "__main__":
+    main()
