@@ -46,7 +46,8 @@ def main() -> None:
     import torchattacks
 
     from vidattack.attacks import get_attack
-    from vidattack.attacks.base import CountingModel, loss_and_grad
+    from vidattack.attacks.base import loss_and_grad
+    from vidattack.attacks.counting import CountingModel
     from vidattack.attacks.loops import ascend
     from vidattack.criteria import Misclassification
     from vidattack.models import load_model
@@ -83,7 +84,7 @@ def main() -> None:
         return ta(x, labels)
 
     def ours_loop() -> torch.Tensor:
-        from vidattack.attacks.base import AttackContext
+        from vidattack.attacks.context import AttackContext
 
         ctx = AttackContext(
             generator=torch.Generator(device=dev), frame_ids=plan.frame_ids, num_frames=plan.num_frames

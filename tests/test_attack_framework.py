@@ -253,7 +253,7 @@ def test_the_frame_plan_comes_from_the_model(toy, toy_video):
 
 
 def test_frame_saliency_leaves_the_threat_model_it_was_given_unchanged(toy, toy_video):
-    from vidattack.attacks.base import AttackContext
+    from vidattack.attacks.context import AttackContext
     from vidattack.criteria import make_criterion
 
     attack = get_attack("frame-saliency", steps=2)

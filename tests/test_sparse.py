@@ -11,7 +11,8 @@ from counting import VideoCounter
 from torch import nn
 
 from vidattack.attacks import get_attack
-from vidattack.attacks.base import AttackContext, CountingModel
+from vidattack.attacks.context import AttackContext
+from vidattack.attacks.counting import CountingModel
 from vidattack.attacks.sparse import L21Unbounded, SparseL21, prox_l2, prox_l21, sparse_penalty
 from vidattack.criteria import make_criterion
 from vidattack.errors import BadParameterError

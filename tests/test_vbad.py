@@ -174,7 +174,7 @@ def test_vbad_is_black_box_and_never_reaches_the_targets_gradients(toy_video):
     result = attack(model, toy_video, seed=0)
     assert result.queries == view.net.seen  # the template's clean and judging queries count too
     assert all(p.grad is None for p in view.net.parameters())
-    from vidattack.attacks.base import AttackContext
+    from vidattack.attacks.context import AttackContext
 
     wrapped = attack.wrap_model(model, AttackContext(torch.Generator(), (0,), 1))
     assert isinstance(wrapped, QueryModel) and list(wrapped.parameters()) == []

@@ -18,25 +18,25 @@ Attacks see `(N, T, C, H, W)` float videos in [0, 1] and a model mapping them to
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from typing import Any, ClassVar, final
 
 import torch
 from torch import Tensor, nn
 
 from vidattack.attacks.blackbox.query_model import QueryModel
+from vidattack.attacks.context import AttackContext, ProgressFn
+from vidattack.attacks.counting import CountingModel, queries_of, video_queries_of
 from vidattack.attacks.params import ParamSpec, param_specs, plain_value, validate
+from vidattack.attacks.result import AttackResult, measure_norms
 from vidattack.criteria import Criterion, make_criterion, resolve_target
 from vidattack.errors import BadParameterError
-from vidattack.threat import FrameSpec, ThreatModel, ratio
-
-ProgressFn = Callable[[int, int], None]
+from vidattack.threat import ThreatModel
 
 # The options every attack understands, each meaning the attack's own budget, step and iterations.
 COMMON_OPTIONS = ("eps", "alpha", "steps")
@@ -48,270 +48,6 @@ class Unsupported:
     what it has ("its budget is max_queries")."""
 
     instead: str
-
-
-class CountingModel(nn.Module):
-    """Forwards to a model and counts the videos it was asked to classify (white-box "queries").
-
-    It can also hold one primed forward pass: the template's clean forward, kept with its graph, is
-    handed to the first `loss_and_grad` call at the clean video instead of running the model again.
-    Iterative attacks that start at the clean video thus pay no extra forward for the clean label.
-    """
-
-    def __init__(self, model: nn.Module, num_videos: int = 1) -> None:
-        super().__init__()
-        self.model = model
-        self.queries = 0
-        # per-video counts: a batch of several videos is several jobs, each with its own query count
-        self.video_queries = [0] * num_videos
-        self._owners: list[int] | None = None
-        self.per_video_known = True
-        self._primed: tuple[Tensor, Tensor, Tensor] | None = None
-
-    def forward(self, x: Tensor) -> Tensor:
-        self._count(int(x.shape[0]))
-        return self.model(x)
-
-    def _count(self, rows: int) -> None:
-        self.queries += rows
-        owners = self._owners
-        if owners is None:
-            owners = list(range(len(self.video_queries)))
-        if len(owners) == 1:
-            self.video_queries[owners[0]] += rows  # candidates of one video (a region search)
-        elif rows == len(owners):
-            for v in owners:
-                self.video_queries[v] += 1
-        else:
-            # a sub-batch of unknown videos (an attack that is not `batchable`, e.g. universal's
-            # mini-batches): only the total means something then
-            self.per_video_known = False
-
-    @contextmanager
-    def owners(self, videos: list[int]) -> Iterator[None]:
-        """Count the forwards inside the block as made for `videos` (one row each, or all for one)."""
-        previous, self._owners = self._owners, list(videos)
-        try:
-            yield
-        finally:
-            self._owners = previous
-
-    def prime(self, x: Tensor, x_req: Tensor, log_probs: Tensor) -> None:
-        self._primed = (x, x_req, log_probs)
-
-    def take_primed(self, x: Tensor) -> tuple[Tensor, Tensor] | None:
-        """The primed `(input requiring grad, log-probs with graph)` if `x` is the primed tensor itself."""
-        primed, self._primed = self._primed, None
-        if primed is None or primed[0] is not x:
-            return None
-        self._count(int(x.shape[0]))
-        return primed[1], primed[2]
-
-    def discard_primed(self) -> None:
-        self._primed = None
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            return getattr(self.model, name)
-
-
-def queries_of(model: nn.Module) -> int:
-    """Videos `model` has classified so far: the count of a `CountingModel` or `QueryModel`, else 0."""
-    return int(getattr(model, "queries", 0))
-
-
-def video_queries_of(model: nn.Module, num_videos: int) -> list[int]:
-    """Per-video query counts of a `CountingModel` or `QueryModel` (the total for a single video)."""
-    counts: list[int] | None = None
-    if isinstance(model, CountingModel):
-        counts = model.video_queries if model.per_video_known else None
-    elif isinstance(model, QueryModel):
-        counts = model.queries_per_video
-    if counts is None or len(counts) != num_videos:
-        return [queries_of(model)] if num_videos == 1 else []
-    return [int(c) for c in counts]
-
-
-@contextmanager
-def counting_for(model: nn.Module, videos: list[int]) -> Iterator[None]:
-    """Forwards inside the block are made for `videos` of the batch: a search that evaluates one
-    video's candidates wraps them in this so each video's query count is its own."""
-    if isinstance(model, CountingModel):
-        with model.owners(videos):
-            yield
-    else:
-        yield
-
-
-@dataclass
-class AttackContext:
-    """What an attack may use beyond the model and the video: randomness, frame numbers, reporting.
-
-    `frame_ids` are the video frame numbers of the T sampled frames and `num_frames` the video's
-    length, both from the model's frame plan. `restrict_to` is set through `restrict`.
-
-    Randomness is per video: `generators` holds one generator per video, each seeded as if its video
-    were attacked alone, so a batch of N videos draws for video i exactly what a batch of one would
-    (`random_start`, `shared`). `generator` is the first of them; an attack that draws from it directly
-    draws once for the whole batch (and is not `batchable`). `stop_when_fooled` is the log-probability
-    margin at which the shared loop stops a video (None: run every step).
-    """
-
-    generator: torch.Generator
-    frame_ids: tuple[int, ...]
-    num_frames: int
-    progress: ProgressFn | None = None
-    info: dict[str, Any] = field(default_factory=dict)
-    history: list[dict[str, float]] = field(default_factory=list)
-    max_queries: int | None = None
-    restrict_to: Tensor | None = None
-    num_videos: int = 1
-    starting_points: Tensor | None = None  # (N, T, C, H, W): a start inside the target class, if given
-    generators: list[torch.Generator] = field(default_factory=list)
-    stop_when_fooled: float | None = None
-    # one history per video, filled by `record_each` (the shared loop); `history` is the batch's
-    histories: list[list[dict[str, float]]] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        if not self.generators:
-            self.generators = [self.generator]
-        if not self.histories:
-            self.histories = [[] for _ in range(self.num_videos)]
-
-    def random_start(self, threat: ThreatModel, x: Tensor) -> Tensor:
-        """`threat.random_start` drawn per video, each from its own generator: video i's start does not
-        depend on which other videos share its batch."""
-        if len(self.generators) == 1:
-            return threat.random_start(x, self.generators[0])
-        starts = []
-        for i, gen in enumerate(self.generators):
-            idx = torch.tensor([i], device=x.device)
-            starts.append(threat.take(idx).random_start(x[i : i + 1], gen))
-        return torch.cat(starts)  # (N, T, C, H, W)
-
-    def generator_of(self, video: int) -> torch.Generator:
-        """Video `video`'s own generator (the batch's one when the context has a single generator)."""
-        return self.generators[video] if len(self.generators) > 1 else self.generators[0]
-
-    def shared(self, draw: Callable[[torch.Generator], Any]) -> Any:
-        """A random choice the whole batch shares (one rectangle, one set of frames): drawn with every
-        video's generator, so each advances as if alone, and refused when the draws differ."""
-        values = [draw(gen) for gen in self.generators]
-        first = values[0]
-        for other in values[1:]:
-            same = torch.equal(first, other) if isinstance(first, Tensor) else first == other
-            if not same:
-                raise BadParameterError(
-                    "expected one random choice for the whole batch, got different draws per video "
-                    "(different seeds): attack these videos one at a time"
-                )
-        return first
-
-    def select_frames(self, spec: FrameSpec | str) -> Tensor:
-        """The sampled frames a `frames` parameter allows, `(T,)` bool on the generator's device.
-
-        Records the chosen video frame numbers under `info["frames"]` (the one key every attack reports
-        its frame choice under); raises when the model samples none of them.
-        """
-        spec = FrameSpec.parse(spec)
-        chosen = self.shared(lambda gen: spec.select(self, gen).to(gen.device))
-        if not bool(chosen.any()):
-            ids = self.frame_ids
-            shown = ", ".join(map(str, ids)) if len(ids) <= 8 else f"{ids[0]}..{ids[-1]}"
-            raise BadParameterError(
-                f"expected frames the model samples ({shown}), got {str(spec)!r}, none of them sampled"
-            )
-        self.info["frames"] = [f for f, keep in zip(self.frame_ids, chosen.tolist(), strict=True) if keep]
-        return chosen
-
-    def restrict(self, mask: Tensor) -> None:
-        """Narrow the threat model to `mask` once `run` knows what it changed (frame saliency learns
-        its frames only by attacking): the template quantizes and measures in the narrowed model, so
-        nothing outside `mask` can move. Attacks never change the threat model themselves."""
-        self.restrict_to = mask if self.restrict_to is None else self.restrict_to & mask
-
-    def step(self, done: int, total: int) -> None:
-        """Report progress (steps or queries done out of total)."""
-        if self.progress is not None:
-            self.progress(done, total)
-
-    def record(self, **row: float) -> None:
-        """Append a row to the attack's history (loss curve, query curve)."""
-        self.history.append({k: float(v) for k, v in row.items()})
-
-    def record_each(self, videos: list[int], **columns: Sequence[float] | Tensor) -> None:
-        """Append one row to the history of each of `videos`, column values given per video (in the
-        order of `videos`): a batch's curves stay per video."""
-        for j, v in enumerate(videos):
-            self.histories[v].append({k: float(col[j]) for k, col in columns.items()})
-
-
-@dataclass
-class AttackResult:
-    """What an attack returns. Tensors have a leading batch dimension N."""
-
-    adversarial: Tensor
-    success: Tensor
-    clean_labels: Tensor
-    adversarial_labels: Tensor
-    target: Tensor | None
-    clean_log_probs: Tensor
-    adversarial_log_probs: Tensor
-    queries: int
-    norms: dict[str, list[float]]
-    threat: dict[str, Any]
-    params: dict[str, Any]
-    info: dict[str, Any] = field(default_factory=dict)
-    history: list[dict[str, float]] = field(default_factory=list)
-    seconds: float = 0.0
-    video_queries: list[int] = field(default_factory=list)  # (N,) queries of each video
-    video_histories: list[list[dict[str, float]]] = field(default_factory=list)  # (N,) when per video
-    per_video_info: frozenset[str] = frozenset()  # dotted `info` keys holding one entry per video
-
-    def split(self) -> list[AttackResult]:
-        """One result per video, each as if its video had been attacked alone: tensors sliced, queries
-        and history per video, and the `per_video_info` entries of `info` sliced to that video."""
-        n = int(self.adversarial.shape[0])
-        if n == 1:
-            return [self]
-        parts = []
-        for i in range(n):
-            sl = slice(i, i + 1)
-            hist = self.video_histories[i] if self.video_histories else list(self.history)
-            parts.append(
-                dataclasses.replace(
-                    self,
-                    adversarial=self.adversarial[sl],
-                    success=self.success[sl],
-                    clean_labels=self.clean_labels[sl],
-                    adversarial_labels=self.adversarial_labels[sl],
-                    target=None if self.target is None else self.target[sl],
-                    clean_log_probs=self.clean_log_probs[sl],
-                    adversarial_log_probs=self.adversarial_log_probs[sl],
-                    queries=self.video_queries[i] if self.video_queries else self.queries,
-                    norms={k: v[sl] for k, v in self.norms.items()},
-                    info=_info_of_video(self.info, self.per_video_info, i),
-                    history=hist,
-                    video_queries=[self.video_queries[i]] if self.video_queries else [],
-                    video_histories=[hist] if self.video_histories else [],
-                )
-            )
-        return parts
-
-
-def _info_of_video(info: dict[str, Any], keys: frozenset[str], i: int, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in info.items():
-        path = f"{prefix}{k}"
-        if path in keys and isinstance(v, list):
-            out[k] = v[i : i + 1]
-        elif isinstance(v, dict):
-            out[k] = _info_of_video(v, keys, i, path + ".")
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
 
 
 def loss_and_grad(
@@ -401,18 +137,6 @@ def _judge(model: nn.Module, wrapped: nn.Module, x_adv: Tensor) -> Tensor:
         return wrapped.log_probs_each(x_adv)  # counted, within the held budget
     with torch.no_grad():
         return model(x_adv)
-
-
-def measure_norms(x_adv: Tensor, x: Tensor) -> dict[str, list[float]]:
-    """Per-sample norms of a perturbation in [0, 1] units (the report's `perturbation` basics)."""
-    d = (x_adv - x).reshape(x.shape[0], -1)
-    r = ratio(x_adv, x).reshape(x.shape[0], -1)
-    return {
-        "linf": d.abs().amax(dim=1).tolist(),
-        "l2": d.norm(dim=1).tolist(),
-        "map": d.abs().mean(dim=1).tolist(),
-        "ratio_max": r.amax(dim=1).tolist(),
-    }
 
 
 @dataclass(kw_only=True)
@@ -519,6 +243,69 @@ class Attack(ABC):
 
     # -- the template ----------------------------------------------------------------------------
 
+    def _context(
+        self,
+        model: nn.Module,
+        x: Tensor,
+        seed: int | Sequence[int],
+        progress: ProgressFn | None,
+        max_queries: int | None,
+        starting_points: Tensor | None,
+        stop_when_fooled: float | None,
+    ) -> AttackContext:
+        # one generator per video, each seeded as if it were attacked alone (batching keeps results)
+        n, t = x.shape[:2]
+        seeds = _seeds(seed, n)
+        if n > 1 and not self.batchable and len(set(seeds)) > 1:
+            raise BadParameterError(f"expected one seed for {self.name} (not batchable), got {len(seeds)}")
+        frame_ids, num_frames = frame_plan_of(model, t)
+        generators = []
+        for s in seeds if n > 1 else seeds[:1]:
+            gen = torch.Generator(device=x.device)
+            gen.manual_seed(s)
+            generators.append(gen)
+        return AttackContext(
+            generator=generators[0],
+            frame_ids=frame_ids,
+            num_frames=num_frames,
+            progress=progress,
+            max_queries=max_queries,
+            num_videos=n,
+            starting_points=_check_starting_points(starting_points, x),
+            generators=generators,
+            stop_when_fooled=stop_when_fooled,
+        )
+
+    def _clean_pass(
+        self,
+        model: nn.Module,
+        wrapped: nn.Module,
+        x: Tensor,
+        target: int | Tensor | None,
+        labels: Tensor | None,
+    ) -> tuple[Tensor, Criterion]:
+        # The clean log-probabilities and the criterion. A black box answers this as a counted query;
+        # a white-box attack's clean forward keeps its graph, primed for its first gradient.
+        x_req = x.detach().requires_grad_(True) if self.white_box else None
+        if isinstance(wrapped, QueryModel):
+            clean_graph = _black_box_clean(wrapped, x)
+        else:
+            with torch.set_grad_enabled(x_req is not None):
+                clean_graph = model(x_req if x_req is not None else x)
+        clean_lp = clean_graph.detach()
+        if clean_lp.dim() != 2 or clean_lp.shape[0] != x.shape[0]:
+            raise BadParameterError(
+                f"expected model output (N, K) log-probabilities, got {tuple(clean_lp.shape)}"
+            )
+        if target is not None:
+            for value in torch.as_tensor(target).reshape(-1).tolist():
+                resolve_target(clean_lp.shape[1], value)
+        clean = clean_lp.argmax(dim=1)
+        criterion = make_criterion(labels.to(clean.device) if labels is not None else clean, target)
+        if x_req is not None and isinstance(wrapped, CountingModel):
+            wrapped.prime(x, x_req, clean_graph)
+        return clean_lp, criterion
+
     @final
     def __call__(
         self,
@@ -552,50 +339,9 @@ class Attack(ABC):
         _check_video(x)
         self.check_stop_when_fooled(stop_when_fooled)
         x = x.detach()
-        n, t = x.shape[:2]
-        seeds = _seeds(seed, n)
-        if n > 1 and not self.batchable and len(set(seeds)) > 1:
-            raise BadParameterError(f"expected one seed for {self.name} (not batchable), got {len(seeds)}")
-        frame_ids, num_frames = frame_plan_of(model, t)
-        generators = []
-        for s in seeds if n > 1 else seeds[:1]:
-            gen = torch.Generator(device=x.device)
-            gen.manual_seed(s)
-            generators.append(gen)
-        ctx = AttackContext(
-            generator=generators[0],
-            frame_ids=frame_ids,
-            num_frames=num_frames,
-            progress=progress,
-            max_queries=max_queries,
-            num_videos=n,
-            starting_points=_check_starting_points(starting_points, x),
-            generators=generators,
-            stop_when_fooled=stop_when_fooled,
-        )
+        ctx = self._context(model, x, seed, progress, max_queries, starting_points, stop_when_fooled)
         wrapped = self.wrap_model(model, ctx)
-        x_req = x.detach().requires_grad_(True) if self.white_box else None
-        if isinstance(wrapped, QueryModel):
-            clean_graph = _black_box_clean(wrapped, x)
-        else:
-            with torch.set_grad_enabled(x_req is not None):
-                clean_graph = model(x_req if x_req is not None else x)
-        clean_lp = clean_graph.detach()
-        if clean_lp.dim() != 2 or clean_lp.shape[0] != n:
-            raise BadParameterError(
-                f"expected model output (N, K) log-probabilities, got {tuple(clean_lp.shape)}"
-            )
-        num_classes = clean_lp.shape[1]
-        clean = clean_lp.argmax(dim=1)
-        if target is not None:
-            for value in torch.as_tensor(target).reshape(-1).tolist():
-                resolve_target(num_classes, value)
-        base_labels = labels.to(clean.device) if labels is not None else clean
-        criterion = make_criterion(base_labels, target)
-
-        if x_req is not None and isinstance(wrapped, CountingModel):
-            wrapped.prime(x, x_req, clean_graph)
-        del clean_graph, x_req
+        clean_lp, criterion = self._clean_pass(model, wrapped, x, target, labels)
         start = time.perf_counter()
         with _judging_held(wrapped):
             threat = self.threat_model(wrapped, x, criterion, ctx)
@@ -613,6 +359,8 @@ class Attack(ABC):
         norms = measure_norms(x_adv, x)
         norms[f"threat_{threat.name}"] = threat.measure(x_adv, x).tolist()
         per_video_history = any(ctx.histories)
+        n = x.shape[0]
+        clean = clean_lp.argmax(dim=1)
         return AttackResult(
             adversarial=x_adv,
             success=success,

@@ -33,7 +33,9 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from vidattack.attacks.base import Attack, AttackContext, queries_of
+from vidattack.attacks.base import Attack
+from vidattack.attacks.context import AttackContext
+from vidattack.attacks.counting import queries_of
 from vidattack.attacks.loops import auto_alpha_linf
 from vidattack.attacks.params import AUTO, param
 from vidattack.attacks.registry import register_attack

@@ -15,7 +15,9 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from vidattack.attacks.base import AttackContext, CountingModel, counting_for, loss_and_grad, queries_of
+from vidattack.attacks.base import loss_and_grad
+from vidattack.attacks.context import AttackContext
+from vidattack.attacks.counting import CountingModel, counting_for, queries_of
 from vidattack.attacks.params import AUTO
 from vidattack.criteria import Criterion
 from vidattack.threat import ThreatModel

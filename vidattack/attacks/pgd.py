@@ -11,7 +11,8 @@ from typing import Literal
 
 from torch import Tensor, nn
 
-from vidattack.attacks.base import Attack, AttackContext
+from vidattack.attacks.base import Attack
+from vidattack.attacks.context import AttackContext
 from vidattack.attacks.loops import LinfSteps, ascend
 from vidattack.attacks.params import AUTO, param
 from vidattack.attacks.registry import register_attack

@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Literal
 import torch
 from torch import Tensor, nn
 
-from vidattack.attacks.base import Attack, AttackContext, loss_and_grad
+from vidattack.attacks.base import Attack, loss_and_grad
+from vidattack.attacks.context import AttackContext
 from vidattack.attacks.loops import LinfSteps, ascend
 from vidattack.attacks.params import param
 from vidattack.attacks.region_search import BorderParams, PixelParams, RectangleParams

@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vidattack.attacks.base import AttackContext, counting_for
+from vidattack.attacks.context import AttackContext
+from vidattack.attacks.counting import counting_for
 from vidattack.attacks.params import param
 from vidattack.criteria import Criterion
 from vidattack.errors import BadParameterError

@@ -25,7 +25,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from vidattack.attacks.base import Attack, AttackContext, loss_and_grad
+from vidattack.attacks.base import Attack, loss_and_grad
+from vidattack.attacks.context import AttackContext
 from vidattack.attacks.loops import LinfSteps
 from vidattack.attacks.params import param
 from vidattack.attacks.registry import register_attack

@@ -33,7 +33,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from vidattack.attacks.base import Attack, AttackContext
+from vidattack.attacks.base import Attack
+from vidattack.attacks.context import AttackContext
 from vidattack.attacks.params import param
 from vidattack.attacks.registry import register_attack
 from vidattack.criteria import Criterion

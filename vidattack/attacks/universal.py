@@ -36,7 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vidattack.attacks.base import Attack, AttackContext
+from vidattack.attacks.base import Attack
+from vidattack.attacks.context import AttackContext
 from vidattack.attacks.params import ParamSpec, param, param_specs
 from vidattack.attacks.registry import register_attack
 from vidattack.attacks.sparse import WEI, fooling_loss, sparse_penalty, straight_through_quantize

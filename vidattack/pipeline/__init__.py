@@ -49,7 +49,8 @@ from vidattack.pipeline.stages import (
 )
 
 if TYPE_CHECKING:
-    from vidattack.attacks.base import Attack, AttackResult
+    from vidattack.attacks.base import Attack
+    from vidattack.attacks.result import AttackResult
     from vidattack.models.view import ModelView
     from vidattack.video import Video
 

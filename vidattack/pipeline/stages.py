@@ -29,7 +29,8 @@ from vidattack.pipeline.report import Prediction, perturbation_stats, prediction
 ProgressFn = Callable[[int, int], None]
 
 if TYPE_CHECKING:
-    from vidattack.attacks.base import Attack, AttackResult
+    from vidattack.attacks.base import Attack
+    from vidattack.attacks.result import AttackResult
     from vidattack.models.view import BoundModel, FramePlan, ModelView
     from vidattack.video import Video
 

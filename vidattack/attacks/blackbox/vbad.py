@@ -48,11 +48,12 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from vidattack.attacks.base import Attack, AttackContext
+from vidattack.attacks.base import Attack
 from vidattack.attacks.blackbox.nes import nes_signs
 from vidattack.attacks.blackbox.partitions import coefficient_count, make_partition
 from vidattack.attacks.blackbox.query_model import QueryModel
 from vidattack.attacks.blackbox.tentative import Tentative
+from vidattack.attacks.context import AttackContext
 from vidattack.attacks.params import AUTO, param
 from vidattack.attacks.registry import register_attack
 from vidattack.criteria import Criterion
