@@ -302,3 +302,22 @@ def test_cli_refuses_black_box_inner_attack(tmp_path: Path) -> None:
     )
     assert r.exit_code == 2
     assert "white-box" in r.output
+
+
+def test_models_lists_the_robust_models_with_their_training_attack() -> None:
+    r = CliRunner().invoke(app, ["models", "--format", "json"])
+    assert r.exit_code == 0
+    bundled = json.loads(r.stdout)["bundled"]
+    assert "pgd-linf" in bundled["tiny-c3d-at-pgd"]
+    assert "multav-linf" in bundled["tiny-c3d-at-multav"]
+
+
+@pytest.mark.parametrize("name", ["tiny-c3d-at-pgd", "tiny-c3d-at-multav"])
+def test_bundled_robust_models_record_their_training(name: str) -> None:
+    from vidattack.models.bundled import weights_path
+    from vidattack.train.checkpoint import read_training_metadata
+
+    meta = read_training_metadata(weights_path(name))
+    attack = "pgd-linf" if name.endswith("pgd") else "multav-linf"
+    assert meta["training"]["attack"] == attack and meta["training"]["init"] == "tiny-c3d"
+    assert meta["heldout"]["attack"] == attack and meta["heldout"]["robust"] is not None

@@ -2,7 +2,8 @@
 
 They make every command and test work offline: `load_bundled("tiny-c3d")` gives a ready `ModelView`.
 The weights are safetensors files in `vidattack/models/weights/`, written by
-`scripts/train_bundled.py`, which also stores what is needed to rebuild the model in the file's
+`scripts/train_bundled.py` (the adversarially trained `tiny-c3d-at-*` by `scripts/train_robust.py`,
+fine-tuned from tiny-c3d with `vidattack.train`), which also stores what is needed to rebuild the model in the file's
 metadata: the architecture, the labels and the preprocessing.
 """
 
