@@ -49,7 +49,7 @@ from vidattack.data.datasets import load_dataset  # noqa: E402
 from vidattack.models import load_model  # noqa: E402
 from vidattack.models.view import ModelView  # noqa: E402
 from vidattack.train import TrainConfig, prepare_clips, train_model  # noqa: E402
-from vidattack.train.loop import ClipSet, _accuracy, _Attacker, robust_accuracy, training_preprocess  # noqa: E402
+from vidattack.train.loop import ClipSet, InnerAttack, clean_accuracy, robust_accuracy, training_preprocess  # noqa: E402
 from vidattack.train.schedules import PAPER_BUDGETS  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -148,9 +148,9 @@ def measure(
     )
     t0 = time.time()
     if attack is None:
-        acc = _accuracy(work, data)
+        acc = clean_accuracy(work, data)
     else:
-        attacker = _Attacker(TrainConfig(attack=attack, **kw))
+        attacker = InnerAttack(TrainConfig(attack=attack, **kw))
         acc = robust_accuracy(work, data, attacker, float(kw["eps"]), seed=0)
     row = {
         "table": table,

@@ -17,7 +17,7 @@ from vidattack.cli.app import app
 from vidattack.models import load_model
 from vidattack.models.view import FramePlan, ModelView, Preprocess
 from vidattack.train import ClipSet, TrainConfig, train, train_model
-from vidattack.train.loop import _Attacker, robust_accuracy
+from vidattack.train.loop import InnerAttack, robust_accuracy
 from vidattack.train.schedules import PAPER_BUDGETS, AdaptiveBudget, CurriculumBudget, FixedBudget
 
 E = 1 / 255
@@ -122,7 +122,7 @@ def test_adversarial_training_makes_the_toy_model_robust_to_its_attack() -> None
         None,
         TrainConfig(**common, attack="pgd-linf", eps=0.06, alpha=0.02, steps=5),  # type: ignore[arg-type]
     ).view
-    attacker = _Attacker(TrainConfig(attack="pgd-linf", eps=0.06, alpha=0.02, steps=5))
+    attacker = InnerAttack(TrainConfig(attack="pgd-linf", eps=0.06, alpha=0.02, steps=5))
     r_clean = robust_accuracy(clean, test_set, attacker, 0.06)
     r_at = robust_accuracy(at, test_set, attacker, 0.06)
     assert r_clean <= 0.3

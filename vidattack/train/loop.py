@@ -193,8 +193,14 @@ def prepare_clips(
     return ClipSet(out, labels, plan)
 
 
-class _Attacker:
-    """The inner maximisation: the configured attack at a given budget, against the current weights."""
+class InnerAttack:
+    """The inner maximisation: `config.attack` at a given budget, run on the current weights.
+
+    `attacker(net, view, plan, x, y, eps, seed)` returns the adversarial clips `(B, T', 3, H, W)` for true
+    labels `y`; the budget is the attack's own (`eps`, or `eps_m` for MultAV) and a null budget (0, or a
+    ratio of 1) returns `x` without running anything. The net is put in eval mode and frozen for the
+    attack and restored afterwards.
+    """
 
     def __init__(self, config: TrainConfig) -> None:
         if config.attack is None:
@@ -247,7 +253,8 @@ class _Attacker:
 
 
 @torch.no_grad()
-def _accuracy(view: ModelView, data: ClipSet, batch: int = 25) -> float:
+def clean_accuracy(view: ModelView, data: ClipSet, batch: int = 25) -> float:
+    """Accuracy of `view` (as it is: set eval mode first) on `data`."""
     bound = view.bind(data.plan)
     correct = 0
     for i in range(0, len(data), batch):
@@ -257,7 +264,7 @@ def _accuracy(view: ModelView, data: ClipSet, batch: int = 25) -> float:
 
 
 def robust_accuracy(
-    view: ModelView, data: ClipSet, attacker: _Attacker, eps: float, *, seed: int = 0, batch: int = 25
+    view: ModelView, data: ClipSet, attacker: InnerAttack, eps: float, *, seed: int = 0, batch: int = 25
 ) -> float:
     """Accuracy on `data` under the attack at budget `eps` (eval mode)."""
     view.net.eval()
@@ -273,7 +280,7 @@ def robust_accuracy(
 
 
 def _budget_losses(
-    view: ModelView, data: ClipSet, attacker: _Attacker, budgets: Sequence[float], seed: int
+    view: ModelView, data: ClipSet, attacker: InnerAttack, budgets: Sequence[float], seed: int
 ) -> list[float]:
     """Eq. 8's numerators: the summed adversarial loss of the current model at every budget."""
     view.net.eval()
@@ -322,7 +329,7 @@ def train(
     if config.schedule != "fixed" and config.attack is None:
         raise BadParameterError(f"--schedule {config.schedule} needs --adversarial ATTACK")
     torch.manual_seed(config.seed)
-    attacker = _Attacker(config) if config.attack is not None else None
+    attacker = InnerAttack(config) if config.attack is not None else None
     eps = config.eps if config.eps is not None else (attacker.eps_default if attacker else 0.0)
     schedule: Schedule = make_schedule(
         config.schedule,
@@ -427,7 +434,7 @@ def train(
             row["probs"] = [round(float(p), 4) for p in getattr(schedule, "probs")]  # noqa: B009
         if eval_set is not None:
             net.eval()
-            row["clean_acc"] = _accuracy(work_view, eval_set)
+            row["clean_acc"] = clean_accuracy(work_view, eval_set)
             if attacker is not None:
                 row["robust_acc"] = robust_accuracy(work_view, eval_set, attacker, eval_eps, seed=17)
                 row["robust_eps"] = eval_eps
@@ -440,7 +447,7 @@ def train(
     net.eval()
     result_heldout: dict[str, Any] = {}
     if heldout is not None:
-        result_heldout = {"n": len(heldout), "clean": _accuracy(work_view, heldout)}
+        result_heldout = {"n": len(heldout), "clean": clean_accuracy(work_view, heldout)}
         if attacker is not None:
             result_heldout.update(
                 attack=config.attack,
