@@ -286,7 +286,7 @@ def render() -> str:
             "",
             budget_table(TABLE2, "budgets", compute=False),
             "",
-            "## MultAV Table 1 (in shape): accuracy (%) under attack, tiny-c3d, 150 synthetic clips (or the 50 of the first set until the second is measured)",
+            "## MultAV Table 1 (in shape): accuracy (%) under attack, tiny-c3d, 150 synthetic clips (50 + 100, pooled; a cell measured on one set only shows that set)",
             "",
             multav_table(compute=False),
             "",
