@@ -123,7 +123,10 @@ def test_bundled_model_classifies_heldout_clips(
     with torch.no_grad():
         log_p = bound(x)
     accuracy = (log_p.argmax(-1) == labels).float().mean().item()
-    assert accuracy >= 0.9, f"{name}: held-out accuracy {accuracy:.3f}"
+    # adversarially trained models give up some clean accuracy for robustness (the papers' AT models
+    # lose 20 points and more); ours keep most of it
+    floor = 0.85 if "-at-" in name else 0.9
+    assert accuracy >= floor, f"{name}: held-out accuracy {accuracy:.3f}"
     # Attacks need a model that is sure of itself on clean inputs, not one that is barely right.
     assert log_p.exp().gather(1, labels[:, None]).median() > 0.8
 

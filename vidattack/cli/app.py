@@ -21,6 +21,7 @@ from vidattack.cli.emit import print_error
 from vidattack.cli.models import models
 from vidattack.cli.perturb import perturb
 from vidattack.cli.predict import predict
+from vidattack.cli.train import train
 from vidattack.cli.universal import universal
 from vidattack.errors import VidattackError
 
@@ -51,7 +52,7 @@ def exits_on_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-for _command in (perturb, predict, attacks, models, universal):
+for _command in (perturb, predict, attacks, models, universal, train):
     app.command()(exits_on_errors(_command))
 
 

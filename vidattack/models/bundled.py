@@ -2,7 +2,8 @@
 
 They make every command and test work offline: `load_bundled("tiny-c3d")` gives a ready `ModelView`.
 The weights are safetensors files in `vidattack/models/weights/`, written by
-`scripts/train_bundled.py`, which also stores what is needed to rebuild the model in the file's
+`scripts/train_bundled.py` (the adversarially trained `tiny-c3d-at-*` by `scripts/train_robust.py`,
+fine-tuned from tiny-c3d with `vidattack.train`), which also stores what is needed to rebuild the model in the file's
 metadata: the architecture, the labels and the preprocessing.
 """
 
@@ -26,6 +27,9 @@ DEFAULT_MODEL = "tiny-c3d"
 BUNDLED: dict[str, str] = {
     "tiny-c3d": "3D CNN (143k params) on 16x112x112 clips, 10 synthetic motion classes",
     "tiny-lrcn": "per-frame CNN + LSTM (155k params) with per-frame predictions, 10 synthetic motion classes",
+    # adversarially fine-tuned from tiny-c3d by scripts/train_robust.py (vidattack.train, Madry AT)
+    "tiny-c3d-at-pgd": "tiny-c3d adversarially trained against pgd-linf (eps 4/255, alpha 1/255, 5 steps)",
+    "tiny-c3d-at-multav": "tiny-c3d adversarially trained against multav-linf (eps_m 1.04, alpha_m 1.01, 5 steps)",
 }
 
 _ARCHS: dict[str, Callable[[int], nn.Module]] = {"TinyC3D": TinyC3D, "TinyLRCN": TinyLRCN}

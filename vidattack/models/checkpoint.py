@@ -109,12 +109,14 @@ def sniff(path: Path) -> FileKind:
         if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
             return "torchscript"
         return "zip"
-    if head[:1] == b"\x80":
-        return "pickle"
+    # safetensors before pickle: the header length is little-endian, so its first byte is 0x80 (a
+    # pickle's first byte) whenever the length is 128 mod 256
     if len(head) == 9 and head[8:9] == b"{":
         (header_len,) = struct.unpack("<Q", head[:8])
         if header_len < path.stat().st_size:
             return "safetensors"
+    if head[:1] == b"\x80":
+        return "pickle"
     return "other"
 
 

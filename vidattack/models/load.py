@@ -163,6 +163,8 @@ def _load_file(spec: str, path: Path, req: LoadRequest) -> ModelView:
     meta = CheckpointMeta()
     if kind == "safetensors":
         sd, st_meta = read_safetensors(path)
+        if _is_trained(st_meta):  # written by `vidattack train`: a tiny network or one with a denoiser
+            return _load_trained(spec, path, digest, sd, st_meta, req)
         meta.absorb(st_meta, f"safetensors metadata of {path.name}")
         meta.absorb(read_sidecar(path), "sidecar JSON", override=True)
         return view_from_state_dict(spec, path, digest, sd, meta, req, what="safetensors")
@@ -179,6 +181,25 @@ def _load_file(spec: str, path: Path, req: LoadRequest) -> ModelView:
     if module is not None:
         return view_from_pickled(spec, path, digest, module, meta, req)
     return view_from_state_dict(spec, path, digest, sd, meta, req, what="state dict")
+
+
+def _is_trained(st_meta: dict[str, Any]) -> bool:
+    from vidattack.train.checkpoint import is_trained_file
+
+    return is_trained_file(st_meta)
+
+
+def _load_trained(
+    spec: str, path: Path, digest: str, sd: dict[str, torch.Tensor], st_meta: dict[str, Any], req: LoadRequest
+) -> ModelView:
+    from vidattack.train.checkpoint import load_trained
+
+    view = load_trained(spec, path, digest, sd, st_meta, req.labels)
+    if req.num_classes is not None and req.num_classes != view.num_classes:
+        raise BadCheckpointError(
+            f"expected {req.num_classes} classes, got {view.num_classes} from {path.name}"
+        )
+    return view
 
 
 def _bundled_module() -> Any:

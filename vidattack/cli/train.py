@@ -1,0 +1,212 @@
+"""`vidattack train`: train a video classifier, clean or adversarially (Madry AT, AAT, CAT, GAT)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from vidattack.cli import options as o
+from vidattack.cli.emit import Record, cell, emit, stderr_console
+from vidattack.errors import BadParameterError, OutputExistsError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+def _budgets(text: str | None) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    from vidattack.attacks.params import parse_number
+
+    try:
+        return tuple(parse_number(v) for v in text.split(",") if v.strip())
+    except ValueError as e:
+        raise BadParameterError(f"budgets: {e}") from None
+
+
+def train(
+    data: Annotated[
+        str, typer.Option(help="DATASET: class folder, .csv/.jsonl manifest or synthetic:N[:SEED].")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The model file to write (.safetensors).")],
+    arch: Annotated[
+        str | None,
+        typer.Option(help="Train a fresh network: tiny-c3d, tiny-lrcn or a torchvision arch (r3d_18)."),
+    ] = None,
+    init: Annotated[str | None, typer.Option(help="Fine-tune this model instead (any --model spec).")] = None,
+    heldout: Annotated[
+        str | None, typer.Option(help="DATASET for held-out accuracies (default: 10% of --data kept out).")
+    ] = None,
+    adversarial: Annotated[
+        str | None,
+        typer.Option(help="White-box attack for the inner maximisation (pgd-linf, multav-linf...)."),
+    ] = None,
+    eps: o.Eps = None,
+    alpha: Annotated[
+        str | None, typer.Option(help="The attack's step size: a number, auto, or eps (alpha = eps).")
+    ] = None,
+    steps: o.Steps = None,
+    settings: o.Settings = None,
+    schedule: Annotated[
+        str, typer.Option(help="Budget schedule: fixed (Madry AT), adaptive (AAT) or curriculum (CAT).")
+    ] = "fixed",
+    budgets: Annotated[
+        str | None,
+        typer.Option(help="Budgets of adaptive/curriculum, comma-separated (default 0,2/255,..,12/255)."),
+    ] = None,
+    xi: Annotated[
+        int, typer.Option(min=1, help="AAT: epochs between adaptations of the budget distribution.")
+    ] = 10,
+    direction: Annotated[str, typer.Option(help="CAT: budgets go up or down.")] = "up",
+    denoiser: Annotated[
+        bool, typer.Option("--denoiser", help="GAT: train a denoising pre-processor with it.")
+    ] = False,
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training clips.")] = 5,
+    batch_size: Annotated[int, typer.Option(min=1, help="Clips per step.")] = 16,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, one-cycle).")] = 1e-3,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the weights, data order, attacks and held-out split.")
+    ] = 0,
+    eval_size: Annotated[
+        int, typer.Option(min=0, help="Held-out clips attacked for the robust accuracy each epoch.")
+    ] = 50,
+    resume: Annotated[
+        Path | None, typer.Option(help="Continue the run saved in this training-state file.")
+    ] = None,
+    overwrite: o.Overwrite = False,
+    threads: o.Threads = 0,
+    fmt: o.FormatOption = None,
+    quiet: o.Quiet = False,
+    verbose: o.Verbose = False,
+) -> None:
+    """Train a model on a labelled DATASET, clean or adversarially, and write a .safetensors model that
+    every other command loads (--model OUT). Progress and per-epoch loss and clean/robust accuracy go
+    to stderr; the training state is saved after every epoch to OUT.resume.pt for --resume."""
+    from vidattack.pipeline import set_cpu_threads
+    from vidattack.train import TrainConfig, train_model
+
+    o.setup_logging(verbose, quiet)
+    chosen = o.default_format(fmt)
+    set_cpu_threads(threads)
+    if out.exists() and not overwrite and resume is None:
+        raise OutputExistsError(f"{out} exists; pass --overwrite to replace it")
+    if schedule not in ("fixed", "adaptive", "curriculum"):
+        raise BadParameterError(f"expected --schedule fixed, adaptive or curriculum, got {schedule!r}")
+    if direction not in ("up", "down"):
+        raise BadParameterError(f"expected --direction up or down, got {direction!r}")
+    budget = o.parse_budget(eps, None, steps)
+    alpha_value: float | str | None = None
+    if alpha is not None:
+        alpha_value = (
+            alpha.strip().lower()
+            if alpha.strip().lower() in ("auto", "eps")
+            else o.parse_budget(None, alpha, None).alpha
+        )
+    if adversarial is None and (eps or alpha or steps or settings or schedule != "fixed"):
+        raise BadParameterError("--eps, --alpha, --steps, --set and --schedule need --adversarial ATTACK")
+    config = TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        attack=adversarial,
+        attack_settings=o.parse_sets(settings),
+        eps=budget.eps,
+        alpha=alpha_value,
+        steps=budget.steps,
+        schedule=schedule,  # type: ignore[arg-type]
+        budgets=_budgets(budgets),
+        xi=xi,
+        direction=direction,  # type: ignore[arg-type]
+        denoiser=denoiser,
+        eval_size=eval_size,
+    )
+    console = stderr_console()
+    bars = o.progress_bars(not quiet)
+    task: dict[str, Any] = {}
+
+    def progress(event: dict[str, Any]) -> None:
+        kind = event["event"]
+        if bars is not None and kind in ("load", "batch"):
+            what = (
+                f"loading {event['what']} clips"
+                if kind == "load"
+                else f"epoch {event['epoch']}/{event['epochs']}"
+            )
+            total = event["total"] if kind == "load" else event["batches"]
+            done = event["done"] if kind == "load" else event["batch"]
+            if task.get("what") != what:
+                if "id" in task:
+                    bars.remove_task(task["id"])
+                task.update(what=what, id=bars.add_task(what, total=total))
+            desc = what if kind == "load" else f"{what} loss {event['loss']:.3f} eps {event['eps']:.4f}"
+            bars.update(task["id"], completed=done, description=desc)
+        elif kind == "epoch" and not quiet:
+            parts = [
+                f"epoch {event['epoch']}/{event['epochs']}",
+                f"loss {event['loss']:.4f}",
+                f"train acc {event['train_acc']:.3f}",
+            ]
+            if "clean_acc" in event:
+                parts.append(f"held-out clean acc {event['clean_acc']:.3f}")
+            if "robust_acc" in event:
+                parts.append(f"robust acc {event['robust_acc']:.3f} (eps {event['robust_eps']:.4f})")
+            if "probs" in event:
+                parts.append("P(eps) " + " ".join(f"{p:.2f}" for p in event["probs"]))
+            parts.append(f"{event['seconds']:.0f}s")
+            console.print(", ".join(parts), soft_wrap=True)
+        elif kind == "resume" and not quiet:
+            console.print(f"resuming after epoch {event['epoch']}/{event['epochs']}")
+
+    state = out.with_name(out.name + ".resume.pt")
+    if bars is not None:
+        bars.start()
+    try:
+        result = train_model(
+            config,
+            data=data,
+            heldout=heldout,
+            out=out,
+            arch=arch,
+            init=init,
+            progress=progress,
+            checkpoint=state,
+            resume=resume,
+        )
+    finally:
+        if bars is not None:
+            bars.stop()
+    state.unlink(missing_ok=True)
+    record: Record = {
+        "status": "ok",
+        "out": str(out),
+        "arch": config.arch,
+        "attack": config.attack,
+        "schedule": config.schedule,
+        "epochs": config.epochs,
+        "seconds": round(result.seconds, 1),
+        "heldout": result.heldout,
+        "history": result.history,
+    }
+
+    def table(rows: list[Record], console: Console) -> None:
+        from rich.table import Table
+
+        t = Table(header_style="bold")
+        for col in ("model", "attack", "held-out clean", "held-out robust", "seconds"):
+            t.add_column(col)
+        for r in rows:
+            h = r["heldout"]
+            robust = h.get("robust")
+            t.add_row(
+                cell(r["out"]),
+                cell(r["attack"] or "clean"),
+                cell(f"{h.get('clean', float('nan')):.3f}"),
+                cell("-" if robust is None else f"{robust:.3f}"),
+                cell(r["seconds"]),
+            )
+        console.print(t)
+
+    emit([record], chosen, table=table, key=None)
