@@ -307,9 +307,9 @@ def test_cli_refuses_black_box_inner_attack(tmp_path: Path) -> None:
 def test_models_lists_the_robust_models_with_their_training_attack() -> None:
     r = CliRunner().invoke(app, ["models", "--format", "json"])
     assert r.exit_code == 0
-    bundled = json.loads(r.stdout)["bundled"]
-    assert "pgd-linf" in bundled["tiny-c3d-at-pgd"]
-    assert "multav-linf" in bundled["tiny-c3d-at-multav"]
+    described = {m["name"]: m["description"] for m in json.loads(r.stdout)["models"]}
+    assert "pgd-linf" in described["tiny-c3d-at-pgd"]
+    assert "multav-linf" in described["tiny-c3d-at-multav"]
 
 
 @pytest.mark.parametrize("name", ["tiny-c3d-at-pgd", "tiny-c3d-at-multav"])
