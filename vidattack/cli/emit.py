@@ -32,12 +32,30 @@ def stdout_console() -> Console:
     return Console(highlight=False, markup=False)
 
 
+def literal(text: object) -> str:
+    """`text` as it can always be printed: a file name that is not valid UTF-8 (held by Python as lone
+    surrogates) shows its odd bytes as `\\xff`, where printing it as is would fail."""
+    s = str(text)
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return s
+
+
 def print_error(message: str, console: Console | None = None) -> None:
     """One `Error: ...` line on stderr, the message printed literally."""
     from rich.text import Text
 
-    line = Text.assemble(("Error:", "bold red"), " ", message)
+    line = Text.assemble(("Error:", "bold red"), " ", literal(message) or "unknown error")
     (console or stderr_console()).print(line, soft_wrap=True)
+
+
+def print_note(message: str, console: Console | None = None) -> None:
+    """One informational line on stderr (not an error), printed literally."""
+    from rich.text import Text
+
+    (console or stderr_console()).print(Text(literal(message)), soft_wrap=True)
 
 
 def _write_line(line: str) -> None:
@@ -76,7 +94,7 @@ def cell(value: object, style: str = "") -> Any:
     """A table cell holding `value` literally."""
     from rich.text import Text
 
-    return Text(str(value), style=style)
+    return Text(literal(value), style=style)
 
 
 def yes_no(flag: bool) -> Any:

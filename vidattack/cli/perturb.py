@@ -14,11 +14,15 @@ from vidattack.cli.emit import Record, cell, emit, print_error, yes_no
 from vidattack.errors import BadParameterError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from rich.console import Console
     from rich.progress import Progress
 
     from vidattack.attacks.base import Attack
     from vidattack.cli.options import Budget
+    from vidattack.pipeline.outputs import Planned
+    from vidattack.pipeline.signals import InterruptGuard
 
 
 def perturb(
@@ -36,6 +40,8 @@ def perturb(
     labels: o.Labels = None,
     trust_checkpoint: o.TrustCheckpoint = False,
     out: o.Out = Path("vidattack-out"),
+    name: o.Name = "{stem}",
+    outputs: o.OutputKinds = "all",
     eps: o.Eps = None,
     alpha: o.Alpha = None,
     steps: o.Steps = None,
@@ -43,6 +49,7 @@ def perturb(
     seed: o.Seed = 0,
     device: o.Device = "auto",
     threads: o.Threads = 0,
+    max_memory: o.MaxMemory = None,
     set_: o.Settings = None,
     apply: Annotated[
         Path | None,
@@ -52,37 +59,119 @@ def perturb(
     ] = None,
     fmt: o.FormatOption = None,
     overwrite: o.Overwrite = False,
+    resume: o.Resume = False,
+    null: o.Null = False,
     quiet: o.Quiet = False,
     verbose: o.Verbose = False,
 ) -> None:
     """Attack videos and write S.adv.mp4, S.heatmap.mp4, S.heatmap.png, S.frames.png, S.curve.png and
-    S.report.json for each."""
-    from vidattack.models import load_model
-    from vidattack.pipeline import resolve_device, resolve_target, set_cpu_threads
-    from vidattack.pipeline.batch import expand_inputs
+    S.report.json for each.
+
+    S is the input's name without its last suffix (clip.2020.mp4 gives clip.2020), or --name; files
+    found in subfolders of a folder input go to the same subfolders of --out. Every option, the names
+    of all outputs and --out are checked before the first input (exit 2). Ctrl-C (or SIGTERM) stops
+    after removing the unfinished files; run the same command with --resume to continue.
+    """
+    from vidattack.pipeline.signals import InterruptGuard, Interrupted
 
     o.setup_logging(verbose, quiet)
-    chosen = o.default_format(fmt)
-    budget = o.parse_budget(eps, alpha, steps)
-    atk = build_attack(attack, o.parse_sets(set_), budget, apply)
-    set_cpu_threads(threads)
-    dev = resolve_device(device)
-    view = load_model(model, arch=arch, labels=labels, trust_checkpoint=trust_checkpoint, device=dev)
-    resolve_target(view, target)  # checked once, before the first input
-    items = expand_inputs(inputs, exclude=out)
-    if not items:
-        raise BadParameterError("expected video files in the inputs, found none")
-
-    show = not quiet and sys.stderr.isatty()
-    progress = o.progress_bars(show)
-    job_args = {"model": view, "out_dir": out, "target": target, "seed": seed, "overwrite": overwrite}
-    with progress if progress is not None else nullcontext():
-        records = emit(_run(items, atk, dev, job_args, progress), chosen, table=summary_table)
+    with InterruptGuard() as guard:
+        try:
+            with guard.interruptible():
+                planned, job_args = _prepare(
+                    inputs, attack, model, arch, labels, trust_checkpoint, out, name, outputs, eps, alpha,
+                    steps, target, seed, device, threads, max_memory, set_, apply, overwrite, resume, null,
+                )  # fmt: skip
+        except Interrupted as e:
+            print_error(f"interrupted ({e.name}) before the first input; nothing was written")
+            raise typer.Exit(e.exit_code) from None
+        chosen = o.default_format(fmt)
+        show = not quiet and sys.stderr.isatty()
+        progress = o.progress_bars(show)
+        state = _BatchState(len(planned))
+        with progress if progress is not None else nullcontext():
+            records = emit(_run(planned, job_args, progress, guard, state), chosen, table=summary_table)
     if chosen is not o.Format.table and show:
         from vidattack.cli.emit import stderr_console
 
         summary_table(records, stderr_console())
+    if not quiet:
+        _say_what_was_done(state, out, resume)
+    if state.interrupted is not None:
+        raise typer.Exit(state.interrupted.exit_code)
     raise typer.Exit(1 if any(r["status"] != "ok" for r in records) else 0)
+
+
+def _prepare(
+    inputs: list[str],
+    attack: str,
+    model: str | None,
+    arch: str | None,
+    labels: Path | None,
+    trust_checkpoint: bool,
+    out: Path,
+    name: str,
+    outputs: str,
+    eps: str | None,
+    alpha: str | None,
+    steps: str | None,
+    target: str | None,
+    seed: int,
+    device: str,
+    threads: int,
+    max_memory: str | None,
+    set_: list[str] | None,
+    apply: Path | None,
+    overwrite: bool,
+    resume: bool,
+    null: bool,
+) -> tuple[list[Planned], dict[str, Any]]:
+    """Every check that can fail for all inputs alike, done once before the first input (usage errors,
+    exit 2): options, attack, model, target, --out, names of all outputs."""
+    from vidattack.models import load_model
+    from vidattack.pipeline import check_seed, resolve_device, resolve_target, set_cpu_threads
+    from vidattack.pipeline.batch import expand_inputs
+    from vidattack.pipeline.outputs import NameTemplate, parse_outputs, plan_outputs
+
+    check_seed(seed)
+    set_cpu_threads(threads)
+    memory = o.parse_size(max_memory, "--max-memory")
+    kinds = parse_outputs(outputs)
+    if resume and "report" not in kinds:
+        raise BadParameterError(
+            "expected --outputs with report for --resume (the report is how a finished input is recognised)"
+        )
+    template = NameTemplate(name)
+    budget = o.parse_budget(eps, alpha, steps)
+    atk = build_attack(attack, o.parse_sets(set_), budget, apply)
+    o.check_out_folder(out)
+    dev = resolve_device(device)
+    view = load_model(model, arch=arch, labels=labels, trust_checkpoint=trust_checkpoint, device=dev)
+    target_index = resolve_target(view, target)
+    items = expand_inputs(inputs, exclude=out, null=null, skip_own_outputs=True)
+    if not items:
+        raise BadParameterError("expected video files in the inputs, found none")
+    planned = plan_outputs(
+        items,
+        out,
+        template,
+        kinds,
+        attack=atk,
+        model=view.name,
+        seed=seed,
+        target=None if target_index is None else view.label_of(target_index),
+    )
+    job_args = {
+        "attack": atk,
+        "model": view,
+        "device": dev,
+        "target": target,
+        "seed": seed,
+        "overwrite": overwrite,
+        "resume": resume,
+        "max_memory": memory,
+    }
+    return planned, job_args
 
 
 def build_attack(name: str, settings: dict[str, str], budget: Budget, apply: Path | None) -> Attack:
@@ -99,14 +188,36 @@ def build_attack(name: str, settings: dict[str, str], budget: Budget, apply: Pat
     return UniversalAttack(perturbation=load_perturbation(apply))
 
 
-def _run(items: list[Any], atk: Attack, dev: Any, job_args: dict[str, Any], progress: Progress | None) -> Any:
-    """Each item's record, in order; errors become error records (one stderr line each)."""
+class _BatchState:
+    """What the batch has done so far, for the closing message."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.attacked = 0
+        self.skipped = 0
+        self.failed = 0
+        self.interrupted: Any = None  # the Interrupted exception, when a signal stopped the batch
+        self.current: Path | None = None
+
+
+def _run(
+    planned: list[Planned],
+    job_args: dict[str, Any],
+    progress: Progress | None,
+    guard: InterruptGuard,
+    state: _BatchState,
+) -> Iterator[Record]:
+    """Each item's record, in order; errors become error records (one stderr line each). A signal ends
+    the records early (`state.interrupted`)."""
     from vidattack.pipeline import perturb_file
-    from vidattack.pipeline.batch import run_batch
+    from vidattack.pipeline.batch import Item, error_line, run_batch
+    from vidattack.pipeline.signals import Interrupted
 
-    overall = progress.add_task("videos", total=len(items)) if progress and len(items) > 1 else None
+    overall = progress.add_task("videos", total=len(planned)) if progress and len(planned) > 1 else None
+    by_path = {p.path: p for p in planned}
 
-    def job(item: Any) -> Record:
+    def job(item: Item) -> Record:
+        state.current = item.path
         task = progress.add_task(item.path.name, total=None) if progress is not None else None
 
         def tick(done: int, total: int) -> None:
@@ -114,17 +225,47 @@ def _run(items: list[Any], atk: Attack, dev: Any, job_args: dict[str, Any], prog
                 progress.update(task, completed=done, total=total)
 
         try:
-            return perturb_file(item.path, atk, device=dev, progress=tick, stem=item.stem, **job_args)
+            return perturb_file(item.path, progress=tick, outputs=by_path[item.path].outputs, **job_args)
         finally:
             if progress is not None and task is not None:
                 progress.remove_task(task)
 
-    for record in run_batch(items, job):
-        if record["status"] != "ok":
-            print_error(f"{record['input']}: {record['error']}")
-        if progress is not None and overall is not None:
-            progress.advance(overall)
-        yield record
+    items = [Item(p.path, p.outputs.name) for p in planned]
+    try:
+        for record in run_batch(items, job, guard=guard):
+            if record["status"] != "ok":
+                state.failed += 1
+                print_error(error_line(record))
+            elif record.get("skipped"):
+                state.skipped += 1
+            else:
+                state.attacked += 1
+            state.current = None
+            if progress is not None and overall is not None:
+                progress.advance(overall)
+            yield record
+    except Interrupted as e:
+        state.interrupted = e
+
+
+def _say_what_was_done(state: _BatchState, out: Path, resume: bool) -> None:
+    """On stderr: how an interrupted batch ends and how to continue it; what --resume skipped."""
+    from vidattack.cli.emit import print_note
+
+    done = state.attacked + state.skipped + state.failed
+    e = state.interrupted
+    if e is not None:
+        where = f" while attacking {state.current} (its unfinished files were removed)" if state.current else ""
+        failed = f", {state.failed} failed" if state.failed else ""
+        print_error(
+            f"interrupted by {e.name}{where}: {done} of {state.total} inputs done{failed}, outputs in {out}. "
+            "To continue, run the same command again with --resume."
+        )
+    elif resume and state.skipped:
+        if state.attacked == 0 and state.failed == 0:
+            print_note(f"all {state.total} inputs were already done (--resume); nothing was attacked")
+        else:
+            print_note(f"{state.skipped} of {state.total} inputs were already done (--resume) and skipped")
 
 
 def summary_table(rows: list[Record], console: Console) -> None:
@@ -139,6 +280,7 @@ def summary_table(rows: list[Record], console: Console) -> None:
             table.add_row(cell(r["input"]), cell(f"error: {r['error']}", "red"), *["-"] * 5)
             continue
         pert = r["perturbation"]
+        time_text = "done before" if r.get("skipped") else f"{r['timing']['total']:.1f}s"
         table.add_row(
             cell(Path(r["input"]).name),
             cell(
@@ -149,6 +291,6 @@ def summary_table(rows: list[Record], console: Console) -> None:
             yes_no(r["success_after_encode"]),
             f"{pert['linf'] * 255:.1f}/255",
             str(r["queries"]),
-            f"{r['timing']['total']:.1f}s",
+            time_text,
         )
     console.print(table)

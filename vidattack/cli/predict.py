@@ -34,7 +34,7 @@ def predict(
     """Print the model's prediction for each video (index, label, confidence, top-k)."""
     from vidattack.models import load_model
     from vidattack.pipeline import predict_file, resolve_device, set_cpu_threads
-    from vidattack.pipeline.batch import Item, expand_inputs, run_batch
+    from vidattack.pipeline.batch import Item, error_line, expand_inputs, run_batch
 
     o.setup_logging(verbose, False)
     chosen = o.default_format(fmt)
@@ -51,7 +51,7 @@ def predict(
     def records() -> Iterator[Record]:
         for record in run_batch(items, job):
             if record["status"] != "ok":
-                print_error(f"{record['input']}: {record['error']}")
+                print_error(error_line(record))
             yield record
 
     def table(rows: list[Record], console: Console) -> None:

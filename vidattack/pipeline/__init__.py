@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +57,7 @@ __all__ = [
     "Outputs",
     "ProgressFn",
     "Report",
+    "check_seed",
     "perturb_file",
     "predict_file",
     "resolve_device",
@@ -78,6 +80,14 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise BadParameterError(f"expected --device auto, cpu or cuda[:N], got {name!r}") from None
 
 
+def max_threads() -> int:
+    """The most `--threads` accepted: 4 per core, at least 256. Far more makes OpenMP fail (a libgomp
+    error at 20000, a segmentation fault at 100000) and is never faster."""
+    import os
+
+    return max(256, 4 * (os.cpu_count() or 1))
+
+
 def set_cpu_threads(threads: int) -> None:
     """Use `threads` CPU threads for torch (0 keeps torch's default, one per core).
 
@@ -85,8 +95,11 @@ def set_cpu_threads(threads: int) -> None:
     OpenMP workers spin while they wait for each other, and a descheduled one stalls the rest (a sparse
     attack took 190 s with 2 threads beside two busy processes on 2 cores, 12 s with 1).
     """
-    if threads < 0:
-        raise BadParameterError(f"expected --threads >= 0, got {threads}")
+    limit = max_threads()
+    if not 0 <= threads <= limit:
+        raise BadParameterError(
+            f"expected --threads between 0 and {limit} (0: one per core), got {threads}"
+        )
     if threads:
         torch.set_num_threads(threads)
 
@@ -124,16 +137,15 @@ def _timed(timing: Timing, stage: str) -> Iterator[None]:
         setattr(timing, stage, getattr(timing, stage) + time.perf_counter() - start)
 
 
-def prepare_outputs(out_dir: str | Path, stem: str, overwrite: bool) -> Outputs:
-    """The job's output paths, checked free (unless `overwrite`), in a folder that exists."""
-    out = Path(out_dir)
-    outputs = Outputs.for_stem(out, stem)
-    outputs.check_free(overwrite)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise VidattackError(f"cannot create the output folder {out}: {e.strerror}") from None
-    return outputs
+#: The largest `--seed`: torch's generators take 64-bit seeds.
+MAX_SEED = 2**64 - 1
+
+
+def check_seed(seed: int) -> int:
+    """`seed` if torch can seed a generator with it, else a usage error."""
+    if not 0 <= seed <= MAX_SEED:
+        raise BadParameterError(f"expected --seed between 0 and {MAX_SEED}, got {seed}")
+    return seed
 
 
 def perturb_file(
@@ -145,37 +157,85 @@ def perturb_file(
     target: str | int | None = None,
     seed: int = 0,
     overwrite: bool = False,
+    resume: bool = False,
     device: str | torch.device = "auto",
     progress: ProgressFn | None = None,
     stem: str | None = None,
+    outputs: Outputs | None = None,
     heatmaps: bool = True,
+    max_memory: int | None = None,
 ) -> dict[str, Any]:
     """Attack one video file and write `S.adv.mp4`, `S.heatmap.mp4`, `S.heatmap.png`, `S.frames.png`,
     `S.curve.png` (when the attack has a history) and `S.report.json` (last) into `out_dir`.
 
+    S is `stem` (default: the input's name without its last suffix, `clip.2020.mp4` -> `clip.2020`);
+    `outputs` (an `Outputs`, see `vidattack.pipeline.outputs`) names the files and chooses which kinds
+    are written instead (`out_dir` and `stem` are then ignored); `heatmaps=False` leaves out the
+    heatmaps and plots. While the job runs it holds the set's lock: another process writing the same
+    set fails with `OutputLockedError`. If the job fails or is interrupted, the files it wrote are
+    removed again. With `resume`, a set whose report was written by the same job (attack, parameters,
+    model, seed, target, input bytes) is not attacked again: its report is returned with `skipped`
+    true; a set without a report is redone. `max_memory` (bytes) bounds decoding (None: the video
+    layer's default).
+
     `attack` is an attack object or a registered name (a learned universal perturbation is applied as
-    `vidattack.attacks.universal.UniversalAttack(perturbation=...)`); `heatmaps=False` skips the
-    pictures. Returns the report as a dict. Raises `VidattackError` subclasses for bad input; never
-    modifies the input file.
+    `vidattack.attacks.universal.UniversalAttack(perturbation=...)`). Returns the report as a dict.
+    Raises `VidattackError` subclasses for bad input; never modifies the input file.
     """
     from vidattack.attacks import get_attack
+    from vidattack.pipeline.outputs import claim, job_key
 
-    timing = Timing()
     t_start = time.perf_counter()
     path = Path(path)
+    check_seed(seed)
     dev = resolve_device(device)
     view = load_view(model, dev)
     atk = get_attack(attack) if isinstance(attack, str) else attack
-    outputs = prepare_outputs(out_dir, stem or path.name.split(".")[0] or path.stem, overwrite)
+    if outputs is None:
+        kinds = {"adv", "report"} | ({"heatmaps", "plots"} if heatmaps else set())
+        outputs = Outputs.for_stem(Path(out_dir), stem or path.stem or "video", kinds)
+    elif not heatmaps:
+        outputs = replace(outputs, kinds=outputs.kinds - {"heatmaps", "plots"})
     target_index = resolve_target(view, target)
+    job = job_key(atk, view, seed=seed, target=target_index, path=path)
+    with claim(outputs, key=job["key"], overwrite=overwrite, resume=resume) as claimed:
+        if claimed.done is not None:
+            return {**claimed.done, "skipped": True}
+        work = outputs.with_scratch()
+        try:
+            report = _perturb(path, atk, view, dev, work, target_index, seed, progress, max_memory, t_start)
+            data = report.to_dict()
+            # TODO(merge): a `job` field of the typed Report (#16) instead of this key added here.
+            data["job"] = job
+            if outputs.wants("report"):
+                write_report(outputs.report, data)
+        finally:
+            for scratch in set(work.all()) - set(outputs.chosen()):
+                scratch.unlink(missing_ok=True)
+    return data
 
+
+def _perturb(
+    path: Path,
+    atk: Attack,
+    view: ModelView,
+    dev: torch.device,
+    outputs: Outputs,
+    target_index: int | None,
+    seed: int,
+    progress: ProgressFn | None,
+    max_memory: int | None,
+    t_start: float,
+) -> Report:
+    """The stages of one job, writing into `outputs` (every path; the caller removes unwanted ones)."""
+    timing = Timing()
     with _timed(timing, "decode"):
-        video = decode(path)
+        video = decode(path, max_memory=max_memory)
     sampled = sample(video, view, atk, dev)
     with _timed(timing, "attack"):
         outcome = run_attack(sampled, atk, target=target_index, seed=seed, progress=progress)
     with _timed(timing, "encode"):
-        write(video, sampled, outcome, outputs.adversarial, overwrite=overwrite)
+        write(video, sampled, outcome, outputs.adversarial, overwrite=True)
     result = outcome.result
     clean = prediction(result.clean_log_probs[0], view.labels)
     adversarial = prediction(result.adversarial_log_probs[0], view.labels)
@@ -185,12 +245,14 @@ def perturb_file(
         )
     paths: dict[str, Path] = {"adversarial": outputs.adversarial}
     with _timed(timing, "heatmaps"):
-        if heatmaps:
+        if outputs.wants("heatmaps") or outputs.wants("plots"):
             title = f"{path.name}: {clean.label} -> {verified.reencoded.label} ({atk.name})"
-            paths.update(_render(video, verified, outcome, outputs, title, overwrite))
+            paths.update(_render(video, verified, outcome, outputs, title, True))
     paths["report"] = outputs.report
+    chosen = set(outputs.chosen())
+    paths = {role: p for role, p in paths.items() if p in chosen}
     timing.total = time.perf_counter() - t_start
-    report = _report(
+    return _report(
         path,
         atk,
         view,
@@ -206,8 +268,6 @@ def perturb_file(
         seed,
         str(dev),
     )
-    write_report(outputs.report, report)
-    return report.to_dict()
 
 
 def _report(

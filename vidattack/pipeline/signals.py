@@ -1,0 +1,86 @@
+"""SIGINT and SIGTERM during a batch: stop inside the current job, never between two writes of a record.
+
+`InterruptGuard` turns both signals into `Interrupted` (a `KeyboardInterrupt`), but only while a job
+runs (`guard.interruptible()`); a signal that arrives between jobs (while a record is printed) is
+remembered, and the batch stops before the next job. A job that is interrupted removes what it was
+writing (the atomic writer's temp file) and what it wrote (its incomplete output set), so the folder
+holds only finished output sets and `--resume` continues where the batch stopped. Only the first
+signal interrupts: a second one during that clean-up is remembered, not raised.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from types import FrameType, TracebackType
+from typing import Any
+
+
+class Interrupted(KeyboardInterrupt):
+    """The batch was asked to stop by `signum`; `exit_code` is 128 + signum (130 SIGINT, 143 SIGTERM)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+class InterruptGuard:
+    """Install handlers for SIGINT and SIGTERM for the `with` block (main thread only; elsewhere a no-op).
+
+    `received` is the first signal's number (None if none came); `interruptible()` marks where a signal
+    may raise `Interrupted` at once.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._raising = False
+        self._raised = False
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.received is None:
+            self.received = signum
+        if self._raising and not self._raised:
+            self._raised = True
+            raise Interrupted(signum)
+
+    def __enter__(self) -> InterruptGuard:
+        if threading.current_thread() is threading.main_thread():
+            for s in self.SIGNALS:
+                self._previous[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        self._previous.clear()
+
+    def check(self) -> None:
+        """Raise `Interrupted` if a signal came (between jobs)."""
+        if self.received is not None:
+            self._raised = True
+            raise Interrupted(self.received)
+
+    @contextlib.contextmanager
+    def interruptible(self) -> Iterator[None]:
+        """A signal inside this block raises `Interrupted` where the program is."""
+        self.check()
+        self._raising = True
+        try:
+            yield
+        finally:
+            self._raising = False
