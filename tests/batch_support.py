@@ -35,7 +35,7 @@ def clip(path: Path, seed: int = 0, frames: int = 8) -> Path:
     return write_clip(path, torch.randint(0, 256, (frames, 40, 48, 3), generator=g, dtype=torch.uint8))
 
 
-def run(*args: object, input: str | bytes | None = None):  # noqa: A002 - CliRunner's name
+def run(*args: object, input: str | bytes | None = None):
     """`vidattack ARGS` in this process; never a traceback."""
     result = runner.invoke(app, [a if isinstance(a, str) else os.fsdecode(a) for a in args], input=input)  # type: ignore[arg-type]
     assert "Traceback" not in (result.stdout + result.stderr), result.stderr
@@ -51,7 +51,12 @@ def cli_process(*args: object, **kwargs) -> subprocess.Popen:
     """`python -m vidattack ARGS` as its own process (for signals), this checkout first on the path."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
-    cmd = [sys.executable, "-m", "vidattack", *(os.fsencode(a) if isinstance(a, Path) else str(a) for a in args)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "vidattack",
+        *(os.fsencode(a) if isinstance(a, Path) else str(a) for a in args),
+    ]
     return subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env, **kwargs
     )

@@ -17,7 +17,7 @@ def model(tmp_path_factory) -> Path:
     return save_toy_model(tmp_path_factory.mktemp("model"))
 
 
-def perturb(model: Path, *args: object, input: str | bytes | None = None):  # noqa: A002
+def perturb(model: Path, *args: object, input: str | bytes | None = None):
     return run("perturb", *args, "--model", model, *FAST, input=input)
 
 
@@ -61,7 +61,7 @@ def test_stdin_keeps_trailing_spaces_and_never_attacks_our_outputs(model, tmp_pa
     first = perturb(model, spaced, "-o", tmp_path / "in" / "out", "--outputs", "adv,report")
     assert first.exit_code == 0, first.stderr
     elsewhere = clip(tmp_path / "old.adv.mp4", seed=3)  # named like an output of ours: left out too
-    listing = "".join(f"{p}\n" for p in sorted((tmp_path / "in").rglob("*.mp4")) + [elsewhere])
+    listing = "".join(f"{p}\n" for p in [*sorted((tmp_path / "in").rglob("*.mp4")), elsewhere])
 
     result = perturb(model, "-", "-o", tmp_path / "in" / "out", "--resume", input=listing)
 
@@ -144,9 +144,13 @@ def test_resume_refuses_the_report_of_another_job(model, tmp_path):
     other = perturb(model, src, "-o", out, "--eps", "2/255", "--outputs", "report", "--resume")
 
     assert other.exit_code == 1 and "reports another attack, model, seed or input" in other.stderr
-    replaced = perturb(model, src, "-o", out, "--eps", "2/255", "--outputs", "report", "--resume", "--overwrite")
+    replaced = perturb(
+        model, src, "-o", out, "--eps", "2/255", "--outputs", "report", "--resume", "--overwrite"
+    )
     assert replaced.exit_code == 0
-    assert json.loads((out / "c.report.json").read_text())["attack"]["params"]["eps"] == pytest.approx(2 / 255)
+    assert json.loads((out / "c.report.json").read_text())["attack"]["params"]["eps"] == pytest.approx(
+        2 / 255
+    )
 
 
 def test_a_held_lock_refuses_and_leftover_temp_files_are_removed(model, tmp_path):
@@ -215,8 +219,8 @@ def test_outputs_are_created_with_the_umask_mode(model, tmp_path):
 
 
 def test_threads_are_bounded():
-    from vidattack.pipeline import max_threads, set_cpu_threads
     from vidattack.errors import BadParameterError
+    from vidattack.pipeline import max_threads, set_cpu_threads
 
     assert max_threads() >= 256
     with pytest.raises(BadParameterError, match="expected --threads between 0 and"):

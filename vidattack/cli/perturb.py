@@ -72,7 +72,7 @@ def perturb(
     of all outputs and --out are checked before the first input (exit 2). Ctrl-C (or SIGTERM) stops
     after removing the unfinished files; run the same command with --resume to continue.
     """
-    from vidattack.pipeline.signals import InterruptGuard, Interrupted
+    from vidattack.pipeline.signals import Interrupted, InterruptGuard
 
     o.setup_logging(verbose, quiet)
     with InterruptGuard() as guard:
@@ -230,7 +230,7 @@ def _run(
             if progress is not None and task is not None:
                 progress.remove_task(task)
 
-    items = [Item(p.path, p.outputs.name) for p in planned]
+    items = [Item(p.path, p.outputs.name if p.outputs else p.path.name, error=p.error) for p in planned]
     try:
         for record in run_batch(items, job, guard=guard):
             if record["status"] != "ok":
@@ -255,7 +255,9 @@ def _say_what_was_done(state: _BatchState, out: Path, resume: bool) -> None:
     done = state.attacked + state.skipped + state.failed
     e = state.interrupted
     if e is not None:
-        where = f" while attacking {state.current} (its unfinished files were removed)" if state.current else ""
+        where = (
+            f" while attacking {state.current} (its unfinished files were removed)" if state.current else ""
+        )
         failed = f", {state.failed} failed" if state.failed else ""
         print_error(
             f"interrupted by {e.name}{where}: {done} of {state.total} inputs done{failed}, outputs in {out}. "

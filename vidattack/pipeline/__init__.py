@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from vidattack.errors import BadParameterError, VidattackError
+from vidattack.errors import BadParameterError
 from vidattack.pipeline.report import (
     AttackPart,
     ModelPart,
@@ -97,9 +97,7 @@ def set_cpu_threads(threads: int) -> None:
     """
     limit = max_threads()
     if not 0 <= threads <= limit:
-        raise BadParameterError(
-            f"expected --threads between 0 and {limit} (0: one per core), got {threads}"
-        )
+        raise BadParameterError(f"expected --threads between 0 and {limit} (0: one per core), got {threads}")
     if threads:
         torch.set_num_threads(threads)
 
@@ -184,6 +182,7 @@ def perturb_file(
     """
     from vidattack.attacks import get_attack
     from vidattack.pipeline.outputs import claim, job_key
+    from vidattack.pipeline.signals import finish_without_interruption
 
     t_start = time.perf_counter()
     path = Path(path)
@@ -207,6 +206,7 @@ def perturb_file(
             data = report.to_dict()
             # TODO(merge): a `job` field of the typed Report (#16) instead of this key added here.
             data["job"] = job
+            finish_without_interruption()  # the job is done but for its report: finish it
             if outputs.wants("report"):
                 write_report(outputs.report, data)
         finally:

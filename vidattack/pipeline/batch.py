@@ -31,6 +31,8 @@ class Item:
     path: Path
     stem: str
     subdir: Path = field(default=Path())
+    #: Why this input cannot be a job, known when inputs are expanded (a folder holding no videos).
+    error: str | None = None
 
 
 def _video_files(folder: Path, exclude: Path | None, skip_own: bool) -> list[tuple[Path, Path]]:
@@ -100,8 +102,11 @@ def expand_inputs(
             continue
         p = Path(raw)
         if p.is_dir():
-            for f, sub in _video_files(p.resolve(), excl, skip_own_outputs):
+            found = _video_files(p.resolve(), excl, skip_own_outputs)
+            for f, sub in found:
                 add(p / sub / f.name, sub)
+            if not found:
+                items.append(Item(p, p.name, error="this folder holds no video files (searched recursively)"))
         else:
             add(p)
     if skipped:
@@ -138,6 +143,14 @@ def run_batch(
     for item in items:
         if guard is not None:
             guard.check()
+        if item.error is not None:
+            yield {
+                "input": str(item.path),
+                "status": "error",
+                "error": item.error,
+                "error_type": "BadVideoError",
+            }
+            continue
         try:
             if guard is not None:
                 with guard.interruptible():

@@ -90,7 +90,9 @@ class NameTemplate:
         try:
             parsed = list(string.Formatter().parse(text))
         except ValueError as e:
-            raise BadParameterError(f"expected a --name template like {{stem}}.{{attack}}, got {text!r}: {e}")
+            raise BadParameterError(
+                f"expected a --name template like {{stem}}.{{attack}}, got {text!r}: {e}"
+            ) from None
         for _, field, _, _ in parsed:
             if field is None:
                 continue
@@ -118,11 +120,15 @@ class NameTemplate:
             "eps255": "none" if eps is None else f"{eps * 255:.4g}",
             "target": "none" if target is None else target,
         }
-        safe = {k: v.replace("/", "_").replace("\0", "_") if isinstance(v, str) else v for k, v in values.items()}
+        safe = {
+            k: v.replace("/", "_").replace("\0", "_") if isinstance(v, str) else v for k, v in values.items()
+        }
         try:
             name = self.text.format(**safe)
         except (ValueError, TypeError, KeyError, IndexError) as e:
-            raise BadParameterError(f"expected a --name template like {{stem}}.{{attack}}, got {self.text!r}: {e}")
+            raise BadParameterError(
+                f"expected a --name template like {{stem}}.{{attack}}, got {self.text!r}: {e}"
+            ) from None
         name = name.replace("/", "_").replace("\0", "_")
         if name in ("", ".", ".."):
             raise BadParameterError(f"--name {self.text!r} gives the name {name!r} for {stem!r}")
@@ -134,7 +140,8 @@ class Planned:
     """One input with the output set it will write."""
 
     path: Path
-    outputs: Outputs
+    outputs: Outputs | None  # None for an input that fails before it is a job (`Item.error`)
+    error: str | None = None
 
 
 def plan_outputs(
@@ -160,7 +167,12 @@ def plan_outputs(
     planned: list[Planned] = []
     seen: dict[Path, Path] = {}
     for item in items:
-        name = template.render(stem=item.stem, attack=attack.name, model=model, seed=seed, eps=eps, target=target)
+        if item.error is not None:
+            planned.append(Planned(item.path, None, item.error))
+            continue
+        name = template.render(
+            stem=item.stem, attack=attack.name, model=model, seed=seed, eps=eps, target=target
+        )
         folder = out_dir / item.subdir
         key = folder / name
         if key in seen:
@@ -203,9 +215,7 @@ def _input_sha256(path: Path) -> str | None:
         return None
 
 
-def job_key(
-    attack: Attack, view: ModelView, *, seed: int, target: int | None, path: Path
-) -> dict[str, Any]:
+def job_key(attack: Attack, view: ModelView, *, seed: int, target: int | None, path: Path) -> dict[str, Any]:
     """What makes a finished report the answer to this job: the attack and every hyperparameter, the
     model (its weights' SHA-256 when known), the seed, the target and the input's bytes.
 

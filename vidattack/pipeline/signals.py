@@ -34,6 +34,17 @@ class Interrupted(KeyboardInterrupt):
         return 128 + self.signum
 
 
+_active: InterruptGuard | None = None
+
+
+def finish_without_interruption() -> None:
+    """From here to the end of the running job a signal waits for the job to return: called when the
+    job's last write starts (its report), since undoing a finished job would only lose work. The batch
+    stops before the next job."""
+    if _active is not None:
+        _active._raising = False
+
+
 class InterruptGuard:
     """Install handlers for SIGINT and SIGTERM for the `with` block (main thread only; elsewhere a no-op).
 
@@ -48,6 +59,7 @@ class InterruptGuard:
         self._raising = False
         self._raised = False
         self._previous: dict[int, Any] = {}
+        self._outer: InterruptGuard | None = None
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.received is None:
@@ -57,17 +69,21 @@ class InterruptGuard:
             raise Interrupted(signum)
 
     def __enter__(self) -> InterruptGuard:
+        global _active
         if threading.current_thread() is threading.main_thread():
             for s in self.SIGNALS:
                 self._previous[s] = signal.signal(s, self._handle)
+        self._outer, _active = _active, self
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        global _active
         for s, handler in self._previous.items():
             signal.signal(s, handler)
         self._previous.clear()
+        _active = self._outer
 
     def check(self) -> None:
         """Raise `Interrupted` if a signal came (between jobs)."""
