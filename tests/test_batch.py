@@ -34,6 +34,19 @@ def test_names_keep_every_dot_and_subfolders_are_mirrored(model, tmp_path):
     ]  # fmt: skip
 
 
+def test_odd_names_get_every_output(model, tmp_path):
+    folder = tmp_path / "m["
+    names = ["[bold]x.mp4", "q'\"uote.mp4", "ünï 视频.mp4", "new\nline.mp4"]
+    for i, n in enumerate(names):
+        clip(folder / n, seed=i)
+    clip(Path(os.fsdecode(os.fsencode(folder) + b"/bad_\xff\xfe.mp4")), seed=9)
+
+    result = perturb(model, folder, "-o", tmp_path / "out")
+
+    assert result.exit_code == 0, result.stderr
+    assert len(records(result.stdout)) == 5 and len(list((tmp_path / "out").glob("*.heatmap.png"))) == 5
+
+
 def test_two_inputs_with_one_name_are_a_usage_error_before_any_work(model, tmp_path):
     a, b = clip(tmp_path / "a" / "clip.mp4"), clip(tmp_path / "b" / "clip.mp4", seed=1)
 

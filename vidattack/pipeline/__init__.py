@@ -246,7 +246,9 @@ def _perturb(
     paths: dict[str, Path] = {"adversarial": outputs.adversarial}
     with _timed(timing, "heatmaps"):
         if outputs.wants("heatmaps") or outputs.wants("plots"):
-            title = f"{path.name}: {clean.label} -> {verified.reencoded.label} ({atk.name})"
+            # a name that is not UTF-8 shows its odd bytes as \xff: drawn text must be valid Unicode
+            shown = path.name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            title = f"{shown}: {clean.label} -> {verified.reencoded.label} ({atk.name})"
             paths.update(_render(video, verified, outcome, outputs, title, True))
     paths["report"] = outputs.report
     chosen = set(outputs.chosen())
