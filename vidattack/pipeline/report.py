@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 #: The version of the report's layout, `schema_version` in every report. Published as the JSON Schema
 #: `vidattack/schema/report.schema.json`; a minor bump adds keys, a major one changes or removes them.
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 #: Why `ratio_max` is null: the only way the ratio max(a/x, x/a) has no finite value.
 RATIO_UNBOUNDED = "a pixel that was 0 (black) changed: the ratio a/x is unbounded"
@@ -310,6 +310,19 @@ class Target:
 
 
 @dataclass(frozen=True)
+class JobPart:
+    """Which job wrote the report, for `--resume`: `key` digests the attack and its parameters, the
+    model, the seed, the target and the input's bytes (`vidattack.pipeline.outputs.job_key`);
+    `input_sha256` is the input's SHA-256 (None when the input is not a regular file)."""
+
+    key: str
+    input_sha256: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "input_sha256": self.input_sha256}
+
+
+@dataclass(frozen=True)
 class Report:
     """Everything one attacked video reports; `to_dict()` is the JSON of `S.report.json`.
 
@@ -317,7 +330,8 @@ class Report:
     as written and decoded again; `success_after_encode` judges the latter. `perturbation` holds the
     measurements of `perturbation_stats` on the written file; `outputs` maps each written file's role
     to its path; `warnings` are what the reader should know before trusting the numbers (a universal
-    perturbation learned on another model, say), also logged when the job ran.
+    perturbation learned on another model, say), also logged when the job ran; `job` identifies the
+    job for `--resume`.
     """
 
     input: str
@@ -341,6 +355,7 @@ class Report:
     versions: dict[str, str] = field(default_factory=dict)
     status: str = "ok"
     warnings: list[str] = field(default_factory=list)
+    job: JobPart | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict, keys in the order reports have always had (new keys at the end), valid
@@ -367,5 +382,6 @@ class Report:
             "device": self.device,
             "versions": self.versions,
             "warnings": self.warnings,
+            "job": None if self.job is None else self.job.to_dict(),
             "schema_version": SCHEMA_VERSION,
         }

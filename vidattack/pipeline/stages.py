@@ -15,7 +15,7 @@ is attacked; write and render the last one meanwhile). Only `run_attack` needs t
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,7 +36,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Outputs:
-    """The files one job writes, named from the input's stem S."""
+    """The files one job writes, named S (see `vidattack.pipeline.outputs` for how S is chosen), and
+    which kinds of them the job writes (`kinds`, a subset of `adv`, `report`, `heatmaps`, `plots`)."""
 
     adversarial: Path
     heatmap_video: Path
@@ -44,9 +45,12 @@ class Outputs:
     frames_plot: Path
     curve_plot: Path
     report: Path
+    kinds: frozenset[str] = frozenset({"adv", "report", "heatmaps", "plots"})
 
     @classmethod
-    def for_stem(cls, out_dir: Path, stem: str) -> Outputs:
+    def for_stem(cls, out_dir: Path, stem: str, kinds: Iterable[str] | None = None) -> Outputs:
+        """The set named `stem` in `out_dir` (every kind unless `kinds`)."""
+        chosen = frozenset(kinds) if kinds is not None else frozenset({"adv", "report", "heatmaps", "plots"})
         return cls(
             adversarial=out_dir / f"{stem}.adv.mp4",
             heatmap_video=out_dir / f"{stem}.heatmap.mp4",
@@ -54,24 +58,59 @@ class Outputs:
             frames_plot=out_dir / f"{stem}.frames.png",
             curve_plot=out_dir / f"{stem}.curve.png",
             report=out_dir / f"{stem}.report.json",
+            kinds=chosen,
         )
+
+    @property
+    def folder(self) -> Path:
+        return self.report.parent
+
+    @property
+    def name(self) -> str:
+        """S, the name the set's files share."""
+        return self.report.name.removesuffix(".report.json")
+
+    @property
+    def lock(self) -> Path:
+        """The lock file held while a job writes this set (`.S.lock`)."""
+        from vidattack.pipeline.locks import lock_path
+
+        return lock_path(self.folder, self.name)
+
+    def by_kind(self) -> dict[str, tuple[Path, ...]]:
+        return {
+            "adv": (self.adversarial,),
+            "heatmaps": (self.heatmap_video, self.heatmap_png),
+            "plots": (self.frames_plot, self.curve_plot),
+            "report": (self.report,),
+        }
 
     def all(self) -> tuple[Path, ...]:
-        """Every output path, report last."""
-        return (
-            self.adversarial,
-            self.heatmap_video,
-            self.heatmap_png,
-            self.frames_plot,
-            self.curve_plot,
-            self.report,
-        )
+        """Every path of the set, chosen or not, report last."""
+        return tuple(p for paths in self.by_kind().values() for p in paths)
+
+    def chosen(self) -> tuple[Path, ...]:
+        """The paths of the chosen kinds, report last."""
+        return tuple(p for kind, paths in self.by_kind().items() if kind in self.kinds for p in paths)
+
+    def required(self) -> tuple[Path, ...]:
+        """The chosen paths every finished job has written (the curve only exists for attacks with a
+        history)."""
+        return tuple(p for p in self.chosen() if p != self.curve_plot)
+
+    def wants(self, kind: str) -> bool:
+        return kind in self.kinds
+
+    def pictures(self) -> tuple[str, ...]:
+        """The render roles (`vidattack.pipeline.render.ROLES`) of the chosen kinds."""
+        roles = {"heatmaps": ("heatmap_png", "heatmap_video"), "plots": ("frames_plot", "curve_plot")}
+        return tuple(r for kind, rs in roles.items() if kind in self.kinds for r in rs)
 
     def check_free(self, overwrite: bool) -> None:
-        """Refuse to start when any output exists, unless `overwrite`: a job never replaces a file silently."""
+        """Refuse to start when any chosen output exists, unless `overwrite`: never replace a file silently."""
         if overwrite:
             return
-        for p in self.all():
+        for p in self.chosen():
             if p.exists():
                 raise OutputExistsError(f"{p} exists (use --overwrite to replace it)")
 
@@ -86,11 +125,15 @@ def resolve_target(view: ModelView, target: str | int | None) -> int | None:
 # -- decode and sample ----------------------------------------------------------------------------
 
 
-def decode(path: str | os.PathLike[str]) -> Video:
-    """The video at `path`, decoded (BadVideoError for anything that is not a readable video)."""
-    from vidattack.video import load_video
+def decode(path: str | os.PathLike[str], *, max_memory: int | None = None) -> Video:
+    """The video at `path`, decoded (BadVideoError for anything that is not a readable video).
 
-    return load_video(path)
+    `max_memory` (bytes; None: the video layer's `DEFAULT_MAX_MEMORY`) refuses, before decoding, a
+    video that would not fit.
+    """
+    from vidattack.video import DEFAULT_MAX_MEMORY, load_video
+
+    return load_video(path, budget_bytes=DEFAULT_MAX_MEMORY if max_memory is None else max_memory)
 
 
 @dataclass(frozen=True)
