@@ -118,8 +118,8 @@ MaxMemory = Annotated[
     typer.Option(
         "--max-memory",
         metavar="SIZE",
-        help="Refuse a video whose decoding would need more memory than SIZE (e.g. 8G, 512M). "
-        "Default: a budget safe on a 24 GB machine.",
+        help="Refuse a video whose decoding would need more memory than SIZE (e.g. 8GB, 800MB, 2GiB), "
+        "found from its header before decoding. Default: 8GB, safe on a 24 GB machine.",
     ),
 ]
 FormatOption = Annotated[
@@ -142,23 +142,19 @@ def default_format(fmt: Format | None, piped: Format = Format.jsonl) -> Format:
     return Format.table if sys.stdout.isatty() else piped
 
 
-_UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
-
-
 def parse_size(text: str | None, option: str) -> int | None:
-    """`8G`, `512M`, `1.5g`, `4096` (bytes; K, M, G, T are powers of 1024; a trailing B or iB is
-    allowed) as a number of bytes, None for None."""
+    """A size such as `8GB`, `800MB`, `2GiB` or a number of bytes (`vidattack.video.parse_bytes`: K, M,
+    G, T are decimal, as the video layer's messages print them) as a number of bytes; None for None."""
     if text is None:
         return None
-    t = text.strip().lower().removesuffix("ib").removesuffix("b")
-    number, unit = (t[:-1], t[-1]) if t and t[-1] in _UNITS else (t, "")
+    from vidattack.video.limits import parse_bytes
+
     try:
-        value = float(number)
+        return parse_bytes(text)
     except ValueError:
-        value = float("nan")
-    if not value > 0 or value == float("inf"):
-        raise BadParameterError(f"expected {option} as a size such as 8G or 512M, got {text!r}")
-    return int(value * _UNITS[unit])
+        raise BadParameterError(
+            f"expected {option} as a size such as 8GB, 800MB or 2GiB, got {text!r}"
+        ) from None
 
 
 def check_out_folder(out: Path) -> None:

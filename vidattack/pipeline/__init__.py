@@ -1,10 +1,11 @@
 """One video file in, adversarial video, heatmaps, plots and report out.
 
 `perturb_file` is the library function behind `vidattack perturb`. It composes the stages of
-`vidattack.pipeline.stages`: decode with PyAV, sample the frames the model sees, run the attack on them
-at native resolution, put the adversarial frames back into the full video and encode losslessly, decode
-the written file again and classify it (does the attack survive the file?), measure the perturbation on
-the written file, draw heatmaps and plots (`render`), and write the typed `Report` last.
+`vidattack.pipeline.stages`: decode with PyAV only the frames the model sees (memory checked against
+a budget from the container's header first), run the attack on them at native resolution, re-encode
+the whole video losslessly with the adversarial frames in place (streamed), decode the written file
+once beside the source to classify it (does the attack survive the file?) and measure the
+perturbation, draw heatmaps and plots (`render`), and write the typed `Report` last.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ if TYPE_CHECKING:
     from vidattack.attacks.base import Attack, AttackResult
     from vidattack.models.view import ModelView
     from vidattack.pipeline.outputs import Claim
-    from vidattack.video import Video
+    from vidattack.video import SampledFrames
 
 __all__ = [
     "Outputs",
@@ -138,8 +139,8 @@ def predict_file(
     """Decode a video file and return the model's prediction (`index`, `label`, `confidence`, `top`)."""
     dev = resolve_device(device)
     view = load_view(model, dev)
-    video = decode(path)
-    return {"input": str(path), **predict_frames(view, video.frames, dev, top_k).to_dict()}
+    video = decode(path, view)
+    return {"input": str(path), **predict_frames(view, video, dev, top_k).to_dict()}
 
 
 @contextmanager
@@ -304,7 +305,7 @@ class Job:
 
     path: Path
     outputs: Outputs
-    video: Video
+    video: SampledFrames
     sampled: Sampled
     tell: _Reporter
     claim: Claim
@@ -343,7 +344,7 @@ def prepare_job(
         timing = Timing()
         tell("decoding")
         with _timed(timing, "decode"):
-            video = decode(path, max_memory=max_memory)
+            video = decode(path, view, max_memory=max_memory)
         sampled = sample(video, view, atk, device)
     except BaseException:
         claimed.release(failed=True)
@@ -404,9 +405,10 @@ def _finish(
         job.timing,
         job.tell,
     )
-    # the written video is verified even when it is not kept (`--outputs` without adv): then it goes to
-    # a hidden temp name, removed once verified
+    # the written video is verified (and the heatmaps drawn from it) even when it is not kept
+    # (`--outputs` without adv): then it goes to a hidden temp name, removed at the end
     adv_path = outputs.adversarial if outputs.wants("adv") else temp_path_beside(outputs.adversarial)
+    paths: dict[str, Path] = {"adversarial": outputs.adversarial} if outputs.wants("adv") else {}
     try:
         tell("writing")
         with _timed(timing, "encode"):
@@ -419,29 +421,28 @@ def _finish(
             verified = verify(
                 video, adv_path, sampled, view, device, clean_index=clean.index, target=target_index
             )
+        pictures = [r for r in outputs.pictures() if only is None or r in only]
+        with _timed(timing, "heatmaps"):
+            if pictures:
+                tell("rendering", 0, None, "pictures")
+                title = f"{literal(path.name)}: {clean.label} -> {adversarial.label} ({atk.name})"
+                paths.update(
+                    _render(
+                        video,
+                        verified,
+                        outcome,
+                        outputs,
+                        title,
+                        True,
+                        atk,
+                        sampled,
+                        pictures,
+                        tell.counter("rendering", "pictures"),
+                    )
+                )
     finally:
         if adv_path != outputs.adversarial:
             adv_path.unlink(missing_ok=True)
-    paths: dict[str, Path] = {"adversarial": outputs.adversarial} if outputs.wants("adv") else {}
-    pictures = [r for r in outputs.pictures() if only is None or r in only]
-    with _timed(timing, "heatmaps"):
-        if pictures:
-            tell("rendering", 0, None, "pictures")
-            title = f"{literal(path.name)}: {clean.label} -> {adversarial.label} ({atk.name})"
-            paths.update(
-                _render(
-                    video,
-                    verified,
-                    outcome,
-                    outputs,
-                    title,
-                    True,
-                    atk,
-                    sampled,
-                    pictures,
-                    tell.counter("rendering", "pictures"),
-                )
-            )
     if outputs.wants("report"):
         paths["report"] = outputs.report
     timing.total = time.perf_counter() - job.started
@@ -472,7 +473,7 @@ def _report(
     sampled: Sampled,
     outcome: AttackOutcome,
     verified: Verified,
-    video: Video,
+    video: SampledFrames,
     clean: Prediction,
     adversarial: Prediction,
     target_index: int | None,
@@ -562,7 +563,7 @@ def model_part(view: ModelView, sampled: Sampled) -> ModelPart:
 
 
 def _render(
-    video: Video,
+    video: SampledFrames,
     verified: Verified,
     outcome: AttackOutcome,
     outputs: Outputs,
@@ -577,7 +578,7 @@ def _render(
 
     rendered = render(
         video,
-        verified.frames,  # may be overwritten with the heatmap: the decoded buffer is not needed afterwards
+        verified.comparison.written,
         verified.stats,
         outputs,
         history=outcome.result.history,

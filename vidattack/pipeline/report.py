@@ -19,7 +19,7 @@ from torch import Tensor
 from vidattack.files import write_atomic
 
 if TYPE_CHECKING:
-    from vidattack.video import Video
+    from vidattack.video import SampledFrames, Video
 
 
 #: The version of the report's layout, `schema_version` in every report. Published as the JSON Schema
@@ -233,7 +233,8 @@ class ModelPart:
 
 @dataclass(frozen=True)
 class VideoPart:
-    """The input video as decoded: size, timing, source codec, audio, decoder notes."""
+    """The input video as decoded (whole, or streamed as `SampledFrames`): size, timing, source codec,
+    audio, decoder notes."""
 
     frames: int
     width: int
@@ -247,7 +248,7 @@ class VideoPart:
     notes: list[str]
 
     @classmethod
-    def of(cls, video: Video) -> VideoPart:
+    def of(cls, video: Video | SampledFrames) -> VideoPart:
         return cls(
             frames=video.num_frames,
             width=video.width,
