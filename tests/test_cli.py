@@ -126,7 +126,16 @@ def test_existing_outputs_need_overwrite(videos, toy_model, tmp_path):
         (["--set", "eps"], "expected --set KEY=VALUE"),
         (["--target", "giraffe"], "expected a label of model"),
         (["--model", "nonexistent.pth"], "nonexistent.pth"),
-        (["--threads", "-1"], "expected --threads >= 0"),
+        (["--threads", "-1"], "expected --threads between 0 and"),
+        (["--threads", "100000"], "expected --threads between 0 and"),
+        (["--seed", "1180591620717411303424"], "expected --seed between 0 and 18446744073709551615"),
+        (["--seed", "-1"], "expected --seed between 0 and"),
+        (["--name", "{stem}.{colour}"], "got {colour}"),
+        (["--name", "{stem:q}"], "expected a --name template"),
+        (["--name", "{}"], "got {} in"),
+        (["--outputs", "adv,pictures"], "expected --outputs from adv,report,heatmaps,plots"),
+        (["--outputs", "adv", "--resume"], "expected --outputs with report for --resume"),
+        (["--max-memory", "lots"], "expected --max-memory as a size"),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(videos, toy_model, tmp_path, args, message):
@@ -267,7 +276,8 @@ def test_names_and_messages_print_literally_not_as_markup(toy_model, tmp_path):
     assert result.exit_code == 1
     assert [json.loads(line)["status"] for line in result.stdout.splitlines()] == ["error", "ok"]
     bad = str(folder / "]x.mp4")  # the folder "m[" and file "]x.mp4"
-    assert result.stderr.startswith(f"Error: {bad} ") and result.stderr.count(bad) == 1  # the path once
+    assert result.stderr.startswith(f"Error: {bad} is not a readable video")
+    assert result.stderr.count("]x.mp4") == 1  # the path once
     table = run(*args, "-f", "table", "--overwrite")
     assert "[bold]good" in table.stdout.replace("│", "").replace(" ", "").replace("\n", "")
 

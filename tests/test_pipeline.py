@@ -154,10 +154,10 @@ def test_threads_zero_keeps_torch_default_and_n_sets_it():
 def test_decode_and_sample_give_the_models_frames_and_a_bound_model(clip, toy):
     from vidattack.pipeline.stages import decode, sample
 
-    video = decode(clip)
+    video = decode(clip, toy)
     sampled = sample(video, toy, None, torch.device("cpu"))
 
-    assert video.frames.shape == (8, 40, 48, 3)
+    assert video.frames.shape == (8, 40, 48, 3) and video.num_frames == 8  # the model samples all 8
     assert sampled.plan.frame_ids == tuple(range(8))
     assert sampled.x.shape == (1, 8, 3, 40, 48) and sampled.starting_points is None
     assert torch.equal(sampled.x[0, 3], video.frames[3].permute(2, 0, 1).float() / 255)
@@ -168,7 +168,7 @@ def test_run_attack_returns_the_files_8_bit_frames(clip, toy):
     from vidattack.attacks import get_attack
     from vidattack.pipeline.stages import decode, run_attack, sample
 
-    sampled = sample(decode(clip), toy, None, torch.device("cpu"))
+    sampled = sample(decode(clip, toy), toy, None, torch.device("cpu"))
     outcome = run_attack(sampled, get_attack("pgd-linf"), seed=2)
 
     assert outcome.frames.dtype == torch.uint8 and outcome.frames.shape == (8, 40, 48, 3)
@@ -179,8 +179,9 @@ def test_run_attack_returns_the_files_8_bit_frames(clip, toy):
 def test_write_and_verify_judge_the_file_as_written(clip, toy, tmp_path):
     from vidattack.attacks import get_attack
     from vidattack.pipeline.stages import decode, run_attack, sample, verify, write
+    from vidattack.video import load_video
 
-    video = decode(clip)
+    video = decode(clip, toy)
     sampled = sample(video, toy, None, torch.device("cpu"))
     outcome = run_attack(sampled, get_attack("fgsm"))
     path = write(video, sampled, outcome, tmp_path / "x.adv.mp4", overwrite=False)
@@ -191,14 +192,15 @@ def test_write_and_verify_judge_the_file_as_written(clip, toy, tmp_path):
     assert torch.equal(verified.frames, outcome.frames)  # lossless: every sampled frame is in the file
     assert verified.reencoded.index == int(outcome.result.adversarial_labels[0])
     assert verified.success_after_encode == (verified.reencoded.index != clean)
-    assert verified.stats == perturbation_stats(video.frames, verified.frames)
+    assert verified.stats == perturbation_stats(load_video(clip).frames, load_video(path).frames)
 
 
 def test_render_draws_every_picture_and_reports_its_scale(clip, toy, tmp_path):
     from vidattack.pipeline.render import render
-    from vidattack.pipeline.stages import Outputs, decode
+    from vidattack.pipeline.stages import Outputs
+    from vidattack.video import load_video
 
-    video = decode(clip)
+    video = load_video(clip)
     adv = video.frames.clone()
     adv[2, :5, :5] += 3
     outputs = Outputs.for_stem(tmp_path, "s")
@@ -238,7 +240,7 @@ def test_report_to_dict_keeps_the_keys_reports_always_had(clip, toy, tmp_path):
     assert list(report) == [
         "input", "status", "attack", "model", "target", "clean", "adversarial", "reencoded", "success",
         "success_after_encode", "perturbation", "frame_predictions", "queries", "history", "video",
-        "outputs", "timing", "seed", "device", "versions", "warnings", "schema_version",
+        "outputs", "timing", "seed", "device", "versions", "warnings", "job", "schema_version",
     ]  # fmt: skip
     assert list(report["attack"]) == ["name", "params", "threat", "paper", "info", "white_box"]
     assert list(report["timing"]) == ["decode", "attack", "encode", "verify", "heatmaps", "total"]

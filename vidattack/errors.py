@@ -41,5 +41,9 @@ class OutputExistsError(VidattackError):
     """An output file exists and overwriting was not allowed."""
 
 
+class OutputLockedError(VidattackError):
+    """Another process holds the lock of an output set (it is writing those files now)."""
+
+
 class QueryBudgetExceeded(VidattackError):
     """A black-box attack asked for more queries than its budget allows."""

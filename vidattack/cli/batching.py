@@ -15,8 +15,8 @@ import typer
 from vidattack.cli.emit import Record, item_error
 
 if TYPE_CHECKING:
-    from vidattack.attacks.base import Attack
     from vidattack.cli.progress import BatchProgress
+    from vidattack.pipeline.signals import Interrupted, InterruptGuard
 
 BatchSize = Annotated[
     int | None,
@@ -42,33 +42,59 @@ StopWhenFooled = Annotated[
 ]
 
 
+class BatchState:
+    """What the batch has done so far, for the closing message."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.attacked = 0
+        self.skipped = 0
+        self.failed = 0
+        self.interrupted: Interrupted | None = None  # set when a signal stopped the batch
+
+
 def run_engine(
-    items: list[Any],
-    atk: Attack,
-    dev: Any,
+    planned: list[Any],
     job_args: dict[str, Any],
     progress: BatchProgress | None,
     *,
+    guard: InterruptGuard | None = None,
+    state: BatchState | None = None,
     batch_size: int | None = None,
     stop_when_fooled: float | None = None,
 ) -> Iterator[Record]:
-    """Each item's record, in order, from `vidattack.pipeline.engine.perturb_many`; errors become error
-    records (one stderr line each). `job_args` are perturb_file's: model, out_dir, target, seed,
-    overwrite (and heatmaps, pictures)."""
-    from vidattack.pipeline.engine import perturb_many
+    """Each input's record, in order, from `vidattack.pipeline.engine.perturb_many`; errors become error
+    records (one stderr line each). `planned` are `vidattack.pipeline.outputs.Planned` (path, output
+    set or error); `job_args` are perturb_many's: attack, model, device, target, seed, overwrite,
+    resume, max_memory.
 
+    With `guard`, SIGINT and SIGTERM stop the batch: the engine finishes the writes under way, the
+    records of finished inputs still come, and `state.interrupted` says which signal stopped it.
+    """
+    from vidattack.pipeline.engine import perturb_many
+    from vidattack.pipeline.signals import Interrupted
+
+    state = state if state is not None else BatchState(len(planned))
+    args = dict(job_args)
     records = perturb_many(
-        items,
-        atk,
-        device=dev,
+        planned,
+        args.pop("attack"),
         batch_size=batch_size,
         stop_when_fooled=stop_when_fooled,
         progress=progress,
-        **job_args,
+        should_stop=None if guard is None else (lambda: guard.received is not None),
+        **args,
     )
     for record in records:
         if record["status"] != "ok":
+            state.failed += 1
             item_error(record)
+        elif record.get("skipped"):
+            state.skipped += 1
+        else:
+            state.attacked += 1
         if progress is not None:
             progress.finished(record["input"])
         yield record
+    if guard is not None and guard.received is not None:
+        state.interrupted = Interrupted(guard.received)

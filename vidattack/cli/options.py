@@ -83,6 +83,45 @@ Settings = Annotated[
 ]
 Out = Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="Output folder.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]
+Name = Annotated[
+    str,
+    typer.Option(
+        "--name",
+        metavar="TEMPLATE",
+        help="Name of each input's outputs, from the fields {stem} {attack} {model} {seed} {eps} {eps255} "
+        "{target}; e.g. {stem}.{attack} lets several attacks share one --out.",
+    ),
+]
+OutputKinds = Annotated[
+    str,
+    typer.Option(
+        "--outputs",
+        metavar="KINDS",
+        help="What to write: any of adv,report,heatmaps,plots (comma-separated), or all. The report is "
+        "written last; --resume needs it.",
+    ),
+]
+Resume = Annotated[
+    bool,
+    typer.Option(
+        "--resume",
+        help="Skip inputs whose report shows the same attack, parameters, model, seed and input (their "
+        "records are printed again, marked skipped); redo inputs left unfinished.",
+    ),
+]
+Null = Annotated[
+    bool,
+    typer.Option("--null", "-0", help="Paths on stdin are separated by NUL bytes (find -print0), not lines."),
+]
+MaxMemory = Annotated[
+    str | None,
+    typer.Option(
+        "--max-memory",
+        metavar="SIZE",
+        help="Refuse a video whose decoding would need more memory than SIZE (e.g. 8GB, 800MB, 2GiB), "
+        "found from its header before decoding. Default: 8GB, safe on a 24 GB machine.",
+    ),
+]
 FormatOption = Annotated[
     Format | None,
     typer.Option(
@@ -101,6 +140,35 @@ def default_format(fmt: Format | None, piped: Format = Format.jsonl) -> Format:
     if fmt is not None:
         return fmt
     return Format.table if sys.stdout.isatty() else piped
+
+
+def parse_size(text: str | None, option: str) -> int | None:
+    """A size such as `8GB`, `800MB`, `2GiB` or a number of bytes (`vidattack.video.parse_bytes`: K, M,
+    G, T are decimal, as the video layer's messages print them) as a number of bytes; None for None."""
+    if text is None:
+        return None
+    from vidattack.video.limits import parse_bytes
+
+    try:
+        return parse_bytes(text)
+    except ValueError:
+        raise BadParameterError(
+            f"expected {option} as a size such as 8GB, 800MB or 2GiB, got {text!r}"
+        ) from None
+
+
+def check_out_folder(out: Path) -> None:
+    """`--out` is (or can be made) a folder we can write into; created now, before the first input."""
+    import os
+
+    if out.exists() and not out.is_dir():
+        raise BadParameterError(f"expected --out to be a folder, got the file {out}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BadParameterError(f"cannot create the output folder {out}: {e.strerror or e}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise BadParameterError(f"cannot write into the output folder {out}: permission denied")
 
 
 def setup_logging(verbose: bool, quiet: bool) -> None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import sys
 from contextlib import nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from vidattack.cli import batching as b
 from vidattack.cli import options as o
-from vidattack.cli.emit import Record, cell, emit, yes_no
+from vidattack.cli.emit import Record, cell, emit, print_error, print_note, yes_no
 from vidattack.errors import BadParameterError
 
 if TYPE_CHECKING:
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from vidattack.attacks.base import Attack
     from vidattack.cli.options import Budget
     from vidattack.cli.progress import BatchProgress
+    from vidattack.pipeline.outputs import Planned
 
 
 def perturb(
@@ -39,6 +40,8 @@ def perturb(
     labels: o.Labels = None,
     trust_checkpoint: o.TrustCheckpoint = False,
     out: o.Out = Path("vidattack-out"),
+    name: o.Name = "{stem}",
+    outputs: o.OutputKinds = "all",
     eps: o.Eps = None,
     alpha: o.Alpha = None,
     steps: o.Steps = None,
@@ -46,6 +49,7 @@ def perturb(
     seed: o.Seed = 0,
     device: o.Device = "auto",
     threads: o.Threads = 0,
+    max_memory: o.MaxMemory = None,
     set_: o.Settings = None,
     apply: Annotated[
         Path | None,
@@ -57,6 +61,8 @@ def perturb(
     ] = None,
     fmt: o.FormatOption = None,
     overwrite: o.Overwrite = False,
+    resume: o.Resume = False,
+    null: o.Null = False,
     quiet: o.Quiet = False,
     verbose: o.Verbose = False,
     batch_size: b.BatchSize = None,
@@ -77,41 +83,128 @@ def perturb(
       S.report.json  every number measured, written last: its presence means
                      the job finished
 
+    S is the input's name without its last suffix (clip.2020.mp4 gives clip.2020), or --name; files
+    found in subfolders of a folder input go to the same subfolders of --out. Every option, the names
+    of all outputs and --out are checked before the first input. Ctrl-C (or SIGTERM) stops after the
+    writes under way, removing unfinished files; run the same command with --resume to continue.
+
     Records go to stdout (a table on a terminal, JSON lines otherwise); progress, warnings and errors
     go to stderr. Exit status: 0 when every input was processed, 1 when some failed, 2 for a usage
-    error.
+    error, 130/143 when stopped by SIGINT/SIGTERM.
     """
-    from vidattack.models import load_model
-    from vidattack.pipeline import resolve_device, resolve_target, set_cpu_threads
-    from vidattack.pipeline.batch import expand_inputs
+    from vidattack.pipeline.signals import Interrupted, InterruptGuard
 
     o.setup_logging(verbose, quiet)
-    chosen = o.default_format(fmt)
-    budget = o.parse_budget(eps, alpha, steps)
-    atk = build_attack(attack, o.parse_sets(set_), budget, apply)
-    atk.check_stop_when_fooled(stop_when_fooled)  # refused before any model is loaded
-    set_cpu_threads(threads)
-    dev = resolve_device(device)
-    view = load_model(model, arch=arch, labels=labels, trust_checkpoint=trust_checkpoint, device=dev)
-    resolve_target(view, target)  # checked once, before the first input
-    items = expand_inputs(inputs, exclude=out)
-    if not items:
-        raise BadParameterError("expected video files in the inputs, found none")
-
-    show = not quiet and sys.stderr.isatty()
-    progress = _progress(len(items)) if show else None
-    job_args = {"model": view, "out_dir": out, "target": target, "seed": seed, "overwrite": overwrite}
-    with progress if progress is not None else nullcontext():
-        # the pipelined engine: decoding and writing overlap the attack, same records in input order
-        run = b.run_engine(
-            items, atk, dev, job_args, progress, batch_size=batch_size, stop_when_fooled=stop_when_fooled
-        )
-        records = emit(run, chosen, table=summary_table)
+    with InterruptGuard() as guard:
+        try:
+            with guard.interruptible():
+                planned, job_args = _prepare(
+                    inputs, attack, model, arch, labels, trust_checkpoint, out, name, outputs, eps, alpha,
+                    steps, target, seed, device, threads, max_memory, set_, apply, overwrite, resume, null,
+                    stop_when_fooled,
+                )  # fmt: skip
+        except Interrupted as e:
+            print_error(f"interrupted ({e.name}) before the first input; nothing was written")
+            raise typer.Exit(e.exit_code) from None
+        chosen = o.default_format(fmt)
+        show = not quiet and sys.stderr.isatty()
+        progress = _progress(len(planned)) if show else None
+        state = b.BatchState(len(planned))
+        with progress if progress is not None else nullcontext():
+            # the pipelined engine: decoding and writing overlap the attack, same records in input order
+            run = b.run_engine(
+                planned,
+                job_args,
+                progress,
+                guard=guard,
+                state=state,
+                batch_size=batch_size,
+                stop_when_fooled=stop_when_fooled,
+            )
+            records = emit(run, chosen, table=summary_table)
     if chosen is not o.Format.table and show:
         from vidattack.cli.emit import stderr_console
 
         summary_table(records, stderr_console())
+    if not quiet:
+        _say_what_was_done(state, out, resume)
+    if state.interrupted is not None:
+        raise typer.Exit(state.interrupted.exit_code)
     raise typer.Exit(1 if any(r["status"] != "ok" for r in records) else 0)
+
+
+def _prepare(
+    inputs: list[str],
+    attack: str,
+    model: str | None,
+    arch: str | None,
+    labels: Path | None,
+    trust_checkpoint: bool,
+    out: Path,
+    name: str,
+    outputs: str,
+    eps: str | None,
+    alpha: str | None,
+    steps: str | None,
+    target: str | None,
+    seed: int,
+    device: str,
+    threads: int,
+    max_memory: str | None,
+    set_: list[str] | None,
+    apply: Path | None,
+    overwrite: bool,
+    resume: bool,
+    null: bool,
+    stop_when_fooled: float | None,
+) -> tuple[list[Planned], dict[str, Any]]:
+    """Every check that can fail for all inputs alike, done once before the first input (usage errors,
+    exit 2): options, attack, model, target, --out, names of all outputs."""
+    from vidattack.models import load_model
+    from vidattack.pipeline import check_seed, resolve_device, resolve_target, set_cpu_threads
+    from vidattack.pipeline.batch import expand_inputs
+    from vidattack.pipeline.outputs import NameTemplate, parse_outputs, plan_outputs
+
+    check_seed(seed)
+    set_cpu_threads(threads)
+    memory = o.parse_size(max_memory, "--max-memory")
+    kinds = parse_outputs(outputs)
+    if resume and "report" not in kinds:
+        raise BadParameterError(
+            "expected --outputs with report for --resume (the report is how a finished input is recognised)"
+        )
+    template = NameTemplate(name)
+    budget = o.parse_budget(eps, alpha, steps)
+    atk = build_attack(attack, o.parse_sets(set_), budget, apply)
+    atk.check_stop_when_fooled(stop_when_fooled)  # refused before any model is loaded
+    o.check_out_folder(out)
+    dev = resolve_device(device)
+    view = load_model(model, arch=arch, labels=labels, trust_checkpoint=trust_checkpoint, device=dev)
+    target_index = resolve_target(view, target)
+    items = expand_inputs(inputs, exclude=out, null=null, skip_own_outputs=True)
+    if not items:
+        raise BadParameterError("expected video files in the inputs, found none")
+    planned = plan_outputs(
+        items,
+        out,
+        template,
+        kinds,
+        attack=atk,
+        model=view.name,
+        seed=seed,
+        target=None if target_index is None else view.label_of(target_index),
+    )
+    job_args = {
+        "attack": atk,
+        "model": view,
+        "device": dev,
+        "target": target,
+        "seed": seed,
+        "overwrite": overwrite,
+        "resume": resume,
+        "max_memory": memory,
+    }
+    return planned, job_args
 
 
 def build_attack(name: str, settings: dict[str, str], budget: Budget, apply: Path | None) -> Attack:
@@ -134,6 +227,24 @@ def _progress(total: int) -> BatchProgress:
     return BatchProgress(total)
 
 
+def _say_what_was_done(state: b.BatchState, out: Path, resume: bool) -> None:
+    """On stderr: how an interrupted batch ends and how to continue it; what --resume skipped."""
+    done = state.attacked + state.skipped + state.failed
+    e = state.interrupted
+    if e is not None:
+        failed = f", {state.failed} failed" if state.failed else ""
+        unfinished = " (the unfinished inputs' files were removed)" if done < state.total else ""
+        print_error(
+            f"interrupted by {e.name}: {done} of {state.total} inputs done{failed}{unfinished}, outputs "
+            f"in {out}. To continue, run the same command again with --resume."
+        )
+    elif resume and state.skipped:
+        if state.attacked == 0 and state.failed == 0:
+            print_note(f"all {state.total} inputs were already done (--resume); nothing was attacked")
+        else:
+            print_note(f"{state.skipped} of {state.total} inputs were already done (--resume) and skipped")
+
+
 def summary_table(rows: list[Record], console: Console) -> None:
     """One row per input: labels before and after (the file's own label too when writing changed it),
     success, success after encode, Linf, queries, time."""
@@ -151,6 +262,7 @@ def summary_table(rows: list[Record], console: Console) -> None:
         labels = f"{clean['label']} ({clean['confidence']:.2f}) -> {adv['label']} ({adv['confidence']:.2f})"
         if file["index"] != adv["index"]:
             labels += f"; file: {file['label']} ({file['confidence']:.2f})"
+        time_text = "done before" if r.get("skipped") else f"{r['timing']['total']:.1f}s"
         table.add_row(
             cell(Path(r["input"]).name),
             cell(labels),
@@ -158,6 +270,6 @@ def summary_table(rows: list[Record], console: Console) -> None:
             yes_no(r["success_after_encode"]),
             f"{pert['linf'] * 255:.1f}/255",
             str(r["queries"]),
-            f"{r['timing']['total']:.1f}s",
+            time_text,
         )
     console.print(table)

@@ -1,10 +1,11 @@
 """One video file in, adversarial video, heatmaps, plots and report out.
 
 `perturb_file` is the library function behind `vidattack perturb`. It composes the stages of
-`vidattack.pipeline.stages`: decode with PyAV, sample the frames the model sees, run the attack on them
-at native resolution, put the adversarial frames back into the full video and encode losslessly, decode
-the written file again and classify it (does the attack survive the file?), measure the perturbation on
-the written file, draw heatmaps and plots (`render`), and write the typed `Report` last.
+`vidattack.pipeline.stages`: decode with PyAV only the frames the model sees (memory checked against
+a budget from the container's header first), run the attack on them at native resolution, re-encode
+the whole video losslessly with the adversarial frames in place (streamed), decode the written file
+once beside the source to classify it (does the attack survive the file?) and measure the
+perturbation, draw heatmaps and plots (`render`), and write the typed `Report` last.
 """
 
 from __future__ import annotations
@@ -13,16 +14,17 @@ import logging
 import time
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from vidattack.errors import BadParameterError, VidattackError
+from vidattack.errors import BadParameterError
 from vidattack.pipeline.progress import ProgressEvent, ProgressFn, Stage
 from vidattack.pipeline.report import (
     AttackPart,
+    JobPart,
     ModelPart,
     Prediction,
     Report,
@@ -47,18 +49,21 @@ from vidattack.pipeline.stages import (
     verify,
     write,
 )
+from vidattack.text import literal
 
 if TYPE_CHECKING:
     from vidattack.attacks.base import Attack
     from vidattack.attacks.result import AttackResult
     from vidattack.models.view import ModelView
-    from vidattack.video import Video
+    from vidattack.pipeline.outputs import Claim
+    from vidattack.video import SampledFrames
 
 __all__ = [
     "Outputs",
     "ProgressEvent",
     "ProgressFn",
     "Report",
+    "check_seed",
     "perturb_file",
     "predict_file",
     "resolve_device",
@@ -82,6 +87,25 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise BadParameterError(f"expected --device auto, cpu or cuda[:N], got {name!r}") from None
 
 
+def max_threads() -> int:
+    """The most `--threads` accepted: 4 per core, at least 256. Far more makes OpenMP fail (a libgomp
+    error at 20000, a segmentation fault at 100000) and is never faster."""
+    import os
+
+    return max(256, 4 * (os.cpu_count() or 1))
+
+
+#: The largest `--seed`: torch's generators take 64-bit seeds.
+MAX_SEED = 2**64 - 1
+
+
+def check_seed(seed: int) -> int:
+    """`seed` if torch can seed a generator with it, else a usage error."""
+    if not 0 <= seed <= MAX_SEED:
+        raise BadParameterError(f"expected --seed between 0 and {MAX_SEED}, got {seed}")
+    return seed
+
+
 def set_cpu_threads(threads: int) -> None:
     """Use `threads` CPU threads for torch (0 keeps torch's default, one per core).
 
@@ -89,8 +113,9 @@ def set_cpu_threads(threads: int) -> None:
     OpenMP workers spin while they wait for each other, and a descheduled one stalls the rest (a sparse
     attack took 190 s with 2 threads beside two busy processes on 2 cores, 12 s with 1).
     """
-    if threads < 0:
-        raise BadParameterError(f"expected --threads >= 0, got {threads}")
+    limit = max_threads()
+    if not 0 <= threads <= limit:
+        raise BadParameterError(f"expected --threads between 0 and {limit} (0: one per core), got {threads}")
     if threads:
         torch.set_num_threads(threads)
 
@@ -115,8 +140,8 @@ def predict_file(
     """Decode a video file and return the model's prediction (`index`, `label`, `confidence`, `top`)."""
     dev = resolve_device(device)
     view = load_view(model, dev)
-    video = decode(path)
-    return {"input": str(path), **predict_frames(view, video.frames, dev, top_k).to_dict()}
+    video = decode(path, view)
+    return {"input": str(path), **predict_frames(view, video, dev, top_k).to_dict()}
 
 
 @contextmanager
@@ -143,16 +168,29 @@ class _Reporter:
         return None if self.progress is None else (lambda done, total: self(stage, done, total, unit))
 
 
-def prepare_outputs(out_dir: str | Path, stem: str, overwrite: bool) -> Outputs:
-    """The job's output paths, checked free (unless `overwrite`), in a folder that exists."""
-    out = Path(out_dir)
-    outputs = Outputs.for_stem(out, stem)
-    outputs.check_free(overwrite)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise VidattackError(f"cannot create the output folder {out}: {e.strerror}") from None
-    return outputs
+def output_set(
+    path: Path,
+    out_dir: str | Path,
+    stem: str | None,
+    *,
+    heatmaps: bool = True,
+    pictures: Collection[str] | None = None,
+) -> Outputs:
+    """The output set `perturb_file` writes for `path` when not given one: named `stem` (default: the
+    input's name without its last suffix, `clip.2020.mp4` -> `clip.2020`) in `out_dir`, the pictures
+    left out by `heatmaps=False` or not named in `pictures` (render roles) left out."""
+    from vidattack.pipeline.outputs import OUTPUT_KINDS
+
+    kinds = set(OUTPUT_KINDS)
+    if not heatmaps:
+        kinds -= {"heatmaps", "plots"}
+    if pictures is not None:
+        wanted = set(pictures)
+        kinds -= {k for k, roles in _PICTURES.items() if not wanted & roles}
+    return Outputs.for_stem(Path(out_dir), stem or path.stem or "video", kinds)
+
+
+_PICTURES = {"heatmaps": {"heatmap_png", "heatmap_video"}, "plots": {"frames_plot", "curve_plot"}}
 
 
 def perturb_file(
@@ -164,15 +202,28 @@ def perturb_file(
     target: str | int | None = None,
     seed: int = 0,
     overwrite: bool = False,
+    resume: bool = False,
     device: str | torch.device = "auto",
     progress: ProgressFn | None = None,
     stem: str | None = None,
+    outputs: Outputs | None = None,
     heatmaps: bool = True,
     pictures: Collection[str] | None = None,
     stop_when_fooled: float | None = None,
+    max_memory: int | None = None,
 ) -> dict[str, Any]:
     """Attack one video file and write `S.adv.mp4`, `S.heatmap.mp4`, `S.heatmap.png`, `S.frames.png`,
     `S.curve.png` (when the attack has a history) and `S.report.json` (last) into `out_dir`.
+
+    S is `stem` (default: the input's name without its last suffix, `clip.2020.mp4` -> `clip.2020`);
+    `outputs` (an `Outputs`, see `vidattack.pipeline.outputs`) names the files and chooses which kinds
+    are written instead (`out_dir` and `stem` are then ignored). While the job runs it holds the set's
+    lock: another process writing the same set fails with `OutputLockedError`. If the job fails or is
+    interrupted, the files it wrote are removed again. With `resume`, a set whose report was written by
+    the same job (attack, parameters, model, seed, target, input bytes: the report's `job`) is not
+    attacked again: its report is returned with `skipped` true; a set without a report is redone.
+    `max_memory` (bytes; None: the video layer's default) refuses, before decoding, a video that would
+    need more.
 
     `attack` is an attack object or a registered name (a learned universal perturbation is applied as
     `vidattack.attacks.universal.UniversalAttack(perturbation=...)`); `heatmaps=False` skips the
@@ -187,38 +238,49 @@ def perturb_file(
 
     t_start = time.perf_counter()
     path = Path(path)
+    check_seed(seed)
     dev = resolve_device(device)
     view = load_view(model, dev)
     atk = get_attack(attack) if isinstance(attack, str) else attack
     atk.check_stop_when_fooled(stop_when_fooled)
     target_index = resolve_target(view, target)
     warnings = warnings_for(atk, view)
-    job = prepare_job(path, atk, view, dev, out_dir, stem, overwrite, progress=progress)
-    job.started = t_start
-    unit = "steps" if atk.white_box else "queries"
-    job.tell("attacking", 0, None, unit)
-    with _timed(job.timing, "attack"):
-        outcome = run_attack(
-            job.sampled,
-            atk,
-            target=target_index,
-            seed=seed,
-            progress=job.tell.counter("attacking", unit),
-            stop_when_fooled=stop_when_fooled,
-        )
-    return finish_job(
-        job,
+    if outputs is None:
+        outputs = output_set(path, out_dir, stem, heatmaps=heatmaps, pictures=pictures)
+    elif not heatmaps:
+        outputs = replace(outputs, kinds=outputs.kinds - {"heatmaps", "plots"})
+    job = prepare_job(
+        path,
         atk,
         view,
-        outcome,
-        target_index,
-        seed,
         dev,
+        outputs,
+        seed=seed,
+        target=target_index,
         overwrite=overwrite,
-        heatmaps=heatmaps,
-        pictures=pictures,
-        warnings=warnings,
+        resume=resume,
+        progress=progress,
+        max_memory=max_memory,
     )
+    if not isinstance(job, Job):
+        return job  # finished before (--resume)
+    job.started = t_start
+    unit = "steps" if atk.white_box else "queries"
+    try:
+        job.tell("attacking", 0, None, unit)
+        with _timed(job.timing, "attack"):
+            outcome = run_attack(
+                job.sampled,
+                atk,
+                target=target_index,
+                seed=seed,
+                progress=job.tell.counter("attacking", unit),
+                stop_when_fooled=stop_when_fooled,
+            )
+    except BaseException:
+        job.claim.release(failed=True)
+        raise
+    return finish_job(job, atk, view, outcome, target_index, seed, dev, pictures=pictures, warnings=warnings)
 
 
 def warnings_for(atk: Attack, view: ModelView) -> list[str]:
@@ -234,16 +296,21 @@ def warnings_for(atk: Attack, view: ModelView) -> list[str]:
 
 @dataclass
 class Job:
-    """One input between the stages: its outputs, the decoded video and what the model samples of it.
+    """One input between the stages: its claimed outputs, the decoded video and what the model samples
+    of it.
 
-    `timing` is filled in as the stages run; `started` is when the job began (for `timing.total`);
-    `tell` sends its progress events."""
+    `claim` holds the output set's lock until `finish_job` (or, when the job fails before, whoever
+    drops it: `claim.release(failed=True)` removes what the job wrote); `job` identifies the job in
+    its report (`--resume`); `timing` is filled in as the stages run; `started` is when the job began
+    (for `timing.total`); `tell` sends its progress events."""
 
     path: Path
     outputs: Outputs
-    video: Video
+    video: SampledFrames
     sampled: Sampled
     tell: _Reporter
+    claim: Claim
+    job: JobPart
     timing: Timing = field(default_factory=Timing)
     started: float = field(default_factory=time.perf_counter)
 
@@ -253,22 +320,38 @@ def prepare_job(
     atk: Attack,
     view: ModelView,
     device: torch.device,
-    out_dir: str | Path,
-    stem: str | None,
-    overwrite: bool,
+    outputs: Outputs,
     *,
+    seed: int,
+    target: int | None,
+    overwrite: bool = False,
+    resume: bool = False,
     progress: ProgressFn | None = None,
-) -> Job:
-    """The first stages of a job: output paths checked free, decode, sample (no accelerator work)."""
+    max_memory: int | None = None,
+) -> Job | dict[str, Any]:
+    """The first stages of a job: claim the output set (lock, checks, `--resume`), decode, sample (no
+    accelerator work). Returns the `Job`, holding its claim, or, when `resume` finds the set finished
+    by the same job, that report (marked `skipped`) with nothing held."""
+    from vidattack.pipeline.outputs import claim, job_key
+
     started = time.perf_counter()
-    outputs = prepare_outputs(out_dir, stem or path.name.split(".")[0] or path.stem, overwrite)
-    tell = _Reporter(progress, path)
-    timing = Timing()
-    tell("decoding")
-    with _timed(timing, "decode"):
-        video = decode(path)
-    sampled = sample(video, view, atk, device)
-    return Job(path, outputs, video, sampled, tell, timing, started)
+    key = job_key(atk, view, seed=seed, target=target, path=path)
+    claimed = claim(outputs, key=key["key"], overwrite=overwrite, resume=resume)
+    if claimed.done is not None:
+        claimed.release()
+        return {**claimed.done, "skipped": True}
+    try:
+        tell = _Reporter(progress, path)
+        timing = Timing()
+        tell("decoding")
+        with _timed(timing, "decode"):
+            video = decode(path, view, max_memory=max_memory)
+        sampled = sample(video, view, atk, device)
+    except BaseException:
+        claimed.release(failed=True)
+        raise
+    job = JobPart(key["key"], key["input_sha256"])
+    return Job(path, outputs, video, sampled, tell, claimed, job, timing, started)
 
 
 def finish_job(
@@ -280,12 +363,41 @@ def finish_job(
     seed: int,
     device: torch.device,
     *,
-    overwrite: bool,
-    heatmaps: bool,
     pictures: Collection[str] | None = None,
     warnings: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The last stages of a job: write, verify, render, and the report (written last); its dict."""
+    """The last stages of a job: write, verify, render the pictures of the chosen kinds (only those in
+    `pictures`, when given), and the report (written last, when chosen); its dict. Releases the job's claim: when a stage fails (or the job is
+    interrupted), after removing what the job wrote."""
+    from vidattack.pipeline.signals import finish_without_interruption
+
+    try:
+        report = _finish(job, atk, view, outcome, target_index, seed, device, pictures, warnings)
+        data = report.to_dict()
+        finish_without_interruption()  # the job is done but for its report: finish it
+        if job.outputs.wants("report"):
+            write_report(job.outputs.report, data)
+    except BaseException:
+        job.claim.release(failed=True)
+        raise
+    job.claim.release()
+    job.tell("done", 1, 1)
+    return data
+
+
+def _finish(
+    job: Job,
+    atk: Attack,
+    view: ModelView,
+    outcome: AttackOutcome,
+    target_index: int | None,
+    seed: int,
+    device: torch.device,
+    only: Collection[str] | None,
+    warnings: Sequence[str],
+) -> Report:
+    from vidattack.files import temp_path_beside
+
     path, outputs, video, sampled, timing, tell = (
         job.path,
         job.outputs,
@@ -294,39 +406,48 @@ def finish_job(
         job.timing,
         job.tell,
     )
-    tell("writing")
-    with _timed(timing, "encode"):
-        write(video, sampled, outcome, outputs.adversarial, overwrite=overwrite)
-    result = outcome.result
-    clean = prediction(result.clean_log_probs[0], view.labels)
-    adversarial = prediction(result.adversarial_log_probs[0], view.labels)
-    tell("verifying")
-    with _timed(timing, "verify"):
-        verified = verify(
-            video, outputs.adversarial, sampled, view, device, clean_index=clean.index, target=target_index
-        )
-    paths: dict[str, Path] = {"adversarial": outputs.adversarial}
-    with _timed(timing, "heatmaps"):
-        if heatmaps and (pictures is None or pictures):
-            tell("rendering", 0, None, "pictures")
-            title = f"{path.name}: {clean.label} -> {adversarial.label} ({atk.name})"
-            paths.update(
-                _render(
-                    video,
-                    verified,
-                    outcome,
-                    outputs,
-                    title,
-                    overwrite,
-                    atk,
-                    sampled,
-                    pictures,
-                    tell.counter("rendering", "pictures"),
-                )
+    # the written video is verified (and the heatmaps drawn from it) even when it is not kept
+    # (`--outputs` without adv): then it goes to a hidden temp name, removed at the end
+    adv_path = outputs.adversarial if outputs.wants("adv") else temp_path_beside(outputs.adversarial)
+    paths: dict[str, Path] = {"adversarial": outputs.adversarial} if outputs.wants("adv") else {}
+    try:
+        tell("writing")
+        with _timed(timing, "encode"):
+            write(video, sampled, outcome, adv_path, overwrite=True)  # the claim checked the set
+        result = outcome.result
+        clean = prediction(result.clean_log_probs[0], view.labels)
+        adversarial = prediction(result.adversarial_log_probs[0], view.labels)
+        tell("verifying")
+        with _timed(timing, "verify"):
+            verified = verify(
+                video, adv_path, sampled, view, device, clean_index=clean.index, target=target_index
             )
-    paths["report"] = outputs.report
+        pictures = [r for r in outputs.pictures() if only is None or r in only]
+        with _timed(timing, "heatmaps"):
+            if pictures:
+                tell("rendering", 0, None, "pictures")
+                title = f"{literal(path.name)}: {clean.label} -> {adversarial.label} ({atk.name})"
+                paths.update(
+                    _render(
+                        video,
+                        verified,
+                        outcome,
+                        outputs,
+                        title,
+                        True,
+                        atk,
+                        sampled,
+                        pictures,
+                        tell.counter("rendering", "pictures"),
+                    )
+                )
+    finally:
+        if adv_path != outputs.adversarial:
+            adv_path.unlink(missing_ok=True)
+    if outputs.wants("report"):
+        paths["report"] = outputs.report
     timing.total = time.perf_counter() - job.started
-    report = _report(
+    return _report(
         path,
         atk,
         view,
@@ -342,10 +463,8 @@ def finish_job(
         seed,
         str(device),
         list(warnings),
+        job.job,
     )
-    write_report(outputs.report, report)
-    tell("done", 1, 1)
-    return report.to_dict()
 
 
 def _report(
@@ -355,7 +474,7 @@ def _report(
     sampled: Sampled,
     outcome: AttackOutcome,
     verified: Verified,
-    video: Video,
+    video: SampledFrames,
     clean: Prediction,
     adversarial: Prediction,
     target_index: int | None,
@@ -364,6 +483,7 @@ def _report(
     seed: int,
     device: str,
     warnings: list[str],
+    job: JobPart | None = None,
 ) -> Report:
     """The typed report of one finished job (versions read now)."""
     result = outcome.result
@@ -388,6 +508,7 @@ def _report(
         device=device,
         versions=versions(),
         warnings=warnings,
+        job=job,
     )
 
 
@@ -443,7 +564,7 @@ def model_part(view: ModelView, sampled: Sampled) -> ModelPart:
 
 
 def _render(
-    video: Video,
+    video: SampledFrames,
     verified: Verified,
     outcome: AttackOutcome,
     outputs: Outputs,
@@ -458,7 +579,7 @@ def _render(
 
     rendered = render(
         video,
-        verified.frames,  # may be overwritten with the heatmap: the decoded buffer is not needed afterwards
+        verified.comparison.written,
         verified.stats,
         outputs,
         history=outcome.result.history,

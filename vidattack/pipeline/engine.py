@@ -3,7 +3,7 @@
 `perturb_many` gives, for each input in order, what `perturb_file` gives for it alone (its report, or
 an error record when it fails; one failed input never stops the others), but it keeps the attack busy:
 
-    decode worker:   prepare (outputs checked free, decode, sample) the next inputs
+    decode worker:   prepare (claim the output set, decode, sample) the next inputs
     main thread:     attack batches of up to `batch_size` consecutive inputs of one `batch_key`
     finish worker:   write, verify, render and report the inputs already attacked
 
@@ -11,6 +11,13 @@ Only the attack runs in the calling thread; PyAV, the encoder and torch's kernel
 decoding and writing overlap with it. Memory is bounded: at most `batch_size + lookahead` decoded
 inputs wait for the attack and at most `batch_size + 1` attacked ones wait to be written. Batching
 only groups consecutive inputs, so records come out in input order without holding any back.
+
+Each job holds its output set's claim (`vidattack.pipeline.outputs.claim`: the set's lock, `--resume`,
+`--overwrite`) from its decode to its report; a job that fails, or that is still unfinished when the
+batch stops, releases it after removing what it wrote. `should_stop()` (the CLI's SIGINT/SIGTERM) is
+asked between batches and between attack steps: the engine then stops attacking, lets the writes
+under way finish, yields the records finished so far in order, removes the unfinished jobs' files and
+ends; nothing is interrupted half-written.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +39,7 @@ if TYPE_CHECKING:
     from vidattack.models.view import ModelView
     from vidattack.pipeline import Job
     from vidattack.pipeline.progress import ProgressFn
+    from vidattack.pipeline.stages import Outputs
 
 log = logging.getLogger("vidattack")
 
@@ -58,8 +66,14 @@ class EngineItem:
 
 def error_record(path: Path, error: BaseException) -> Record:
     """What a failed input reports: its input and one line of error (as the sequential batch does)."""
-    message = str(error).splitlines()[0] if str(error) else type(error).__name__
-    return {"input": str(path), "status": "error", "error": message, "error_type": type(error).__name__}
+    from vidattack.pipeline.batch import Item
+    from vidattack.pipeline.batch import error_record as record
+
+    return record(Item(path, path.stem), error)
+
+
+class _Stopped(BaseException):
+    """`should_stop()` said so during an attack: unwinds the attack without looking like its error."""
 
 
 def perturb_many(
@@ -71,18 +85,26 @@ def perturb_many(
     target: str | int | None = None,
     seed: int = 0,
     overwrite: bool = False,
+    resume: bool = False,
     device: str | torch.device = "auto",
     heatmaps: bool = True,
     batch_size: int | None = None,
     stop_when_fooled: float | None = None,
     pictures: Collection[str] | None = None,
+    max_memory: int | None = None,
     progress: ProgressFn | None = None,
     done: Callable[[Any], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
     lookahead: int = 2,
 ) -> Iterator[Record]:
     """Attack every input and yield its record (the report dict, or an error record) in input order.
 
-    `items` have `.path` and `.stem` (`vidattack.pipeline.batch.Item`). Each video's report equals the
+    `items` have `.path` and either `.outputs` (an `Outputs`, as `vidattack.pipeline.outputs.Planned`
+    has) or `.stem` (`vidattack.pipeline.batch.Item`: the set is named `stem` in `out_dir`); an item
+    whose `.error` is set is that error's record. `overwrite`, `resume`, `max_memory`, `heatmaps` and
+    `pictures` are `perturb_file`'s: a set that `resume` finds finished gives its report marked
+    `skipped`. When `should_stop()` turns true the batch ends early (see the module's docstring): the
+    records yielded are those of the inputs finished. Each video's report equals the
     one `perturb_file` writes for it (same seed, same outputs), timings apart. `batch_size` videos of
     the same clip shape and frame plan go through the attack together (default `default_batch_size`);
     attacks that are not `batchable` run one video at a time. `progress` receives every video's
@@ -118,6 +140,7 @@ def perturb_many(
         done,
         max(lookahead, 0),
     )
+    engine.resume, engine.max_memory, engine.should_stop = resume, max_memory, should_stop
     yield from engine.run()
 
 
@@ -127,6 +150,7 @@ class _Slot:
 
     item: Any
     record: Future[Record] | Record | None = None
+    job: Job | None = None
 
 
 class _Engine:
@@ -154,22 +178,58 @@ class _Engine:
         self.heatmaps, self.batch_size, self.stop, self.lookahead = heatmaps, batch_size, stop, lookahead
         self.pictures, self.warnings = pictures, warnings
         self.progress, self.done = progress, done
+        self.resume = False
+        self.max_memory: int | None = None
+        self.should_stop: Callable[[], bool] | None = None
+        self._open: set[int] = set()  # ids of jobs holding a claim (prepared, not yet finished)
+        self._jobs: dict[int, Job] = {}
+
+    def _stopping(self) -> bool:
+        return self.should_stop is not None and self.should_stop()
+
+    def _outputs(self, item: Any) -> Outputs:
+        from vidattack.pipeline import output_set
+
+        outputs: Outputs | None = getattr(item, "outputs", None)
+        if outputs is None:
+            return output_set(
+                Path(item.path), self.out_dir, item.stem, heatmaps=self.heatmaps, pictures=self.pictures
+            )
+        return outputs if self.heatmaps else replace(outputs, kinds=outputs.kinds - {"heatmaps", "plots"})
+
+    def _hold(self, job: Job) -> None:
+        self._jobs[id(job)] = job
+        self._open.add(id(job))
+
+    def _let_go(self, job: Job, *, failed: bool) -> None:
+        self._open.discard(id(job))
+        self._jobs.pop(id(job), None)
+        job.claim.release(failed=failed)
 
     # -- the stages as the workers run them ------------------------------------------------------
 
-    def _prepare(self, item: Any) -> Job:
-        from vidattack.pipeline import prepare_job
+    def _prepare(self, item: Any) -> Job | Record:
+        from vidattack.errors import BadVideoError
+        from vidattack.pipeline import Job, prepare_job
 
-        return prepare_job(
+        if getattr(item, "error", None) is not None:  # known when the inputs were expanded
+            raise BadVideoError(item.error)
+        prepared = prepare_job(
             Path(item.path),
             self.attack,
             self.view,
             self.device,
-            self.out_dir,
-            item.stem,
-            self.overwrite,
+            self._outputs(item),
+            seed=self.seed,
+            target=self.target,
+            overwrite=self.overwrite,
+            resume=self.resume,
             progress=self.progress,
+            max_memory=self.max_memory,
         )
+        if isinstance(prepared, Job):
+            self._hold(prepared)
+        return prepared
 
     def _finish(self, item: Any, job: Job, outcome: Any) -> Record:
         from vidattack.pipeline import finish_job
@@ -185,13 +245,13 @@ class _Engine:
                     self.target,
                     self.seed,
                     self.device,
-                    overwrite=self.overwrite,
-                    heatmaps=self.heatmaps,
                     pictures=self.pictures,
                     warnings=self.warnings,
                 ),
             )
         finally:
+            self._open.discard(id(job))  # finish_job released the claim, whatever happened
+            self._jobs.pop(id(job), None)
             self._done(item)
 
     def _done(self, item: Any) -> None:
@@ -199,15 +259,18 @@ class _Engine:
             self.done(item)
 
     def _progress(self, jobs: list[Job]) -> Callable[[int, int], None] | None:
-        # one (done, total) callback for the batch's attack, fanned out to every video's events
-        if self.progress is None:
+        # one (done, total) callback for the batch's attack, fanned out to every video's events; it is
+        # also where a long attack learns that the batch should stop
+        if self.progress is None and self.should_stop is None:
             return None
         unit = "steps" if self.attack.white_box else "queries"
-        counters = [job.tell.counter("attacking", unit) for job in jobs]
+        counters = [job.tell.counter("attacking", unit) for job in jobs] if self.progress else []
         for job in jobs:
             job.tell("attacking", 0, None, unit)
 
         def tick(step: int, total: int) -> None:
+            if self._stopping():
+                raise _Stopped
             for counter in counters:
                 counter(step, total)
 
@@ -216,26 +279,26 @@ class _Engine:
     # -- the main loop ---------------------------------------------------------------------------
 
     def run(self) -> Iterator[Record]:
+        from vidattack.pipeline import Job
         from vidattack.pipeline.stages import batch_key, run_attack_batch
 
         slots = [_Slot(item) for item in self.items]
         ahead = self.batch_size + self.lookahead
-        with (
-            ThreadPoolExecutor(1, thread_name_prefix="vidattack-decode") as decoder,
-            ThreadPoolExecutor(1, thread_name_prefix="vidattack-finish") as finisher,
-        ):
-            prepared: deque[tuple[int, Future[Job]]] = deque()
-            following = 0  # next input to hand to the decoder
-            emitted = 0  # next record to yield
+        decoder = ThreadPoolExecutor(1, thread_name_prefix="vidattack-decode")
+        finisher = ThreadPoolExecutor(1, thread_name_prefix="vidattack-finish")
+        prepared: deque[tuple[int, Future[Job | Record]]] = deque()
+        following = 0  # next input to hand to the decoder
+        emitted = 0  # next record to yield
 
-            def feed() -> None:
-                nonlocal following
-                while following < len(slots) and len(prepared) < ahead:
-                    prepared.append((following, decoder.submit(self._prepare, slots[following].item)))
-                    following += 1
+        def feed() -> None:
+            nonlocal following
+            while following < len(slots) and len(prepared) < ahead and not self._stopping():
+                prepared.append((following, decoder.submit(self._prepare, slots[following].item)))
+                following += 1
 
+        try:
             feed()
-            while prepared:
+            while prepared and not self._stopping():
                 # the next batch: consecutive prepared inputs with one batch key
                 batch: list[tuple[int, Job]] = []
                 key: Any = None
@@ -248,32 +311,66 @@ class _Engine:
                         self._fail(slots[index], e)
                         feed()
                         continue
+                    if not isinstance(job, Job):  # finished before (--resume): its report
+                        prepared.popleft()
+                        slots[index].record = job
+                        self._done(slots[index].item)
+                        feed()
+                        continue
                     k = batch_key(job.sampled, self.attack)
                     if batch and (k is None or k != key):
                         break
                     prepared.popleft()
                     batch.append((index, job))
+                    slots[index].job = job
                     key = k
                     feed()
                     if k is None:
                         break
                 if batch:
-                    self._attack(batch, slots, finisher, run_attack_batch)
+                    try:
+                        self._attack(batch, slots, finisher, run_attack_batch)
+                    except _Stopped:
+                        break
                 # hand back what is finished, in order; bound the jobs waiting to be written
                 while emitted < len(slots) and _ready(slots[emitted], wait=self._too_many(slots, emitted)):
                     yield _take(slots[emitted])
                     emitted += 1
-            while emitted < len(slots):
-                _ready(slots[emitted], wait=True)
-                yield _take(slots[emitted])
-                emitted += 1
+            if not self._stopping():
+                while emitted < len(slots):
+                    _ready(slots[emitted], wait=True)
+                    yield _take(slots[emitted])
+                    emitted += 1
+                decoder.shutdown()
+                finisher.shutdown()
+                return
+        except BaseException:
+            self._close(decoder, finisher)
+            raise
+        # asked to stop: the writes under way finish, nothing new starts; what finished is handed back
+        self._close(decoder, finisher)
+        while emitted < len(slots) and _ready(slots[emitted], wait=False):
+            yield _take(slots[emitted])
+            emitted += 1
+
+    def _close(self, decoder: ThreadPoolExecutor, finisher: ThreadPoolExecutor) -> None:
+        """Start nothing new, wait for the work under way, and release every job left unfinished (its
+        files removed)."""
+        decoder.shutdown(wait=True, cancel_futures=True)
+        finisher.shutdown(wait=True, cancel_futures=True)
+        for job_id in list(self._open):
+            job = self._jobs.get(job_id)
+            if job is not None:
+                self._let_go(job, failed=True)
 
     def _too_many(self, slots: list[_Slot], emitted: int) -> bool:
         pending = sum(1 for s in slots[emitted:] if isinstance(s.record, Future) and not s.record.done())
         return pending > self.batch_size + 1
 
     def _fail(self, slot: _Slot, error: BaseException) -> None:
-        if isinstance(error, KeyboardInterrupt | SystemExit):
+        if slot.job is not None:
+            self._let_go(slot.job, failed=True)
+        if isinstance(error, KeyboardInterrupt | SystemExit | _Stopped):
             raise error
         if not isinstance(error, VidattackError):
             log.debug("unexpected error on %s", slot.item.path, exc_info=error)
@@ -294,11 +391,13 @@ class _Engine:
                 stop_when_fooled=self.stop,
             )
         except BaseException as e:  # every input of the batch reports it
-            if len(batch) > 1 and not isinstance(e, KeyboardInterrupt | SystemExit):
+            if len(batch) > 1 and not isinstance(e, KeyboardInterrupt | SystemExit | _Stopped):
                 # one bad video must not fail the others: attack them one at a time
                 for one in batch:
                     self._attack([one], slots, finisher, run)
                 return
+            if isinstance(e, KeyboardInterrupt | SystemExit | _Stopped):
+                raise  # the jobs are released, unfinished, when the batch closes
             for i, _ in batch:
                 self._fail(slots[i], e)
             return
@@ -321,6 +420,8 @@ def _guarded(item: Any, job: Callable[[], Record]) -> Record:
 
 def _ready(slot: _Slot, *, wait: bool) -> bool:
     if isinstance(slot.record, Future):
+        if slot.record.cancelled():
+            return False
         if wait:
             slot.record.result()
         return slot.record.done()

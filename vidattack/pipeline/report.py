@@ -19,12 +19,12 @@ from torch import Tensor
 from vidattack.files import write_atomic
 
 if TYPE_CHECKING:
-    from vidattack.video import Video
+    from vidattack.video import SampledFrames, Video
 
 
 #: The version of the report's layout, `schema_version` in every report. Published as the JSON Schema
 #: `vidattack/schema/report.schema.json`; a minor bump adds keys, a major one changes or removes them.
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 #: Why `ratio_max` is null: the only way the ratio max(a/x, x/a) has no finite value.
 RATIO_UNBOUNDED = "a pixel that was 0 (black) changed: the ratio a/x is unbounded"
@@ -233,7 +233,8 @@ class ModelPart:
 
 @dataclass(frozen=True)
 class VideoPart:
-    """The input video as decoded: size, timing, source codec, audio, decoder notes."""
+    """The input video as decoded (whole, or streamed as `SampledFrames`): size, timing, source codec,
+    audio, decoder notes."""
 
     frames: int
     width: int
@@ -247,7 +248,7 @@ class VideoPart:
     notes: list[str]
 
     @classmethod
-    def of(cls, video: Video) -> VideoPart:
+    def of(cls, video: Video | SampledFrames) -> VideoPart:
         return cls(
             frames=video.num_frames,
             width=video.width,
@@ -310,6 +311,19 @@ class Target:
 
 
 @dataclass(frozen=True)
+class JobPart:
+    """Which job wrote the report, for `--resume`: `key` digests the attack and its parameters, the
+    model, the seed, the target and the input's bytes (`vidattack.pipeline.outputs.job_key`);
+    `input_sha256` is the input's SHA-256 (None when the input is not a regular file)."""
+
+    key: str
+    input_sha256: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "input_sha256": self.input_sha256}
+
+
+@dataclass(frozen=True)
 class Report:
     """Everything one attacked video reports; `to_dict()` is the JSON of `S.report.json`.
 
@@ -317,7 +331,8 @@ class Report:
     as written and decoded again; `success_after_encode` judges the latter. `perturbation` holds the
     measurements of `perturbation_stats` on the written file; `outputs` maps each written file's role
     to its path; `warnings` are what the reader should know before trusting the numbers (a universal
-    perturbation learned on another model, say), also logged when the job ran.
+    perturbation learned on another model, say), also logged when the job ran; `job` identifies the
+    job for `--resume`.
     """
 
     input: str
@@ -341,6 +356,7 @@ class Report:
     versions: dict[str, str] = field(default_factory=dict)
     status: str = "ok"
     warnings: list[str] = field(default_factory=list)
+    job: JobPart | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict, keys in the order reports have always had (new keys at the end), valid
@@ -367,5 +383,6 @@ class Report:
             "device": self.device,
             "versions": self.versions,
             "warnings": self.warnings,
+            "job": None if self.job is None else self.job.to_dict(),
             "schema_version": SCHEMA_VERSION,
         }

@@ -1,11 +1,16 @@
 """The stages of one job, each a function with typed input and output, testable alone.
 
-    decode(path) -> Video                                        # PyAV, the whole video as uint8
-    sample(video, view, attack, device) -> Sampled               # the model's frames, bound model, start
+    decode(path, view, max_memory) -> SampledFrames                # the model's frames only, bounded
+    sample(frames, view, attack, device) -> Sampled                # clip tensor, bound model, start
     run_attack(sampled, attack, target, seed, progress) -> AttackOutcome   # pure tensors
-    write(video, sampled, outcome, path, overwrite) -> Path      # lossless file, atomic
-    verify(video, written, sampled, view, ...) -> Verified       # decode what was written, classify it
-    render(video, verified, history, outputs, title, overwrite) -> Rendered   # heatmaps and plots
+    write(frames, sampled, outcome, path, overwrite) -> Path       # lossless file, streamed, atomic
+    verify(frames, written, sampled, view, ...) -> Verified        # decode what was written once
+    render(frames, comparison.written, stats, outputs, ...)        # heatmaps and plots (render/)
+
+Memory is bounded before decoding: `decode` plans the model's frames on the container's declared
+frame count and refuses (one line, `BadVideoError`) a video whose sample would not fit `max_memory`;
+only the sampled frames are kept (the whole video too when it is small, `KEEP_ALL_BYTES`), and writing,
+verifying and the heatmap video stream the rest frame by frame (`vidattack.video`).
 
 `perturb_file` runs them in order for one video. They share no state beyond their arguments, so a
 batch engine can run them per video in workers and overlap them (decode the next video while this one
@@ -15,7 +20,7 @@ is attacked; write and render the last one meanwhile). Only `run_attack` needs t
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +29,7 @@ import torch
 from torch import Tensor
 
 from vidattack.errors import OutputExistsError, VidattackError
-from vidattack.pipeline.report import Prediction, perturbation_stats, prediction
+from vidattack.pipeline.report import Prediction, prediction, reportable
 
 ProgressFn = Callable[[int, int], None]
 
@@ -32,12 +37,13 @@ if TYPE_CHECKING:
     from vidattack.attacks.base import Attack
     from vidattack.attacks.result import AttackResult
     from vidattack.models.view import BoundModel, FramePlan, ModelView
-    from vidattack.video import Video
+    from vidattack.video import Comparison, SampledFrames
 
 
 @dataclass(frozen=True)
 class Outputs:
-    """The files one job writes, named from the input's stem S."""
+    """The files one job writes, named S (see `vidattack.pipeline.outputs` for how S is chosen), and
+    which kinds of them the job writes (`kinds`, a subset of `adv`, `report`, `heatmaps`, `plots`)."""
 
     adversarial: Path
     heatmap_video: Path
@@ -45,9 +51,12 @@ class Outputs:
     frames_plot: Path
     curve_plot: Path
     report: Path
+    kinds: frozenset[str] = frozenset({"adv", "report", "heatmaps", "plots"})
 
     @classmethod
-    def for_stem(cls, out_dir: Path, stem: str) -> Outputs:
+    def for_stem(cls, out_dir: Path, stem: str, kinds: Iterable[str] | None = None) -> Outputs:
+        """The set named `stem` in `out_dir` (every kind unless `kinds`)."""
+        chosen = frozenset(kinds) if kinds is not None else frozenset({"adv", "report", "heatmaps", "plots"})
         return cls(
             adversarial=out_dir / f"{stem}.adv.mp4",
             heatmap_video=out_dir / f"{stem}.heatmap.mp4",
@@ -55,24 +64,59 @@ class Outputs:
             frames_plot=out_dir / f"{stem}.frames.png",
             curve_plot=out_dir / f"{stem}.curve.png",
             report=out_dir / f"{stem}.report.json",
+            kinds=chosen,
         )
+
+    @property
+    def folder(self) -> Path:
+        return self.report.parent
+
+    @property
+    def name(self) -> str:
+        """S, the name the set's files share."""
+        return self.report.name.removesuffix(".report.json")
+
+    @property
+    def lock(self) -> Path:
+        """The lock file held while a job writes this set (`.S.lock`)."""
+        from vidattack.pipeline.locks import lock_path
+
+        return lock_path(self.folder, self.name)
+
+    def by_kind(self) -> dict[str, tuple[Path, ...]]:
+        return {
+            "adv": (self.adversarial,),
+            "heatmaps": (self.heatmap_video, self.heatmap_png),
+            "plots": (self.frames_plot, self.curve_plot),
+            "report": (self.report,),
+        }
 
     def all(self) -> tuple[Path, ...]:
-        """Every output path, report last."""
-        return (
-            self.adversarial,
-            self.heatmap_video,
-            self.heatmap_png,
-            self.frames_plot,
-            self.curve_plot,
-            self.report,
-        )
+        """Every path of the set, chosen or not, report last."""
+        return tuple(p for paths in self.by_kind().values() for p in paths)
+
+    def chosen(self) -> tuple[Path, ...]:
+        """The paths of the chosen kinds, report last."""
+        return tuple(p for kind, paths in self.by_kind().items() if kind in self.kinds for p in paths)
+
+    def required(self) -> tuple[Path, ...]:
+        """The chosen paths every finished job has written (the curve only exists for attacks with a
+        history)."""
+        return tuple(p for p in self.chosen() if p != self.curve_plot)
+
+    def wants(self, kind: str) -> bool:
+        return kind in self.kinds
+
+    def pictures(self) -> tuple[str, ...]:
+        """The render roles (`vidattack.pipeline.render.ROLES`) of the chosen kinds."""
+        roles = {"heatmaps": ("heatmap_png", "heatmap_video"), "plots": ("frames_plot", "curve_plot")}
+        return tuple(r for kind, rs in roles.items() if kind in self.kinds for r in rs)
 
     def check_free(self, overwrite: bool) -> None:
-        """Refuse to start when any output exists, unless `overwrite`: a job never replaces a file silently."""
+        """Refuse to start when any chosen output exists, unless `overwrite`: never replace a file silently."""
         if overwrite:
             return
-        for p in self.all():
+        for p in self.chosen():
             if p.exists():
                 raise OutputExistsError(f"{p} exists (use --overwrite to replace it)")
 
@@ -87,11 +131,17 @@ def resolve_target(view: ModelView, target: str | int | None) -> int | None:
 # -- decode and sample ----------------------------------------------------------------------------
 
 
-def decode(path: str | os.PathLike[str]) -> Video:
-    """The video at `path`, decoded (BadVideoError for anything that is not a readable video)."""
-    from vidattack.video import load_video
+def decode(path: str | os.PathLike[str], view: ModelView, *, max_memory: int | None = None) -> SampledFrames:
+    """The frames of the video at `path` that `view` samples, decoded in one streaming pass, with the
+    whole video's timing (`BadVideoError` for anything that is not a readable video).
 
-    return load_video(path)
+    `max_memory` (bytes; None: the video layer's `DEFAULT_MAX_MEMORY`) refuses, from the container's
+    header and before decoding, a video whose sample would not fit.
+    """
+    from vidattack.video import DEFAULT_MAX_MEMORY, decode_planned
+
+    budget = DEFAULT_MAX_MEMORY if max_memory is None else max_memory
+    return decode_planned(path, lambda n: view.plan(n).frame_ids, budget_bytes=budget)
 
 
 @dataclass(frozen=True)
@@ -105,18 +155,31 @@ class Sampled:
     starting_points: Tensor | None
 
 
-def sample(video: Video, view: ModelView, attack: Attack | None, device: torch.device) -> Sampled:
-    """Sample the frames `view` looks at from `video`, at native resolution, onto `device`.
+def plan_of(frames: SampledFrames, view: ModelView) -> FramePlan:
+    """`view`'s frame plan for the decoded video, which must be the frames `decode` kept."""
+    plan = view.plan(frames.num_frames)
+    if tuple(plan.frame_ids) != tuple(frames.frame_ids):
+        raise VidattackError(
+            f"expected the frames {list(plan.frame_ids)} the model samples, got {list(frames.frame_ids)}"
+        )
+    return plan
+
+
+def clip_tensor(frames: Tensor, device: torch.device | str = "cpu") -> Tensor:
+    """The float clip `(1, T', C, H, W)` in [0, 1] of sampled uint8 frames `(T', H, W, 3)`."""
+    return frames.to(device).permute(0, 3, 1, 2).float().div_(255.0).unsqueeze(0)
+
+
+def sample(frames: SampledFrames, view: ModelView, attack: Attack | None, device: torch.device) -> Sampled:
+    """The clip `view` looks at, at native resolution, onto `device`, and the model bound to its plan.
 
     Starting points are the attack's own (V-BAD's `target_video`), decoded here because attacks
     never open files.
     """
-    from vidattack.models.view import sampled_frames
-
-    plan = view.plan(video.num_frames)
     from vidattack.starting_points import starting_points
 
-    x = sampled_frames(video.frames, plan, device)
+    plan = plan_of(frames, view)
+    x = clip_tensor(frames.frames, device)
     starts = starting_points(attack, plan, x) if attack is not None else None
     return Sampled(plan, view.bind(plan), x, starts)
 
@@ -220,32 +283,40 @@ def _call_attack(
 # -- write, verify -------------------------------------------------------------------------------
 
 
-def write(video: Video, sampled: Sampled, outcome: AttackOutcome, path: Path, *, overwrite: bool) -> Path:
-    """Put the adversarial frames back into the full video and encode it losslessly to `path`."""
-    from vidattack.video import save_video
+def write(
+    frames: SampledFrames, sampled: Sampled, outcome: AttackOutcome, path: Path, *, overwrite: bool
+) -> Path:
+    """Encode the whole video losslessly to `path` with the adversarial frames in place of the sampled
+    ones, streaming (the source is decoded again frame by frame unless it was kept whole)."""
+    from vidattack.video import rewrite
 
-    frames = video.frames.clone()
-    frames[list(sampled.plan.frame_ids)] = outcome.frames
-    return save_video(video.with_frames(frames), path, overwrite=overwrite)
+    return rewrite(frames, path, frames.replacements(outcome.frames), overwrite=overwrite)
 
 
 @dataclass(frozen=True)
 class Verified:
     """The written file judged like any user of it would: decoded again and classified.
 
-    `frames` are the decoded adversarial frames `(T, H, W, 3)` uint8; `stats` the perturbation measured
-    on them (`perturbation_stats`); `frame_predictions` the per-frame labels of CNN+RNN models.
+    `comparison` is the one decode of the written file (`vidattack.video.compare`): its `written` holds
+    the written frames the model samples (the whole written video too, when small); `stats` the
+    perturbation measured on every frame, as the report holds it (`reportable`); `frame_predictions`
+    the per-frame labels of CNN+RNN models.
     """
 
-    frames: Tensor
+    comparison: Comparison
     reencoded: Prediction
     success_after_encode: bool
     stats: dict[str, Any]
     frame_predictions: dict[str, Any] | None
 
+    @property
+    def frames(self) -> Tensor:
+        """The written file's sampled frames `(T', H, W, 3)` uint8."""
+        return self.comparison.written.frames
+
 
 def verify(
-    video: Video,
+    frames: SampledFrames,
     written: Path,
     sampled: Sampled,
     view: ModelView,
@@ -254,21 +325,22 @@ def verify(
     clean_index: int,
     target: int | None,
 ) -> Verified:
-    """Decode `written`, check it has the input's shape, classify it and measure the perturbation."""
-    from vidattack.models.view import sampled_frames
+    """Decode `written` once beside the source (same length and frame size, else `VidattackError`),
+    classify its sampled frames and measure the perturbation on every frame."""
+    from vidattack.video import KEEP_ALL_BYTES, compare
 
-    frames = decode(written).frames
-    if frames.shape != video.frames.shape:
-        raise VidattackError(
-            f"the written video decodes to {tuple(frames.shape)}, expected {tuple(video.frames.shape)}"
-        )
-    reencoded = predict_frames(view, frames, device)
-    adv_x = sampled_frames(frames, sampled.plan, device)
+    # a video small enough to have been kept whole keeps its written copy too, for the heatmap video
+    keep = KEEP_ALL_BYTES if frames.all_frames is not None else 0
+    comparison = compare(frames, written, keep_all_bytes=keep)
+    adv_x = clip_tensor(comparison.written.frames, device)
+    with torch.no_grad():
+        probs = view.bind(sampled.plan)(adv_x).exp()[0]  # as `predict_frames` classifies any video
+    reencoded = prediction(probs, view.labels, is_log=False)
     return Verified(
-        frames=frames,
+        comparison=comparison,
         reencoded=reencoded,
         success_after_encode=judge(reencoded.index, clean_index, target),
-        stats=perturbation_stats(video.frames, frames),
+        stats=reportable(comparison.stats()),
         frame_predictions=frame_predictions(view, sampled.x, adv_x, sampled.plan),
     )
 
@@ -278,11 +350,14 @@ def judge(index: int, clean_index: int, target: int | None) -> bool:
     return index == target if target is not None else index != clean_index
 
 
-def predict_frames(view: ModelView, frames: Tensor, device: torch.device, top_k: int = 5) -> Prediction:
-    """The model's video-level prediction for decoded frames `(T, H, W, 3)` uint8."""
-    from vidattack.models.view import predict_video
-
-    return prediction(predict_video(view, frames, device), view.labels, top_k=top_k, is_log=False)
+def predict_frames(
+    view: ModelView, frames: SampledFrames, device: torch.device, top_k: int = 5
+) -> Prediction:
+    """The model's video-level prediction for a video decoded by `decode` (its sampled frames)."""
+    plan = plan_of(frames, view)
+    with torch.no_grad():
+        probs = view.bind(plan)(clip_tensor(frames.frames, device)).exp()[0]
+    return prediction(probs, view.labels, top_k=top_k, is_log=False)
 
 
 def frame_predictions(view: ModelView, clean: Tensor, adv: Tensor, plan: FramePlan) -> dict[str, Any] | None:

@@ -32,9 +32,10 @@ def _as_frames(video: VideoSource) -> Tensor:
                 f"expected a video as uint8 frames (T, H, W, 3), got {video.dtype} {tuple(video.shape)}"
             )
         return video
-    from vidattack.pipeline.stages import decode
+    from vidattack.video import DEFAULT_MAX_MEMORY, load_video
 
-    return decode(video).frames
+    # every frame (a perturbation spans the whole video), refused from its header when it cannot fit
+    return load_video(video, budget_bytes=DEFAULT_MAX_MEMORY).frames
 
 
 def _device_of(view: ModelView) -> torch.device:

@@ -12,13 +12,13 @@ import errno
 import os
 import pathlib
 import stat
-import unicodedata
 from collections.abc import Iterator
 
 import av
 import av.logging
 
 from vidattack.errors import BadVideoError
+from vidattack.text import literal
 
 PathLike = str | os.PathLike[str]
 
@@ -31,25 +31,10 @@ _KINDS = {
 
 
 def display_path(path: PathLike | bytes) -> str:
-    """`path` as one printable line: control characters (newline, tab, escape) and bytes that are not
-    valid UTF-8 are written as escapes (`\\n`, `\\xff`), everything else as is (unicode stays readable).
-
-    File names may hold any byte but `/` and NUL; an error message printed with a raw newline in it would
-    be two lines, and an undecodable byte would make `print` itself fail.
-    """
-    text = os.fsdecode(path)
-    if text.isprintable():
-        return text
-    out = []
-    for ch in text:
-        code = ord(ch)
-        if 0xDC80 <= code <= 0xDCFF:  # surrogateescape: an undecodable byte of the original name
-            out.append(f"\\x{code - 0xDC00:02x}")
-        elif unicodedata.category(ch) in ("Cc", "Cs") or ch in "\u2028\u2029":
-            out.append(repr(ch)[1:-1])
-        else:
-            out.append(ch)
-    return "".join(out)
+    """`path` as one printable line (`vidattack.text.literal`): control characters (newline, tab,
+    escape) and bytes that are not valid UTF-8 are written as escapes (`\\n`, `\\xff`), everything else
+    as is (unicode stays readable)."""
+    return literal(path)
 
 
 def reason(error: BaseException) -> str:

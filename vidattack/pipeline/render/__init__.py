@@ -5,6 +5,11 @@ A colour video of |adversarial - clean| (`S.heatmap.mp4`), a PNG contact sheet o
 them) and the attack's curve (`S.curve.png`). Everything here reads decoded 8-bit frames and the
 report's numbers; nothing here changes a pixel of the adversarial video.
 
+The videos come as the video layer gives them: the clean one as `decode`'s `SampledFrames` and the
+written one as `compare`'s `Comparison.written` (or both whole, as `Video`s). Neither is held whole
+unless it was small: the heatmap video is painted frame by frame while both are decoded in lockstep
+(`vidattack.video.map_frames`), keeping on the way the few frames the contact sheet shows.
+
     heatmap.py   the colour scale, `heatmap_rgb` (a pure, vectorised colour mapping), the annotated
                  heatmap video's frames (`HeatmapPainter`), key frames and the contact sheet
     plots.py     the per-frame chart and the curve (matplotlib, no pyplot)
@@ -33,8 +38,13 @@ from vidattack.pipeline.render.heatmap import (
 from vidattack.pipeline.render.plots import CURVE_NOTES, history_chart, per_frame_chart
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
     from vidattack.pipeline.stages import Outputs
-    from vidattack.video import Video
+    from vidattack.video import SampledFrames, Video
+
+    #: A decoded video as the render stage takes it: whole, or streamed from its file.
+    Frames: TypeAlias = Video | SampledFrames
 
 __all__ = [
     "ROLES",
@@ -67,7 +77,7 @@ def magnitude_scale(clean: Tensor, adv: Tensor) -> int:
 
 @dataclass(frozen=True)
 class Rendered:
-    """The pictures a job drew: role -> path (in the order written), the largest change in 8-bit
+    """The pictures a job drew: role -> path (in the order of `ROLES`), the largest change in 8-bit
     levels (marked on the colour bars), and seconds per picture."""
 
     paths: dict[str, Path]
@@ -76,8 +86,8 @@ class Rendered:
 
 
 def render(
-    video: Video,
-    adv_frames: Tensor,
+    clean: Frames,
+    adv: Frames | Tensor,
     stats: dict[str, Any],
     outputs: Outputs,
     *,
@@ -91,28 +101,49 @@ def render(
     sampled: Collection[int] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Rendered:
-    """Draw the pictures named in `which` (default: all of `ROLES`) of `adv_frames` `(T, H, W, 3)`
-    uint8 against `video`: contact sheet, per-frame chart, the attack's curve (when it has one, against
-    `x_axis`: "step" for white-box attacks, "queries" for black-box ones) and the heatmap video.
+    """Draw the pictures named in `which` (default: all of `ROLES`) of the written video `adv` against
+    `clean`: contact sheet, per-frame chart, the attack's curve (when it has one, against `x_axis`:
+    "step" for white-box attacks, "queries" for black-box ones) and the heatmap video.
 
-    `sampled` are the frames the model looks at (others are shown as such); `attack` picks a caption
-    for curves that need one; `progress(done, total)` is called after each picture.
-    `adv_frames` may be overwritten with the heatmap (large videos: another full copy would not fit in
-    memory, and the decoded frames are not needed afterwards).
+    `clean` is the source video (`decode`'s `SampledFrames`, or a whole `Video`); `adv` the written
+    one (`Comparison.written`, a `Video`, or its frames `(T, H, W, 3)` uint8 when `clean` is a `Video`).
+    `stats` are the perturbation's measures (`Comparison.stats()` or `perturbation_stats`): the key
+    frames and the colour scale come from them. `sampled` are the frames the model looks at (others
+    are shown as such); `attack` picks a caption for curves that need one; `progress(done, total)` is
+    called after each picture.
     """
     wanted = [r for r in ROLES if which is None or r in which]
     unknown = set(which or ()) - set(ROLES)
     if unknown:
         raise ValueError(f"expected pictures among {', '.join(ROLES)}, got {', '.join(sorted(unknown))}")
-    scale = magnitude_scale(video.frames, adv_frames)
+    from vidattack.video import Video
+
+    if isinstance(adv, Tensor):
+        if not isinstance(clean, Video):
+            raise ValueError("expected the written video as decoded frames only beside a whole clean Video")
+        adv = clean.with_frames(adv)
+    scale = max(round(stats["linf"] * 255), 1)  # the largest change in levels, as magnitude_scale
+    per_frame = stats["per_frame_map"]
+    shown = key_frames(per_frame) if "heatmap_png" in wanted else []
+    # the heatmap video goes first: the pass that paints it also keeps the contact sheet's frames
+    order = sorted(wanted, key=lambda r: r != "heatmap_video")
+    kept: dict[int, tuple[Tensor, Tensor]] = {}
     paths: dict[str, Path] = {}
     seconds: dict[str, float] = {}
-    per_frame = stats["per_frame_map"]
-    for done, role in enumerate(wanted, start=1):
+    for done, role in enumerate(order, start=1):
         start = time.perf_counter()
         if role == "heatmap_png":
-            frames = key_frames(per_frame)
-            contact_sheet(outputs.heatmap_png, video.frames, adv_frames, frames, title=title, sampled=sampled)
+            if not kept:
+                kept = frames_at(clean, adv, shown)
+            contact_sheet(
+                outputs.heatmap_png,
+                {f: c for f, (c, _) in kept.items()},
+                {f: a for f, (_, a) in kept.items()},
+                shown,
+                title=title,
+                sampled=sampled,
+                num_frames=clean.num_frames,
+            )
             paths[role] = outputs.heatmap_png
         elif role == "frames_plot":
             per_frame_chart(
@@ -129,36 +160,65 @@ def render(
             ):
                 paths[role] = outputs.curve_plot
         elif role == "heatmap_video":
-            heatmap_video(video, adv_frames, outputs.heatmap_video, scale, sampled, overwrite=overwrite)
+            kept = heatmap_video(
+                clean, adv, outputs.heatmap_video, scale, sampled, overwrite=overwrite, keep=shown
+            )
             paths[role] = outputs.heatmap_video
         seconds[role] = time.perf_counter() - start
         if progress is not None:
-            progress(done, len(wanted))
-    return Rendered(paths, scale, seconds)
+            progress(done, len(order))
+    return Rendered({r: paths[r] for r in ROLES if r in paths}, scale, seconds)
+
+
+def frames_at(clean: Frames, adv: Frames, ids: Collection[int]) -> dict[int, tuple[Tensor, Tensor]]:
+    """`{frame id: (clean frame, written frame)}` at `ids`, read in lockstep from memory or decoded
+    from the files up to the last of them (no more than those frames kept)."""
+    from vidattack.video import iter_frames
+
+    wanted, last = set(ids), max(ids, default=-1)
+    kept: dict[int, tuple[Tensor, Tensor]] = {}
+    if last < 0:
+        return kept
+    with iter_frames(clean) as a, iter_frames(adv) as b:
+        for i, (c, w) in enumerate(zip(a, b, strict=False)):
+            if i in wanted:
+                kept[i] = (c.clone(), w.clone())
+            if i >= last:
+                break
+    return kept
 
 
 def heatmap_video(
-    video: Video,
-    adv_frames: Tensor,
+    clean: Frames,
+    adv: Frames,
     path: Path,
     scale: int,
     sampled: Collection[int] | None,
     *,
     overwrite: bool,
-) -> Path:
-    """Write the annotated heatmap video (H.264 for players): scaled up when small, with a colour bar
-    strip; frames the model never sampled shown dim grey and labelled. Overwrites `adv_frames` when the
-    frames keep their size."""
-    from vidattack.video import save_video
+    keep: Collection[int] = (),
+) -> dict[int, tuple[Tensor, Tensor]]:
+    """Write the annotated heatmap video (H.264 for players), one frame at a time while both videos are
+    decoded in lockstep: scaled up when small, with a colour bar strip; frames the model never sampled
+    shown dim grey and labelled. Returns the `(clean, written)` frames at `keep`, met on the way."""
+    from vidattack.video import map_frames
 
-    painter = HeatmapPainter.for_video(video.height, video.width, max_level=scale, sampled=sampled)
-    t = video.num_frames
-    # large frames keep their shape: paint them in place, chunk by chunk
-    out = adv_frames if painter.overlay else adv_frames.new_empty((t, *painter.out_size, 3))
-    for s in range(0, t, CHUNK):
-        e = min(s + CHUNK, t)
-        out[s:e] = painter(video.frames[s:e], adv_frames[s:e], range(s, e))
+    height, width = _size(clean)
+    painter = HeatmapPainter.for_video(height, width, max_level=scale, sampled=sampled)
+    wanted = set(keep)
+    kept: dict[int, tuple[Tensor, Tensor]] = {}
+
+    def paint(index: int, c: Tensor, a: Tensor) -> Tensor:
+        if index in wanted:
+            kept[index] = (c.clone(), a.clone())
+        return painter(c[None], a[None], [index])[0]
+
     # upright frames of a new size, with their own notes: the annotation must not be rotated by a
     # display matrix, and nothing about this encode belongs in the input video's notes
-    heat = dataclasses.replace(video, frames=out, rotation=0, notes=[])
-    return save_video(heat, path, overwrite=overwrite, codec="delivery", copy_audio=False)
+    header = dataclasses.replace(clean, rotation=0, notes=[])
+    map_frames(header, adv, paint, path, codec="delivery", overwrite=overwrite, copy_audio=False)
+    return kept
+
+
+def _size(video: Frames) -> tuple[int, int]:
+    return video.height, video.width

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -310,25 +310,31 @@ def _heat_tile(clean: Tensor, adv: Tensor, size: tuple[int, int]) -> Any:
 
 def contact_sheet(
     path: Path,
-    clean: Tensor,
-    adv: Tensor,
+    clean: Tensor | Mapping[int, Tensor],
+    adv: Tensor | Mapping[int, Tensor],
     frames: Sequence[int],
     *,
     title: str = "",
     sampled: Collection[int] | None = None,
+    num_frames: int | None = None,
 ) -> tuple[int, int]:
     """Write a PNG with one row per key frame (clean | adversarial | heatmap, scaled so that small clips
-    are at least `MIN_HEIGHT` tall), a labelled colour bar, and a title; return its `(width, height)`."""
+    are at least `MIN_HEIGHT` tall), a labelled colour bar, and a title; return its `(width, height)`.
+
+    `clean` and `adv` are whole videos `(T, H, W, 3)` uint8, or only the `frames` shown (`{id: (H, W,
+    3)}`, from a streamed video: then `num_frames` is T)."""
     from PIL import Image, ImageDraw
 
-    h, w = int(clean.shape[1]), int(clean.shape[2])
+    if not frames:
+        raise ValueError("expected at least one frame to show")
+    h, w = int(clean[frames[0]].shape[0]), int(clean[frames[0]].shape[1])
     th, tw = _tile_size(h, w)
     big, body, small = pil_font(16, bold=True), pil_font(13), pil_font(12)
     pad, gap = 14, 10
     width = 3 * tw + 2 * gap + 2 * pad
     title_lines = _wrap(font_safe(title), big, width - 2 * pad) if title else []
     levels = [int(change_levels(clean[f][None], adv[f][None]).max()) for f in frames]
-    t = int(clean.shape[0])
+    t = num_frames if num_frames is not None else len(clean)
     sub = (
         f"{len(frames)} of {t} frames, spread over the video (the most changed frame of each part); "
         f"largest change {max(levels, default=0)}/255"
