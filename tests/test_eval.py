@@ -80,10 +80,36 @@ def test_grid_is_attacks_times_budgets_times_targets(c3d: ModelView) -> None:
 def test_grid_refuses_what_no_attack_takes(c3d: ModelView) -> None:
     with pytest.raises(BadParameterError, match="none of the attacks pgd-linf takes 'eps_m'"):
         build_grid(["pgd-linf"], c3d, settings={"eps_m": "1.1"})
-    with pytest.raises(BadParameterError, match="--eps 2/255 for multav-linf: eps_m: expected >= 1"):
-        build_grid(["multav-linf"], c3d, eps=["2/255"])
+    with pytest.raises(BadParameterError, match="--eps -1 for multav-linf: eps_m: expected >= 1"):
+        build_grid(["multav-linf"], c3d, eps=["-1"])
     with pytest.raises(BadParameterError, match=r"--target.*random, least-likely"):
         build_grid(["pgd-linf"], c3d, targets=["jump"])
+
+
+def test_an_additive_budget_below_1_is_the_ratio_bound_1_plus_eps_for_multav(c3d: ModelView) -> None:
+    eps = {"pgd-linf": ["4/255"], "multav-linf": ["4/255", "1.02"], "multav-l2": ["4/255"]}
+    grid = build_grid(["pgd-linf", "multav-linf", "multav-l2"], c3d, eps=eps, alpha="1/255")
+    params = {(c.attack, c.budget): c.params for c in grid}
+    assert params["multav-linf", "4/255"]["eps_m"] == pytest.approx(1 + 4 / 255)
+    assert params["multav-linf", "4/255"]["alpha_m"] == pytest.approx(1 + 1 / 255)
+    assert params["multav-linf", "1.02"]["eps_m"] == pytest.approx(1.02)  # a ratio bound as given
+    assert params["pgd-linf", "4/255"]["eps"] == pytest.approx(4 / 255)
+    assert params["multav-l2", "4/255"]["eps_m"] == pytest.approx(4 / 255)  # a norm of the log-ratio
+    # the same ratio spelled both ways is one configuration
+    assert len(build_grid(["multav-linf"], c3d, eps=["4/255", repr(1 + 4 / 255)])) == 1
+
+
+def test_stop_when_fooled_is_refused_while_no_attack_can_stop_early(c3d: ModelView) -> None:
+    from vidattack.attacks.registry import attack_class
+    from vidattack.eval.grid import STOP_PARAMETER
+
+    names = ["pgd-linf", "multav-linf"]
+    if any(STOP_PARAMETER in {s.name for s in attack_class(n).params()} for n in names):
+        grid = build_grid(names, c3d, stop_when_fooled=True)
+        assert any(c.settings.get(STOP_PARAMETER) == "true" for c in grid)
+    else:
+        with pytest.raises(UsageError, match="--stop-when-fooled: none of the attacks pgd-linf, multav"):
+            build_grid(names, c3d, stop_when_fooled=True)
 
 
 def test_targets_random_is_seeded_per_video_and_never_the_label(c3d: ModelView) -> None:

@@ -46,16 +46,21 @@ def attack_from_text(
     steps: str | None = None,
 ) -> Attack:
     """An attack from command-line text, `eps`/`alpha`/`steps` meaning the attack's own budget,
-    step size and iteration count (e.g. `eps_m` for MultAV)."""
+    step size and iteration count (e.g. `eps_m` for MultAV); an additive `eps` or `alpha` below 1
+    given to a ratio-bounded attack becomes the ratio 1 + value (see `ratio_text`)."""
     from vidattack.attacks import registry
 
-    common = {"eps": eps, "alpha": alpha, "steps": steps}
+    cls = registry.attack_class(name)
+    common = {
+        "eps": ratio_text(cls, "eps", eps),
+        "alpha": ratio_text(cls, "alpha", alpha),
+        "steps": steps,
+    }
     from_text: Any = registry.get_attack_from_text
     if "eps" in inspect.signature(from_text).parameters:
         attack: Attack = from_text(name, dict(settings), **common)
         return attack
     # SHIM: the registry of today takes only `settings`.
-    cls = registry.attack_class(name)
     own = {s.name for s in cls.params()}
     merged = dict(settings)
     for option, value in common.items():
@@ -72,7 +77,48 @@ def attack_from_text(
     return registry.get_attack_from_text(name, merged)
 
 
+def own_parameter(cls: type[Attack], option: str) -> str | None:
+    """The attack's own parameter a common option (`eps`, `alpha`, `steps`) sets; None if it has none."""
+    common = getattr(cls, "common_parameter", None)
+    if common is not None:  # the registry of #10
+        try:
+            return str(common(option))
+        except BadParameterError:
+            return None
+    own = {s.name for s in cls.params()}  # SHIM
+    return next((n for n in _OWN_NAMES[option] if n in own), None)
+
+
 # --- end of SHIM ----------------------------------------------------------------------------------
+
+# Stopping once the model is fooled is a parameter of the attacks that can; this is its name.
+STOP_PARAMETER = "stop_when_fooled"
+
+
+def ratio_text(cls: type[Attack], option: str, text: str | None) -> str | None:
+    """`text` as the attack's own `option` parameter takes it: unchanged, except that an additive
+    value e < 1 given to a ratio-bounded parameter (one whose minimum is 1: MultAV-Linf's `eps_m`
+    and `alpha_m`, and its region variants') becomes the ratio bound 1 + e.
+
+    Why 1 + e: a pixel in [0, 1] kept within max(x'/x, x/x') <= 1 + e moves by at most e / (1 + e)
+    < e, so the multiplicative attack stays inside the additive Linf ball of the same e, short of its
+    edge by e^2 / (1 + e) (under 0.25/255 for e up to 8/255). A grid `--eps 1/255,2/255,4/255` then
+    compares PGD and MultAV at (nearly) the same pixel budget. Values >= 1 are ratio bounds as given (`--eps multav-linf=1.04`).
+    MultAV-L2's `eps_m` (a norm of the log-ratio, any value >= 0) is taken as given.
+    """
+    if text is None:
+        return None
+    own = own_parameter(cls, option)
+    spec = next((s for s in cls.params() if s.name == own), None)
+    if spec is None or spec.min != 1:
+        return text
+    from vidattack.attacks.params import parse_number
+
+    try:
+        value = parse_number(text)
+    except ValueError:
+        return text  # the attack's own parser says what is wrong with it
+    return repr(1.0 + value) if 0 <= value < 1 else text
 
 
 def _jsonable(value: Any) -> Any:
@@ -220,6 +266,7 @@ def build_grid(
     settings: Mapping[str, str] | None = None,
     targets: Sequence[str] = (UNTARGETED,),
     seed: int = 0,
+    stop_when_fooled: bool = False,
 ) -> list[Config]:
     """Every configuration of `attacks` x `eps` x `targets`, in that order, validated now.
 
@@ -227,7 +274,8 @@ def build_grid(
     ratio, for MultAV); empty means the attacks' defaults. Attacks whose budgets live on different
     scales get their own lists from a mapping, `{"pgd-linf": ["1/255"], "multav-linf": ["1.02"]}`
     (an attack missing from it keeps its default budget). `settings` (`--set k=v`) apply to every attack that takes `k`; a key no
-    listed attack takes is an error, as is any value an attack refuses.
+    listed attack takes is an error, as is any value an attack refuses. `stop_when_fooled` sets
+    `STOP_PARAMETER` on the attacks that have it; none having it is an error (no silent no-op).
     """
     from vidattack.attacks.registry import attack_class
 
@@ -242,12 +290,23 @@ def build_grid(
     for k in settings:
         if not any(k in {s.name for s in cls.params()} for cls in classes.values()):
             raise BadParameterError(f"--set {k}: none of the attacks {', '.join(attacks)} takes {k!r}")
+    if stop_when_fooled:
+        able = [n for n, cls in classes.items() if STOP_PARAMETER in {s.name for s in cls.params()}]
+        if not able:
+            raise UsageError(
+                f"--stop-when-fooled: none of the attacks {', '.join(attacks)} can stop early "
+                f"(no {STOP_PARAMETER} parameter); leave the option out"
+            )
+        if STOP_PARAMETER in settings:
+            raise UsageError(f"--stop-when-fooled and --set {STOP_PARAMETER}= both set {STOP_PARAMETER}")
     target_modes = [check_target(t, view) for t in targets] or [UNTARGETED]
     configs: list[Config] = []
     seen: set[str] = set()
     for name in attacks:
         own = {s.name for s in classes[name].params()}
         mine = {k: v for k, v in settings.items() if k in own}
+        if stop_when_fooled and STOP_PARAMETER in own:
+            mine[STOP_PARAMETER] = "true"
         texts = eps.get(name, ()) if isinstance(eps, Mapping) else eps
         budgets: list[str | None] = list(texts) or [None]
         for budget in budgets:
