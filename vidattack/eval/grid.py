@@ -9,7 +9,6 @@ changed parameter makes a new key (new rows, never mixed with the old ones).
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -25,17 +24,6 @@ if TYPE_CHECKING:
 UNTARGETED = "untargeted"
 TARGET_MODES = ("random", "least-likely")
 
-# --- SHIM (issue #10) -----------------------------------------------------------------------------
-# The redesign gives `get_attack_from_text(name, settings, eps=, alpha=, steps=)`, mapping the common
-# options to each attack's own budget, step and iteration parameters. Until it lands, `attack_from_text`
-# maps them here by the parameter names the attacks use today. Delete `_OWN_NAMES` and the fallback
-# branch once the registry takes the keywords.
-_OWN_NAMES = {
-    "eps": ("eps", "eps_m"),
-    "alpha": ("alpha", "alpha_m"),
-    "steps": ("steps", "max_iter"),
-}
-
 
 def attack_from_text(
     name: str,
@@ -46,50 +34,27 @@ def attack_from_text(
     steps: str | None = None,
 ) -> Attack:
     """An attack from command-line text, `eps`/`alpha`/`steps` meaning the attack's own budget,
-    step size and iteration count (e.g. `eps_m` for MultAV); an additive `eps` or `alpha` below 1
-    given to a ratio-bounded attack becomes the ratio 1 + value (see `ratio_text`)."""
-    from vidattack.attacks import registry
+    step size and iteration count (the registry's mapping: `eps_m` for MultAV); an additive `eps` or
+    `alpha` below 1 given to a ratio-bounded parameter becomes the ratio 1 + value (`ratio_text`)."""
+    from vidattack.attacks.registry import attack_class, get_attack_from_text
 
-    cls = registry.attack_class(name)
-    common = {
-        "eps": ratio_text(cls, "eps", eps),
-        "alpha": ratio_text(cls, "alpha", alpha),
-        "steps": steps,
-    }
-    from_text: Any = registry.get_attack_from_text
-    if "eps" in inspect.signature(from_text).parameters:
-        attack: Attack = from_text(name, dict(settings), **common)
-        return attack
-    # SHIM: the registry of today takes only `settings`.
-    own = {s.name for s in cls.params()}
-    merged = dict(settings)
-    for option, value in common.items():
-        if value is None:
-            continue
-        target = next((n for n in _OWN_NAMES[option] if n in own), None)
-        if target is None:
-            raise BadParameterError(
-                f"attack {name} has no {option} parameter (it takes {', '.join(sorted(own))})"
-            )
-        if target in merged:
-            raise BadParameterError(f"--{option} and --set {target}= both set {target} of attack {name}")
-        merged[target] = value
-    return registry.get_attack_from_text(name, merged)
+    cls = attack_class(name)
+    return get_attack_from_text(
+        name,
+        dict(settings),
+        eps=ratio_text(cls, "eps", eps),
+        alpha=ratio_text(cls, "alpha", alpha),
+        steps=steps,
+    )
 
 
 def own_parameter(cls: type[Attack], option: str) -> str | None:
     """The attack's own parameter a common option (`eps`, `alpha`, `steps`) sets; None if it has none."""
-    common = getattr(cls, "common_parameter", None)
-    if common is not None:  # the registry of #10
-        try:
-            return str(common(option))
-        except BadParameterError:
-            return None
-    own = {s.name for s in cls.params()}  # SHIM
-    return next((n for n in _OWN_NAMES[option] if n in own), None)
+    try:
+        return cls.common_parameter(option)
+    except BadParameterError:
+        return None
 
-
-# --- end of SHIM ----------------------------------------------------------------------------------
 
 # Stopping once the model is fooled is a parameter of the attacks that can; this is its name.
 STOP_PARAMETER = "stop_when_fooled"
@@ -103,8 +68,9 @@ def ratio_text(cls: type[Attack], option: str, text: str | None) -> str | None:
     Why 1 + e: a pixel in [0, 1] kept within max(x'/x, x/x') <= 1 + e moves by at most e / (1 + e)
     < e, so the multiplicative attack stays inside the additive Linf ball of the same e, short of its
     edge by e^2 / (1 + e) (under 0.25/255 for e up to 8/255). A grid `--eps 1/255,2/255,4/255` then
-    compares PGD and MultAV at (nearly) the same pixel budget. Values >= 1 are ratio bounds as given (`--eps multav-linf=1.04`).
-    MultAV-L2's `eps_m` (a norm of the log-ratio, any value >= 0) is taken as given.
+    compares PGD and MultAV at (nearly) the same pixel budget. Values >= 1 are ratio bounds as given
+    (`--eps multav-linf=1.04`). MultAV-L2's `eps_m` (a norm of the log-ratio, any value >= 0) is
+    taken as given.
     """
     if text is None:
         return None
@@ -250,9 +216,11 @@ def check_target(target: str, view: ModelView) -> str:
         return UNTARGETED
     if t.lower() in TARGET_MODES:
         return t.lower()
+    from vidattack.criteria import resolve_target
+
     try:
-        return view.labels[view.index_of(t)]
-    except ValueError as e:
+        return view.labels[resolve_target(view, t)]
+    except BadParameterError as e:
         raise BadParameterError(f"--target: {e} (or random, least-likely)") from None
 
 

@@ -70,7 +70,9 @@ def resolve_target(mode: str, view: ModelView, label: int, clean_lp: torch.Tenso
         return choice if choice < label else choice + 1  # uniform over the classes except `label`
     if mode == "least-likely":
         return int(clean_lp.argmin())
-    return view.index_of(mode)
+    from vidattack.criteria import resolve_target as label_index
+
+    return label_index(view, mode)
 
 
 def safe_name(video_id: str) -> str:
