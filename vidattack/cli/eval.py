@@ -343,4 +343,6 @@ def summary_table(rows: list[Record], console: Console) -> None:
         table.add_column(head.replace(" ", "\n"), overflow="fold", justify="left" if left else "right")
     for r in typed:
         table.add_row(*[cell(format_cell(r, name, f)) for name, _, f in shown])
+    if not console.is_terminal:  # a file or a pipe gets the table whole, not folded into 80 columns
+        console.width = max(console.width, 200)
     console.print(table)

@@ -36,7 +36,7 @@ from vidattack.errors import DatasetError, UsageError
 if TYPE_CHECKING:
     from vidattack.video import Video
 
-__all__ = ["DatasetError", "Dataset", "Item", "load_dataset", "parse_shard", "shard_of"]
+__all__ = ["Dataset", "DatasetError", "Item", "load_dataset", "parse_shard", "shard_of"]
 
 # The seed of `synthetic:N` when none is given. The bundled models were trained on seed 20240611 and
 # their held-out accuracy measured on 777; this one is neither, so an eval measures unseen clips.
