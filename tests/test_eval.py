@@ -99,17 +99,25 @@ def test_an_additive_budget_below_1_is_the_ratio_bound_1_plus_eps_for_multav(c3d
     assert len(build_grid(["multav-linf"], c3d, eps=["4/255", repr(1 + 4 / 255)])) == 1
 
 
-def test_stop_when_fooled_is_refused_while_no_attack_can_stop_early(c3d: ModelView) -> None:
-    from vidattack.attacks.registry import attack_class
-    from vidattack.eval.grid import STOP_PARAMETER
+def test_stop_when_fooled_goes_to_the_attacks_that_can_stop_early(c3d: ModelView) -> None:
+    grid = build_grid(["pgd-linf", "flicker"], c3d, stop_when_fooled=0.5)
+    assert {c.attack: c.stop_when_fooled for c in grid} == {"pgd-linf": 0.5, "flicker": None}
+    (plain,) = build_grid(["pgd-linf"], c3d)
+    assert grid[0].key != plain.key and "stop-when-fooled=0.5" in grid[0].label
+    assert Config.from_dict(json.loads(json.dumps(grid[0].to_dict()))) == grid[0]
+    with pytest.raises(UsageError, match="--stop-when-fooled: none of the attacks flicker can stop early"):
+        build_grid(["flicker"], c3d, stop_when_fooled=0.0)
+    with pytest.raises(BadParameterError, match="expected a stop-when-fooled margin >= 0"):
+        build_grid(["pgd-linf"], c3d, stop_when_fooled=-1.0)
 
-    names = ["pgd-linf", "multav-linf"]
-    if any(STOP_PARAMETER in {s.name for s in attack_class(n).params()} for n in names):
-        grid = build_grid(names, c3d, stop_when_fooled=True)
-        assert any(c.settings.get(STOP_PARAMETER) == "true" for c in grid)
-    else:
-        with pytest.raises(UsageError, match="--stop-when-fooled: none of the attacks pgd-linf, multav"):
-            build_grid(names, c3d, stop_when_fooled=True)
+
+def test_an_early_stop_is_recorded(tmp_path: Path, data: Dataset, c3d: ModelView) -> None:
+    configs = build_grid(["pgd-linf"], c3d, eps=["8/255"], stop_when_fooled=0.0)
+    run = run_eval(replace(data, items=data.items[:2]), configs, c3d, out_dir=tmp_path, verify=False)
+    records = read_records(tmp_path / "results.jsonl")
+    fooled = [r for r in records if r["success"]]
+    assert fooled and all(r["stopped_at"] is not None and r["stopped_at"] < 5 for r in fooled)  # of 5 steps
+    assert run.rows[0].attack_success_rate == 1.0
 
 
 def test_targets_random_is_seeded_per_video_and_never_the_label(c3d: ModelView) -> None:

@@ -139,15 +139,11 @@ def test_usage_errors_are_one_line_and_exit_2(
     assert not (tmp_path / "o").exists()  # nothing started
 
 
-def test_stop_when_fooled_is_an_error_until_an_attack_can(tmp_path: Path) -> None:
-    from vidattack.attacks.registry import attack_class
-    from vidattack.eval.grid import STOP_PARAMETER
-
-    if STOP_PARAMETER in {s.name for s in attack_class("pgd-linf").params()}:
-        pytest.skip("pgd-linf stops early now: the grid tests cover passing it through")
-    result = run("synthetic:1", "--out", tmp_path, "--stop-when-fooled")
+def test_stop_when_fooled_is_an_error_when_no_attack_can_stop_early(tmp_path: Path) -> None:
+    result = run("synthetic:1", "--attack", "flicker", "--out", tmp_path / "o", "--stop-when-fooled", "0")
     assert result.exit_code == 2
-    assert result.stderr.startswith("Error: --stop-when-fooled: none of the attacks pgd-linf can stop early")
+    assert result.stderr.startswith("Error: --stop-when-fooled: none of the attacks flicker can stop early")
+    assert not (tmp_path / "o").exists()
 
 
 def test_eps_takes_a_common_list_and_per_attack_lists() -> None:

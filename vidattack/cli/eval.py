@@ -57,13 +57,18 @@ def eval_command(
     attack: Annotated[
         list[str] | None,
         typer.Option(
-            "--attack", "-a", help="Attacks, comma-separated (repeatable; see `vidattack attacks`)."
+            "--attack",
+            "-a",
+            metavar="NAMES",
+            help="Attacks, comma-separated (repeatable; see `vidattack attacks`).",
         ),
     ] = None,
-    eps: Annotated[list[str] | None, typer.Option("--eps", help=EPS_HELP)] = None,
+    eps: Annotated[list[str] | None, typer.Option("--eps", metavar="LIST", help=EPS_HELP)] = None,
     alpha: Annotated[
         str | None,
-        typer.Option(help="Every attack's step size (its own parameter; below 1 -> 1+a for MultAV-Linf)."),
+        typer.Option(
+            metavar="A", help="Every attack's step size (its own parameter; below 1 -> 1+a for MultAV-Linf)."
+        ),
     ] = None,
     steps: o.Steps = None,
     set_: o.Settings = None,
@@ -72,6 +77,7 @@ def eval_command(
         typer.Option(
             "--target",
             "-t",
+            metavar="MODES",
             help="Target modes, comma-separated: untargeted (default), random (a seeded class other than "
             "the label), least-likely, or a LABEL; one configuration each.",
         ),
@@ -81,15 +87,19 @@ def eval_command(
     labels: o.Labels = None,
     trust_checkpoint: o.TrustCheckpoint = False,
     seed: Annotated[
-        int, typer.Option(help="Seed of the grid: each video's attack seed derives from it.")
+        int, typer.Option(metavar="N", help="Seed of the grid: each video's attack seed derives from it.")
     ] = 0,
     stop_when_fooled: Annotated[
-        bool,
+        float | None,
         typer.Option(
             "--stop-when-fooled",
-            help="Attacks that can stop at the first fooling iterate do (an error when none of them can).",
+            metavar="MARGIN",
+            min=0.0,
+            help="The iterative attacks stop each video once its 8-bit video is fooled by this "
+            "log-probability margin (0: as soon as the label flips); records say after which step "
+            "(stopped_at). Others run every step; an error when none can. Off: every step.",
         ),
-    ] = False,
+    ] = None,
     outputs: Annotated[
         bool, typer.Option("--outputs", help="Keep the adversarial videos under OUT/videos/KEY/.")
     ] = False,
@@ -98,6 +108,7 @@ def eval_command(
         typer.Option(
             "--out",
             "-o",
+            metavar="FOLDER",
             help="Output folder: results.jsonl (resumed when rerun), configs.json, summary.{csv,json,md}, "
             "robust_accuracy.png. Required, except with --merge.",
         ),
@@ -108,13 +119,16 @@ def eval_command(
     ray_address: Annotated[
         str | None,
         typer.Option(
+            metavar="ADDRESS",
             help="With --executor ray: auto (default) joins a running cluster or starts a local one; or "
-            "an address to join."
+            "an address to join.",
         ),
     ] = None,
     shard: Annotated[
         str | None,
-        typer.Option(help="K/N: only the K-th of N deterministic parts of the data set (array jobs)."),
+        typer.Option(
+            metavar="K/N", help="Only the K-th of N deterministic parts of the data set (array jobs)."
+        ),
     ] = None,
     merge: Annotated[
         bool,
@@ -144,7 +158,7 @@ def eval_command(
             "--target": target,
             "--model": model,
             "--shard": shard,
-            "--stop-when-fooled": stop_when_fooled,
+            "--stop-when-fooled": stop_when_fooled is not None,
             "--outputs": outputs,
             "--executor": executor is not ExecutorName.local,
             "--ray-address": ray_address,
@@ -238,7 +252,7 @@ def _run(
     settings: dict[str, str],
     targets: list[str],
     seed: int,
-    stop_when_fooled: bool,
+    stop_when_fooled: float | None,
     model_args: Mapping[str, Any],
     run_args: Mapping[str, Any],
     shard: str | None,

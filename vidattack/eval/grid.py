@@ -56,10 +56,6 @@ def own_parameter(cls: type[Attack], option: str) -> str | None:
         return None
 
 
-# Stopping once the model is fooled is a parameter of the attacks that can; this is its name.
-STOP_PARAMETER = "stop_when_fooled"
-
-
 def ratio_text(cls: type[Attack], option: str, text: str | None) -> str | None:
     """`text` as the attack's own `option` parameter takes it: unchanged, except that an additive
     value e < 1 given to a ratio-bounded parameter (one whose minimum is 1: MultAV-Linf's `eps_m`
@@ -130,21 +126,22 @@ class Config:
     settings: dict[str, str] = field(default_factory=dict)
     alpha: str | None = None
     steps: str | None = None
+    stop_when_fooled: float | None = None
 
     @property
     def key(self) -> str:
-        """16 hex digits of a hash of attack, resolved params, model identity, seed and target mode."""
-        blob = json.dumps(
-            {
-                "attack": self.attack,
-                "params": self.params,
-                "model": self.model,
-                "seed": self.seed,
-                "target": self.target,
-            },
-            sort_keys=True,
-            separators=(",", ":"),
-        )
+        """16 hex digits of a hash of attack, resolved params, model identity, seed, target mode and
+        early-stop margin (hashed only when set, so the keys of runs without it stay as they were)."""
+        fields: dict[str, Any] = {
+            "attack": self.attack,
+            "params": self.params,
+            "model": self.model,
+            "seed": self.seed,
+            "target": self.target,
+        }
+        if self.stop_when_fooled is not None:
+            fields["stop_when_fooled"] = self.stop_when_fooled
+        blob = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
     @property
@@ -160,6 +157,8 @@ class Config:
         parts += [f"{k}={v}" for k, v in sorted(self.settings.items())]
         if self.target != UNTARGETED:
             parts.append(f"target={self.target}")
+        if self.stop_when_fooled is not None:
+            parts.append(f"stop-when-fooled={self.stop_when_fooled:g}")
         return " ".join(parts)
 
     def make_attack(self) -> Attack:
@@ -181,6 +180,7 @@ class Config:
             "target": self.target,
             "seed": self.seed,
             "model": self.model,
+            "stop_when_fooled": self.stop_when_fooled,
             "label": self.label,
         }
 
@@ -196,6 +196,7 @@ class Config:
             settings={str(k): str(v) for k, v in dict(d.get("settings") or {}).items()},
             alpha=d.get("alpha"),
             steps=d.get("steps"),
+            stop_when_fooled=d.get("stop_when_fooled"),
         )
         if "key" in d and d["key"] != cfg.key:
             raise UsageError(
@@ -234,7 +235,7 @@ def build_grid(
     settings: Mapping[str, str] | None = None,
     targets: Sequence[str] = (UNTARGETED,),
     seed: int = 0,
-    stop_when_fooled: bool = False,
+    stop_when_fooled: float | None = None,
 ) -> list[Config]:
     """Every configuration of `attacks` x `eps` x `targets`, in that order, validated now.
 
@@ -242,8 +243,9 @@ def build_grid(
     ratio, for MultAV); empty means the attacks' defaults. Attacks whose budgets live on different
     scales get their own lists from a mapping, `{"pgd-linf": ["1/255"], "multav-linf": ["1.02"]}`
     (an attack missing from it keeps its default budget). `settings` (`--set k=v`) apply to every attack that takes `k`; a key no
-    listed attack takes is an error, as is any value an attack refuses. `stop_when_fooled` sets
-    `STOP_PARAMETER` on the attacks that have it; none having it is an error (no silent no-op).
+    listed attack takes is an error, as is any value an attack refuses. `stop_when_fooled` (a
+    log-probability margin) stops the attacks that can stop early once a video is fooled; the others
+    run every step, and none of them being able to is an error rather than a silent no-op.
     """
     from vidattack.attacks.registry import attack_class
 
@@ -258,23 +260,21 @@ def build_grid(
     for k in settings:
         if not any(k in {s.name for s in cls.params()} for cls in classes.values()):
             raise BadParameterError(f"--set {k}: none of the attacks {', '.join(attacks)} takes {k!r}")
-    if stop_when_fooled:
-        able = [n for n, cls in classes.items() if STOP_PARAMETER in {s.name for s in cls.params()}]
+    if stop_when_fooled is not None:
+        able = [n for n, cls in classes.items() if cls.stops_when_fooled]
         if not able:
             raise UsageError(
-                f"--stop-when-fooled: none of the attacks {', '.join(attacks)} can stop early "
-                f"(no {STOP_PARAMETER} parameter); leave the option out"
+                f"--stop-when-fooled: none of the attacks {', '.join(attacks)} can stop early (only "
+                "iterative attacks on the shared loop can); leave the option out"
             )
-        if STOP_PARAMETER in settings:
-            raise UsageError(f"--stop-when-fooled and --set {STOP_PARAMETER}= both set {STOP_PARAMETER}")
+        classes[able[0]].check_stop_when_fooled(stop_when_fooled)  # the margin itself
     target_modes = [check_target(t, view) for t in targets] or [UNTARGETED]
     configs: list[Config] = []
     seen: set[str] = set()
     for name in attacks:
         own = {s.name for s in classes[name].params()}
         mine = {k: v for k, v in settings.items() if k in own}
-        if stop_when_fooled and STOP_PARAMETER in own:
-            mine[STOP_PARAMETER] = "true"
+        stop = stop_when_fooled if classes[name].stops_when_fooled else None
         texts = eps.get(name, ()) if isinstance(eps, Mapping) else eps
         budgets: list[str | None] = list(texts) or [None]
         for budget in budgets:
@@ -295,6 +295,7 @@ def build_grid(
                     settings=mine,
                     alpha=alpha,
                     steps=steps,
+                    stop_when_fooled=stop,
                 )
                 if cfg.key not in seen:  # `--eps 1/255,0.00392156862745098` is one configuration
                     seen.add(cfg.key)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -102,6 +103,11 @@ def _rate(flags: Sequence[bool | None]) -> float | None:
     return sum(known) / len(known) if known else None
 
 
+def _ratio(value: Any) -> float:
+    # records hold an unbounded ratio (a black pixel changed) as null, as reports do
+    return math.inf if value is None else float(value)
+
+
 def _sort_key(row: SummaryRow) -> tuple[Any, ...]:
     bv = row.budget_value
     return (row.attack, bv is None, bv if bv is not None else 0.0, row.budget or "", row.target, row.settings)
@@ -146,7 +152,7 @@ def summarize(
                 mean_linf=_mean([float(r["linf"]) for r in attacked]),
                 mean_l2=_mean([float(r["l2"]) for r in attacked]),
                 mean_map=_mean([float(r["map"]) for r in attacked]),
-                mean_ratio_max=_mean([float(r["ratio_max"]) for r in attacked if "ratio_max" in r]),
+                mean_ratio_max=_mean([_ratio(r["ratio_max"]) for r in attacked if "ratio_max" in r]),
                 mean_frames_perturbed=_mean(
                     [float(r["frames_perturbed"]) for r in attacked if "frames_perturbed" in r]
                 ),

@@ -148,13 +148,16 @@ def _attack_one(
     attacked = clean == item.label or options.attack_misclassified
     adversarial = reencoded = clean  # what a video nobody attacked keeps
     queries, attack_seconds = 0, 0.0
+    stopped_at = None  # the step an early-stopping attack stopped after (None: it ran them all)
     adv_frames = video.frames
     if attacked:
         # Untargeted, the attack pushes away from the clean prediction: the label of every video it
         # attacks unless `attack_misclassified`.
         attack = cfg.make_attack()
         sampled = sample(video, view, attack, dev)
-        outcome = run_attack(sampled, attack, target=target, seed=seed)
+        outcome = run_attack(sampled, attack, target=target, seed=seed, stop_when_fooled=cfg.stop_when_fooled)
+        stopped = outcome.result.info.get("stopped_at")  # one entry per video of the call
+        stopped_at = stopped[0] if isinstance(stopped, list) else stopped
         adversarial = int(outcome.result.adversarial_labels[0])
         queries = int(outcome.result.queries)
         attack_seconds = float(outcome.result.seconds)
@@ -188,13 +191,15 @@ def _attack_one(
         "attacked": attacked,
         "success": judge(adversarial),
         "success_after_encode": judge(after_encode),
-        # in /255 units (ratio_max: max of x'/x and x/x'), on the decoded file when verified
+        # in /255 units, on the decoded file when verified; ratio_max: the largest max(x'/x, x/x'),
+        # null when unbounded (a black pixel changed), as in reports
         "linf": stats["linf"] * 255.0,
         "l2": stats["l2"] * 255.0,
         "map": stats["map"] * 255.0,
         "ratio_max": stats["ratio_max"],
         "frames_perturbed": stats["frames_perturbed"],
         "queries": queries,
+        "stopped_at": stopped_at,
         "attack_seconds": attack_seconds,
         "seconds": time.perf_counter() - start,
         "status": "ok",
