@@ -17,7 +17,11 @@ The command is `vidattack eval` (`vidattack/cli/eval.py`): it parses DATASET and
 calls only `load_dataset`, `build_grid`, `run_eval` (or `merge` for `--merge DIR...`), then prints
 `EvalRun.rows`. Budgets: `--eps` is each attack's own budget through the registry's common options;
 an additive eps e < 1 given to a ratio-bounded attack (MultAV-Linf and its region variants) becomes
-the ratio bound 1 + e (`grid.ratio_text` says why).
+the ratio bound 1 + e (`grid.ratio_text` says why). `--stop-when-fooled MARGIN` reaches the attacks
+that can stop early (`Attack.stops_when_fooled`) through `Config.stop_when_fooled`.
+
+Not yet used: the engine's batched attacks (`pipeline.stages.run_attack_batch`); a chunk of videos
+under one configuration could be attacked in one call (`batch_key`) with the same records.
 """
 
 from __future__ import annotations
