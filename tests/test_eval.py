@@ -80,10 +80,44 @@ def test_grid_is_attacks_times_budgets_times_targets(c3d: ModelView) -> None:
 def test_grid_refuses_what_no_attack_takes(c3d: ModelView) -> None:
     with pytest.raises(BadParameterError, match="none of the attacks pgd-linf takes 'eps_m'"):
         build_grid(["pgd-linf"], c3d, settings={"eps_m": "1.1"})
-    with pytest.raises(BadParameterError, match="--eps 2/255 for multav-linf: eps_m: expected >= 1"):
-        build_grid(["multav-linf"], c3d, eps=["2/255"])
+    with pytest.raises(BadParameterError, match="--eps -1 for multav-linf: eps_m: expected >= 1"):
+        build_grid(["multav-linf"], c3d, eps=["-1"])
     with pytest.raises(BadParameterError, match=r"--target.*random, least-likely"):
         build_grid(["pgd-linf"], c3d, targets=["jump"])
+
+
+def test_an_additive_budget_below_1_is_the_ratio_bound_1_plus_eps_for_multav(c3d: ModelView) -> None:
+    eps = {"pgd-linf": ["4/255"], "multav-linf": ["4/255", "1.02"], "multav-l2": ["4/255"]}
+    grid = build_grid(["pgd-linf", "multav-linf", "multav-l2"], c3d, eps=eps, alpha="1/255")
+    params = {(c.attack, c.budget): c.params for c in grid}
+    assert params["multav-linf", "4/255"]["eps_m"] == pytest.approx(1 + 4 / 255)
+    assert params["multav-linf", "4/255"]["alpha_m"] == pytest.approx(1 + 1 / 255)
+    assert params["multav-linf", "1.02"]["eps_m"] == pytest.approx(1.02)  # a ratio bound as given
+    assert params["pgd-linf", "4/255"]["eps"] == pytest.approx(4 / 255)
+    assert params["multav-l2", "4/255"]["eps_m"] == pytest.approx(4 / 255)  # a norm of the log-ratio
+    # the same ratio spelled both ways is one configuration
+    assert len(build_grid(["multav-linf"], c3d, eps=["4/255", repr(1 + 4 / 255)])) == 1
+
+
+def test_stop_when_fooled_goes_to_the_attacks_that_can_stop_early(c3d: ModelView) -> None:
+    grid = build_grid(["pgd-linf", "flicker"], c3d, stop_when_fooled=0.5)
+    assert {c.attack: c.stop_when_fooled for c in grid} == {"pgd-linf": 0.5, "flicker": None}
+    (plain,) = build_grid(["pgd-linf"], c3d)
+    assert grid[0].key != plain.key and "stop-when-fooled=0.5" in grid[0].label
+    assert Config.from_dict(json.loads(json.dumps(grid[0].to_dict()))) == grid[0]
+    with pytest.raises(UsageError, match="--stop-when-fooled: none of the attacks flicker can stop early"):
+        build_grid(["flicker"], c3d, stop_when_fooled=0.0)
+    with pytest.raises(BadParameterError, match="expected a stop-when-fooled margin >= 0"):
+        build_grid(["pgd-linf"], c3d, stop_when_fooled=-1.0)
+
+
+def test_an_early_stop_is_recorded(tmp_path: Path, data: Dataset, c3d: ModelView) -> None:
+    configs = build_grid(["pgd-linf"], c3d, eps=["8/255"], stop_when_fooled=0.0)
+    run = run_eval(replace(data, items=data.items[:2]), configs, c3d, out_dir=tmp_path, verify=False)
+    records = read_records(tmp_path / "results.jsonl")
+    fooled = [r for r in records if r["success"]]
+    assert fooled and all(r["stopped_at"] is not None and r["stopped_at"] < 5 for r in fooled)  # of 5 steps
+    assert run.rows[0].attack_success_rate == 1.0
 
 
 def test_targets_random_is_seeded_per_video_and_never_the_label(c3d: ModelView) -> None:

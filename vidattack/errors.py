@@ -23,6 +23,11 @@ class UnknownAttackError(UsageError):
     """No attack is registered under that name."""
 
 
+class DatasetError(UsageError):
+    """A DATASET (for `eval`, `train`) that cannot be read: unknown form, missing file, malformed line,
+    a label the model does not have."""
+
+
 class BadVideoError(VidattackError):
     """The input is missing, not a video, empty, truncated or has no video stream."""
 

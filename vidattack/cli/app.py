@@ -18,6 +18,7 @@ import typer
 
 from vidattack.cli.attacks import attacks
 from vidattack.cli.emit import print_error
+from vidattack.cli.eval import eval_command
 from vidattack.cli.models import models
 from vidattack.cli.perturb import perturb
 from vidattack.cli.predict import predict
@@ -54,6 +55,7 @@ def exits_on_errors(command: F) -> F:
 
 for _command in (perturb, predict, attacks, models, universal, train):
     app.command()(exits_on_errors(_command))
+app.command("eval")(exits_on_errors(eval_command))
 
 
 def _version(value: bool) -> None:

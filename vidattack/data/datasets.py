@@ -31,10 +31,12 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from vidattack.errors import UsageError
+from vidattack.errors import DatasetError, UsageError
 
 if TYPE_CHECKING:
     from vidattack.video import Video
+
+__all__ = ["Dataset", "DatasetError", "Item", "load_dataset", "parse_shard", "shard_of"]
 
 # The seed of `synthetic:N` when none is given. The bundled models were trained on seed 20240611 and
 # their held-out accuracy measured on 777; this one is neither, so an eval measures unseen clips.
@@ -42,13 +44,6 @@ DEFAULT_SYNTHETIC_SEED = 13
 SYNTHETIC_FPS = 25
 
 _SYNTHETIC = re.compile(r"^synthetic:(\d+)(?::(\d+))?$")
-
-
-class DatasetError(UsageError):
-    """A DATASET that cannot be read: unknown form, missing file, a label the model does not have.
-
-    (Lives here until the CLI package lands; it belongs in `vidattack.errors` beside its siblings.)
-    """
 
 
 @dataclass(frozen=True)

@@ -13,16 +13,15 @@
 Modules: `grid` (configurations and keys), `records` (results.jsonl), `worker` (one video),
 `executors` (local, Ray), `run` (the driver), `summary` (tables, files, plot, merge of shards).
 
-Integration after the redesign (#10):
-- `vidattack/cli/eval.py` parses DATASET and the options and calls only
-  `load_dataset(spec, model.labels)`, `build_grid(attacks, model, eps=..., alpha=..., steps=...,
-  settings=..., targets=..., seed=...)`, `run_eval(data, configs, model, out_dir=..., executor=...,
-  ray_address=..., shard=parse_shard(text), device=..., save_outputs=..., progress=...)`, and for
-  `--merge DIR...` `merge(dirs, out_dir)`; it prints `EvalRun.rows` with `summary.COLUMNS` and
-  `summary.format_cell`. `DatasetError` moves to `vidattack.errors`.
-- `grid.attack_from_text` holds a marked SHIM for the registry's `eps=/alpha=/steps=` keywords;
-  it calls the registry's own version as soon as that takes them; then delete the shim.
-- `worker._attack_one` becomes calls of the pipeline's stages (sample, attack, write, verify).
+The command is `vidattack eval` (`vidattack/cli/eval.py`): it parses DATASET and the options and
+calls only `load_dataset`, `build_grid`, `run_eval` (or `merge` for `--merge DIR...`), then prints
+`EvalRun.rows`. Budgets: `--eps` is each attack's own budget through the registry's common options;
+an additive eps e < 1 given to a ratio-bounded attack (MultAV-Linf and its region variants) becomes
+the ratio bound 1 + e (`grid.ratio_text` says why). `--stop-when-fooled MARGIN` reaches the attacks
+that can stop early (`Attack.stops_when_fooled`) through `Config.stop_when_fooled`.
+
+Not yet used: the engine's batched attacks (`pipeline.stages.run_attack_batch`); a chunk of videos
+under one configuration could be attacked in one call (`batch_key`) with the same records.
 """
 
 from __future__ import annotations

@@ -113,9 +113,11 @@ class RayExecutor:
 
         if ray.is_initialized():
             return False
+        # Ray's own messages follow vidattack's log level (-q: errors only; -v: Ray's info too).
+        common = {"logging_level": max(log.getEffectiveLevel(), logging.INFO), **self.init_kwargs}
         if self.address == "auto":
             try:
-                ray.init(address="auto", **self.init_kwargs)
+                ray.init(address="auto", **common)
                 log.info("joined the Ray cluster at %s", ray.get_runtime_context().gcs_address)
                 return False
             except ConnectionError:
@@ -124,11 +126,11 @@ class RayExecutor:
                 "include_dashboard": False,
                 # Workers import the same vidattack as this process (a source checkout included).
                 "runtime_env": {"env_vars": {"PYTHONPATH": _pythonpath()}},
-                **self.init_kwargs,
+                **common,
             }
             ray.init(**kwargs)
             return True
-        ray.init(address=self.address, **self.init_kwargs)
+        ray.init(address=self.address, **common)
         return False
 
     def map(

@@ -9,7 +9,6 @@ changed parameter makes a new key (new rows, never mixed with the old ones).
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -25,17 +24,6 @@ if TYPE_CHECKING:
 UNTARGETED = "untargeted"
 TARGET_MODES = ("random", "least-likely")
 
-# --- SHIM (issue #10) -----------------------------------------------------------------------------
-# The redesign gives `get_attack_from_text(name, settings, eps=, alpha=, steps=)`, mapping the common
-# options to each attack's own budget, step and iteration parameters. Until it lands, `attack_from_text`
-# maps them here by the parameter names the attacks use today. Delete `_OWN_NAMES` and the fallback
-# branch once the registry takes the keywords.
-_OWN_NAMES = {
-    "eps": ("eps", "eps_m"),
-    "alpha": ("alpha", "alpha_m"),
-    "steps": ("steps", "max_iter"),
-}
-
 
 def attack_from_text(
     name: str,
@@ -46,33 +34,53 @@ def attack_from_text(
     steps: str | None = None,
 ) -> Attack:
     """An attack from command-line text, `eps`/`alpha`/`steps` meaning the attack's own budget,
-    step size and iteration count (e.g. `eps_m` for MultAV)."""
-    from vidattack.attacks import registry
+    step size and iteration count (the registry's mapping: `eps_m` for MultAV); an additive `eps` or
+    `alpha` below 1 given to a ratio-bounded parameter becomes the ratio 1 + value (`ratio_text`)."""
+    from vidattack.attacks.registry import attack_class, get_attack_from_text
 
-    common = {"eps": eps, "alpha": alpha, "steps": steps}
-    from_text: Any = registry.get_attack_from_text
-    if "eps" in inspect.signature(from_text).parameters:
-        attack: Attack = from_text(name, dict(settings), **common)
-        return attack
-    # SHIM: the registry of today takes only `settings`.
-    cls = registry.attack_class(name)
-    own = {s.name for s in cls.params()}
-    merged = dict(settings)
-    for option, value in common.items():
-        if value is None:
-            continue
-        target = next((n for n in _OWN_NAMES[option] if n in own), None)
-        if target is None:
-            raise BadParameterError(
-                f"attack {name} has no {option} parameter (it takes {', '.join(sorted(own))})"
-            )
-        if target in merged:
-            raise BadParameterError(f"--{option} and --set {target}= both set {target} of attack {name}")
-        merged[target] = value
-    return registry.get_attack_from_text(name, merged)
+    cls = attack_class(name)
+    return get_attack_from_text(
+        name,
+        dict(settings),
+        eps=ratio_text(cls, "eps", eps),
+        alpha=ratio_text(cls, "alpha", alpha),
+        steps=steps,
+    )
 
 
-# --- end of SHIM ----------------------------------------------------------------------------------
+def own_parameter(cls: type[Attack], option: str) -> str | None:
+    """The attack's own parameter a common option (`eps`, `alpha`, `steps`) sets; None if it has none."""
+    try:
+        return cls.common_parameter(option)
+    except BadParameterError:
+        return None
+
+
+def ratio_text(cls: type[Attack], option: str, text: str | None) -> str | None:
+    """`text` as the attack's own `option` parameter takes it: unchanged, except that an additive
+    value e < 1 given to a ratio-bounded parameter (one whose minimum is 1: MultAV-Linf's `eps_m`
+    and `alpha_m`, and its region variants') becomes the ratio bound 1 + e.
+
+    Why 1 + e: a pixel in [0, 1] kept within max(x'/x, x/x') <= 1 + e moves by at most e / (1 + e)
+    < e, so the multiplicative attack stays inside the additive Linf ball of the same e, short of its
+    edge by e^2 / (1 + e) (under 0.25/255 for e up to 8/255). A grid `--eps 1/255,2/255,4/255` then
+    compares PGD and MultAV at (nearly) the same pixel budget. Values >= 1 are ratio bounds as given
+    (`--eps multav-linf=1.04`). MultAV-L2's `eps_m` (a norm of the log-ratio, any value >= 0) is
+    taken as given.
+    """
+    if text is None:
+        return None
+    own = own_parameter(cls, option)
+    spec = next((s for s in cls.params() if s.name == own), None)
+    if spec is None or spec.min != 1:
+        return text
+    from vidattack.attacks.params import parse_number
+
+    try:
+        value = parse_number(text)
+    except ValueError:
+        return text  # the attack's own parser says what is wrong with it
+    return repr(1.0 + value) if 0 <= value < 1 else text
 
 
 def _jsonable(value: Any) -> Any:
@@ -118,21 +126,22 @@ class Config:
     settings: dict[str, str] = field(default_factory=dict)
     alpha: str | None = None
     steps: str | None = None
+    stop_when_fooled: float | None = None
 
     @property
     def key(self) -> str:
-        """16 hex digits of a hash of attack, resolved params, model identity, seed and target mode."""
-        blob = json.dumps(
-            {
-                "attack": self.attack,
-                "params": self.params,
-                "model": self.model,
-                "seed": self.seed,
-                "target": self.target,
-            },
-            sort_keys=True,
-            separators=(",", ":"),
-        )
+        """16 hex digits of a hash of attack, resolved params, model identity, seed, target mode and
+        early-stop margin (hashed only when set, so the keys of runs without it stay as they were)."""
+        fields: dict[str, Any] = {
+            "attack": self.attack,
+            "params": self.params,
+            "model": self.model,
+            "seed": self.seed,
+            "target": self.target,
+        }
+        if self.stop_when_fooled is not None:
+            fields["stop_when_fooled"] = self.stop_when_fooled
+        blob = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
     @property
@@ -148,6 +157,8 @@ class Config:
         parts += [f"{k}={v}" for k, v in sorted(self.settings.items())]
         if self.target != UNTARGETED:
             parts.append(f"target={self.target}")
+        if self.stop_when_fooled is not None:
+            parts.append(f"stop-when-fooled={self.stop_when_fooled:g}")
         return " ".join(parts)
 
     def make_attack(self) -> Attack:
@@ -169,6 +180,7 @@ class Config:
             "target": self.target,
             "seed": self.seed,
             "model": self.model,
+            "stop_when_fooled": self.stop_when_fooled,
             "label": self.label,
         }
 
@@ -184,6 +196,7 @@ class Config:
             settings={str(k): str(v) for k, v in dict(d.get("settings") or {}).items()},
             alpha=d.get("alpha"),
             steps=d.get("steps"),
+            stop_when_fooled=d.get("stop_when_fooled"),
         )
         if "key" in d and d["key"] != cfg.key:
             raise UsageError(
@@ -204,9 +217,11 @@ def check_target(target: str, view: ModelView) -> str:
         return UNTARGETED
     if t.lower() in TARGET_MODES:
         return t.lower()
+    from vidattack.criteria import resolve_target
+
     try:
-        return view.labels[view.index_of(t)]
-    except ValueError as e:
+        return view.labels[resolve_target(view, t)]
+    except BadParameterError as e:
         raise BadParameterError(f"--target: {e} (or random, least-likely)") from None
 
 
@@ -220,6 +235,7 @@ def build_grid(
     settings: Mapping[str, str] | None = None,
     targets: Sequence[str] = (UNTARGETED,),
     seed: int = 0,
+    stop_when_fooled: float | None = None,
 ) -> list[Config]:
     """Every configuration of `attacks` x `eps` x `targets`, in that order, validated now.
 
@@ -227,7 +243,9 @@ def build_grid(
     ratio, for MultAV); empty means the attacks' defaults. Attacks whose budgets live on different
     scales get their own lists from a mapping, `{"pgd-linf": ["1/255"], "multav-linf": ["1.02"]}`
     (an attack missing from it keeps its default budget). `settings` (`--set k=v`) apply to every attack that takes `k`; a key no
-    listed attack takes is an error, as is any value an attack refuses.
+    listed attack takes is an error, as is any value an attack refuses. `stop_when_fooled` (a
+    log-probability margin) stops the attacks that can stop early once a video is fooled; the others
+    run every step, and none of them being able to is an error rather than a silent no-op.
     """
     from vidattack.attacks.registry import attack_class
 
@@ -242,12 +260,21 @@ def build_grid(
     for k in settings:
         if not any(k in {s.name for s in cls.params()} for cls in classes.values()):
             raise BadParameterError(f"--set {k}: none of the attacks {', '.join(attacks)} takes {k!r}")
+    if stop_when_fooled is not None:
+        able = [n for n, cls in classes.items() if cls.stops_when_fooled]
+        if not able:
+            raise UsageError(
+                f"--stop-when-fooled: none of the attacks {', '.join(attacks)} can stop early (only "
+                "iterative attacks on the shared loop can); leave the option out"
+            )
+        classes[able[0]].check_stop_when_fooled(stop_when_fooled)  # the margin itself
     target_modes = [check_target(t, view) for t in targets] or [UNTARGETED]
     configs: list[Config] = []
     seen: set[str] = set()
     for name in attacks:
         own = {s.name for s in classes[name].params()}
         mine = {k: v for k, v in settings.items() if k in own}
+        stop = stop_when_fooled if classes[name].stops_when_fooled else None
         texts = eps.get(name, ()) if isinstance(eps, Mapping) else eps
         budgets: list[str | None] = list(texts) or [None]
         for budget in budgets:
@@ -268,6 +295,7 @@ def build_grid(
                     settings=mine,
                     alpha=alpha,
                     steps=steps,
+                    stop_when_fooled=stop,
                 )
                 if cfg.key not in seen:  # `--eps 1/255,0.00392156862745098` is one configuration
                     seen.add(cfg.key)

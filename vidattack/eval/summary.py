@@ -8,7 +8,9 @@ Definitions (per configuration, over its records with `status: ok`):
 - attack success rate: share of successes among the correctly classified videos (untargeted: the
   label changed; targeted: the prediction is the target); success after encode, the same judged on the
   written file decoded again;
-- queries, Linf, L2 and MAP (mean absolute perturbation, all in /255 units) over the attacked videos;
+- queries, Linf, L2 and MAP (mean absolute perturbation, all in /255 units), ratio_max (the largest
+  max(x'/x, x/x') of a pixel: MultAV's measure; infinite when a black pixel changes) and frames
+  perturbed, each a mean over the attacked videos;
 - seconds per video over all videos.
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -55,6 +58,8 @@ class SummaryRow:
     mean_linf: float | None
     mean_l2: float | None
     mean_map: float | None
+    mean_ratio_max: float | None
+    mean_frames_perturbed: float | None
     seconds_per_video: float | None
 
     def to_dict(self) -> dict[str, Any]:
@@ -96,6 +101,11 @@ def _mean(values: Sequence[float]) -> float | None:
 def _rate(flags: Sequence[bool | None]) -> float | None:
     known = [bool(f) for f in flags if f is not None]
     return sum(known) / len(known) if known else None
+
+
+def _ratio(value: Any) -> float:
+    # records hold an unbounded ratio (a black pixel changed) as null, as reports do
+    return math.inf if value is None else float(value)
 
 
 def _sort_key(row: SummaryRow) -> tuple[Any, ...]:
@@ -142,6 +152,10 @@ def summarize(
                 mean_linf=_mean([float(r["linf"]) for r in attacked]),
                 mean_l2=_mean([float(r["l2"]) for r in attacked]),
                 mean_map=_mean([float(r["map"]) for r in attacked]),
+                mean_ratio_max=_mean([_ratio(r["ratio_max"]) for r in attacked if "ratio_max" in r]),
+                mean_frames_perturbed=_mean(
+                    [float(r["frames_perturbed"]) for r in attacked if "frames_perturbed" in r]
+                ),
                 seconds_per_video=_mean([float(r["seconds"]) for r in ok if "seconds" in r]),
             )
         )

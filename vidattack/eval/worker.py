@@ -1,13 +1,11 @@
 """The work of one video under every configuration: what a local loop or a Ray task runs.
 
-Per video: decode (or render), sample the model's frames, classify once; then per configuration:
-resolve the target, attack, put the adversarial frames back into the full video, and (with `verify`)
-write the lossless file, decode it and classify it again, measuring the perturbation on the decoded
-frames. The result is a list of plain-dict records, so any executor can ship them back to the driver,
-which alone writes `results.jsonl`.
-
-INTEGRATION (#10): when the pipeline's stages land, `_attack_one` becomes
-`sample -> attack -> write -> verify` calls of `vidattack.pipeline.stages`; the record fields stay.
+Per video: decode (or render) it and classify the clip the model samples, once; then per
+configuration, through the pipeline's stages (`vidattack.pipeline.stages`, the code `vidattack
+perturb` runs): `sample` the model's frames for the attack, `run_attack`, and with `verify` `write`
+the lossless file and `verify` it (decode it, classify it again, measure the perturbation on the
+decoded frames). The result is a list of plain-dict records, so any executor can ship them back to
+the driver, which alone writes `results.jsonl`.
 """
 
 from __future__ import annotations
@@ -24,13 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from vidattack.errors import VidattackError
 from vidattack.eval.grid import UNTARGETED, Config
 
 if TYPE_CHECKING:
     from vidattack.data.datasets import Item
-    from vidattack.models.view import BoundModel, FramePlan, ModelView
-    from vidattack.video import Video
+    from vidattack.models.view import ModelView
+    from vidattack.pipeline.stages import AttackOutcome, Sampled
+    from vidattack.video import SampledFrames
 
 log = logging.getLogger("vidattack")
 
@@ -72,18 +70,15 @@ def resolve_target(mode: str, view: ModelView, label: int, clean_lp: torch.Tenso
         return choice if choice < label else choice + 1  # uniform over the classes except `label`
     if mode == "least-likely":
         return int(clean_lp.argmin())
-    return view.index_of(mode)
+    from vidattack.criteria import resolve_target as label_index
+
+    return label_index(view, mode)
 
 
 def safe_name(video_id: str) -> str:
     """A file name for a video id (ids are relative paths and may hold anything)."""
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", video_id.replace("/", "__")).strip("._")
     return name[:150] or "video"
-
-
-def _sampled_to_uint8(x: torch.Tensor) -> torch.Tensor:
-    # (1, T', C, H, W) float on the 1/255 grid -> (T', H, W, C) uint8
-    return (x[0] * 255.0).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu()
 
 
 def _failed(cfg: Config, item: Item, error: str) -> dict[str, Any]:
@@ -104,27 +99,37 @@ def evaluate_item(
 ) -> list[dict[str, Any]]:
     """One record per configuration for `item`. Never raises for a bad video or a failing attack:
     that item's records say `status: error` (a batch goes on; a resume retries them)."""
-    from vidattack.models.view import sampled_frames
+    from vidattack.pipeline.stages import sample
 
     dev = torch.device(options.device)
     try:
-        video = item.load_video()
-        plan = view.plan(video.num_frames)
-        bound = view.bind(plan)
-        x = sampled_frames(video.frames, plan, dev)  # (1, T', C, H, W)
+        video = _decode(item, view)
+        clean = sample(video, view, None, dev)
         with torch.no_grad():
-            clean_lp = bound(x)[0]
+            clean_lp = clean.model(clean.x)[0]
     except Exception as e:  # one bad video or attack never stops the batch
         log.warning("%s: %s", item.id, e)
         return [_failed(cfg, item, f"{type(e).__name__}: {e}") for cfg in configs]
     records = []
     for cfg in configs:
         try:
-            records.append(_attack_one(view, bound, plan, video, x, clean_lp, item, cfg, options))
+            records.append(_attack_one(view, video, clean_lp, item, cfg, options, dev))
         except Exception as e:  # one bad video or attack never stops the batch
             log.warning("%s under %s: %s", item.id, cfg.label, e)
             records.append(_failed(cfg, item, f"{type(e).__name__}: {e}"))
     return records
+
+
+def _decode(item: Item, view: ModelView) -> SampledFrames:
+    # a file goes through the decode stage (memory checked before decoding, only the sample kept); a
+    # generated clip is already in memory
+    from vidattack.pipeline.stages import decode
+    from vidattack.video import SampledFrames
+
+    if item.path is not None:
+        return decode(item.path, view)
+    whole = item.load_video()
+    return SampledFrames.of_video(whole, view.plan(whole.num_frames).frame_ids)
 
 
 def evaluate_chunk(
@@ -136,64 +141,48 @@ def evaluate_chunk(
     return [rec for item in items for rec in evaluate_item(view, item, configs, options)]
 
 
-def _predict(view: ModelView, frames: torch.Tensor, dev: torch.device) -> int:
-    from vidattack.models.view import predict_video
-
-    return int(predict_video(view, frames, dev).argmax())
-
-
 def _attack_one(
     view: ModelView,
-    bound: BoundModel,
-    plan: FramePlan,
-    video: Video,
-    x: torch.Tensor,
+    video: SampledFrames,
     clean_lp: torch.Tensor,
     item: Item,
     cfg: Config,
     options: WorkOptions,
+    dev: torch.device,
 ) -> dict[str, Any]:
-    from vidattack.pipeline.report import perturbation_stats
+    from vidattack.pipeline.stages import run_attack, sample
 
-    dev = x.device
     start = time.perf_counter()
     seed = video_seed(cfg.seed, item.id)
     target = resolve_target(cfg.target, view, item.label, clean_lp, seed)
     clean = int(clean_lp.argmax())
     attacked = clean == item.label or options.attack_misclassified
-    queries = 0
-    attack_seconds = 0.0
+    adversarial = reencoded = clean  # what a video nobody attacked keeps
+    queries, attack_seconds = 0, 0.0
+    stopped_at = None  # the step an early-stopping attack stopped after (None: it ran them all)
+    stats = unchanged_stats(video, video.frames)
     if attacked:
+        # Untargeted, the attack pushes away from the clean prediction: the label of every video it
+        # attacks unless `attack_misclassified`.
         attack = cfg.make_attack()
-        result = attack(
-            bound,
-            x,
-            target=target,
-            labels=torch.tensor([item.label], device=dev),
-            seed=seed,
-        )
-        adversarial = int(result.adversarial_labels[0])
-        queries = int(result.queries)
-        attack_seconds = float(result.seconds)
-        adv_frames = video.frames.clone()
-        adv_frames[list(plan.frame_ids)] = _sampled_to_uint8(result.adversarial)
-    else:
-        adversarial = clean
-        adv_frames = video.frames
-
-    reencoded: int | None = None
-    judged_frames = adv_frames
-    if options.verify and attacked:
-        judged_frames, reencoded = _write_and_reclassify(view, video, adv_frames, item, cfg, options, dev)
-    elif options.verify:
-        reencoded = clean  # nothing was changed, so nothing can change in the file
-    stats = perturbation_stats(video.frames, judged_frames)
+        sampled = sample(video, view, attack, dev)
+        outcome = run_attack(sampled, attack, target=target, seed=seed, stop_when_fooled=cfg.stop_when_fooled)
+        stopped = outcome.result.info.get("stopped_at")  # one entry per video of the call
+        stopped_at = stopped[0] if isinstance(stopped, list) else stopped
+        adversarial = int(outcome.result.adversarial_labels[0])
+        queries = int(outcome.result.queries)
+        attack_seconds = float(outcome.result.seconds)
+        if options.verify:
+            stats, reencoded = _write_and_verify(view, video, sampled, outcome, target, item, cfg, options)
+        else:  # measured as `stages.verify` would on the written file, without one
+            stats = unchanged_stats(video, outcome.frames)
 
     def judge(index: int | None) -> bool | None:
         if index is None:
             return None
         return index == target if target is not None else index != item.label
 
+    after_encode = reencoded if options.verify else None
     return {
         "key": cfg.key,
         "video": item.id,
@@ -205,47 +194,59 @@ def _attack_one(
         "target": target,
         "clean": clean,
         "adversarial": adversarial,
-        "reencoded": reencoded,
+        "reencoded": after_encode,
         "attacked": attacked,
         "success": judge(adversarial),
-        "success_after_encode": judge(reencoded),
-        # in /255 units, on the decoded file when verified
+        "success_after_encode": judge(after_encode),
+        # in /255 units, on the decoded file when verified; ratio_max: the largest max(x'/x, x/x'),
+        # null when unbounded (a black pixel changed), as in reports
         "linf": stats["linf"] * 255.0,
         "l2": stats["l2"] * 255.0,
         "map": stats["map"] * 255.0,
+        "ratio_max": stats["ratio_max"],
         "frames_perturbed": stats["frames_perturbed"],
         "queries": queries,
+        "stopped_at": stopped_at,
         "attack_seconds": attack_seconds,
         "seconds": time.perf_counter() - start,
         "status": "ok",
     }
 
 
-def _write_and_reclassify(
+def _write_and_verify(
     view: ModelView,
-    video: Video,
-    adv_frames: torch.Tensor,
+    video: SampledFrames,
+    sampled: Sampled,
+    outcome: AttackOutcome,
+    target: int | None,
     item: Item,
     cfg: Config,
     options: WorkOptions,
-    dev: torch.device,
-) -> tuple[torch.Tensor, int]:
-    from vidattack.video import load_video, save_video
+) -> tuple[dict[str, Any], int]:
+    """The `write` and `verify` stages: the perturbation measured on the written file and its
+    prediction. The file goes to `options.outputs/KEY/` when kept, else to a temporary folder."""
+    from vidattack.pipeline.stages import verify, write
 
     suffix = item.path.suffix if item.path is not None and item.path.suffix else ".mp4"
     name = f"{safe_name(item.id)}.adv{suffix}"
-    if options.outputs is not None:
-        path = Path(options.outputs) / cfg.key / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_video(video.with_frames(adv_frames), path, overwrite=True, copy_audio=False)
-        written = load_video(path).frames
-    else:
-        with tempfile.TemporaryDirectory(prefix="vidattack-eval-") as tmp:
-            path = Path(tmp) / name
-            save_video(video.with_frames(adv_frames), path, overwrite=True, copy_audio=False)
-            written = load_video(path).frames
-    if written.shape != video.frames.shape:
-        raise VidattackError(
-            f"the written video decodes to {tuple(written.shape)}, expected {tuple(video.frames.shape)}"
-        )
-    return written, _predict(view, written, dev)
+    clean = int(outcome.result.clean_labels[0])
+    with tempfile.TemporaryDirectory(prefix="vidattack-eval-") as tmp:
+        folder = Path(options.outputs) / cfg.key if options.outputs is not None else Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        # overwrite: a rerun redoes only pairs without a record, whose file is a leftover
+        written = write(video, sampled, outcome, folder / name, overwrite=True)
+        checked = verify(video, written, sampled, view, sampled.x.device, clean_index=clean, target=target)
+    return checked.stats, checked.reencoded.index
+
+
+def unchanged_stats(video: SampledFrames, adversarial: torch.Tensor) -> dict[str, Any]:
+    """The perturbation of a video whose sampled frames became `adversarial` `(T', H, W, 3)` uint8 and
+    whose other frames are unchanged, as the report measures it over the whole video."""
+    from vidattack.pipeline.report import reportable
+    from vidattack.video.compare import FrameDiff, frame_diff, summarize
+
+    changed = {
+        i: frame_diff(c, a) for i, c, a in zip(video.frame_ids, video.frames, adversarial, strict=True)
+    }
+    same = FrameDiff(0, 0, 0, 1.0, video.height * video.width * 3)
+    return reportable(summarize([changed.get(i, same) for i in range(video.num_frames)]))

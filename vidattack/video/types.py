@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Protocol
@@ -146,6 +147,29 @@ class SampledFrames:
     has_audio: bool = False
     notes: list[str] = field(default_factory=list)
     all_frames: torch.Tensor | None = None
+
+    @classmethod
+    def of_video(cls, video: Video, frame_ids: Sequence[int]) -> SampledFrames:
+        """The sample a model takes of a video already in memory (generated clips, tests): the frames at
+        `frame_ids`, with the whole video kept, so writing and comparing read it from memory."""
+        ids = tuple(sorted(set(int(i) for i in frame_ids)))
+        return cls(
+            frames=video.frames[list(ids)],
+            frame_ids=ids,
+            pts=list(video.pts),
+            time_base=video.time_base,
+            rate=video.rate,
+            height=video.height,
+            width=video.width,
+            path=video.path,
+            rotation=video.rotation,
+            source_codec=video.source_codec,
+            source_pix_fmt=video.source_pix_fmt,
+            bit_depth=video.bit_depth,
+            has_audio=video.has_audio,
+            notes=list(video.notes),
+            all_frames=video.frames,
+        )
 
     @property
     def num_frames(self) -> int:

@@ -1,0 +1,362 @@
+"""`vidattack eval`: robustness of a model over a labelled data set and a grid of attacks and budgets.
+
+A thin layer over `vidattack.eval`: parse the options, `load_dataset`, `build_grid`, `run_eval` (or
+`merge` for `--merge`), then print the summary rows through the one emitter.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from contextlib import nullcontext
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from vidattack.cli import options as o
+from vidattack.cli.emit import Record, cell, emit
+from vidattack.errors import UsageError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
+    from rich.console import Console
+
+    from vidattack.eval.summary import SummaryRow
+
+
+class ExecutorName(StrEnum):
+    """Where the videos are processed."""
+
+    local = "local"
+    ray = "ray"
+
+
+EPS_HELP = (
+    "Budgets, comma-separated; one configuration each. Each is the attack's own budget: eps for PGD "
+    "(Linf in [0, 1] pixel units, L2 over the whole sampled video), eps_m for MultAV. For a ratio-bounded "
+    "attack (multav-linf and its region variants) a value below 1 is an additive budget e and becomes the "
+    "ratio bound 1+e, which keeps every pixel within e of its clean value, so one list compares PGD and "
+    "MultAV at the same pixel budget; values >= 1 are ratio bounds as given. ATTACK=LIST gives one "
+    "attack its own list (repeatable): --eps 1/255,2/255 --eps pgd-l2=1,2."
+)
+
+
+def eval_command(
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="DATASET",
+            help="A folder with one subfolder per class, a .csv/.jsonl manifest (path,label) or synthetic:N "
+            "(N generated clips per class); with --merge, the eval folders to combine.",
+            show_default=False,
+        ),
+    ],
+    attack: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--attack",
+            "-a",
+            metavar="NAMES",
+            help="Attacks, comma-separated (repeatable; see `vidattack attacks`).",
+        ),
+    ] = None,
+    eps: Annotated[list[str] | None, typer.Option("--eps", metavar="LIST", help=EPS_HELP)] = None,
+    alpha: Annotated[
+        str | None,
+        typer.Option(
+            metavar="A", help="Every attack's step size (its own parameter; below 1 -> 1+a for MultAV-Linf)."
+        ),
+    ] = None,
+    steps: o.Steps = None,
+    set_: o.Settings = None,
+    target: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--target",
+            "-t",
+            metavar="MODES",
+            help="Target modes, comma-separated: untargeted (default), random (a seeded class other than "
+            "the label), least-likely, or a LABEL; one configuration each.",
+        ),
+    ] = None,
+    model: o.Model = None,
+    arch: o.Arch = None,
+    labels: o.Labels = None,
+    trust_checkpoint: o.TrustCheckpoint = False,
+    seed: Annotated[
+        int, typer.Option(metavar="N", help="Seed of the grid: each video's attack seed derives from it.")
+    ] = 0,
+    stop_when_fooled: Annotated[
+        float | None,
+        typer.Option(
+            "--stop-when-fooled",
+            metavar="MARGIN",
+            min=0.0,
+            help="The iterative attacks stop each video once its 8-bit video is fooled by this "
+            "log-probability margin (0: as soon as the label flips); records say after which step "
+            "(stopped_at). Others run every step; an error when none can. Off: every step.",
+        ),
+    ] = None,
+    outputs: Annotated[
+        bool, typer.Option("--outputs", help="Keep the adversarial videos under OUT/videos/KEY/.")
+    ] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            metavar="FOLDER",
+            help="Output folder: results.jsonl (resumed when rerun), configs.json, summary.{csv,json,md}, "
+            "robust_accuracy.png. Required, except with --merge.",
+        ),
+    ] = None,
+    executor: Annotated[
+        ExecutorName, typer.Option(help="local: in this process; ray: videos as Ray tasks.")
+    ] = ExecutorName.local,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            metavar="ADDRESS",
+            help="With --executor ray: auto (default) joins a running cluster or starts a local one; or "
+            "an address to join.",
+        ),
+    ] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            metavar="K/N", help="Only the K-th of N deterministic parts of the data set (array jobs)."
+        ),
+    ] = None,
+    merge: Annotated[
+        bool,
+        typer.Option(
+            "--merge", help="Combine finished eval folders (shards) into one summary (into --out if given)."
+        ),
+    ] = False,
+    device: o.Device = "auto",
+    threads: o.Threads = 0,
+    fmt: o.FormatOption = None,
+    quiet: o.Quiet = False,
+    verbose: o.Verbose = False,
+) -> None:
+    """Attack every video of a labelled DATASET with every configuration of a grid (attacks x budgets x
+    target modes) and print a summary per configuration: clean and robust accuracy, success rates,
+    queries, perturbation norms and time. Rerunning the same command resumes."""
+    o.setup_logging(verbose, quiet)
+    chosen = o.default_format(fmt)
+    show = not quiet and sys.stderr.isatty()
+    if merge:
+        given = {
+            "--attack": attack,
+            "--eps": eps,
+            "--alpha": alpha,
+            "--steps": steps,
+            "--set": set_,
+            "--target": target,
+            "--model": model,
+            "--shard": shard,
+            "--stop-when-fooled": stop_when_fooled is not None,
+            "--outputs": outputs,
+            "--executor": executor is not ExecutorName.local,
+            "--ray-address": ray_address,
+        }
+        extra = [name for name, value in given.items() if value]
+        if extra:
+            raise UsageError(f"--merge combines finished runs; it takes no {', '.join(extra)}")
+        rows = _merge(inputs, out)
+    else:
+        if out is None:
+            raise UsageError("expected --out FOLDER (where results.jsonl and the summary go)")
+        if len(inputs) != 1:
+            raise UsageError(
+                f"expected one DATASET, got {len(inputs)} (to combine eval folders, use --merge)"
+            )
+        if ray_address is not None and executor is not ExecutorName.ray:
+            raise UsageError("--ray-address goes with --executor ray")
+        rows = _run(
+            inputs[0],
+            out,
+            attacks=split_list(attack) or ["pgd-linf"],
+            eps=parse_eps(eps),
+            alpha=alpha,
+            steps=steps,
+            settings=o.parse_sets(set_),
+            targets=split_list(target) or ["untargeted"],
+            seed=seed,
+            stop_when_fooled=stop_when_fooled,
+            model_args={"spec": model, "arch": arch, "labels": labels, "trust_checkpoint": trust_checkpoint},
+            run_args={
+                "executor": executor.value,
+                "ray_address": ray_address or "auto",
+                "save_outputs": outputs,
+                "threads": threads,
+            },
+            shard=shard,
+            device=device,
+            threads=threads,
+            show=show,
+        )
+    records = emit((r.to_dict() for r in rows), chosen, table=summary_table, key="rows")
+    if chosen is not o.Format.table and show:
+        from vidattack.cli.emit import stderr_console
+
+        summary_table(records, stderr_console())
+    raise typer.Exit(1 if any(r.failed for r in rows) else 0)
+
+
+def split_list(values: Sequence[str] | None) -> list[str]:
+    """Repeatable, comma-separated option values as one list (blanks dropped)."""
+    return [part.strip() for v in values or [] for part in v.split(",") if part.strip()]
+
+
+def parse_eps(values: Sequence[str] | None) -> list[str] | dict[str, list[str]]:
+    """`--eps` values: `LIST` for every attack, `ATTACK=LIST` for one (which then ignores the common
+    list). Returns the common list, or a mapping from attack to its list with `*` for the rest."""
+    common: list[str] = []
+    own: dict[str, list[str]] = {}
+    for value in values or []:
+        name, sep, rest = value.partition("=")
+        if sep:  # numbers hold no "=", so this names an attack
+            if not name.strip():
+                raise UsageError(f"expected --eps LIST or ATTACK=LIST, got {value!r}")
+            own.setdefault(name.strip(), []).extend(split_list([rest]))
+        else:
+            common.extend(split_list([value]))
+    if not own:
+        return common
+    return {**own, "*": common}
+
+
+def _budgets(eps: list[str] | dict[str, list[str]], attacks: Sequence[str]) -> Any:
+    if isinstance(eps, list):
+        return eps
+    unknown = [name for name in eps if name != "*" and name not in attacks]
+    if unknown:
+        raise UsageError(
+            f"--eps {unknown[0]}=...: {unknown[0]} is not among the attacks {', '.join(attacks)}"
+        )
+    return {name: eps.get(name) or eps["*"] for name in attacks}
+
+
+def _run(
+    dataset: str,
+    out: Path,
+    *,
+    attacks: list[str],
+    eps: list[str] | dict[str, list[str]],
+    alpha: str | None,
+    steps: str | None,
+    settings: dict[str, str],
+    targets: list[str],
+    seed: int,
+    stop_when_fooled: float | None,
+    model_args: Mapping[str, Any],
+    run_args: Mapping[str, Any],
+    shard: str | None,
+    device: str,
+    threads: int,
+    show: bool,
+) -> list[SummaryRow]:
+    from vidattack.data.datasets import load_dataset, parse_shard
+    from vidattack.eval import build_grid, run_eval
+    from vidattack.models import load_model
+    from vidattack.pipeline import resolve_device, set_cpu_threads
+
+    shard_kn = parse_shard(shard) if shard is not None else None
+    set_cpu_threads(threads)
+    dev = resolve_device(device)
+    view = load_model(
+        model_args["spec"],
+        arch=model_args["arch"],
+        labels=model_args["labels"],
+        trust_checkpoint=model_args["trust_checkpoint"],
+        device=dev,
+    )
+    configs = build_grid(
+        attacks,
+        view,
+        eps=_budgets(eps, attacks),
+        alpha=alpha,
+        steps=steps,
+        settings=settings,
+        targets=targets,
+        seed=seed,
+        stop_when_fooled=stop_when_fooled,
+    )
+    data = load_dataset(dataset, view.labels)
+    progress = o.progress_bars(show)
+    start = time.perf_counter()
+    with progress if progress is not None else nullcontext():
+        run = run_eval(
+            data,
+            configs,
+            view,
+            out_dir=out,
+            shard=shard_kn,
+            device=str(dev),
+            progress=_ticker(progress, f"eval {out}"),
+            **run_args,
+        )
+    if show:
+        from rich.text import Text
+
+        from vidattack.cli.emit import stderr_console
+
+        failed = f", {run.failed} failed" if run.failed else ""
+        stderr_console().print(
+            Text(
+                f"{run.written} records written, {run.skipped} already in {run.files['results']}{failed} "
+                f"({time.perf_counter() - start:.1f}s); summary in {run.files['md']}"
+            ),
+            soft_wrap=True,
+        )
+    return run.rows
+
+
+def _merge(dirs: list[str], out: Path | None) -> list[SummaryRow]:
+    from vidattack.eval import merge
+
+    if out is not None and any(Path(d).resolve() == out.resolve() for d in dirs):
+        raise UsageError(f"expected --out to be a new folder, not one of the merged ones: {out}")
+    return merge(dirs, out)
+
+
+def _ticker(progress: Any, description: str) -> Callable[[int, int], None] | None:
+    """A `run_eval` progress callback advancing one bar (None when progress is off)."""
+    if progress is None:
+        return None
+    task = progress.add_task(description, total=None)
+
+    def tick(done: int, total: int) -> None:
+        progress.update(task, completed=done, total=total)
+
+    return tick
+
+
+def summary_table(rows: list[Record], console: Console) -> None:
+    """One row per configuration, the columns of `vidattack.eval.summary.COLUMNS` (rates in %)."""
+    from rich.table import Table
+
+    from vidattack.eval.summary import COLUMNS, SummaryRow, format_cell
+
+    typed = [SummaryRow(**r) for r in rows]
+    # Columns that say nothing in this grid (no --set, no target modes) are left out, and the median
+    # queries (in summary.md and .csv) to keep the table within a terminal's width.
+    hidden = {"median_queries"}
+    if all(not r.settings for r in typed):
+        hidden.add("settings")
+    if all(r.target == "untargeted" for r in typed):
+        hidden.add("target")
+    table = Table(title="vidattack eval", title_style="bold", header_style="bold")
+    shown = [(name, head, f) for name, head, f in COLUMNS if name not in hidden]
+    for name, head, _ in shown:
+        left = name in ("attack", "settings", "target")
+        table.add_column(head.replace(" ", "\n"), overflow="fold", justify="left" if left else "right")
+    for r in typed:
+        table.add_row(*[cell(format_cell(r, name, f)) for name, _, f in shown])
+    if not console.is_terminal:  # a file or a pipe gets the table whole, not folded into 80 columns
+        console.width = max(console.width, 200)
+    console.print(table)
