@@ -98,6 +98,12 @@ for _attack, _levels in (
         }
 
 
+# Stronger delivery-aware PGD at 4/255 (twice the steps, two EOT draws averaged per step: 4x the
+# encodes), with its plain counterpart at the same steps and alpha.
+SETTINGS["pgd-linf/4/255/plain40"] = {**SETTINGS["pgd-linf/4/255/plain"], "steps": 40}
+SETTINGS["pgd-linf/4/255/aware40x2"] = {**SETTINGS["pgd-linf/4/255/aware"], "steps": 40, "samples": 2}
+
+
 def label_of(path: Path, view: ModelView) -> int:
     name = re.sub(r"_\d+$", "", path.stem)
     if name not in view.labels:
@@ -210,10 +216,11 @@ def run_clip(
 
 def setting_params(name: str, args: argparse.Namespace) -> dict[str, Any]:
     cfg = dict(SETTINGS[name])
-    if args.steps:
-        cfg["steps"] = args.steps if cfg["steps"] != 5 else 5
+    if args.steps and cfg["steps"] == 20:
+        cfg["steps"] = args.steps
     if cfg["mode"] == "aware":
-        cfg.update(robust=args.robust, samples=args.samples, sigma=args.sigma)
+        cfg.setdefault("samples", args.samples)
+        cfg.update(robust=args.robust, sigma=args.sigma)
     return cfg
 
 
@@ -317,6 +324,8 @@ def print_table(rows: dict[str, dict[str, Any]]) -> None:
         lossless = sum(r["fooled_lossless"] for r in got)
         steps = got[0]["params"].get("steps")
         mode = cfg["mode"] if steps != 5 else "plain (5 steps)"
+        if cfg.get("samples", 1) > 1:
+            mode += f" (EOT {cfg['samples']} draws/step)"
         budget = got[0]["params"].get("eps", got[0]["params"].get("eps_m"))
         budget_text = f"{budget * 255:.0f}/255" if cfg["attack"] == "pgd-linf" else f"eps_m {budget:.4f}"
         pert = [r["delivery"]["h264-23"]["perturbation"] for r in got]
