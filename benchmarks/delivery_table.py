@@ -20,7 +20,13 @@ Settings (same eps, alpha and steps for plain and delivery-aware, so the compari
 - `plain`: the attack on the model; `aware`: the same attack on
   `DeliveryModel(bound, parse_robust_to(ROBUST), fps=video.fps, generator=seeded)` (real codec round
   trip forward, BPDA gradient through the exact colour path + blur, EOT over the CRFs);
-- `plain5`: the attack at its true defaults (5 steps), for reference.
+- `plain5`: the attack at its true defaults (5 steps), for reference;
+- `pgd-linf/4/255/aware40x2` and `plain40`: 40 steps, 2 EOT draws averaged per step (4x the encodes).
+
+Each row records, per delivery: the label and confidence, p(clean label), file size, write and total
+seconds, and `delivery_perturbation` (lossless / delivered / codec / surviving, in 8-bit levels);
+plus the attack's seconds, all four deliveries' seconds and whether the lossless output fools the
+model (judged on the frames, which the lossless file holds bit for bit).
 
 Every attack is one JSON line of `--out`, written as it finishes; a rerun skips the rows already there
 (same key: model, clip, setting and its parameters), so an interrupted run resumes. Rows with
