@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from vidattack.cli import batching as b
+from vidattack.cli import delivery as d
 from vidattack.cli import options as o
 from vidattack.cli.emit import Record, cell, emit, yes_no
 from vidattack.errors import BadParameterError
@@ -61,6 +62,8 @@ def perturb(
     verbose: o.Verbose = False,
     batch_size: b.BatchSize = None,
     stop_when_fooled: b.StopWhenFooled = None,
+    delivery: d.Delivery = None,
+    robust_to: d.RobustTo = None,
 ) -> None:
     """Attack videos; write the adversarial video, its pictures and a report for each.
 
@@ -76,6 +79,7 @@ def perturb(
                      (black-box), when the attack records one
       S.report.json  every number measured, written last: its presence means
                      the job finished
+      S.delivery.mp4 with --delivery: a lossy copy that plays everywhere
 
     Records go to stdout (a table on a terminal, JSON lines otherwise); progress, warnings and errors
     go to stderr. Exit status: 0 when every input was processed, 1 when some failed, 2 for a usage
@@ -88,6 +92,7 @@ def perturb(
     o.setup_logging(verbose, quiet)
     chosen = o.default_format(fmt)
     budget = o.parse_budget(eps, alpha, steps)
+    delivery_spec, robust_spec = d.parse_delivery_options(delivery, robust_to)
     atk = build_attack(attack, o.parse_sets(set_), budget, apply)
     atk.check_stop_when_fooled(stop_when_fooled)  # refused before any model is loaded
     set_cpu_threads(threads)
@@ -101,6 +106,7 @@ def perturb(
     show = not quiet and sys.stderr.isatty()
     progress = _progress(len(items)) if show else None
     job_args = {"model": view, "out_dir": out, "target": target, "seed": seed, "overwrite": overwrite}
+    job_args |= {"delivery": delivery_spec, "robust_to": robust_spec}
     with progress if progress is not None else nullcontext():
         # the pipelined engine: decoding and writing overlap the attack, same records in input order
         run = b.run_engine(

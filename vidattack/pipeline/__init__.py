@@ -9,6 +9,7 @@ the written file, draw heatmaps and plots (`render`), and write the typed `Repor
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Collection, Iterator, Sequence
@@ -51,6 +52,7 @@ from vidattack.pipeline.stages import (
 if TYPE_CHECKING:
     from vidattack.attacks.base import Attack
     from vidattack.attacks.result import AttackResult
+    from vidattack.delivery import DeliverySpec
     from vidattack.models.view import ModelView
     from vidattack.video import Video
 
@@ -170,6 +172,8 @@ def perturb_file(
     heatmaps: bool = True,
     pictures: Collection[str] | None = None,
     stop_when_fooled: float | None = None,
+    delivery: DeliverySpec | None = None,
+    robust_to: DeliverySpec | None = None,
 ) -> dict[str, Any]:
     """Attack one video file and write `S.adv.mp4`, `S.heatmap.mp4`, `S.heatmap.png`, `S.frames.png`,
     `S.curve.png` (when the attack has a history) and `S.report.json` (last) into `out_dir`.
@@ -179,7 +183,10 @@ def perturb_file(
     pictures, `pictures` draws only those named (roles of `vidattack.pipeline.render.ROLES`).
     `progress` receives a `ProgressEvent` as each stage starts and advances. `stop_when_fooled`
     (iterative attacks only) stops once the quantized video is fooled by that log-probability margin
-    (`attack.info.stopped_at` in the report). Returns the report as a dict. Raises `VidattackError`
+    (`attack.info.stopped_at` in the report). `delivery` (`parse_delivery`) also writes the playable
+    copy `S.delivery.mp4` / `.webm` and judges it (the report's `delivery`); `robust_to`
+    (`parse_robust_to`) makes the attack optimise through that encode (`vidattack.pipeline.delivery`).
+    Returns the report as a dict. Raises `VidattackError`
     subclasses for bad input; never modifies the input file. Many files at once, overlapped and
     batched: `vidattack.pipeline.engine.perturb_many`.
     """
@@ -193,7 +200,10 @@ def perturb_file(
     atk.check_stop_when_fooled(stop_when_fooled)
     target_index = resolve_target(view, target)
     warnings = warnings_for(atk, view)
-    job = prepare_job(path, atk, view, dev, out_dir, stem, overwrite, progress=progress)
+    job = prepare_job(
+        path, atk, view, dev, out_dir, stem, overwrite, progress=progress,
+        delivery=delivery, robust_to=robust_to, seed=seed,
+    )  # fmt: skip
     job.started = t_start
     unit = "steps" if atk.white_box else "queries"
     job.tell("attacking", 0, None, unit)
@@ -218,6 +228,8 @@ def perturb_file(
         heatmaps=heatmaps,
         pictures=pictures,
         warnings=warnings,
+        delivery=delivery,
+        robust_to=robust_to,
     )
 
 
@@ -258,8 +270,13 @@ def prepare_job(
     overwrite: bool,
     *,
     progress: ProgressFn | None = None,
+    delivery: DeliverySpec | None = None,
+    robust_to: DeliverySpec | None = None,
+    seed: int = 0,
 ) -> Job:
-    """The first stages of a job: output paths checked free, decode, sample (no accelerator work)."""
+    """The first stages of a job: output paths checked free, decode, sample (no accelerator work).
+    With `delivery`, the delivery file is checked free and the video small enough to encode whole;
+    with `robust_to`, the sampled model is the bound model seen through that encode (seeded by `seed`)."""
     started = time.perf_counter()
     outputs = prepare_outputs(out_dir, stem or path.name.split(".")[0] or path.stem, overwrite)
     tell = _Reporter(progress, path)
@@ -268,6 +285,17 @@ def prepare_job(
     with _timed(timing, "decode"):
         video = decode(path)
     sampled = sample(video, view, atk, device)
+    # -- delivery (#17) --
+    if delivery is not None or robust_to is not None:
+        from vidattack.pipeline import delivery as dl
+
+        dl.check_spec(delivery, "--delivery")
+        dl.check_spec(robust_to, "--robust-to")
+        if delivery is not None:
+            dl.check_deliverable(path, dl.delivery_path(outputs.adversarial, delivery), overwrite=overwrite)
+        if robust_to is not None:
+            model = dl.robust_model(sampled.model, robust_to, fps=video.fps, seed=seed)
+            sampled = dataclasses.replace(sampled, model=model)  # type: ignore[arg-type]
     return Job(path, outputs, video, sampled, tell, timing, started)
 
 
@@ -284,8 +312,13 @@ def finish_job(
     heatmaps: bool,
     pictures: Collection[str] | None = None,
     warnings: Sequence[str] = (),
+    delivery: DeliverySpec | None = None,
+    robust_to: DeliverySpec | None = None,
 ) -> dict[str, Any]:
-    """The last stages of a job: write, verify, render, and the report (written last); its dict."""
+    """The last stages of a job: write, verify, (deliver), render, and the report (written last); its dict."""
+    from vidattack.pipeline import delivery as dl
+
+    outcome, robust = dl.unwrap_robust(job.sampled, outcome)  # (#17) lossless predictions for the report
     path, outputs, video, sampled, timing, tell = (
         job.path,
         job.outputs,
@@ -306,6 +339,13 @@ def finish_job(
             video, outputs.adversarial, sampled, view, device, clean_index=clean.index, target=target_index
         )
     paths: dict[str, Path] = {"adversarial": outputs.adversarial}
+    # -- delivery (#17): the playable copy, decoded and judged --
+    delivered = dl.run_delivery(
+        source=path, lossless=outputs.adversarial, delivery=delivery, robust_to=robust_to, view=view,
+        device=device, clean_index=clean.index, target=target_index, overwrite=overwrite, timing=timing,
+    )  # fmt: skip
+    if delivered is not None and delivered.path is not None:
+        paths["delivery"] = delivered.path
     with _timed(timing, "heatmaps"):
         if heatmaps and (pictures is None or pictures):
             tell("rendering", 0, None, "pictures")
@@ -343,6 +383,7 @@ def finish_job(
         str(device),
         list(warnings),
     )
+    report = dl.with_delivery(report, robust, delivered)  # (#17)
     write_report(outputs.report, report)
     tell("done", 1, 1)
     return report.to_dict()

@@ -29,6 +29,7 @@ from vidattack.errors import VidattackError
 
 if TYPE_CHECKING:
     from vidattack.attacks.base import Attack
+    from vidattack.delivery import DeliverySpec
     from vidattack.models.view import ModelView
     from vidattack.pipeline import Job
     from vidattack.pipeline.progress import ProgressFn
@@ -79,6 +80,8 @@ def perturb_many(
     progress: ProgressFn | None = None,
     done: Callable[[Any], None] | None = None,
     lookahead: int = 2,
+    delivery: DeliverySpec | None = None,
+    robust_to: DeliverySpec | None = None,
 ) -> Iterator[Record]:
     """Attack every input and yield its record (the report dict, or an error record) in input order.
 
@@ -87,7 +90,9 @@ def perturb_many(
     the same clip shape and frame plan go through the attack together (default `default_batch_size`);
     attacks that are not `batchable` run one video at a time. `progress` receives every video's
     `ProgressEvent`s (videos overlap: events name their video); `done(item)` is called when its job
-    ends, whatever the outcome, before its record is yielded. Bad options (attack, target, margin) raise
+    ends, whatever the outcome, before its record is yielded. `delivery` and `robust_to` are
+    `perturb_file`'s; with `robust_to` each video is attacked alone (its encode is per video anyway,
+    and each has its own frame rate and seeded EOT draws). Bad options (attack, target, margin) raise
     before the first input is opened.
     """
     from vidattack.pipeline import resolve_device, warnings_for
@@ -100,6 +105,8 @@ def perturb_many(
     size = default_batch_size(dev) if batch_size is None else int(batch_size)
     if size < 1:
         raise ValueError(f"expected a batch size >= 1, got {size}")
+    if robust_to is not None:
+        size = 1  # (#17) one DeliveryModel per video: a batch would share the first one's
     engine = _Engine(
         list(items),
         attack,
@@ -117,6 +124,8 @@ def perturb_many(
         progress,
         done,
         max(lookahead, 0),
+        delivery=delivery,
+        robust_to=robust_to,
     )
     yield from engine.run()
 
@@ -148,12 +157,16 @@ class _Engine:
         progress: ProgressFn | None,
         done: Callable[[Any], None] | None,
         lookahead: int,
+        *,
+        delivery: DeliverySpec | None = None,
+        robust_to: DeliverySpec | None = None,
     ) -> None:
         self.items, self.attack, self.view, self.device = items, attack, view, device
         self.out_dir, self.target, self.seed, self.overwrite = out_dir, target, seed, overwrite
         self.heatmaps, self.batch_size, self.stop, self.lookahead = heatmaps, batch_size, stop, lookahead
         self.pictures, self.warnings = pictures, warnings
         self.progress, self.done = progress, done
+        self.delivery, self.robust_to = delivery, robust_to
 
     # -- the stages as the workers run them ------------------------------------------------------
 
@@ -169,6 +182,9 @@ class _Engine:
             item.stem,
             self.overwrite,
             progress=self.progress,
+            delivery=self.delivery,
+            robust_to=self.robust_to,
+            seed=self.seed,
         )
 
     def _finish(self, item: Any, job: Job, outcome: Any) -> Record:
@@ -189,6 +205,8 @@ class _Engine:
                     heatmaps=self.heatmaps,
                     pictures=self.pictures,
                     warnings=self.warnings,
+                    delivery=self.delivery,
+                    robust_to=self.robust_to,
                 ),
             )
         finally:
