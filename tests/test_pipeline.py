@@ -240,7 +240,7 @@ def test_report_to_dict_keeps_the_keys_reports_always_had(clip, toy, tmp_path):
     assert list(report) == [
         "input", "status", "attack", "model", "target", "clean", "adversarial", "reencoded", "success",
         "success_after_encode", "perturbation", "frame_predictions", "queries", "history", "video",
-        "outputs", "timing", "seed", "device", "versions", "warnings", "job", "schema_version",
+        "outputs", "timing", "seed", "device", "versions", "warnings", "job", "delivery", "schema_version",
     ]  # fmt: skip
     assert list(report["attack"]) == ["name", "params", "threat", "paper", "info", "white_box"]
     assert list(report["timing"]) == ["decode", "attack", "encode", "verify", "heatmaps", "total"]

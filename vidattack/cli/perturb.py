@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from vidattack.cli import batching as b
+from vidattack.cli import delivery as d
 from vidattack.cli import options as o
 from vidattack.cli.emit import Record, cell, emit, print_error, print_note, yes_no
 from vidattack.errors import BadParameterError
@@ -67,6 +68,8 @@ def perturb(
     verbose: o.Verbose = False,
     batch_size: b.BatchSize = None,
     stop_when_fooled: b.StopWhenFooled = None,
+    delivery: d.Delivery = None,
+    robust_to: d.RobustTo = None,
 ) -> None:
     """Attack videos; write the adversarial video, its pictures and a report for each.
 
@@ -82,6 +85,7 @@ def perturb(
                      (black-box), when the attack records one
       S.report.json  every number measured, written last: its presence means
                      the job finished
+      S.delivery.mp4 with --delivery: a lossy copy that plays everywhere
 
     S is the input's name without its last suffix (clip.2020.mp4 gives clip.2020), or --name; files
     found in subfolders of a folder input go to the same subfolders of --out. Every option, the names
@@ -101,7 +105,7 @@ def perturb(
                 planned, job_args = _prepare(
                     inputs, attack, model, arch, labels, trust_checkpoint, out, name, outputs, eps, alpha,
                     steps, target, seed, device, threads, max_memory, set_, apply, overwrite, resume, null,
-                    stop_when_fooled,
+                    stop_when_fooled, delivery, robust_to,
                 )  # fmt: skip
         except Interrupted as e:
             print_error(f"interrupted ({e.name}) before the first input; nothing was written")
@@ -157,6 +161,8 @@ def _prepare(
     resume: bool,
     null: bool,
     stop_when_fooled: float | None,
+    delivery: str | None = None,
+    robust_to: str | None = None,
 ) -> tuple[list[Planned], dict[str, Any]]:
     """Every check that can fail for all inputs alike, done once before the first input (usage errors,
     exit 2): options, attack, model, target, --out, names of all outputs."""
@@ -175,6 +181,7 @@ def _prepare(
         )
     template = NameTemplate(name)
     budget = o.parse_budget(eps, alpha, steps)
+    delivery_spec, robust_spec = d.parse_delivery_options(delivery, robust_to)
     atk = build_attack(attack, o.parse_sets(set_), budget, apply)
     atk.check_stop_when_fooled(stop_when_fooled)  # refused before any model is loaded
     o.check_out_folder(out)
@@ -203,6 +210,8 @@ def _prepare(
         "overwrite": overwrite,
         "resume": resume,
         "max_memory": memory,
+        "delivery": delivery_spec,
+        "robust_to": robust_spec,
     }
     return planned, job_args
 

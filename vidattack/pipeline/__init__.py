@@ -10,6 +10,7 @@ perturbation, draw heatmaps and plots (`render`), and write the typed `Report` l
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Collection, Iterator, Sequence
@@ -54,6 +55,7 @@ from vidattack.text import literal
 if TYPE_CHECKING:
     from vidattack.attacks.base import Attack
     from vidattack.attacks.result import AttackResult
+    from vidattack.delivery import DeliverySpec
     from vidattack.models.view import ModelView
     from vidattack.pipeline.outputs import Claim
     from vidattack.video import SampledFrames
@@ -211,6 +213,8 @@ def perturb_file(
     pictures: Collection[str] | None = None,
     stop_when_fooled: float | None = None,
     max_memory: int | None = None,
+    delivery: DeliverySpec | None = None,
+    robust_to: DeliverySpec | None = None,
 ) -> dict[str, Any]:
     """Attack one video file and write `S.adv.mp4`, `S.heatmap.mp4`, `S.heatmap.png`, `S.frames.png`,
     `S.curve.png` (when the attack has a history) and `S.report.json` (last) into `out_dir`.
@@ -223,7 +227,8 @@ def perturb_file(
     the same job (attack, parameters, model, seed, target, input bytes: the report's `job`) is not
     attacked again: its report is returned with `skipped` true; a set without a report is redone.
     `max_memory` (bytes; None: the video layer's default) refuses, before decoding, a video that would
-    need more.
+    need more. `delivery` also writes a playable lossy copy (`S.delivery.mp4`/`.webm`) and judges it;
+    `robust_to` makes the attack optimise the video that comes out of that encode (issue #17).
 
     `attack` is an attack object or a registered name (a learned universal perturbation is applied as
     `vidattack.attacks.universal.UniversalAttack(perturbation=...)`); `heatmaps=False` skips the
@@ -261,6 +266,8 @@ def perturb_file(
         resume=resume,
         progress=progress,
         max_memory=max_memory,
+        delivery=delivery,
+        robust_to=robust_to,
     )
     if not isinstance(job, Job):
         return job  # finished before (--resume)
@@ -280,7 +287,19 @@ def perturb_file(
     except BaseException:
         job.claim.release(failed=True)
         raise
-    return finish_job(job, atk, view, outcome, target_index, seed, dev, pictures=pictures, warnings=warnings)
+    return finish_job(
+        job,
+        atk,
+        view,
+        outcome,
+        target_index,
+        seed,
+        dev,
+        pictures=pictures,
+        warnings=warnings,
+        delivery=delivery,
+        robust_to=robust_to,
+    )
 
 
 def warnings_for(atk: Attack, view: ModelView) -> list[str]:
@@ -328,10 +347,14 @@ def prepare_job(
     resume: bool = False,
     progress: ProgressFn | None = None,
     max_memory: int | None = None,
+    delivery: DeliverySpec | None = None,
+    robust_to: DeliverySpec | None = None,
 ) -> Job | dict[str, Any]:
     """The first stages of a job: claim the output set (lock, checks, `--resume`), decode, sample (no
     accelerator work). Returns the `Job`, holding its claim, or, when `resume` finds the set finished
-    by the same job, that report (marked `skipped`) with nothing held."""
+    by the same job, that report (marked `skipped`) with nothing held. With `delivery`, the delivery
+    file is checked free and the video small enough to encode whole; with `robust_to`, the sampled
+    model is the bound model seen through that encode (seeded by `seed`)."""
     from vidattack.pipeline.outputs import claim, job_key
 
     started = time.perf_counter()
@@ -347,11 +370,36 @@ def prepare_job(
         with _timed(timing, "decode"):
             video = decode(path, view, max_memory=max_memory)
         sampled = sample(video, view, atk, device)
+        if delivery is not None or robust_to is not None:
+            sampled = _for_delivery(path, outputs, video, sampled, delivery, robust_to, seed, overwrite)
     except BaseException:
         claimed.release(failed=True)
         raise
     job = JobPart(key["key"], key["input_sha256"])
     return Job(path, outputs, video, sampled, tell, claimed, job, timing, started)
+
+
+def _for_delivery(
+    path: Path,
+    outputs: Outputs,
+    video: SampledFrames,
+    sampled: Sampled,
+    delivery: DeliverySpec | None,
+    robust_to: DeliverySpec | None,
+    seed: int,
+    overwrite: bool,
+) -> Sampled:
+    # (#17) checks before the attack; with --robust-to the attack sees the model through the encode
+    from vidattack.pipeline import delivery as dl
+
+    dl.check_spec(delivery, "--delivery")
+    dl.check_spec(robust_to, "--robust-to")
+    if delivery is not None:
+        dl.check_deliverable(path, dl.delivery_path(outputs.adversarial, delivery), overwrite=overwrite)
+    if robust_to is None:
+        return sampled
+    model = dl.robust_model(sampled.model, robust_to, fps=video.fps, seed=seed)
+    return dataclasses.replace(sampled, model=model)  # type: ignore[arg-type]
 
 
 def finish_job(
@@ -365,14 +413,18 @@ def finish_job(
     *,
     pictures: Collection[str] | None = None,
     warnings: Sequence[str] = (),
+    delivery: DeliverySpec | None = None,
+    robust_to: DeliverySpec | None = None,
 ) -> dict[str, Any]:
-    """The last stages of a job: write, verify, render the pictures of the chosen kinds (only those in
+    """The last stages of a job: write, verify, (deliver), render the pictures of the chosen kinds (only those in
     `pictures`, when given), and the report (written last, when chosen); its dict. Releases the job's claim: when a stage fails (or the job is
     interrupted), after removing what the job wrote."""
     from vidattack.pipeline.signals import finish_without_interruption
 
     try:
-        report = _finish(job, atk, view, outcome, target_index, seed, device, pictures, warnings)
+        report = _finish(
+            job, atk, view, outcome, target_index, seed, device, pictures, warnings, delivery, robust_to
+        )
         data = report.to_dict()
         finish_without_interruption()  # the job is done but for its report: finish it
         if job.outputs.wants("report"):
@@ -395,8 +447,13 @@ def _finish(
     device: torch.device,
     only: Collection[str] | None,
     warnings: Sequence[str],
+    delivery: DeliverySpec | None = None,
+    robust_to: DeliverySpec | None = None,
 ) -> Report:
     from vidattack.files import temp_path_beside
+    from vidattack.pipeline import delivery as dl
+
+    outcome, robust = dl.unwrap_robust(job.sampled, outcome)  # (#17) lossless predictions for the report
 
     path, outputs, video, sampled, timing, tell = (
         job.path,
@@ -422,6 +479,13 @@ def _finish(
             verified = verify(
                 video, adv_path, sampled, view, device, clean_index=clean.index, target=target_index
             )
+        # -- delivery (#17): the playable copy, encoded from the written lossless file, decoded, judged
+        delivered = dl.run_delivery(
+            source=path, lossless=adv_path, delivery=delivery, robust_to=robust_to, view=view,
+            device=device, clean_index=clean.index, target=target_index, overwrite=True, timing=timing,
+        )  # fmt: skip
+        if delivered is not None and delivered.path is not None:
+            paths["delivery"] = delivered.path
         pictures = [r for r in outputs.pictures() if only is None or r in only]
         with _timed(timing, "heatmaps"):
             if pictures:
@@ -447,7 +511,7 @@ def _finish(
     if outputs.wants("report"):
         paths["report"] = outputs.report
     timing.total = time.perf_counter() - job.started
-    return _report(
+    report = _report(
         path,
         atk,
         view,
@@ -465,6 +529,7 @@ def _finish(
         list(warnings),
         job.job,
     )
+    return dl.with_delivery(report, robust, delivered)
 
 
 def _report(

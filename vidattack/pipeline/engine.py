@@ -36,6 +36,7 @@ from vidattack.errors import VidattackError
 
 if TYPE_CHECKING:
     from vidattack.attacks.base import Attack
+    from vidattack.delivery import DeliverySpec
     from vidattack.models.view import ModelView
     from vidattack.pipeline import Job
     from vidattack.pipeline.progress import ProgressFn
@@ -96,6 +97,8 @@ def perturb_many(
     done: Callable[[Any], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     lookahead: int = 2,
+    delivery: DeliverySpec | None = None,
+    robust_to: DeliverySpec | None = None,
 ) -> Iterator[Record]:
     """Attack every input and yield its record (the report dict, or an error record) in input order.
 
@@ -122,6 +125,8 @@ def perturb_many(
     size = default_batch_size(dev) if batch_size is None else int(batch_size)
     if size < 1:
         raise ValueError(f"expected a batch size >= 1, got {size}")
+    if robust_to is not None:
+        size = 1  # (#17) one DeliveryModel per video: a batch would share the first one's
     engine = _Engine(
         list(items),
         attack,
@@ -141,6 +146,7 @@ def perturb_many(
         max(lookahead, 0),
     )
     engine.resume, engine.max_memory, engine.should_stop = resume, max_memory, should_stop
+    engine.delivery, engine.robust_to = delivery, robust_to
     yield from engine.run()
 
 
@@ -181,6 +187,8 @@ class _Engine:
         self.resume = False
         self.max_memory: int | None = None
         self.should_stop: Callable[[], bool] | None = None
+        self.delivery: DeliverySpec | None = None
+        self.robust_to: DeliverySpec | None = None
         self._open: set[int] = set()  # ids of jobs holding a claim (prepared, not yet finished)
         self._jobs: dict[int, Job] = {}
 
@@ -226,6 +234,8 @@ class _Engine:
             resume=self.resume,
             progress=self.progress,
             max_memory=self.max_memory,
+            delivery=self.delivery,
+            robust_to=self.robust_to,
         )
         if isinstance(prepared, Job):
             self._hold(prepared)
@@ -247,6 +257,8 @@ class _Engine:
                     self.device,
                     pictures=self.pictures,
                     warnings=self.warnings,
+                    delivery=self.delivery,
+                    robust_to=self.robust_to,
                 ),
             )
         finally:

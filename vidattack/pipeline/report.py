@@ -19,12 +19,13 @@ from torch import Tensor
 from vidattack.files import write_atomic
 
 if TYPE_CHECKING:
+    from vidattack.pipeline.delivery import DeliveryPart
     from vidattack.video import SampledFrames, Video
 
 
 #: The version of the report's layout, `schema_version` in every report. Published as the JSON Schema
 #: `vidattack/schema/report.schema.json`; a minor bump adds keys, a major one changes or removes them.
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 
 #: Why `ratio_max` is null: the only way the ratio max(a/x, x/a) has no finite value.
 RATIO_UNBOUNDED = "a pixel that was 0 (black) changed: the ratio a/x is unbounded"
@@ -197,9 +198,10 @@ class AttackPart:
     paper: str
     info: dict[str, Any]
     white_box: bool
+    robust_to: dict[str, Any] | None = None  # --robust-to: the delivery encode the attack optimised through
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "name": self.name,
             "params": self.params,
             "threat": self.threat,
@@ -207,6 +209,9 @@ class AttackPart:
             "info": self.info,
             "white_box": self.white_box,
         }
+        if self.robust_to is not None:
+            out["robust_to"] = self.robust_to
+        return out
 
 
 @dataclass(frozen=True)
@@ -357,6 +362,7 @@ class Report:
     status: str = "ok"
     warnings: list[str] = field(default_factory=list)
     job: JobPart | None = None
+    delivery: DeliveryPart | None = None  # --delivery (or --robust-to's check encode)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict, keys in the order reports have always had (new keys at the end), valid
@@ -384,5 +390,6 @@ class Report:
             "versions": self.versions,
             "warnings": self.warnings,
             "job": None if self.job is None else self.job.to_dict(),
+            "delivery": self.delivery.to_dict() if self.delivery is not None else None,
             "schema_version": SCHEMA_VERSION,
         }

@@ -1,0 +1,336 @@
+"""The delivery stages of a job (issue #17): a playable lossy copy of the adversarial video, and
+attacks that survive it.
+
+    robust_model(bound, spec, fps, seed) -> DeliveryModel      # --robust-to: the model behind the codec
+    check_deliverable(path, delivery_path, overwrite)          # before the attack: refuse early
+    deliver(lossless, spec, path, overwrite) -> DeliveryFile   # --delivery: S.delivery.mp4 / .webm
+    verify_delivery(file, view, device, ...) -> DeliveryPart   # decode what was delivered, classify, measure
+    run_delivery(...) -> DeliveryPart | None                   # the three above as finish_job runs them
+
+`deliver` takes the written LOSSLESS FILE as its source, not frames held by the pipeline: the lossless
+file is what the attack produced, and reading it back works whether or not the job still holds the
+whole video. An encode needs every frame at once (the codec's GOP and motion search), so the lossless
+file is decoded whole; a video whose declared frames exceed `DELIVERY_MAX_BYTES` as 8-bit RGB is
+refused with one line naming its path, before its attack runs (`check_deliverable`).
+
+With `--robust-to` the attack sees `DeliveryModel(bound, spec)`: each forward pass runs the real
+encoder and decoder (BPDA + EOT, see `vidattack.delivery.simulate`). White-box attacks take their
+gradients through it; black-box ones query it through the template's `QueryModel`, so every query
+is still counted and each answer is the model's on the delivered video. The threat model still holds
+on the lossless output. The report's `clean` and `adversarial` stay predictions of the lossless
+tensors (`unwrap_robust` recomputes them with the bound model), and the delivery section says what
+happened after a real encode: with `--robust-to` and no `--delivery`, a check encode at the median
+CRF of the set is made in a temporary folder and reported with `kept: false`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from vidattack.delivery import (
+    DeliveryFile,
+    DeliveryModel,
+    DeliverySpec,
+    delivery_perturbation,
+    write_delivery,
+)
+from vidattack.errors import BadVideoError, OutputExistsError
+from vidattack.pipeline.report import Prediction
+from vidattack.video.limits import DEFAULT_MAX_MEMORY
+
+if TYPE_CHECKING:
+    from vidattack.models.view import ModelView
+    from vidattack.pipeline.report import Report, Timing
+    from vidattack.pipeline.stages import AttackOutcome, Sampled
+    from vidattack.video import Video
+
+__all__ = [
+    "DELIVERY_MAX_BYTES",
+    "DeliveryPart",
+    "check_deliverable",
+    "check_spec",
+    "deliver",
+    "delivery_path",
+    "robust_model",
+    "run_delivery",
+    "unwrap_robust",
+    "verify_delivery",
+    "with_delivery",
+]
+
+log = logging.getLogger("vidattack")
+
+#: Largest video (8-bit RGB bytes, from its declared size) a delivery encode decodes whole. Measuring
+#: the delivered perturbation holds four such copies at once (clean, lossless adversarial, delivered,
+#: delivered clean), so a quarter of the default memory budget each.
+DELIVERY_MAX_BYTES = DEFAULT_MAX_MEMORY // 4
+
+
+def robust_model(model: torch.nn.Module, spec: DeliverySpec, *, fps: float, seed: int) -> DeliveryModel:
+    """`model` seen through `spec`'s delivery encode, for `--robust-to` (`DeliveryModel`'s defaults:
+    one EOT draw per forward, sigma 2, one encoder thread; CRF and GOP offset drawn from a generator
+    seeded with `seed`, so a job is reproducible)."""
+    return DeliveryModel(model, spec, fps=fps, generator=torch.Generator().manual_seed(seed))
+
+
+def check_spec(spec: DeliverySpec | None, option: str) -> None:
+    """Refuse anything that is not a parsed spec (`parse_delivery` / `parse_robust_to`)."""
+    from vidattack.errors import BadParameterError
+
+    if spec is not None and not isinstance(spec, DeliverySpec):
+        raise BadParameterError(f"expected {option} as a DeliverySpec (parse it first), got {spec!r}")
+
+
+def delivery_path(adversarial: Path, spec: DeliverySpec) -> Path:
+    """`S.delivery.mp4` (h264) or `S.delivery.webm` (vp9) beside the lossless `S.adv.mp4`."""
+    name = adversarial.name
+    stem = name[: -len(".adv.mp4")] if name.endswith(".adv.mp4") else adversarial.stem
+    return adversarial.with_name(f"{stem}.delivery{spec.extension}")
+
+
+def _whole_bytes(path: Path) -> tuple[int, str]:
+    from vidattack.video import probe
+
+    info = probe(path)
+    return info.frames * info.width * info.height * 3, f"{info.frames} frames of {info.width}x{info.height}"
+
+
+def _check_fits(path: Path, budget_bytes: int) -> None:
+    from vidattack.video import display_path, format_bytes
+
+    need, what = _whole_bytes(path)
+    if need > budget_bytes:
+        raise BadVideoError(
+            f"--delivery needs {display_path(path)} whole in memory: about {format_bytes(need)} for its "
+            f"{what} (limit {format_bytes(budget_bytes)} per copy)"
+        )
+
+
+def check_deliverable(
+    source: Path, target: Path | None, *, overwrite: bool, budget_bytes: int = DELIVERY_MAX_BYTES
+) -> None:
+    """Before the attack: `source` (the input; the lossless file has its size) can be encoded whole,
+    and the delivery file `target` is free unless `overwrite`. Raises `BadVideoError`,
+    `OutputExistsError`."""
+    _check_fits(source, budget_bytes)
+    if target is not None and target.exists() and not overwrite:
+        raise OutputExistsError(f"{target} exists (use --overwrite to replace it)")
+
+
+def _load_whole(path: Path, budget_bytes: int) -> Video:
+    from vidattack.video import load_video
+
+    _check_fits(path, budget_bytes)
+    return load_video(path)
+
+
+def deliver(
+    source: Video | Path,
+    spec: DeliverySpec,
+    path: Path,
+    *,
+    overwrite: bool,
+    budget_bytes: int = DELIVERY_MAX_BYTES,
+) -> DeliveryFile:
+    """Write the delivery copy of `source` to `path` (atomic; audio copied or re-encoded).
+
+    `source` is the written lossless file (decoded whole; refused with one line when its declared
+    frames exceed `budget_bytes`) or an already decoded `Video`."""
+    from vidattack.video import Video
+
+    video = source if isinstance(source, Video) else _load_whole(Path(source), budget_bytes)
+    return write_delivery(video, path, spec, overwrite=overwrite, copy_audio=True, threads=1)
+
+
+@dataclass(frozen=True)
+class DeliveryPart:
+    """The report's `delivery` section: the delivery encode (`DeliveryFile.describe()`), whether the
+    file was kept (False for `--robust-to`'s check encode), the model's prediction on the decoded
+    delivery file, success judged on it, and the perturbation in 8-bit levels (lossless / delivered /
+    codec / surviving, see `vidattack.delivery.measure`; None when the shapes cannot be compared)."""
+
+    file: DeliveryFile
+    kept: bool
+    prediction: Prediction
+    success_after_delivery: bool
+    perturbation: dict[str, Any] | None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def path(self) -> Path | None:
+        return self.file.path if self.kept else None
+
+    def to_dict(self) -> dict[str, Any]:
+        settings = self.file.describe()
+        return {
+            **settings,
+            "path": str(self.file.path) if self.kept else None,
+            "notes": [*settings["notes"], *self.notes],
+            "kept": self.kept,
+            "prediction": self.prediction.to_dict(),
+            "success_after_delivery": self.success_after_delivery,
+            "perturbation": self.perturbation,
+        }
+
+
+def verify_delivery(
+    file: DeliveryFile,
+    view: ModelView,
+    device: torch.device,
+    *,
+    clean_index: int,
+    target: int | None,
+    clean: Video | Path,
+    lossless: Video | Path,
+    kept: bool = True,
+    budget_bytes: int = DELIVERY_MAX_BYTES,
+) -> DeliveryPart:
+    """Decode the delivery file, classify it as `vidattack predict` would, and measure what it carries.
+
+    `clean` is the input (file or decoded video) and `lossless` the written lossless file; the clean
+    video is also delivery-encoded once (in a temporary folder) to separate the codec's own error
+    from the surviving perturbation."""
+    from vidattack.pipeline.stages import judge, predict_frames
+    from vidattack.video import SampledFrames, Video, load_video
+
+    whole = load_video(file.path)
+    # classified as predict_file classifies a file: the frames the model's plan samples
+    pred = predict_frames(view, SampledFrames.of_video(whole, view.plan(whole.num_frames).frame_ids), device)
+    delivered = whole.frames  # (T, H', W', 3)
+    clean_video = clean if isinstance(clean, Video) else _load_whole(Path(clean), budget_bytes)
+    adv = lossless if isinstance(lossless, Video) else _load_whole(Path(lossless), budget_bytes)
+    notes: list[str] = []
+    measured: dict[str, Any] | None = None
+    h, w = clean_video.height, clean_video.width
+    delivered = delivered[:, :h, :w]  # an odd size was padded by one edge pixel
+    if delivered.shape != clean_video.frames.shape or adv.frames.shape != clean_video.frames.shape:
+        notes.append(
+            f"perturbation not measured: the delivery decodes to {tuple(delivered.shape)}, "
+            f"the input to {tuple(clean_video.frames.shape)}"
+        )
+    else:
+        with tempfile.TemporaryDirectory(prefix="vidattack-delivery-") as tmp:
+            ref = write_delivery(
+                dataclasses.replace(clean_video, path=None),
+                Path(tmp) / f"clean{file.spec.extension}",
+                file.spec,
+                copy_audio=False,
+                threads=1,
+            )
+            delivered_clean = load_video(ref.path).frames[:, :h, :w]
+        measured = delivery_perturbation(clean_video.frames, adv.frames, delivered, delivered_clean).to_dict()
+    return DeliveryPart(
+        file=file,
+        kept=kept,
+        prediction=pred,
+        success_after_delivery=judge(pred.index, clean_index, target),
+        perturbation=measured,
+        notes=tuple(notes),
+    )
+
+
+def _check_spec_for(robust_to: DeliverySpec) -> DeliverySpec:
+    # the median CRF of the set (23 for 18-28): one encode the attack was made to survive
+    return robust_to.at(robust_to.crfs[len(robust_to.crfs) // 2])
+
+
+def run_delivery(
+    *,
+    source: Path,
+    lossless: Path,
+    delivery: DeliverySpec | None,
+    robust_to: DeliverySpec | None,
+    view: ModelView,
+    device: torch.device,
+    clean_index: int,
+    target: int | None,
+    overwrite: bool,
+    timing: Timing,
+) -> DeliveryPart | None:
+    """What `finish_job` runs after writing the lossless file: the `--delivery` file (or, for
+    `--robust-to` alone, a check encode at the median CRF that is not kept), decoded and judged.
+    None when neither option is set, or when `--robust-to`'s check encode cannot hold the video."""
+    if delivery is not None:
+        start = time.perf_counter()
+        video = _load_whole(lossless, DELIVERY_MAX_BYTES)
+        file = deliver(video, delivery, delivery_path(lossless, delivery), overwrite=overwrite)
+        timing.encode += time.perf_counter() - start
+        return _verified(file, view, device, clean_index, target, source, video, kept=True, timing=timing)
+    if robust_to is None:
+        return None
+    try:
+        _check_fits(lossless, DELIVERY_MAX_BYTES)
+    except BadVideoError as e:
+        log.warning("no delivery check after --robust-to: %s", e)
+        return None
+    start = time.perf_counter()
+    video = _load_whole(lossless, DELIVERY_MAX_BYTES)
+    spec = _check_spec_for(robust_to)
+    with tempfile.TemporaryDirectory(prefix="vidattack-delivery-") as tmp:
+        file = deliver(video, spec, Path(tmp) / f"check{spec.extension}", overwrite=True)
+        timing.encode += time.perf_counter() - start
+        return _verified(file, view, device, clean_index, target, source, video, kept=False, timing=timing)
+
+
+def _verified(
+    file: DeliveryFile,
+    view: ModelView,
+    device: torch.device,
+    clean_index: int,
+    target: int | None,
+    source: Path,
+    lossless: Video,
+    *,
+    kept: bool,
+    timing: Timing,
+) -> DeliveryPart:
+    start = time.perf_counter()
+    part = verify_delivery(
+        file, view, device, clean_index=clean_index, target=target, clean=source, lossless=lossless, kept=kept
+    )
+    if not kept:
+        part = dataclasses.replace(
+            part, notes=(*part.notes, f"check encode for --robust-to at crf {file.spec.crf}, not kept")
+        )
+    timing.verify += time.perf_counter() - start
+    return part
+
+
+def unwrap_robust(sampled: Sampled, outcome: AttackOutcome) -> tuple[AttackOutcome, dict[str, Any] | None]:
+    """For a `--robust-to` job, the outcome with clean and adversarial log-probabilities of the bound
+    model on the lossless tensors (the template judged them on one EOT draw of the encode), and the
+    report's `attack.robust_to` record. Other jobs: `(outcome, None)`."""
+    model = sampled.model
+    if not isinstance(model, DeliveryModel):
+        return outcome, None
+    result = outcome.result
+    bound = model.model
+    with torch.no_grad():
+        clean_lp = bound(sampled.x)
+        adv_lp = bound(result.adversarial.to(sampled.x.device))
+    record = {
+        **model.spec.describe(),
+        "sigma": model.sigma,
+        "samples": model.samples,
+        "max_offset": model.max_offset,
+        "encodes": len(model.draws),
+        "success_on_last_draw": bool(result.success.reshape(-1)[0]),
+    }
+    unwrapped = dataclasses.replace(result, clean_log_probs=clean_lp, adversarial_log_probs=adv_lp)
+    return dataclasses.replace(outcome, result=unwrapped), record
+
+
+def with_delivery(report: Report, robust_to: dict[str, Any] | None, part: DeliveryPart | None) -> Report:
+    """`report` with its `attack.robust_to` record and `delivery` section filled in."""
+    attack = (
+        dataclasses.replace(report.attack, robust_to=robust_to) if robust_to is not None else report.attack
+    )
+    return dataclasses.replace(report, attack=attack, delivery=part)
