@@ -504,3 +504,36 @@ def test_default_is_the_bundled_model() -> None:
     assert view.num_classes > 0
     assert not any(p.requires_grad for p in view.net.parameters())
     assert load_model(bundled.DEFAULT_MODEL).labels == view.labels
+
+
+# -- special files where a checkpoint or a labels file is expected ---------------------------------
+
+
+@pytest.mark.parametrize("special", ["/dev/zero", "fifo"])
+def test_a_labels_file_that_never_ends_is_refused_before_it_is_read(special: str, tmp_path: Path) -> None:
+    import os
+
+    path = Path(special)
+    if special == "fifo":
+        path = tmp_path / "labels.txt"
+        os.mkfifo(path)  # opening it would block until a writer came
+    kind = "a character device" if special == "/dev/zero" else "a FIFO"
+    with pytest.raises(BadCheckpointError, match=f"labels file {path} is {kind}, not a regular file"):
+        load_model("tiny-c3d", labels=path)
+
+
+def test_a_huge_labels_file_is_refused_without_reading_it_all(tmp_path: Path) -> None:
+    from vidattack.models.labels import MAX_LABELS_BYTES
+
+    path = tmp_path / "labels.txt"
+    with path.open("wb") as fh:
+        fh.truncate(MAX_LABELS_BYTES + 1)  # sparse: no disk used
+    with pytest.raises(BadCheckpointError, match=r"labels\.txt is larger than 16 MiB"):
+        load_model("tiny-c3d", labels=path)
+
+
+def test_a_device_is_not_called_a_directory() -> None:
+    with pytest.raises(
+        BadCheckpointError, match="expected a checkpoint file, got a character device: /dev/zero"
+    ):
+        load_model("/dev/zero")

@@ -17,6 +17,7 @@ import hashlib
 import logging
 import os
 import secrets
+import stat
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -117,3 +118,35 @@ def download(
                 f"expected the SHA-256 of {url} to start with {sha256_prefix}, got {digest.hexdigest()}"
             )
     return dst
+
+
+#: What a path that is not a regular file is, in words (for errors about inputs, checkpoints, labels).
+FILE_KINDS = {
+    stat.S_IFDIR: "a folder",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def file_kind(mode: int) -> str | None:
+    """None for a regular file's `st_mode`; else what it is ("a folder", "a FIFO", ...). Reading a FIFO
+    or a device blocks or never ends, so callers refuse these before opening them."""
+    if stat.S_ISREG(mode):
+        return None
+    return FILE_KINDS.get(stat.S_IFMT(mode), "a special file")
+
+
+def read_small_file(path: str | os.PathLike[str], limit: int) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes. Raises `ValueError` naming what is wrong
+    (not a regular file, too large) and `OSError` when it cannot be read."""
+    info = os.stat(path)
+    kind = file_kind(info.st_mode)
+    if kind is not None:
+        raise ValueError(f"is {kind}, not a regular file")
+    with open(path, "rb") as fh:
+        data = fh.read(limit + 1)  # bounded even if the file grows while it is read
+    if len(data) > limit:
+        raise ValueError(f"is larger than {limit // 2**20} MiB")
+    return data

@@ -8,10 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from vidattack.errors import BadCheckpointError
+from vidattack.files import read_small_file
 from vidattack.models.architectures import Architecture
 from vidattack.models.messages import parse_json, short
 
 #: Metadata entries that hold class names, in the order they are looked for.
+#: A labels file is a few kilobytes (Kinetics-700: 15 KB); anything far larger is not one.
+MAX_LABELS_BYTES = 16 * 2**20
+
 LABEL_KEYS = ("labels", "classes", "categories", "class_names")
 
 
@@ -20,9 +24,11 @@ def read_labels_arg(labels: str | Path | Sequence[str]) -> list[str]:
     if isinstance(labels, str | Path):
         path = Path(labels).expanduser()
         try:
-            text = path.read_text(encoding="utf-8")
+            text = read_small_file(path, MAX_LABELS_BYTES).decode("utf-8")
         except OSError as e:
-            raise BadCheckpointError(f"cannot read labels file {path}: {e.strerror or e}") from e
+            raise BadCheckpointError(f"cannot read labels file {path}: {e.strerror or e}") from None
+        except ValueError as e:  # not a regular file, too large, or not UTF-8
+            raise BadCheckpointError(f"labels file {path} {e}") from None
         if text.lstrip().startswith(("[", "{")):
             return labels_from_obj(parse_json(text, f"labels file {path}"), f"labels file {path}")
         return [line.strip() for line in text.splitlines() if line.strip()]

@@ -151,8 +151,9 @@ def _checkpoint_path(spec: str, req: LoadRequest, bundled: Any) -> Path:
         raise BadCheckpointError(
             f"no such model or checkpoint file: {path_text}{_bundled_hint(spec, bundled)}"
         )
-    if not path.is_file():
-        raise BadCheckpointError(f"expected a checkpoint file, got a directory: {path}")
+    kind = files.file_kind(path.stat().st_mode)
+    if kind is not None:
+        raise BadCheckpointError(f"expected a checkpoint file, got {kind}: {path}")
     return path
 
 

@@ -18,16 +18,10 @@ import av
 import av.logging
 
 from vidattack.errors import BadVideoError
+from vidattack.files import file_kind
 from vidattack.text import literal
 
 PathLike = str | os.PathLike[str]
-
-_KINDS = {
-    stat.S_IFIFO: "a FIFO",
-    stat.S_IFCHR: "a character device",
-    stat.S_IFBLK: "a block device",
-    stat.S_IFSOCK: "a socket",
-}
 
 
 def display_path(path: PathLike | bytes) -> str:
@@ -59,8 +53,8 @@ def check_input_file(path: PathLike) -> int:
         raise BadVideoError(_stat_failure(path, shown, e)) from None
     if stat.S_ISDIR(info.st_mode):
         raise BadVideoError(f"{shown} is a folder, not a video")
-    if not stat.S_ISREG(info.st_mode):
-        kind = _KINDS.get(stat.S_IFMT(info.st_mode), "a special file")
+    kind = file_kind(info.st_mode)
+    if kind is not None:
         raise BadVideoError(f"{shown} is not a regular file ({kind})")
     if info.st_size == 0:
         raise BadVideoError(f"{shown} is empty (0 bytes)")
