@@ -10,9 +10,9 @@ import av
 import numpy as np
 import pytest
 import torch
+from conftest import EXAMPLES, toy_view
 
 import vidattack
-from tests.conftest import EXAMPLES, toy_view
 from vidattack.delivery import (
     DeliveryModel,
     delivery_perturbation,
@@ -178,7 +178,7 @@ def test_delivery_refuses_to_overwrite_and_checks_the_extension(clip_with_audio,
 
 
 def test_odd_sizes_are_padded_and_noted(tmp_path):
-    from tests.conftest import write_clip
+    from conftest import write_clip
 
     video = load_video(write_clip(tmp_path / "odd.mp4", _moving_frames(6, 33, 45)))
     record = write_delivery(video, tmp_path / "odd.delivery.mp4", parse_delivery("h264"))
@@ -187,7 +187,7 @@ def test_odd_sizes_are_padded_and_noted(tmp_path):
 
 
 def test_roundtrip_is_the_delivery_file_decoded(tmp_path):
-    from tests.conftest import write_clip
+    from conftest import write_clip
 
     video = load_video(write_clip(tmp_path / "c.mp4", _moving_frames(), fps=10))
     spec = parse_delivery("h264:crf=28")

@@ -9,11 +9,11 @@ import av
 import jsonschema
 import pytest
 import torch
+from conftest import EXAMPLES, toy_view
 from counting import VideoCounter
 from typer.testing import CliRunner
 
 import vidattack
-from tests.conftest import EXAMPLES, toy_view
 from vidattack.cli import app
 from vidattack.delivery import mp4_top_level_boxes, parse_delivery, parse_robust_to
 from vidattack.pipeline import perturb_file, predict_file
@@ -70,7 +70,7 @@ def test_perturb_delivery_writes_a_browser_file_and_reports_its_prediction(tmp_p
 def test_without_the_options_the_report_has_no_delivery(tmp_path, validator):
     view = toy_view()
     clip = tmp_path / "c.mp4"
-    from tests.conftest import write_clip
+    from conftest import write_clip
 
     write_clip(clip, torch.randint(0, 256, (8, 40, 48, 3), generator=torch.Generator().manual_seed(0)).byte())
     r = perturb_file(clip, "fgsm", model=view, out_dir=tmp_path / "o", device="cpu", heatmaps=False)
@@ -81,7 +81,7 @@ def test_without_the_options_the_report_has_no_delivery(tmp_path, validator):
 def test_vp9_delivery_goes_beside_the_lossless_file_and_respects_overwrite(tmp_path, validator):
     view = toy_view()
     clip = tmp_path / "c.mp4"
-    from tests.conftest import write_clip
+    from conftest import write_clip
 
     write_clip(clip, torch.randint(0, 256, (8, 40, 48, 3), generator=torch.Generator().manual_seed(1)).byte())
     spec = parse_delivery("vp9:crf=40,speed=8")
@@ -148,7 +148,7 @@ def test_robust_pgd_survives_h264_crf23_where_plain_pgd_does_not(c3d, tmp_path, 
 def test_robust_to_alone_reports_a_check_encode_at_the_median_crf(tmp_path, validator):
     view = toy_view()
     clip = tmp_path / "c.mp4"
-    from tests.conftest import write_clip
+    from conftest import write_clip
 
     write_clip(clip, torch.randint(0, 256, (8, 40, 48, 3), generator=torch.Generator().manual_seed(2)).byte())
     attack = vidattack.get_attack("pgd-linf", eps=4 / 255, steps=2)
@@ -172,7 +172,7 @@ def test_robust_to_with_vbad_counts_every_query(tmp_path, validator):
     assert result.queries == counter.seen == len(model.draws) <= 30
 
     clip = tmp_path / "c.mp4"
-    from tests.conftest import write_clip
+    from conftest import write_clip
 
     write_clip(clip, (x[0].permute(0, 2, 3, 1) * 255).round().byte())
     r = perturb_file(
