@@ -1,15 +1,25 @@
-"""V-BAD against its baselines P-BAD and SR-BAD on the bundled models (the shape of the paper's Tables 3/4).
+"""V-BAD against its baselines P-BAD and SR-BAD on the bundled models (the shape of the paper's Tables 3/4), as an eval.
 
     python benchmarks/vbad_table.py [--clips 4] [--targeted-clips 2] [--untargeted-queries 3000]
                                     [--targeted-queries 8000] [--models tiny-c3d,tiny-lrcn]
-                                    [--out benchmarks/results/vbad.jsonl]
+                                    [--out runs/vbad_table] [--table-only]
+
+A thin wrapper over `vidattack.eval.run_eval`, so these numbers come from the code path of `vidattack
+eval`. Per model, the untargeted runs are the command
+
+    vidattack eval CLIPS --model MODEL --attack sr-bad,p-bad,vbad --set max_queries=3000 \\
+        --seed 0 --threads 1 --out OUT/MODEL/untargeted
+
+and the targeted runs, per target class T drawn for a clip, the same with `--target T --set
+max_queries=8000 --set target_video=START` into OUT/MODEL/targeted.
 
 For each bundled model, each selected example clip that the model classifies correctly (the paper attacks
-only correctly classified videos), and each attack, runs an untargeted and a targeted attack at the
-paper's settings (eps 0.05, population 48 / 96 for P-BAD, sigma 1e-3 / 1e-6) and reports the success rate
-(SR) and the average number of queries of the successful attacks (ANQ), as the paper does, plus for
-targeted runs the mean eps they had shrunk to when they stopped (they start at 1; 0.05 is success), which
-still ranks attacks that all ran out of queries.
+only correctly classified videos; the eval does not attack the others), and each attack, runs an
+untargeted and a targeted attack at the paper's settings (eps 0.05, population 48 / 96 for P-BAD, sigma
+1e-3 / 1e-6) and reports the success rate (SR) and the average number of queries of the successful
+attacks (ANQ), as the paper does, plus for targeted runs the mean eps they had shrunk to when they
+stopped (they start at 1; 0.05 is success; the attack's `info["final_eps"]`, kept in the eval records'
+`info` field), which still ranks attacks that all ran out of queries.
 
 Deliberate departures from the paper, for a shared CPU:
 - a subset of the example clips (`--clips` untargeted, `--targeted-clips` targeted: one clip per class
@@ -17,19 +27,23 @@ Deliberate departures from the paper, for a shared CPU:
 - a query budget of `--untargeted-queries` / `--targeted-queries` instead of 3e5 (a failure within the
   budget counts as a failure, so SR is a lower bound of the paper's SR);
 - the targeted class of clip i is drawn with a fixed seed among the other classes, and the starting video
-  is an example clip of that class that the model classifies as it (V-BAD's targeted start).
+  is an example clip of that class that the model classifies as it (V-BAD's targeted start, the
+  attack's `target_video`).
 
-Every finished run is appended to a JSON-lines file (`--out`) and printed; a rerun skips the runs already
-there, so the script can be stopped and resumed. `--table-only` prints the table from the file.
+Changes from the hand-rolled script: `--out` is a folder of eval runs (OUT/MODEL/untargeted and
+OUT/MODEL/targeted, each resumed by `run_eval` from its `results.jsonl`) instead of one JSON-lines file;
+`--dataset` (default `examples/labels.csv`, labels from the manifest) replaces `--examples DIR`; each
+video is attacked with the eval's per-video seed (from `--seed`) and its adversarial video written and
+decoded losslessly as `vidattack eval` does. `--table-only` prints the table from `--out` without
+attacking (it still classifies the clips, to know the targets).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 import random
 import sys
-import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -39,25 +53,26 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vidattack.attacks import get_attack  # noqa: E402
-from vidattack.models.bundled import load_bundled  # noqa: E402
-from vidattack.models.view import BoundModel, ModelView, sampled_frames  # noqa: E402
-from vidattack.starting_points import starting_points  # noqa: E402
+from vidattack.data.datasets import Dataset, Item, load_dataset  # noqa: E402
+from vidattack.eval import Config, build_grid, read_records, run_eval  # noqa: E402
+from vidattack.eval.records import latest  # noqa: E402
+from vidattack.models import load_model  # noqa: E402
+from vidattack.models.view import ModelView, sampled_frames  # noqa: E402
 from vidattack.video import load_video  # noqa: E402
 
 ATTACKS = ("sr-bad", "p-bad", "vbad")
 NAMES = {"sr-bad": "SR-BAD", "p-bad": "P-BAD", "vbad": "V-BAD"}
 
 
-def pick_clips(examples: Path, count: int) -> list[Path]:
-    """`count` clips, one per class in turn (names are `CLASS_K.mp4`), the classes visited in a fixed
-    spread-out order (golden-ratio stride over their sorted names) so a short prefix mixes kinds of motion."""
-    by_class: dict[str, list[Path]] = defaultdict(list)
-    for p in sorted(examples.glob("*.mp4")):
-        by_class[p.stem.rsplit("_", 1)[0]].append(p)
+def pick_clips(data: Dataset, count: int) -> list[Item]:
+    """`count` clips, one per class in turn, the classes visited in a fixed spread-out order
+    (golden-ratio stride over their sorted names) so a short prefix mixes kinds of motion."""
+    by_class: dict[str, list[Item]] = defaultdict(list)
+    for item in sorted(data.items, key=lambda i: i.id):
+        by_class[data.labels[item.label]].append(item)
     names = sorted(by_class)
     names = [names[i] for i in sorted(range(len(names)), key=lambda i: (i * 0.618034) % 1)]
-    order: list[Path] = []
+    order: list[Item] = []
     depth = 0
     while len(order) < count and any(len(v) > depth for v in by_class.values()):
         order.extend(by_class[n][depth] for n in names if len(by_class[n]) > depth)
@@ -65,32 +80,51 @@ def pick_clips(examples: Path, count: int) -> list[Path]:
     return order[:count]
 
 
-def classify(view: ModelView, path: Path) -> tuple[BoundModel, torch.Tensor, int]:
-    video = load_video(path)
+def classify(view: ModelView, item: Item) -> int:
+    assert item.path is not None
+    video = load_video(item.path)
     plan = view.plan(video.num_frames)
-    bound = view.bind(plan)
-    x = sampled_frames(video.frames, plan)
     with torch.no_grad():
-        pred = int(bound(x).argmax(dim=1)[0])
-    return bound, x, pred
+        return int(view.bind(plan)(sampled_frames(video.frames, plan)).argmax(dim=1)[0])
 
 
-def load_done(out: Path) -> dict[tuple[str, ...], dict[str, Any]]:
-    done: dict[tuple[str, ...], dict[str, Any]] = {}
-    if out.exists():
-        for line in out.read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                done[key_of(row)] = row
-    return done
+def plan_model(
+    view: ModelView, data: Dataset, args: argparse.Namespace, attacks: list[str]
+) -> list[tuple[str, Dataset, list[Config]]]:
+    """The eval runs of one model: (subfolder, clips, configurations)."""
+    modes = [m for m in args.modes.split(",") if m]
+    clips = pick_clips(data, max(args.clips, args.targeted_clips))
+    runs: list[tuple[str, Dataset, list[Config]]] = []
+    if "untargeted" in modes and args.clips:
+        settings = {"max_queries": str(args.untargeted_queries)}
+        configs = build_grid(attacks, view, settings=settings, seed=args.seed)
+        runs.append(("untargeted", dataclasses.replace(data, items=tuple(clips[: args.clips])), configs))
+    if "targeted" not in modes or not args.targeted_clips:
+        return runs
+    preds = {item.id: classify(view, item) for item in data.items}
+    rng = random.Random(args.seed)
+    groups: dict[tuple[int, str], list[Item]] = defaultdict(list)
+    for rank, item in enumerate(clips):
+        # drawn for every clip, attacked or not, so the targets do not depend on --attacks
+        target = rng.choice([c for c in range(view.num_classes) if c != item.label])
+        if rank >= args.targeted_clips or preds[item.id] != item.label:
+            continue  # the eval would not attack a misclassified clip anyway
+        starts = [i for i in sorted(data.items, key=lambda i: i.id) if i.label == target == preds[i.id]]
+        if not starts:
+            print(f"[{view.name}] {item.id}: no example of {view.labels[target]}, skipped", flush=True)
+            continue
+        assert starts[0].path is not None
+        groups[(target, str(starts[0].path))].append(item)
+    for (target, start), items in groups.items():
+        settings = {"max_queries": str(args.targeted_queries), "target_video": start}
+        configs = build_grid(attacks, view, settings=settings, targets=[view.labels[target]], seed=args.seed)
+        runs.append(("targeted", dataclasses.replace(data, items=tuple(items)), configs))
+    return runs
 
 
-def key_of(row: dict[str, Any]) -> tuple[str, ...]:
-    return (row["model"], row["mode"], row["attack"], row["clip"], str(row["budget"]), str(row["seed"]))
-
-
-def table(rows: list[dict[str, Any]], models: list[str], attacks: tuple[str, ...]) -> str:
-    """Markdown table: model x attack rows, untargeted and targeted ANQ / SR columns."""
+def table(rows: list[dict[str, Any]], models: list[str], attacks: list[str]) -> str:
+    """Markdown table: model x attack rows, untargeted and targeted ANQ / SR columns. `rows` are eval
+    records with `model` and `mode` added."""
     lines = [
         "| Target model | Attack | Untargeted ANQ | Untargeted SR (%) | Targeted ANQ | Targeted SR (%) "
         "| Targeted eps reached |",
@@ -108,9 +142,10 @@ def table(rows: list[dict[str, Any]], models: list[str], attacks: tuple[str, ...
             # a targeted run starts at eps 1 and shrinks it: the mean eps it got down to (0.05 = done)
             # compares attacks that all ran out of queries
             reached = [
-                r["final_eps"]
+                r["info"]["final_eps"][0]
                 for r in rows
-                if (r["model"], r["attack"], r["mode"]) == (model, attack, "targeted") and "final_eps" in r
+                if (r["model"], r["attack"], r["mode"]) == (model, attack, "targeted")
+                and r.get("info", {}).get("final_eps")
             ]
             cells.append(f"{sum(reached) / len(reached):.3f}" if reached else "-")
             lines.append(f"| {model} | {NAMES.get(attack, attack)} | " + " | ".join(cells) + " |")
@@ -118,8 +153,8 @@ def table(rows: list[dict[str, Any]], models: list[str], attacks: tuple[str, ...
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--examples", type=Path, default=ROOT / "examples")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--dataset", default=str(ROOT / "examples" / "labels.csv"), help="an eval DATASET")
     parser.add_argument("--models", default="tiny-c3d,tiny-lrcn")
     parser.add_argument("--attacks", default=",".join(ATTACKS))
     parser.add_argument("--modes", default="untargeted,targeted")
@@ -131,82 +166,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--targeted-queries", type=int, default=8000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "vbad.jsonl")
-    parser.add_argument("--table-only", action="store_true")
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "runs" / "vbad_table", help="eval folders OUT/MODEL/MODE"
+    )
+    parser.add_argument("--table-only", action="store_true", help="print the table from --out")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     models = [m for m in args.models.split(",") if m]
-    attacks = tuple(a for a in args.attacks.split(",") if a)
-    modes = [m for m in args.modes.split(",") if m]
+    attacks = [a for a in args.attacks.split(",") if a]
 
-    done = load_done(args.out)
-    if not args.table_only:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        clips = pick_clips(args.examples, max(args.clips, args.targeted_clips))
-        all_clips = sorted(args.examples.glob("*.mp4"))
-        for model_name in models:
-            view = load_bundled(model_name)
-            preds = {p: classify(view, p)[2] for p in all_clips}
-            rng = random.Random(args.seed)
-            for rank, clip in enumerate(clips):
-                bound, x, pred = classify(view, clip)
-                true = view.labels.index(clip.stem.rsplit("_", 1)[0])
-                # drawn for every clip, attacked or not, so the targets do not depend on --attacks
-                target = rng.choice([c for c in range(view.num_classes) if c != true])
-                if pred != true:
-                    print(
-                        f"[{model_name}] {clip.name}: misclassified as {view.labels[pred]}, skipped",
-                        flush=True,
-                    )
-                    continue
-                starts = [
-                    p for p in all_clips if preds[p] == target and p.stem.startswith(view.labels[target])
-                ]
-                for mode in modes:
-                    if rank >= (args.clips if mode == "untargeted" else args.targeted_clips):
-                        continue
-                    budget = args.untargeted_queries if mode == "untargeted" else args.targeted_queries
-                    if mode == "targeted" and not starts:
-                        print(f"[{model_name}] {clip.name}: no example of {view.labels[target]}, skipped")
-                        continue
-                    for attack_name in attacks:
-                        row: dict[str, Any] = {
-                            "model": model_name,
-                            "mode": mode,
-                            "attack": attack_name,
-                            "clip": clip.name,
-                            "budget": budget,
-                            "seed": args.seed,
-                        }
-                        if key_of(row) in done:
-                            continue
-                        params: dict[str, Any] = {"max_queries": budget}
-                        kwargs: dict[str, Any] = {"seed": args.seed}
-                        if mode == "targeted":
-                            params["target_video"] = str(starts[0])
-                            kwargs["target"] = target
-                            row["target"] = view.labels[target]
-                        t0 = time.perf_counter()
-                        attack = get_attack(attack_name, **params)
-                        # the start of a targeted run: the target_video sampled like the attacked frames
-                        kwargs["starting_points"] = starting_points(attack, bound.plan, x)
-                        result = attack(bound, x, **kwargs)
-                        row.update(
-                            success=bool(result.success[0]),
-                            queries=result.queries,
-                            linf=result.norms["linf"][0],
-                            adversarial=view.labels[int(result.adversarial_labels[0])],
-                            stopped=result.info["stopped"][0],
-                            # targeted runs shrink eps from 1; where they reached is their progress
-                            final_eps=result.info["final_eps"][0],
-                            seconds=round(time.perf_counter() - t0, 1),
-                        )
-                        with args.out.open("a") as f:
-                            f.write(json.dumps(row) + "\n")
-                        done[key_of(row)] = row
-                        print(json.dumps(row), flush=True)
-
-    rows = [r for r in done.values() if r["model"] in models and r["attack"] in attacks]
+    rows: list[dict[str, Any]] = []
+    for model_name in models:
+        view = load_model(model_name)
+        data = load_dataset(args.dataset, view.labels)
+        for mode, clips, configs in plan_model(view, data, args, attacks):
+            out = args.out / model_name / mode
+            if not args.table_only:
+                run = run_eval(clips, configs, view, out_dir=out, threads=args.threads, info=["final_eps"])
+                print(
+                    f"[{model_name}] {mode}: {run.written} runs added, {run.skipped} found in {out}",
+                    flush=True,
+                )
+            keys = {c.key for c in configs}
+            ids = {item.id for item in clips}
+            for r in latest(read_records(out / "results.jsonl")):
+                # only the clips the model got right count (the paper attacks only those)
+                if r["key"] in keys and r["video"] in ids and r.get("status") == "ok" and r["attacked"]:
+                    rows.append({**r, "model": model_name, "mode": mode})
     print()
     print(table(rows, models, attacks))
     return 0

@@ -188,6 +188,24 @@ def test_rerun_skips_everything_done(reference, data: Dataset, configs: list[Con
     assert (again.written, again.skipped) == (0, VIDEOS * len(configs))
 
 
+def test_records_keep_the_info_entries_asked_for(
+    tmp_path: Path, data: Dataset, c3d: ModelView, reference: Any
+) -> None:
+    assert all("info" not in r for r in read_records(reference.files["results"]))  # none asked
+    two = replace(data, items=data.items[:2])
+    configs = build_grid(["sparse"], c3d, settings={"max_iter": "2", "frames": "4"})
+    run = run_eval(two, configs, c3d, out_dir=tmp_path, info=["iterations", "sparsity", "no_such_entry"])
+    records = read_records(run.files["results"])
+    assert len(records) == 2
+    for r in records:
+        if r["attacked"]:
+            assert set(r["info"]) == {"iterations", "sparsity"}
+            assert r["info"]["iterations"] <= 2 and r["info"]["sparsity"] >= 0.75  # 4 of 16 frames
+        else:
+            assert r["info"] == {}
+    assert any(r["attacked"] for r in records)
+
+
 def test_resume_after_a_kill_gives_the_same_summary(
     reference, tmp_path: Path, data: Dataset, configs: list[Config], c3d: ModelView
 ) -> None:

@@ -68,6 +68,7 @@ def run_eval(
     chunk_size: int = 1,
     threads: int = 0,
     fsync_every: int = 16,
+    info: Sequence[str] = (),
     progress: ProgressFn | None = None,
 ) -> EvalRun:
     """Run every configuration on every video of `dataset` (or of its shard `(K, N)`) into `out_dir`.
@@ -77,6 +78,8 @@ def run_eval(
     `robust_accuracy.png`). `executor` is `"local"`, `"ray"` (joining `ray_address`, see
     `RayExecutor`) or an executor object. `save_outputs` keeps the adversarial videos under
     `OUT/videos/KEY/`. `progress(done, total)` is called per record (done counts skipped ones).
+    `info` names entries of the attack's `result.info` that each record keeps under `info`
+    (sparse's `iterations`, V-BAD's `final_eps`): records already in OUT keep what they had.
 
     Raises:
         UsageError: no configurations, or configurations made for another model.
@@ -130,6 +133,7 @@ def run_eval(
         outputs=str(out / "videos") if save_outputs else None,
         attack_misclassified=attack_misclassified,
         threads=threads,
+        info=tuple(info),
     )
     runner = get_executor(executor, address=ray_address)
     written = failed = 0

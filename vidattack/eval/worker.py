@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from vidattack.eval.grid import UNTARGETED, Config
+from vidattack.eval.grid import UNTARGETED, Config, _jsonable
 
 if TYPE_CHECKING:
     from vidattack.data.datasets import Item
@@ -42,7 +42,9 @@ class WorkOptions:
     frames in memory. `outputs`: a folder that keeps the adversarial videos (`KEY/ID.adv.mp4`); None
     writes them to a temporary folder only to verify. `attack_misclassified`: also attack videos the
     model already gets wrong (off: they count as not robust without spending an attack on them).
-    `threads`: torch CPU threads in a worker (0 leaves torch's setting).
+    `threads`: torch CPU threads in a worker (0 leaves torch's setting). `info`: entries of the
+    attack's `result.info` to copy into each record's `info` field, as JSON (those the attack
+    reports; none for a video not attacked); empty, records have no `info` field.
     """
 
     device: str = "cpu"
@@ -50,6 +52,7 @@ class WorkOptions:
     outputs: str | None = None
     attack_misclassified: bool = False
     threads: int = 0
+    info: tuple[str, ...] = ()
 
 
 def video_seed(seed: int, video_id: str) -> int:
@@ -161,6 +164,7 @@ def _attack_one(
     queries, attack_seconds = 0, 0.0
     stopped_at = None  # the step an early-stopping attack stopped after (None: it ran them all)
     stats = unchanged_stats(video, video.frames)
+    info: dict[str, Any] = {}
     if attacked:
         # Untargeted, the attack pushes away from the clean prediction: the label of every video it
         # attacks unless `attack_misclassified`.
@@ -172,6 +176,7 @@ def _attack_one(
         adversarial = int(outcome.result.adversarial_labels[0])
         queries = int(outcome.result.queries)
         attack_seconds = float(outcome.result.seconds)
+        info = {k: _jsonable(outcome.result.info[k]) for k in options.info if k in outcome.result.info}
         if options.verify:
             stats, reencoded = _write_and_verify(view, video, sampled, outcome, target, item, cfg, options)
         else:  # measured as `stages.verify` would on the written file, without one
@@ -183,7 +188,7 @@ def _attack_one(
         return index == target if target is not None else index != item.label
 
     after_encode = reencoded if options.verify else None
-    return {
+    record: dict[str, Any] = {
         "key": cfg.key,
         "video": item.id,
         "attack": cfg.attack,
@@ -211,6 +216,9 @@ def _attack_one(
         "seconds": time.perf_counter() - start,
         "status": "ok",
     }
+    if options.info:
+        record["info"] = info
+    return record
 
 
 def _write_and_verify(
