@@ -72,9 +72,6 @@ def test_universal_help_cites_the_paper():
 
 
 # The core engineer's attack files still hold these; the list only shrinks (see the #16 note).
-PENDING_PARAM_HELP = {("pgd-l2", "random_start"), ("sparse", "max_iter")}
-
-
 def test_no_parameter_help_sends_the_user_to_a_docstring():
     from vidattack.attacks import attack_names
     from vidattack.attacks.registry import attack_class
@@ -85,4 +82,4 @@ def test_no_parameter_help_sends_the_user_to_a_docstring():
         for spec in attack_class(name).params()
         if "docstring" in spec.help.lower() or not spec.help.strip()
     }
-    assert offenders <= PENDING_PARAM_HELP, sorted(offenders - PENDING_PARAM_HELP)
+    assert not offenders, sorted(offenders)

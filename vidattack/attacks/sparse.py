@@ -242,7 +242,12 @@ class SparseL21(Attack):
     optimizer: Literal["adam", "sgd"] = param(
         "adam", "gradient step on the fooling loss: adam, or sgd (plain ISTA); a prox step follows"
     )
-    max_iter: int = param(500, "maximum number of iterations (paper: 100; see docstring)", min=1, max=100000)
+    max_iter: int = param(
+        500,
+        "maximum number of iterations (paper: 100; more here because the run goes on while the penalty still falls, see patience)",
+        min=1,
+        max=100000,
+    )
     patience: int = param(
         100, "once fooled, stop after this many iterations without the penalty falling by 0.1%", min=1
     )
