@@ -71,7 +71,6 @@ def test_universal_help_cites_the_paper():
     assert 'Wei, Zhu and Su, "Sparse Adversarial Perturbations for Videos", AAAI 2019' in text
 
 
-# The core engineer's attack files still hold these; the list only shrinks (see the #16 note).
 def test_no_parameter_help_sends_the_user_to_a_docstring():
     from vidattack.attacks import attack_names
     from vidattack.attacks.registry import attack_class
