@@ -2,9 +2,9 @@
 
 For every input: processed when it is a video, else exactly one clear `Error:` line naming it once; no
 traceback; no partial outputs; the input unchanged. A folder of odd names (brackets, quotes, unicode,
-bytes that are not UTF-8, subfolders) has every good file processed. The 8192x8192 input is left out
-here: bounding decode memory is the video layer's work, and `benchmarks/hostile_corpus.py` runs it,
-each input in its own process, with peak memory and exit code per input.
+bytes that are not UTF-8, subfolders) has every good file processed. The 8192x8192 input runs in a
+process of its own, whose peak memory is measured: it must be refused from its header, in the memory
+of a tool that decoded nothing. `benchmarks/hostile_corpus.py` runs every input that way.
 """
 
 from __future__ import annotations
@@ -105,3 +105,31 @@ def test_a_folder_of_odd_names_has_every_good_file_processed(corpus, model):
     assert {r["input"] for r in records(result.stdout)} == set(regular)
     assert (out / "sub" / "dir" / "nested.report.json").exists()
     assert (out / "clip.2020.report.json").exists() and (out / "clip.2021.report.json").exists()
+
+
+# The launcher runs the command and reports its own children's peak memory, so nothing this test
+# process ran before can leak into the figure.
+_PEAK = (
+    "import resource, subprocess, sys; rc = subprocess.call(sys.argv[1:]); "
+    "sys.stderr.write('@maxrss %d\\n' % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); "
+    "sys.exit(rc)"
+)
+
+
+def test_a_huge_declared_size_is_refused_from_its_header_in_bounded_memory(tmp_path):
+    import subprocess
+    import sys
+
+    from hostile import write_video
+
+    huge = write_video(tmp_path / "huge_8192.mp4", 4, 8192, 8192, flat=True)  # 0.2 MB on disk
+    before = digest(huge)
+    cmd = [sys.executable, "-c", _PEAK, sys.executable, "-m", "vidattack", "perturb", str(huge)]
+    cmd += ["-o", str(tmp_path / "out"), *FAST]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    errors, _, peak = proc.stderr.rpartition("@maxrss ")
+    lines = [line for line in errors.splitlines() if line.strip()]
+    assert proc.returncode == 1
+    assert len(lines) == 1 and "needs about" in lines[0] and "--max-memory" in lines[0], lines
+    assert int(peak) < 1_500_000, f"peak RSS {int(peak) // 1024} MB"  # KiB; decoding it would need GBs
+    assert digest(huge) == before and not list((tmp_path / "out").rglob("*.mp4"))
