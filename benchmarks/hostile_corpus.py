@@ -10,7 +10,6 @@ changed, the process's peak memory and its time; then the totals for the note.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import shutil
 import subprocess
@@ -22,29 +21,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from hostile import Case, make_corpus  # noqa: E402
-
-
-def _digest(path: Path) -> str | None:
-    try:
-        if not path.is_file() or path.is_fifo():
-            return None
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return None
-
-
-# The child's peak memory: a launcher runs the command and reports RUSAGE_CHILDREN's maxrss last.
-_LAUNCH = (
-    "import resource, subprocess, sys; rc = subprocess.call(sys.argv[1:]); "
-    "sys.stderr.write('\\n@maxrss %d\\n' % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); "
-    "sys.exit(rc)"
-)
+from hostile import PEAK_LAUNCHER, Case, digest, make_corpus  # noqa: E402
 
 
 def run_one(case: Case, out: Path, args: argparse.Namespace) -> dict[str, object]:
-    before = _digest(case.path)
-    cmd: list[str | bytes] = [sys.executable, "-c", _LAUNCH, sys.executable, "-m", "vidattack", "perturb"]
+    before = digest(case.path)
+    cmd: list[str | bytes] = [
+        sys.executable,
+        "-c",
+        PEAK_LAUNCHER,
+        sys.executable,
+        "-m",
+        "vidattack",
+        "perturb",
+    ]
     cmd += [os.fsencode(case.path), "-o", str(out)]
     cmd += ["--steps", str(args.steps), "--threads", str(args.threads), "--format", "jsonl", "-q"]
     start = time.perf_counter()
@@ -69,7 +59,7 @@ def run_one(case: Case, out: Path, args: argparse.Namespace) -> dict[str, object
         "traceback": "Traceback" in text,
         "partial": bool(files) and not reports,
         "processed": bool(reports),
-        "input_changed": before != _digest(case.path),
+        "input_changed": before != digest(case.path),
         "peak_mb": int(rss) / 1024 if rss.strip().isdigit() else None,
         "seconds": seconds,
     }

@@ -274,3 +274,24 @@ def make_corpus(folder: Path, *, huge: bool = True, long: bool = False) -> list[
     cases.append(Case(folder / "missing.mp4", "missing file", "refused"))
     cases.append(Case(Path("/dev/zero"), "/dev/zero", "refused"))
     return cases
+
+
+def digest(path: Path) -> str | None:
+    """SHA-256 of a regular file's bytes (None for anything else), to prove an input was not modified."""
+    import hashlib
+
+    try:
+        if not path.is_file() or path.is_fifo():
+            return None
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+#: `python -c PEAK_LAUNCHER CMD...` runs CMD and writes `@maxrss KIB` last on stderr: the peak memory
+#: of CMD alone, whatever the calling process ran before.
+PEAK_LAUNCHER = (
+    "import resource, subprocess, sys; rc = subprocess.call(sys.argv[1:]); "
+    "sys.stderr.write('\\n@maxrss %d\\n' % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); "
+    "sys.exit(rc)"
+)

@@ -9,12 +9,11 @@ of a tool that decoded nothing. `benchmarks/hostile_corpus.py` runs every input 
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pytest
 from batch_support import records, run, save_toy_model
-from hostile import Case, make_corpus
+from hostile import PEAK_LAUNCHER, Case, digest, make_corpus
 
 from vidattack.cli.emit import literal
 from vidattack.pipeline.stages import Outputs
@@ -35,15 +34,6 @@ def corpus(tmp_path_factory) -> tuple[Path, list[Case]]:
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
     return save_toy_model(tmp_path_factory.mktemp("model"))
-
-
-def digest(path: Path) -> str | None:
-    try:
-        if not path.is_file() or path.is_fifo():
-            return None
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return None
 
 
 def check(cases: list[Case], out: Path, result, by_input: dict[str, Case]) -> None:
@@ -107,15 +97,6 @@ def test_a_folder_of_odd_names_has_every_good_file_processed(corpus, model):
     assert (out / "clip.2020.report.json").exists() and (out / "clip.2021.report.json").exists()
 
 
-# The launcher runs the command and reports its own children's peak memory, so nothing this test
-# process ran before can leak into the figure.
-_PEAK = (
-    "import resource, subprocess, sys; rc = subprocess.call(sys.argv[1:]); "
-    "sys.stderr.write('@maxrss %d\\n' % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); "
-    "sys.exit(rc)"
-)
-
-
 def test_a_huge_declared_size_is_refused_from_its_header_in_bounded_memory(tmp_path):
     import subprocess
     import sys
@@ -124,7 +105,7 @@ def test_a_huge_declared_size_is_refused_from_its_header_in_bounded_memory(tmp_p
 
     huge = write_video(tmp_path / "huge_8192.mp4", 4, 8192, 8192, flat=True)  # 0.2 MB on disk
     before = digest(huge)
-    cmd = [sys.executable, "-c", _PEAK, sys.executable, "-m", "vidattack", "perturb", str(huge)]
+    cmd = [sys.executable, "-c", PEAK_LAUNCHER, sys.executable, "-m", "vidattack", "perturb", str(huge)]
     cmd += ["-o", str(tmp_path / "out"), *FAST]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     errors, _, peak = proc.stderr.rpartition("@maxrss ")
