@@ -70,29 +70,26 @@ def write_video(
         for p in s.encode():
             c.mux(p)
         if a is not None:
-            samples = np.zeros((1, 1024), dtype=np.float32)
-            for i in range(8):
-                af = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
-                af.sample_rate, af.pts = 8000, i * 1024
-                for p in a.encode(af):
-                    c.mux(p)
-            for p in a.encode():
-                c.mux(p)
+            _silence(c, a)
     return path
 
 
 def write_audio_only(path: Path) -> Path:
     with av.open(str(path), "w", format="mp4") as c:
-        a = c.add_stream("aac", rate=8000)
-        samples = np.zeros((1, 1024), dtype=np.float32)
-        for i in range(8):
-            af = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
-            af.sample_rate, af.pts = 8000, i * 1024
-            for p in a.encode(af):
-                c.mux(p)
-        for p in a.encode():
-            c.mux(p)
+        _silence(c, c.add_stream("aac", rate=8000))
     return path
+
+
+def _silence(container: av.container.OutputContainer, stream: av.AudioStream) -> None:
+    # about one second of silence at 8 kHz: enough for a real audio stream in the container
+    samples = np.zeros((1, 1024), dtype=np.float32)
+    for i in range(8):
+        frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = 8000, i * 1024
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
 
 
 def _zero_frames(path: Path) -> Path:

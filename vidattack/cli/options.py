@@ -25,6 +25,14 @@ class Format(StrEnum):
     jsonl = "jsonl"
 
 
+Inputs = Annotated[
+    list[str],
+    typer.Argument(
+        metavar="INPUT",
+        help="Video files, folders (searched recursively) or - for paths on stdin.",
+        show_default=False,
+    ),
+]
 Model = Annotated[
     str | None,
     typer.Option(

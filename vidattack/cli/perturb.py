@@ -25,14 +25,7 @@ if TYPE_CHECKING:
 
 
 def perturb(
-    inputs: Annotated[
-        list[str],
-        typer.Argument(
-            metavar="INPUT",
-            help="Video files, folders (searched recursively) or - for paths on stdin.",
-            show_default=False,
-        ),
-    ],
+    inputs: o.Inputs,
     attack: Annotated[
         str, typer.Option("--attack", "-a", metavar="NAME", help="Attack name (see `vidattack attacks`).")
     ] = "pgd-linf",

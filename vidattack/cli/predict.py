@@ -18,14 +18,7 @@ if TYPE_CHECKING:
 
 
 def predict(
-    inputs: Annotated[
-        list[str],
-        typer.Argument(
-            metavar="INPUT",
-            help="Video files, folders (searched recursively) or - for paths on stdin.",
-            show_default=False,
-        ),
-    ],
+    inputs: o.Inputs,
     model: o.Model = None,
     arch: o.Arch = None,
     labels: o.Labels = None,
