@@ -204,3 +204,30 @@ class PerVideoBound(BoundModel):
 class PerVideoView(ModelView):
     def bind(self, plan):
         return PerVideoBound(self, plan)
+
+
+# -- the workers yield the CPU to the attack ---------------------------------------------------------
+
+
+def _priority_in_worker(monkeypatch: pytest.MonkeyPatch, niceness: str | None) -> tuple[int, int]:
+    import os
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from vidattack.pipeline.engine import background_priority
+
+    if niceness is not None:
+        monkeypatch.setenv("VIDATTACK_WORKER_NICENESS", niceness)
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    with ThreadPoolExecutor(1, initializer=background_priority) as pool:
+        theirs = pool.submit(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())).result()
+    return mine, theirs
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "setpriority"), reason="per-thread priority is Linux's")
+def test_engine_workers_run_at_a_lower_cpu_priority_than_the_attack(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vidattack.pipeline.engine import BACKGROUND_NICENESS
+
+    mine, theirs = _priority_in_worker(monkeypatch, None)
+    assert theirs == min(19, mine + BACKGROUND_NICENESS)
+    assert _priority_in_worker(monkeypatch, "0")[1] == mine  # the comparison setting leaves it alone

@@ -57,6 +57,34 @@ def default_batch_size(device: torch.device | str) -> int:
     return 1 if torch.device(device).type == "cpu" else 8
 
 
+# How much lower the workers' CPU priority is than the attack's (a nice increment, 0-19); the
+# environment variable VIDATTACK_WORKER_NICENESS overrides it (0: same priority, for comparisons).
+BACKGROUND_NICENESS = 10
+
+
+def background_priority() -> None:
+    """Lower the calling thread's CPU priority by `BACKGROUND_NICENESS` (Linux; elsewhere nothing).
+
+    Why: on a CPU the attack's own threads already use every core, so a decode or a write overlapped
+    with it takes cores from the attack, which then slows by as much as the worker gains (measured
+    with `benchmarks/throughput.py`). At a lower priority the workers run in the attack's gaps (its
+    Python steps, its waits for memory) and the attack runs at the speed it has alone; the bounded
+    queues make the attack wait only when the writes fall a whole batch behind. Linux gives each
+    thread its own nice value (the `PRIO_PROCESS` of a thread id) and threads started by this one
+    inherit it: the encoder's threads and torch's OpenMP team of this thread run at the same priority.
+    """
+    import os
+    import threading
+
+    try:
+        step = int(os.environ.get("VIDATTACK_WORKER_NICENESS", BACKGROUND_NICENESS))
+        me = threading.get_native_id()
+        if step > 0:
+            os.setpriority(os.PRIO_PROCESS, me, min(19, os.getpriority(os.PRIO_PROCESS, me) + step))
+    except (AttributeError, OSError, ValueError):  # not Linux, not allowed, or a bad value: keep the priority
+        pass
+
+
 @dataclass(frozen=True)
 class EngineItem:
     """One input: its path and output stem (`vidattack.pipeline.batch.Item` has the same shape)."""
@@ -296,8 +324,12 @@ class _Engine:
 
         slots = [_Slot(item) for item in self.items]
         ahead = self.batch_size + self.lookahead
-        decoder = ThreadPoolExecutor(1, thread_name_prefix="vidattack-decode")
-        finisher = ThreadPoolExecutor(1, thread_name_prefix="vidattack-finish")
+        decoder = ThreadPoolExecutor(
+            1, thread_name_prefix="vidattack-decode", initializer=background_priority
+        )
+        finisher = ThreadPoolExecutor(
+            1, thread_name_prefix="vidattack-finish", initializer=background_priority
+        )
         prepared: deque[tuple[int, Future[Job | Record]]] = deque()
         following = 0  # next input to hand to the decoder
         emitted = 0  # next record to yield
