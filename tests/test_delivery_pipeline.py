@@ -185,3 +185,40 @@ def test_robust_to_with_vbad_counts_every_query(tmp_path, validator):
 
 def test_delivery_part_is_typed():
     assert DeliveryPart.__dataclass_params__.frozen  # type: ignore[attr-defined]
+
+
+def test_the_perturb_summary_shows_success_after_delivery_when_a_delivery_was_judged(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from vidattack.cli.perturb import summary_table
+
+    view = toy_view()
+    clip = tmp_path / "c.mp4"
+    from conftest import write_clip
+
+    write_clip(clip, torch.randint(0, 256, (8, 40, 48, 3), generator=torch.Generator().manual_seed(2)).byte())
+    plain = perturb_file(clip, "fgsm", model=view, out_dir=tmp_path / "a", device="cpu", heatmaps=False)
+    delivered = perturb_file(
+        clip,
+        "fgsm",
+        model=view,
+        out_dir=tmp_path / "b",
+        device="cpu",
+        heatmaps=False,
+        delivery=parse_delivery("h264:crf=23"),
+    )
+
+    def shown(rows):
+        out = io.StringIO()
+        summary_table(rows, Console(file=out, width=240, color_system=None))
+        return out.getvalue()
+
+    assert "after delivery" not in shown([plain])
+    table = shown([delivered, plain])
+    assert "after delivery" in table
+    lines = [line for line in table.splitlines() if "c.mp4" in line]
+    verdict = "yes" if delivered["delivery"]["success_after_delivery"] else "no"
+    assert verdict in lines[0].split("│")[5]  # input, labels, success, after encode, after delivery
+    assert lines[1].split("│")[5].strip() == "-"  # the input without a delivery file

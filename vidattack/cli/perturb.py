@@ -249,15 +249,19 @@ def _say_what_was_done(state: b.BatchState, out: Path, resume: bool) -> None:
 
 def summary_table(rows: list[Record], console: Console) -> None:
     """One row per input: labels before and after (the file's own label too when writing changed it),
-    success, success after encode, Linf, queries, time."""
+    success, success after encode, after delivery (with `--delivery` or `--robust-to`: judged on the
+    decoded delivery file), Linf, queries, time."""
     from rich.table import Table
 
+    delivered = any(isinstance(r.get("delivery"), dict) for r in rows)
     table = Table(title="vidattack perturb", title_style="bold", header_style="bold")
-    for col in ("input", "clean -> adversarial", "success", "after encode", "Linf", "queries", "time"):
+    columns = ["input", "clean -> adversarial", "success", "after encode"]
+    columns += ["after delivery"] if delivered else []
+    for col in (*columns, "Linf", "queries", "time"):
         table.add_column(col, overflow="fold")
     for r in rows:
         if r.get("status") != "ok":
-            table.add_row(cell(r["input"]), cell(f"error: {r['error']}", "red"), *["-"] * 5)
+            table.add_row(cell(r["input"]), cell(f"error: {r['error']}", "red"), *["-"] * (len(columns) + 1))
             continue
         pert = r["perturbation"]
         clean, adv, file = r["clean"], r["adversarial"], r["reencoded"]
@@ -265,11 +269,14 @@ def summary_table(rows: list[Record], console: Console) -> None:
         if file["index"] != adv["index"]:
             labels += f"; file: {file['label']} ({file['confidence']:.2f})"
         time_text = "done before" if r.get("skipped") else f"{r['timing']['total']:.1f}s"
+        after = [yes_no(r["success"]), yes_no(r["success_after_encode"])]
+        if delivered:
+            part = r.get("delivery")
+            after.append(yes_no(part["success_after_delivery"]) if isinstance(part, dict) else "-")
         table.add_row(
             cell(Path(r["input"]).name),
             cell(labels),
-            yes_no(r["success"]),
-            yes_no(r["success_after_encode"]),
+            *after,
             f"{pert['linf'] * 255:.1f}/255",
             str(r["queries"]),
             time_text,
