@@ -92,6 +92,7 @@ def train_model(
         assert arch is not None
         arch_name = canonical_arch(arch)
         names = labels if labels is not None else dataset_labels(data)
+        torch.manual_seed(config.seed)  # --seed seeds the fresh weights too, not only the run
         net, pre = build_network(arch_name, len(names))
         view = ModelView(
             net=net, preprocess=pre, labels=list(names), name=arch_name, source=f"new {arch_name}"
