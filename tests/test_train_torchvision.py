@@ -1,6 +1,6 @@
 """`vidattack train --arch` with a fresh network (issue #15): a torchvision r3d_18 trains for one step on
-two clips and is written as a model every command loads; `--seed` decides the fresh weights. Kept to two 16-frame clips: one
-training step of r3d_18 costs seconds on a CPU."""
+two clips and is written as a model every command loads; `--seed` decides the fresh weights. Kept to
+two 16-frame clips: one training step of r3d_18 costs seconds on a CPU."""
 
 from __future__ import annotations
 
