@@ -224,6 +224,63 @@ def test_denoiser_model_is_saved_and_loaded_whole(tmp_path: Path) -> None:
         )
 
 
+def _gat(**extra: object) -> TrainConfig:
+    """GAT on the toy problem: PGD in the loop, the denoiser and a GAN weight of 0.3 (APE-GAN's)."""
+    settings: dict[str, object] = dict(
+        epochs=1, batch_size=16, attack="pgd-linf", eps=0.03, steps=1, denoiser=True, gamma_gan=0.3
+    )
+    settings.update(extra)
+    return TrainConfig(eval_size=0, **settings)  # type: ignore[arg-type]
+
+
+def test_gan_weight_trains_a_discriminator_beside_the_denoiser() -> None:
+    from vidattack.train.denoiser import DenoisedNet
+    from vidattack.train.discriminator import Discriminator, new_discriminator
+
+    cfg = _gat()
+    result = train(_toy_view(), _toy(32, 4), None, cfg)  # two steps
+    assert isinstance(result.discriminator, Discriminator)
+    start = new_discriminator(seed=cfg.seed).state_dict()  # what training started from
+    trained = result.discriminator.state_dict()
+    assert all(not torch.equal(start[k], trained[k]) for k in start)
+    assert 0 < result.history[0]["d_loss"] < 10
+    assert isinstance(result.view.net, DenoisedNet)
+    assert float(result.view.net.denoiser.out.weight.abs().sum()) > 0
+
+
+def test_gan_weight_0_builds_no_discriminator(monkeypatch: pytest.MonkeyPatch) -> None:
+    import vidattack.train.loop
+
+    def refuse(**_: object) -> None:
+        raise AssertionError("a discriminator was built with gamma_2 = 0")
+
+    monkeypatch.setattr(vidattack.train.loop, "new_discriminator", refuse)
+    result = train(_toy_view(), _toy(32, 4), None, _gat(gamma_gan=0.0))
+    assert result.discriminator is None
+    assert "d_loss" not in result.history[0]
+
+
+def test_gan_weight_without_the_denoiser_is_refused() -> None:
+    with pytest.raises(Exception, match="--gan-weight needs --denoiser"):
+        train(_toy_view(), _toy(16, 4), None, _gat(denoiser=False))
+
+
+def test_resumed_gan_run_ends_where_an_uninterrupted_one_does(tmp_path: Path) -> None:
+    data, cfg = _toy(64, 2), _gat(epochs=2, lr=0.01, seed=1)
+    whole = train(_toy_view(), data, None, cfg)
+    state = tmp_path / "state.pt"
+    with pytest.raises(_Killed):
+        train(_toy_view(), data, None, cfg, checkpoint=state, progress=_kill_after_first_epoch)
+    resumed = train(_toy_view(seed=5), data, None, cfg, resume=state)
+    assert whole.discriminator is not None and resumed.discriminator is not None
+    pairs = [
+        *zip(whole.view.net.parameters(), resumed.view.net.parameters(), strict=True),
+        *zip(whole.discriminator.parameters(), resumed.discriminator.parameters(), strict=True),
+    ]
+    for a, b in pairs:
+        assert torch.allclose(a, b, atol=1e-6)
+
+
 # -- CLI ---------------------------------------------------------------------------------------------
 
 
@@ -321,3 +378,74 @@ def test_bundled_robust_models_record_their_training(name: str) -> None:
     attack = "pgd-linf" if name.endswith("pgd") else "multav-linf"
     assert meta["training"]["attack"] == attack and meta["training"]["init"] == "tiny-c3d"
     assert meta["heldout"]["attack"] == attack and meta["heldout"]["robust"] is not None
+
+
+def test_cli_gan_training_writes_a_model_that_loads_and_predicts(tmp_path: Path, example_clip: Path) -> None:
+    from vidattack.train.denoiser import DenoisedNet
+
+    out = tmp_path / "gat.safetensors"
+    r = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--init",
+            "tiny-c3d",
+            "--data",
+            "synthetic:1:5",
+            "--heldout",
+            "synthetic:1:6",
+            "--adversarial",
+            "pgd-linf",
+            "--eps",
+            "4/255",
+            "--steps",
+            "1",
+            "--denoiser",
+            "--gan-weight",
+            "0.3",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "10",
+            "--eval-size",
+            "0",
+            "--out",
+            str(out),
+            "--format",
+            "json",
+            "--quiet",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert "d_loss" in json.loads(r.stdout)["history"][0]
+    with safe_open(str(out), framework="pt") as f:
+        meta, keys = f.metadata(), list(f.keys())
+    assert json.loads(meta["training"])["gamma_gan"] == 0.3
+    assert all(k.startswith(("denoiser.", "classifier.")) for k in keys)  # G and F, no discriminator
+    view = load_model(str(out))
+    assert isinstance(view.net, DenoisedNet)
+    predicted = CliRunner().invoke(app, ["predict", str(example_clip), "--model", str(out), "-f", "jsonl"])
+    assert predicted.exit_code == 0, predicted.output
+    assert json.loads(predicted.stdout)["label"] in view.labels
+
+
+def test_cli_gan_weight_needs_the_denoiser(tmp_path: Path) -> None:
+    r = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--arch",
+            "tiny-c3d",
+            "--data",
+            "synthetic:1",
+            "--gan-weight",
+            "0.3",
+            "--out",
+            str(tmp_path / "m.safetensors"),
+            "--quiet",
+        ],
+    )
+    assert r.exit_code == 2
+    assert r.output.strip().splitlines() == [
+        "Error: --gan-weight needs --denoiser (the GAN term trains GAT's denoiser)"
+    ]

@@ -63,6 +63,15 @@ def train(
     denoiser: Annotated[
         bool, typer.Option("--denoiser", help="GAT: train a denoising pre-processor with it.")
     ] = False,
+    gan_weight: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="GAT: weight gamma_2 of the denoiser's GAN loss against a 3D discriminator trained "
+            "beside it (needs --denoiser; the MSE weight gamma_1 is 1). 0 leaves the GAN out. The "
+            "paper gives no value; APE-GAN's code weighs 0.3 against 0.7 on the reconstruction loss.",
+        ),
+    ] = 0.0,
     epochs: Annotated[int, typer.Option(min=1, help="Passes over the training clips.")] = 5,
     batch_size: Annotated[int, typer.Option(min=1, help="Clips per step.")] = 16,
     lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, one-cycle).")] = 1e-3,
@@ -106,6 +115,8 @@ def train(
         )
     if adversarial is None and (eps or alpha or steps or settings or schedule != "fixed"):
         raise BadParameterError("--eps, --alpha, --steps, --set and --schedule need --adversarial ATTACK")
+    if gan_weight > 0 and not denoiser:
+        raise BadParameterError("--gan-weight needs --denoiser (the GAN term trains GAT's denoiser)")
     config = TrainConfig(
         epochs=epochs,
         batch_size=batch_size,
@@ -121,6 +132,7 @@ def train(
         xi=xi,
         direction=direction,  # type: ignore[arg-type]
         denoiser=denoiser,
+        gamma_gan=gan_weight,
         eval_size=eval_size,
     )
     console = stderr_console()
@@ -149,6 +161,8 @@ def train(
                 f"loss {event['loss']:.4f}",
                 f"train acc {event['train_acc']:.3f}",
             ]
+            if "d_loss" in event:
+                parts.append(f"discriminator loss {event['d_loss']:.4f}")
             if "clean_acc" in event:
                 parts.append(f"held-out clean acc {event['clean_acc']:.3f}")
             if "robust_acc" in event:

@@ -1,6 +1,6 @@
 """Adversarial training: `train_model` (what `vidattack train` runs), the Madry-AT loop with any
 white-box attack as inner maximisation (`loop`), AAT/CAT budget schedules (`schedules`), GAT's
-denoiser (`denoiser`) and the safetensors files trained models are saved as (`checkpoint`)."""
+denoiser (`denoiser`) and discriminator (`discriminator`) and the safetensors files trained models are saved as (`checkpoint`)."""
 
 from __future__ import annotations
 
@@ -129,6 +129,8 @@ def train_model(
         "train_clips": len(train_clips),
         "torch_threads": torch.get_num_threads(),
     }
+    # only G and F (the view's net) go into the model file: inference needs nothing else, and GAT's
+    # discriminator (result.discriminator) lives on only in the --resume training state
     save_trained(
         result.view.net,
         result.view.preprocess,

@@ -8,9 +8,11 @@ classifier F sees it; GAT trains G and F together on
     delta = argmax CE(F(G(x + delta)), y)       (the attack sees the whole pipeline).
 
 Here G is a two-layer residual 3D CNN (x + g(x), g starting at zero so training starts from the
-plain classifier) and the GAN term is left out (gamma_2 = 0): a discriminator doubles the cost of a
-CPU-sized run and the paper gives no ablation separating it from the MSE term. `DenoisedNet` is G then
-F as one module, so every command that loads the saved model runs, and attacks, both.
+plain classifier). The GAN term is off by default (gamma_2 = 0, `TrainConfig.gamma_gan`;
+`vidattack train --gan-weight`): its discriminator (`vidattack.train.discriminator`) adds to the cost
+of a CPU-sized run and the paper gives neither gamma_2 nor an ablation separating the term from the MSE.
+`DenoisedNet` is G then F as one module, so every command that loads the saved model runs, and
+attacks, both; the discriminator is needed only during training and is not part of it.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ as the inner maximisation and the budget schedules and denoiser of Kinfu and Vid
 Each batch: draw the budget from the schedule, run the attack against the *current* weights (the
 network wrapped in a `ModelView` bound to the clips' frame plan, exactly what attacks see at test
 time), then take one optimiser step on the cross-entropy of the adversarial clips (plus, with the
-denoiser, GAT's reconstruction loss, eq. 14).
+denoiser, GAT's reconstruction loss, eq. 14, and with a GAN weight, a discriminator step (eq. 11)
+before it and the denoiser's GAN loss in it (eq. 12)).
 
 Design choices, each a deliberate one:
 
@@ -54,6 +55,7 @@ from vidattack.models.view import (
     plan_frames,
 )
 from vidattack.train.denoiser import DenoisedNet, Denoiser
+from vidattack.train.discriminator import Discriminator, new_discriminator
 from vidattack.train.schedules import Schedule, make_schedule
 
 log = logging.getLogger(__name__)
@@ -70,7 +72,9 @@ class TrainConfig:
     paper's 0.2 (eps + 1)/255 for Linf PGD) or `eps` (alpha = eps, the paper's AT/AAT/CAT setting).
     `attack_settings` are any other attack parameters as text (`--set`). `schedule` is `fixed`,
     `adaptive` (AAT) or `curriculum` (CAT) over `budgets` (default {0, 2, .., 12}/255). `eval_eps` is
-    the budget of the held-out robust accuracy (default `eps`, else the largest budget).
+    the budget of the held-out robust accuracy (default `eps`, else the largest budget). With
+    `denoiser`, GAT's loss weighs the reconstruction MSE by `gamma_mse` (gamma_1) and the denoiser's
+    GAN loss against a discriminator by `gamma_gan` (gamma_2; 0, the default, builds no discriminator).
     """
 
     epochs: int = 5
@@ -90,6 +94,7 @@ class TrainConfig:
     adapt_size: int = 32
     denoiser: bool = False
     gamma_mse: float = 1.0
+    gamma_gan: float = 0.0
     eval_size: int = 50
     eval_eps: float | None = None
     init: str | None = None
@@ -133,12 +138,14 @@ class ClipSet:
 
 @dataclass
 class TrainResult:
-    """The trained view, the per-epoch history and the final held-out accuracies."""
+    """The trained view, the per-epoch history and the final held-out accuracies; with a GAN weight,
+    also GAT's trained discriminator (needed only to go on training; the model file leaves it out)."""
 
     view: ModelView
     history: list[dict[str, Any]]
     heldout: dict[str, Any]
     seconds: float
+    discriminator: Discriminator | None = None
 
 
 def training_preprocess(pre: Preprocess) -> Preprocess:
@@ -328,6 +335,10 @@ def train(
         raise BadParameterError("expected a non-empty training set")
     if config.schedule != "fixed" and config.attack is None:
         raise BadParameterError(f"--schedule {config.schedule} needs --adversarial ATTACK")
+    if not config.gamma_gan >= 0:  # also refuses NaN
+        raise BadParameterError(f"expected a GAN weight of at least 0, got {config.gamma_gan}")
+    if config.gamma_gan > 0 and not config.denoiser:
+        raise BadParameterError("--gan-weight needs --denoiser (the GAN term trains GAT's denoiser)")
     torch.manual_seed(config.seed)
     attacker = InnerAttack(config) if config.attack is not None else None
     eps = config.eps if config.eps is not None else (attacker.eps_default if attacker else 0.0)
@@ -359,6 +370,16 @@ def train(
     lr_sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=config.lr, total_steps=config.epochs * batches, pct_start=0.15
     )
+    disc: Discriminator | None = None
+    d_opt: torch.optim.Optimizer | None = None
+    if config.gamma_gan > 0:
+        # Built only with a GAN weight and from its own seed: with gamma_2 = 0 nothing here runs and no
+        # random number is drawn, so such runs are the same, to the bit, as before D existed.
+        disc = new_discriminator(seed=config.seed, layout=view.preprocess.layout)
+        # D's own Adam with APE-GAN's beta_1 = 0.5 (DCGAN's: the default 0.9 made GAN training
+        # oscillate), at the run's peak learning rate and without the one-cycle schedule, so that D
+        # learns to tell clean from restored clips from the first steps on, while G's rate warms up
+        d_opt = torch.optim.Adam(disc.parameters(), lr=config.lr, betas=(0.5, 0.999))
     g = torch.Generator().manual_seed(config.seed)
     history: list[dict[str, Any]] = []
     start_epoch = 0
@@ -377,6 +398,11 @@ def train(
         lr_sched.load_state_dict(state["lr_sched"])
         schedule.load_state_dict(state["schedule"])
         g.set_state(state["generator"])
+        if disc is not None and d_opt is not None:
+            if "discriminator" not in state:
+                raise BadCheckpointError(f"expected a discriminator in {resume}, got none")
+            disc.load_state_dict(state["discriminator"])
+            d_opt.load_state_dict(state["d_optimizer"])
         history = list(state["history"])
         start_epoch = int(state["epoch"])
         _emit(progress, event="resume", epoch=start_epoch, epochs=config.epochs)
@@ -388,7 +414,7 @@ def train(
     for epoch in range(start_epoch, config.epochs):
         net.train()
         order = torch.randperm(len(train_set), generator=g)
-        loss_sum, correct, seen, budget_sum = 0.0, 0, 0, 0.0
+        loss_sum, correct, seen, budget_sum, d_loss_sum = 0.0, 0, 0, 0.0, 0.0
         for b in range(batches):
             idx = order[b * config.batch_size : (b + 1) * config.batch_size]
             x, y = train_set.batch(idx)
@@ -398,10 +424,21 @@ def train(
             net.train()
             log_p = bound(x_in)
             loss = F.nll_loss(log_p, y)
-            if config.denoiser and isinstance(net, DenoisedNet) and config.gamma_mse > 0:
-                # GAT, eq. 14 without the GAN term: the denoiser's output should be the clean clip
-                clean = bound._clip_batch(x)
-                loss = loss + config.gamma_mse * F.mse_loss(net.denoiser(bound._clip_batch(x_in)), clean)
+            if (
+                config.denoiser
+                and isinstance(net, DenoisedNet)
+                and (config.gamma_mse > 0 or disc is not None)
+            ):
+                # GAT, eq. 14: the denoiser's output should be the clean clip (MSE) and, with a GAN
+                # weight, pass for a clean clip in the discriminator's eyes
+                clean = bound._clip_batch(x)  # (B*K, C, L, h, w) or (B*K, L, C, h, w), as the net takes
+                restored = net.denoiser(bound._clip_batch(x_in))
+                if config.gamma_mse > 0:
+                    loss = loss + config.gamma_mse * F.mse_loss(restored, clean)
+                if disc is not None and d_opt is not None:
+                    # eq. 11 given G (before G moves), then eq. 12's GAN term given the updated D
+                    d_loss_sum += _discriminator_step(disc, d_opt, clean, restored.detach()) * len(idx)
+                    loss = loss + config.gamma_gan * _generator_gan_loss(disc, restored)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -426,6 +463,8 @@ def train(
             "train_acc": correct / seen,
             "mean_eps": budget_sum / seen,
         }
+        if disc is not None:
+            row["d_loss"] = d_loss_sum / seen
         if attacker is not None and schedule.wants_update(epoch):
             losses = _budget_losses(work_view, adapt_set, attacker, schedule.budgets, seed=epoch)
             schedule.update(losses)
@@ -441,7 +480,7 @@ def train(
         row["seconds"] = time.perf_counter() - t0
         history.append(row)
         if checkpoint is not None:  # before reporting: an epoch reported done is an epoch saved
-            _save_state(checkpoint, net, opt, lr_sched, schedule, g, history, epoch + 1, config)
+            _save_state(checkpoint, net, opt, lr_sched, schedule, g, history, epoch + 1, config, disc, d_opt)
         _emit(progress, event="epoch", **row, epochs=config.epochs)
 
     net.eval()
@@ -456,6 +495,8 @@ def train(
                 robust=history[-1].get("robust_acc") if history else None,
             )
     net.requires_grad_(False)
+    if disc is not None:
+        disc.eval().requires_grad_(False)
     trained = ModelView(
         net=net,
         preprocess=view.preprocess,
@@ -463,7 +504,39 @@ def train(
         name=view.name,
         source=f"trained from {view.source or view.name}",
     )
-    return TrainResult(trained, history, result_heldout, time.perf_counter() - t0)
+    return TrainResult(trained, history, result_heldout, time.perf_counter() - t0, discriminator=disc)
+
+
+def _discriminator_step(disc: Discriminator, opt: torch.optim.Optimizer, real: Tensor, fake: Tensor) -> float:
+    """One Adam step of D on eq. 11 for clean clips `real` and the denoiser's `fake` (detached).
+
+    Eq. 11 as printed maximises log D(X) - log D(G(X + delta)), which is unbounded (D(G) -> 0 sends it
+    to infinity) and not the discriminator side of eq. 9's GAN. We use the standard GAN discriminator
+    objective, max log D(X) + log(1 - D(G(X + delta))) (Goodfellow et al. 2014), which is also what
+    APE-GAN's code trains: it pushes D the same way (D(X) up, D(G) down) but is bounded, and written as
+    binary cross-entropy on logits (targets 1 for clean, 0 for reconstructed) it is numerically stable.
+    Returns the loss (the sum of the two cross-entropies; 2 log 2 ~ 1.386 when D cannot tell them apart).
+    """
+    real_logit, fake_logit = disc(real), disc(fake)  # (B*K,) each
+    loss = F.binary_cross_entropy_with_logits(
+        real_logit, torch.ones_like(real_logit)
+    ) + F.binary_cross_entropy_with_logits(fake_logit, torch.zeros_like(fake_logit))
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return float(loss.detach())
+
+
+def _generator_gan_loss(disc: Discriminator, restored: Tensor) -> Tensor:
+    """Eq. 12's GAN term, -log D(G(X + delta)): the non-saturating generator loss, which keeps a strong
+    gradient while D still rejects G's output (log(1 - D(G)) would be flat there). D is frozen for
+    this forward, so the G/F step's backward leaves D's gradients alone."""
+    disc.requires_grad_(False)
+    try:
+        logit = disc(restored)  # (B*K,)
+    finally:
+        disc.requires_grad_(True)
+    return F.binary_cross_entropy_with_logits(logit, torch.ones_like(logit))
 
 
 def _save_state(
@@ -476,6 +549,8 @@ def _save_state(
     history: list[dict[str, Any]],
     epoch: int,
     config: TrainConfig,
+    disc: Discriminator | None = None,
+    d_opt: torch.optim.Optimizer | None = None,
 ) -> None:
     from vidattack.files import atomic_path
 
@@ -489,6 +564,9 @@ def _save_state(
         "history": history,
         "config": config.to_dict(),
     }
+    if disc is not None and d_opt is not None:  # GAT's D is training state: it resumes with the rest
+        state["discriminator"] = disc.state_dict()
+        state["d_optimizer"] = d_opt.state_dict()
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
