@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -12,11 +13,12 @@ import pytest
 import torch
 
 from vidattack.data.datasets import Dataset, load_dataset
+from vidattack.delivery import parse_delivery
 from vidattack.errors import BadParameterError, UsageError
 from vidattack.eval import build_grid, merge, read_records, run_eval, summarize_dir
 from vidattack.eval.grid import Config
 from vidattack.eval.records import ResultsWriter, comparable
-from vidattack.eval.summary import SummaryRow, summarize
+from vidattack.eval.summary import SummaryRow, summarize, to_markdown
 from vidattack.eval.worker import resolve_target
 from vidattack.models.view import ModelView
 
@@ -128,6 +130,108 @@ def test_targets_random_is_seeded_per_video_and_never_the_label(c3d: ModelView) 
     assert resolve_target("least-likely", c3d, 4, lp, 0) == 0
     assert resolve_target("still", c3d, 4, lp, 0) == 9
     assert resolve_target("untargeted", c3d, 4, lp, 0) is None
+
+
+# -- delivery (issue #17): is the attack still there after a real lossy encode? ---------------------
+
+H264 = parse_delivery("h264:crf=23")
+
+
+def test_delivery_is_in_the_key_only_when_set() -> None:
+    plain = Config(attack="fgsm", params={"eps": 0.01}, target="untargeted", seed=0, model="name:tiny")
+    assert plain.key == "fa3ba26f83054f64"  # computed before Config had a delivery: old keys unchanged
+    delivered = replace(plain, delivery=H264)
+    assert delivered.key != plain.key and delivered.label == "fgsm delivery=h264:crf=23"
+    # hashed in its resolved form: FFmpeg's defaults spelled out are the same encode
+    assert replace(plain, delivery=parse_delivery("h264:preset=medium")).key == delivered.key
+    assert replace(plain, delivery=parse_delivery("h264:crf=28")).key != delivered.key
+    assert Config.from_dict(json.loads(json.dumps(delivered.to_dict()))) == delivered
+    assert pickle.loads(pickle.dumps(delivered)) == delivered  # travels to Ray workers inside Config
+
+
+def test_build_grid_gives_every_configuration_the_delivery(c3d: ModelView) -> None:
+    grid = build_grid(["fgsm", "pgd-linf"], c3d, delivery=H264)
+    assert [c.delivery for c in grid] == [H264, H264]
+    plain = build_grid(["fgsm", "pgd-linf"], c3d)
+    assert [replace(c, delivery=None).key for c in grid] == [c.key for c in plain]
+    with pytest.raises(UsageError, match="expected delivery as a DeliverySpec"):
+        build_grid(["fgsm"], c3d, delivery="h264")  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def delivered_run(tmp_path_factory: pytest.TempPathFactory, data: Dataset, c3d: ModelView):
+    """FGSM on 3 clips judged after an H.264 crf 23 encode, the videos kept."""
+    out = tmp_path_factory.mktemp("delivery")
+    configs = build_grid(["fgsm"], c3d, delivery=H264)
+    three = replace(data, items=data.items[:3])
+    return three, configs, run_eval(three, configs, c3d, out_dir=out, save_outputs=True)
+
+
+def test_records_judge_the_delivered_file(delivered_run, c3d: ModelView) -> None:
+    from vidattack.pipeline import predict_file
+
+    _, (cfg,), run = delivered_run
+    records = read_records(run.files["results"])
+    attacked = [r for r in records if r["attacked"]]
+    assert attacked
+    for r in attacked:
+        path = run.out_dir / "videos" / cfg.key / f"{r['video']}.delivery.mp4"
+        assert r["delivered"] == predict_file(path, model=c3d, device="cpu")["index"]  # a fresh decode
+        assert r["success_after_delivery"] == (r["delivered"] != r["label"])
+        assert r["delivery_bytes"] == path.stat().st_size > 0
+    for r in records:
+        if not r["attacked"]:
+            assert (r["delivered"], r["success_after_delivery"], r["delivery_bytes"]) == (None, None, None)
+    (row,) = run.rows
+    correct = [r for r in records if r["clean"] == r["label"]]
+    assert row.delivery == "h264:crf=23"
+    assert row.success_after_delivery == sum(r["success_after_delivery"] for r in correct) / len(correct)
+
+
+def test_records_without_a_delivery_say_none(reference) -> None:
+    records = read_records(reference.files["results"])
+    assert {(r["delivered"], r["success_after_delivery"], r["delivery_bytes"]) for r in records} == {
+        (None, None, None)
+    }
+    assert all(r.delivery is None and r.success_after_delivery is None for r in reference.rows)
+
+
+def test_delivery_shards_merge_to_the_same_records(delivered_run, tmp_path: Path, c3d: ModelView) -> None:
+    three, configs, run = delivered_run
+    dirs = [tmp_path / "s1", tmp_path / "s2"]
+    for k, d in enumerate(dirs, 1):
+        run_eval(three, configs, c3d, out_dir=d, shard=(k, 2))
+    rows = merge(dirs, tmp_path / "merged")
+    assert _untimed(rows) == _untimed(run.rows)
+    assert _sorted(read_records(tmp_path / "merged" / "results.jsonl")) == _sorted(
+        read_records(run.files["results"])
+    )
+
+
+def test_a_rerun_without_delivery_adds_rows_beside(delivered_run, tmp_path: Path, c3d: ModelView) -> None:
+    three, configs, _ = delivered_run
+    run_eval(three, configs, c3d, out_dir=tmp_path)
+    again = run_eval(three, build_grid(["fgsm"], c3d), c3d, out_dir=tmp_path)
+    assert (again.written, again.skipped) == (3, 0)
+    assert [r.delivery for r in again.rows] == [None, "h264:crf=23"]
+    md = (tmp_path / "summary.md").read_text()
+    assert "| delivery |" in md and "| after delivery |" in md and "| fgsm | - | untargeted | - | - |" in md
+
+
+def test_the_delivery_columns_show_only_with_a_delivery(reference, delivered_run) -> None:
+    plain = to_markdown(reference.rows)
+    assert "delivery" not in plain
+    assert plain.splitlines()[0] == (
+        "| attack | eps | target | settings | videos | clean acc | robust acc | success | after encode | "
+        "mean queries | median queries | Linf /255 | L2 /255 | MAP /255 | s/video |"
+    )  # as before delivery existed
+    assert "| h264:crf=23 |" in to_markdown(delivered_run[2].rows)
+
+
+def test_a_delivery_needs_the_lossless_file(data: Dataset, c3d: ModelView, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=r"expected verify=True with a delivery \(h264:crf=23\)"):
+        run_eval(data, build_grid(["fgsm"], c3d, delivery=H264), c3d, out_dir=tmp_path, verify=False)
+    assert not (tmp_path / "results.jsonl").exists()
 
 
 # -- records ---------------------------------------------------------------------------------------
@@ -292,6 +396,13 @@ def test_ray_gives_the_same_records_as_local(
     )
     assert _untimed(run.rows) == _untimed(reference.rows)
     assert all(not math.isnan(r.seconds_per_video or 0) for r in run.rows)
+
+
+def test_ray_gives_the_same_delivery_records_as_local(ray_local, delivered_run, tmp_path: Path, c3d) -> None:
+    three, configs, run = delivered_run
+    ray_run = run_eval(three, configs, c3d, out_dir=tmp_path, executor="ray", threads=1)
+    assert _sorted(read_records(tmp_path / "results.jsonl")) == _sorted(read_records(run.files["results"]))
+    assert _untimed(ray_run.rows) == _untimed(run.rows)
 
 
 def test_importing_eval_does_not_import_ray() -> None:

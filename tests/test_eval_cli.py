@@ -126,6 +126,21 @@ def test_outputs_keeps_the_adversarial_videos(tmp_path: Path) -> None:
             "Error: --merge combines finished runs; it takes no --attack",
         ),
         (["no-such-folder", "--merge"], 2, "Error: no-such-folder holds no results.jsonl"),
+        (
+            ["synthetic:1", "--out", "o", "--delivery", "h265"],
+            2,
+            "Error: expected --delivery codec h264 or vp9, got 'h265' (did you mean h264?)",
+        ),
+        (
+            ["synthetic:1", "--out", "o", "--delivery", "h264:crf=18-28"],
+            2,
+            "Error: expected one crf for --delivery, got the range '18-28'",
+        ),
+        (
+            ["a", "--merge", "--delivery", "h264"],
+            2,
+            "Error: --merge combines finished runs; it takes no --delivery",
+        ),
     ],
 )
 def test_usage_errors_are_one_line_and_exit_2(
@@ -137,6 +152,19 @@ def test_usage_errors_are_one_line_and_exit_2(
     assert result.stderr.startswith(message), result.stderr
     assert result.stderr.count("\n") == 1 and result.stdout == ""
     assert not (tmp_path / "o").exists()  # nothing started
+
+
+def test_delivery_adds_the_after_delivery_column(tmp_path: Path) -> None:
+    fgsm = ["synthetic:1", "--attack", "fgsm", "--threads", "1", "-f", "table"]
+    plain = run(*fgsm, "--out", tmp_path / "plain")
+    assert plain.exit_code == 0, plain.stderr
+    assert "delivery" not in plain.stdout
+    result = run(*fgsm, "--delivery", "h264:crf=23", "--out", tmp_path / "d")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.count("delivery") == 2  # the headers "delivery" and "after / delivery"
+    assert "h264:crf=23" in result.stdout
+    records = read_records(tmp_path / "d" / "results.jsonl")
+    assert all(r["success_after_delivery"] is not None for r in records if r["attacked"])
 
 
 def test_stop_when_fooled_is_an_error_when_no_attack_can_stop_early(tmp_path: Path) -> None:

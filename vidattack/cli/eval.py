@@ -1,7 +1,9 @@
 """`vidattack eval`: robustness of a model over a labelled data set and a grid of attacks and budgets.
 
 A thin layer over `vidattack.eval`: parse the options, `load_dataset`, `build_grid`, `run_eval` (or
-`merge` for `--merge`), then print the summary rows through the one emitter.
+`merge` for `--merge`), then print the summary rows through the one emitter. `--delivery SPEC`
+(`parse_delivery`, before anything runs) goes to `build_grid`: every configuration then also judges
+each attacked video after that lossy encode ("after delivery" in the table).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 
     from rich.console import Console
 
+    from vidattack.delivery import DeliverySpec
     from vidattack.eval.summary import SummaryRow
 
 
@@ -100,8 +103,22 @@ def eval_command(
             "(stopped_at). Others run every step; an error when none can. Off: every step.",
         ),
     ] = None,
+    delivery: Annotated[
+        str | None,
+        typer.Option(
+            "--delivery",
+            metavar="CODEC[:crf=N,preset=P]",
+            help="Also encode each written adversarial video with this lossy delivery codec (a yuv420p "
+            "copy as a player gets it), classify the decoded copy and report success after delivery. "
+            "Part of each configuration (new rows beside runs without it). Example: h264:crf=23.",
+            show_default=False,
+        ),
+    ] = None,
     outputs: Annotated[
-        bool, typer.Option("--outputs", help="Keep the adversarial videos under OUT/videos/KEY/.")
+        bool,
+        typer.Option(
+            "--outputs", help="Keep the adversarial videos (and delivery copies) under OUT/videos/KEY/."
+        ),
     ] = False,
     out: Annotated[
         Path | None,
@@ -143,8 +160,9 @@ def eval_command(
     verbose: o.Verbose = False,
 ) -> None:
     """Attack every video of a labelled DATASET with every configuration of a grid (attacks x budgets x
-    target modes) and print a summary per configuration: clean and robust accuracy, success rates,
-    queries, perturbation norms and time. Rerunning the same command resumes."""
+    target modes) and print a summary per configuration: clean and robust accuracy, success rates
+    (also after a --delivery encode), queries, perturbation norms and time. Rerunning the same command
+    resumes."""
     o.setup_logging(verbose, quiet)
     chosen = o.default_format(fmt)
     show = not quiet and sys.stderr.isatty()
@@ -159,6 +177,7 @@ def eval_command(
             "--model": model,
             "--shard": shard,
             "--stop-when-fooled": stop_when_fooled is not None,
+            "--delivery": delivery,
             "--outputs": outputs,
             "--executor": executor is not ExecutorName.local,
             "--ray-address": ray_address,
@@ -176,6 +195,9 @@ def eval_command(
             )
         if ray_address is not None and executor is not ExecutorName.ray:
             raise UsageError("--ray-address goes with --executor ray")
+        from vidattack.delivery import parse_delivery
+
+        delivery_spec = parse_delivery(delivery) if delivery is not None else None
         rows = _run(
             inputs[0],
             out,
@@ -187,6 +209,7 @@ def eval_command(
             targets=split_list(target) or ["untargeted"],
             seed=seed,
             stop_when_fooled=stop_when_fooled,
+            delivery=delivery_spec,
             model_args={"spec": model, "arch": arch, "labels": labels, "trust_checkpoint": trust_checkpoint},
             run_args={
                 "executor": executor.value,
@@ -253,6 +276,7 @@ def _run(
     targets: list[str],
     seed: int,
     stop_when_fooled: float | None,
+    delivery: DeliverySpec | None,
     model_args: Mapping[str, Any],
     run_args: Mapping[str, Any],
     shard: str | None,
@@ -285,6 +309,7 @@ def _run(
         targets=targets,
         seed=seed,
         stop_when_fooled=stop_when_fooled,
+        delivery=delivery,
     )
     data = load_dataset(dataset, view.labels)
     progress = o.progress_bars(show)
@@ -337,10 +362,11 @@ def _ticker(progress: Any, description: str) -> Callable[[int, int], None] | Non
 
 
 def summary_table(rows: list[Record], console: Console) -> None:
-    """One row per configuration, the columns of `vidattack.eval.summary.COLUMNS` (rates in %)."""
+    """One row per configuration, the columns of `vidattack.eval.summary.COLUMNS` (rates in %; the
+    delivery ones only when a row has a delivery)."""
     from rich.table import Table
 
-    from vidattack.eval.summary import COLUMNS, SummaryRow, format_cell
+    from vidattack.eval.summary import SummaryRow, format_cell, shown_columns
 
     typed = [SummaryRow(**r) for r in rows]
     # Columns that say nothing in this grid (no --set, no target modes) are left out, and the median
@@ -351,9 +377,9 @@ def summary_table(rows: list[Record], console: Console) -> None:
     if all(r.target == "untargeted" for r in typed):
         hidden.add("target")
     table = Table(title="vidattack eval", title_style="bold", header_style="bold")
-    shown = [(name, head, f) for name, head, f in COLUMNS if name not in hidden]
+    shown = [(name, head, f) for name, head, f in shown_columns(typed) if name not in hidden]
     for name, head, _ in shown:
-        left = name in ("attack", "settings", "target")
+        left = name in ("attack", "settings", "target", "delivery")
         table.add_column(head.replace(" ", "\n"), overflow="fold", justify="left" if left else "right")
     for r in typed:
         table.add_row(*[cell(format_cell(r, name, f)) for name, _, f in shown])

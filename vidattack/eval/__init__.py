@@ -18,7 +18,11 @@ calls only `load_dataset`, `build_grid`, `run_eval` (or `merge` for `--merge DIR
 `EvalRun.rows`. Budgets: `--eps` is each attack's own budget through the registry's common options;
 an additive eps e < 1 given to a ratio-bounded attack (MultAV-Linf and its region variants) becomes
 the ratio bound 1 + e (`grid.ratio_text` says why). `--stop-when-fooled MARGIN` reaches the attacks
-that can stop early (`Attack.stops_when_fooled`) through `Config.stop_when_fooled`.
+that can stop early (`Attack.stops_when_fooled`) through `Config.stop_when_fooled`. `--delivery SPEC`
+(`build_grid(delivery=parse_delivery("h264:crf=23"))`, part of every key) also encodes each written
+lossless video with that lossy codec and judges the decoded copy: records gain `delivered`,
+`success_after_delivery` and `delivery_bytes`, the summary a `success_after_delivery` rate (issue #17:
+the lossless file proves the attack, an ordinary H.264 encode often undoes it).
 
 Not yet used: the engine's batched attacks (`pipeline.stages.run_attack_batch`); a chunk of videos
 under one configuration could be attacked in one call (`batch_key`) with the same records.

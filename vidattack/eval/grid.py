@@ -1,9 +1,10 @@
 """The configurations of an eval: attacks x budgets x target modes, each with a stable key.
 
 A `Config` is everything that decides an attack's output on a video except the video: the attack's
-name and fully resolved hyperparameters, the model's identity, the seed and the target mode. Its `key`
-is a hash of exactly those, so a rerun of the same command finds its records again (resume), and a
-changed parameter makes a new key (new rows, never mixed with the old ones).
+name and fully resolved hyperparameters, the model's identity, the seed and the target mode, and
+what the records judge after it (the `--delivery` encode). Its `key` is a hash of exactly those, so a
+rerun of the same command finds its records again (resume), and a changed parameter makes a new key
+(new rows, never mixed with the old ones).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from vidattack.errors import BadParameterError, UsageError
 
 if TYPE_CHECKING:
     from vidattack.attacks.base import Attack
+    from vidattack.delivery.spec import DeliverySpec
     from vidattack.models.view import ModelView
 
 UNTARGETED = "untargeted"
@@ -115,6 +117,8 @@ class Config:
     `budget` is the `--eps` text that made this cell (None: the attack's default budget); `settings`
     the `--set` text it was given. `params` are the hyperparameters the attack instance reports, which
     is what the key hashes: two spellings of the same value (`4/255`, `0.0156862745`) share a key.
+    `delivery`: the lossy delivery encode each attacked video is judged after (`--delivery`, issue
+    #17); it does not change the attack, but the records hold its results, so it is in the key.
     """
 
     attack: str
@@ -127,11 +131,14 @@ class Config:
     alpha: str | None = None
     steps: str | None = None
     stop_when_fooled: float | None = None
+    delivery: DeliverySpec | None = None
 
     @property
     def key(self) -> str:
-        """16 hex digits of a hash of attack, resolved params, model identity, seed, target mode and
-        early-stop margin (hashed only when set, so the keys of runs without it stay as they were)."""
+        """16 hex digits of a hash of attack, resolved params, model identity, seed, target mode,
+        early-stop margin and delivery encode (these two hashed only when set, so the keys of runs
+        without them stay as they were). The delivery is hashed in its resolved form
+        (`DeliverySpec.describe()`), so `h264` and `h264:crf=23,preset=medium` share a key."""
         fields: dict[str, Any] = {
             "attack": self.attack,
             "params": self.params,
@@ -141,6 +148,8 @@ class Config:
         }
         if self.stop_when_fooled is not None:
             fields["stop_when_fooled"] = self.stop_when_fooled
+        if self.delivery is not None:
+            fields["delivery"] = self.delivery.describe()
         blob = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
@@ -150,7 +159,7 @@ class Config:
 
     @property
     def label(self) -> str:
-        """A short human name: `pgd-linf eps=1/255 target=random`."""
+        """A short human name: `pgd-linf eps=1/255 target=random delivery=h264:crf=23`."""
         parts = [self.attack]
         if self.budget is not None:
             parts.append(f"eps={self.budget}")
@@ -159,6 +168,8 @@ class Config:
             parts.append(f"target={self.target}")
         if self.stop_when_fooled is not None:
             parts.append(f"stop-when-fooled={self.stop_when_fooled:g}")
+        if self.delivery is not None:
+            parts.append(f"delivery={self.delivery}")
         return " ".join(parts)
 
     def make_attack(self) -> Attack:
@@ -181,11 +192,14 @@ class Config:
             "seed": self.seed,
             "model": self.model,
             "stop_when_fooled": self.stop_when_fooled,
+            "delivery": str(self.delivery) if self.delivery is not None else None,
             "label": self.label,
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Config:
+        from vidattack.delivery.spec import parse_delivery
+
         cfg = cls(
             attack=str(d["attack"]),
             params=dict(d["params"]),
@@ -197,6 +211,7 @@ class Config:
             alpha=d.get("alpha"),
             steps=d.get("steps"),
             stop_when_fooled=d.get("stop_when_fooled"),
+            delivery=parse_delivery(d["delivery"]) if d.get("delivery") else None,
         )
         if "key" in d and d["key"] != cfg.key:
             raise UsageError(
@@ -236,6 +251,7 @@ def build_grid(
     targets: Sequence[str] = (UNTARGETED,),
     seed: int = 0,
     stop_when_fooled: float | None = None,
+    delivery: DeliverySpec | None = None,
 ) -> list[Config]:
     """Every configuration of `attacks` x `eps` x `targets`, in that order, validated now.
 
@@ -246,9 +262,16 @@ def build_grid(
     listed attack takes is an error, as is any value an attack refuses. `stop_when_fooled` (a
     log-probability margin) stops the attacks that can stop early once a video is fooled; the others
     run every step, and none of them being able to is an error rather than a silent no-op.
+    `delivery` (a `parse_delivery` spec) judges every attacked video again after that lossy encode
+    of its written lossless file (`run_eval` needs `verify` for it); it is part of every key.
     """
     from vidattack.attacks.registry import attack_class
+    from vidattack.delivery.spec import DeliverySpec
 
+    if delivery is not None and not isinstance(delivery, DeliverySpec):
+        raise UsageError(f"expected delivery as a DeliverySpec (parse_delivery), got {delivery!r}")
+    if delivery is not None and len(delivery.crfs) != 1:  # a --robust-to range is no one encode
+        raise BadParameterError(f"expected a delivery with one CRF, got {delivery}")
     if isinstance(eps, Mapping):
         for name in eps:
             if name not in attacks:
@@ -296,6 +319,7 @@ def build_grid(
                     alpha=alpha,
                     steps=steps,
                     stop_when_fooled=stop,
+                    delivery=delivery,
                 )
                 if cfg.key not in seen:  # `--eps 1/255,0.00392156862745098` is one configuration
                     seen.add(cfg.key)

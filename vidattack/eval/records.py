@@ -21,8 +21,12 @@ log = logging.getLogger("vidattack")
 RESULTS_NAME = "results.jsonl"
 CONFIGS_NAME = "configs.json"
 
-# Fields that measure time or place rather than the result; `same_results` leaves them out.
+# Fields that measure time or place rather than the result; `comparable` leaves them out.
 TIMING_FIELDS = frozenset({"seconds", "attack_seconds"})
+# Fields of the result that two runs need not reproduce byte for byte: the delivery file's size, as
+# libx264 through PyAV (`write_delivery`, one thread) does not always give the same stream for the
+# same frames (the I-frame agrees, later frames can differ by a few bytes). `comparable` leaves them out.
+UNSTABLE_FIELDS = frozenset({"delivery_bytes"})
 
 
 def _complete_lines(path: Path) -> Iterator[tuple[int, bytes]]:
@@ -73,8 +77,9 @@ def latest(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def comparable(record: dict[str, Any]) -> dict[str, Any]:
-    """A record without its timing fields: what must agree between local, Ray and sharded runs."""
-    return {k: v for k, v in record.items() if k not in TIMING_FIELDS}
+    """A record without its timing fields (and `UNSTABLE_FIELDS`): what must agree between local, Ray
+    and sharded runs."""
+    return {k: v for k, v in record.items() if k not in TIMING_FIELDS and k not in UNSTABLE_FIELDS}
 
 
 class ResultsWriter:

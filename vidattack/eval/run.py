@@ -80,9 +80,12 @@ def run_eval(
     `OUT/videos/KEY/`. `progress(done, total)` is called per record (done counts skipped ones).
     `info` names entries of the attack's `result.info` that each record keeps under `info`
     (sparse's `iterations`, V-BAD's `final_eps`): records already in OUT keep what they had.
+    Configurations with a `delivery` (`build_grid(delivery=...)`) encode the written lossless file
+    again, so they need `verify`; their videos are kept as `ID.delivery.mp4` with `save_outputs`.
 
     Raises:
-        UsageError: no configurations, or configurations made for another model.
+        UsageError: no configurations, configurations made for another model, or a delivery
+            without `verify`.
     """
     start = time.perf_counter()
     if not configs:
@@ -90,6 +93,12 @@ def run_eval(
     keys = [c.key for c in configs]
     if len(set(keys)) != len(keys):
         raise UsageError("expected distinct configurations, got the same one twice")
+    delivering = [c for c in configs if c.delivery is not None]
+    if delivering and not verify:
+        raise UsageError(
+            f"expected verify=True with a delivery ({delivering[0].delivery}): the delivery copy is "
+            "encoded from the written lossless file, which verify=False does not write"
+        )
     if chunk_size < 1:
         raise UsageError(f"expected a chunk size >= 1, got {chunk_size}")
     out = Path(out_dir)

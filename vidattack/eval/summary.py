@@ -7,11 +7,17 @@ Definitions (per configuration, over its records with `status: ok`):
   got wrong counts as not robust, attacked or not);
 - attack success rate: share of successes among the correctly classified videos (untargeted: the
   label changed; targeted: the prediction is the target); success after encode, the same judged on the
-  written file decoded again;
+  written file decoded again; success after delivery (configurations with `--delivery` only), the same
+  judged on the lossy delivery copy of the written file decoded again (issue #17: whether the attack
+  survives an ordinary encode);
 - queries, Linf, L2 and MAP (mean absolute perturbation, all in /255 units), ratio_max (the largest
   max(x'/x, x/x') of a pixel: MultAV's measure; infinite when a black pixel changes) and frames
   perturbed, each a mean over the attacked videos;
 - seconds per video over all videos.
+
+`delivery` names the configuration's delivery encode (`h264:crf=23`; None without). The printed table
+and `summary.md` show it and the "after delivery" rate only when some row has a delivery, so a grid
+without one prints as it always did; CSV and JSON always hold both fields.
 """
 
 from __future__ import annotations
@@ -47,12 +53,14 @@ class SummaryRow:
     budget_value: float | None
     target: str
     settings: str
+    delivery: str | None
     videos: int
     failed: int
     clean_accuracy: float | None
     robust_accuracy: float | None
     attack_success_rate: float | None
     success_after_encode: float | None
+    success_after_delivery: float | None
     mean_queries: float | None
     median_queries: float | None
     mean_linf: float | None
@@ -72,11 +80,13 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("budget", "eps", "{}"),
     ("target", "target", "{}"),
     ("settings", "settings", "{}"),
+    ("delivery", "delivery", "{}"),
     ("videos", "videos", "{}"),
     ("clean_accuracy", "clean acc", "{:.1%}"),
     ("robust_accuracy", "robust acc", "{:.1%}"),
     ("attack_success_rate", "success", "{:.1%}"),
     ("success_after_encode", "after encode", "{:.1%}"),
+    ("success_after_delivery", "after delivery", "{:.1%}"),
     ("mean_queries", "mean queries", "{:.1f}"),
     ("median_queries", "median queries", "{:.1f}"),
     ("mean_linf", "Linf /255", "{:.2f}"),
@@ -84,6 +94,16 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("mean_map", "MAP /255", "{:.3f}"),
     ("seconds_per_video", "s/video", "{:.2f}"),
 )
+
+
+# Columns shown only when some row has a delivery (`shown_columns`).
+DELIVERY_COLUMNS = frozenset({"delivery", "success_after_delivery"})
+
+
+def shown_columns(rows: Sequence[SummaryRow]) -> list[tuple[str, str, str]]:
+    """The `COLUMNS` that say something about `rows`: the delivery ones only when a row has one."""
+    delivered = any(r.delivery is not None or r.success_after_delivery is not None for r in rows)
+    return [c for c in COLUMNS if delivered or c[0] not in DELIVERY_COLUMNS]
 
 
 def format_cell(row: SummaryRow, name: str, fmt: str) -> str:
@@ -110,7 +130,15 @@ def _ratio(value: Any) -> float:
 
 def _sort_key(row: SummaryRow) -> tuple[Any, ...]:
     bv = row.budget_value
-    return (row.attack, bv is None, bv if bv is not None else 0.0, row.budget or "", row.target, row.settings)
+    return (
+        row.attack,
+        bv is None,
+        bv if bv is not None else 0.0,
+        row.budget or "",
+        row.target,
+        row.settings,
+        row.delivery or "",
+    )
 
 
 def summarize(
@@ -141,12 +169,14 @@ def summarize(
                 budget_value=cfg.get("budget_value"),
                 target=str(cfg.get("target", recs[0].get("target_mode", "?"))),
                 settings=" ".join(f"{k}={v}" for k, v in sorted(settings.items())),
+                delivery=cfg.get("delivery"),
                 videos=len(ok),
                 failed=len(recs) - len(ok),
                 clean_accuracy=_rate([r["clean"] == r["label"] for r in ok]),
                 robust_accuracy=_rate([r["adversarial"] == r["label"] for r in ok]),
                 attack_success_rate=_rate([r["success"] for r in correct]),
                 success_after_encode=_rate([r.get("success_after_encode") for r in correct]),
+                success_after_delivery=_rate([r.get("success_after_delivery") for r in correct]),
                 mean_queries=_mean(queries),
                 median_queries=float(statistics.median(queries)) if queries else None,
                 mean_linf=_mean([float(r["linf"]) for r in attacked]),
@@ -174,10 +204,11 @@ def to_csv(rows: Sequence[SummaryRow]) -> str:
 
 
 def to_markdown(rows: Sequence[SummaryRow]) -> str:
-    """The rows as a Markdown table (the printed columns)."""
-    head = "| " + " | ".join(h for _, h, _ in COLUMNS) + " |"
-    rule = "| " + " | ".join("---" for _ in COLUMNS) + " |"
-    body = ["| " + " | ".join(format_cell(r, n, f) for n, _, f in COLUMNS) + " |" for r in rows]
+    """The rows as a Markdown table (the printed columns; the delivery ones when a row has one)."""
+    columns = shown_columns(rows)
+    head = "| " + " | ".join(h for _, h, _ in columns) + " |"
+    rule = "| " + " | ".join("---" for _ in columns) + " |"
+    body = ["| " + " | ".join(format_cell(r, n, f) for n, _, f in columns) + " |" for r in rows]
     return "\n".join([head, rule, *body]) + "\n"
 
 
@@ -197,6 +228,8 @@ def plot_robust_accuracy(rows: Sequence[SummaryRow], path: str | Path) -> Path |
         name = r.attack if r.target == "untargeted" else f"{r.attack} ({r.target})"
         if r.settings:
             name += f" [{r.settings}]"
+        if r.delivery:
+            name += f" ({r.delivery})"
         lines.setdefault(name, []).append((r.budget_value, r.robust_accuracy))
     if not lines:
         return None

@@ -4,8 +4,12 @@ Per video: decode (or render) it and classify the clip the model samples, once; 
 configuration, through the pipeline's stages (`vidattack.pipeline.stages`, the code `vidattack
 perturb` runs): `sample` the model's frames for the attack, `run_attack`, and with `verify` `write`
 the lossless file and `verify` it (decode it, classify it again, measure the perturbation on the
-decoded frames). The result is a list of plain-dict records, so any executor can ship them back to
-the driver, which alone writes `results.jsonl`.
+decoded frames). A configuration with a `delivery` then encodes the written lossless file with it
+beside it (`ID.delivery.mp4` / `.webm`, `vidattack.pipeline.delivery.deliver`), decodes and classifies
+that copy as `verify_delivery` does (`predict_delivered`), and records `delivered` (the class index),
+`success_after_delivery` and `delivery_bytes` (all None for a video not attacked or a configuration
+without a delivery). The result is a list of plain-dict records, so any executor can ship them back
+to the driver, which alone writes `results.jsonl`.
 """
 
 from __future__ import annotations
@@ -39,7 +43,8 @@ class WorkOptions:
 
     `device`: where the model and attack run. `verify`: write the adversarial video losslessly,
     decode it and classify it again ("success after encode"); off, the perturbation is measured on the
-    frames in memory. `outputs`: a folder that keeps the adversarial videos (`KEY/ID.adv.mp4`); None
+    frames in memory; a configuration with a delivery needs it. `outputs`: a folder that keeps the
+    adversarial videos (`KEY/ID.adv.mp4`, and `KEY/ID.delivery.mp4` with a delivery); None
     writes them to a temporary folder only to verify. `attack_misclassified`: also attack videos the
     model already gets wrong (off: they count as not robust without spending an attack on them).
     `threads`: torch CPU threads in a worker (0 leaves torch's setting). `info`: entries of the
@@ -161,6 +166,7 @@ def _attack_one(
     clean = int(clean_lp.argmax())
     attacked = clean == item.label or options.attack_misclassified
     adversarial = reencoded = clean  # what a video nobody attacked keeps
+    delivered: Delivered | None = None  # none for a video not attacked or no delivery
     queries, attack_seconds = 0, 0.0
     stopped_at = None  # the step an early-stopping attack stopped after (None: it ran them all)
     stats = unchanged_stats(video, video.frames)
@@ -178,7 +184,9 @@ def _attack_one(
         attack_seconds = float(outcome.result.seconds)
         info = {k: _jsonable(outcome.result.info[k]) for k in options.info if k in outcome.result.info}
         if options.verify:
-            stats, reencoded = _write_and_verify(view, video, sampled, outcome, target, item, cfg, options)
+            stats, reencoded, delivered = _write_and_verify(
+                view, video, sampled, outcome, target, item, cfg, options
+            )
         else:  # measured as `stages.verify` would on the written file, without one
             stats = unchanged_stats(video, outcome.frames)
 
@@ -203,6 +211,10 @@ def _attack_one(
         "attacked": attacked,
         "success": judge(adversarial),
         "success_after_encode": judge(after_encode),
+        # judged on the delivery copy of the written file, decoded again (`Config.delivery`)
+        "delivered": delivered.index if delivered is not None else None,
+        "success_after_delivery": judge(delivered.index if delivered is not None else None),
+        "delivery_bytes": delivered.size_bytes if delivered is not None else None,
         # in /255 units, on the decoded file when verified; ratio_max: the largest max(x'/x, x/x'),
         # null when unbounded (a black pixel changed), as in reports
         "linf": stats["linf"] * 255.0,
@@ -221,6 +233,14 @@ def _attack_one(
     return record
 
 
+@dataclass(frozen=True)
+class Delivered:
+    """The delivery copy of one written file: the class the model gives it, and its size."""
+
+    index: int
+    size_bytes: int
+
+
 def _write_and_verify(
     view: ModelView,
     video: SampledFrames,
@@ -230,9 +250,11 @@ def _write_and_verify(
     item: Item,
     cfg: Config,
     options: WorkOptions,
-) -> tuple[dict[str, Any], int]:
+) -> tuple[dict[str, Any], int, Delivered | None]:
     """The `write` and `verify` stages: the perturbation measured on the written file and its
-    prediction. The file goes to `options.outputs/KEY/` when kept, else to a temporary folder."""
+    prediction; with `cfg.delivery`, the delivery copy of the written file and its prediction (None
+    without). The files go to `options.outputs/KEY/` when kept, else to a temporary folder."""
+    from vidattack.pipeline.delivery import deliver, predict_delivered
     from vidattack.pipeline.stages import verify, write
 
     suffix = item.path.suffix if item.path is not None and item.path.suffix else ".mp4"
@@ -244,7 +266,14 @@ def _write_and_verify(
         # overwrite: a rerun redoes only pairs without a record, whose file is a leftover
         written = write(video, sampled, outcome, folder / name, overwrite=True)
         checked = verify(video, written, sampled, view, sampled.x.device, clean_index=clean, target=target)
-    return checked.stats, checked.reencoded.index
+        delivered = None
+        if cfg.delivery is not None:
+            # from the written lossless file, as `perturb --delivery` does: what the attack produced
+            path = folder / f"{safe_name(item.id)}.delivery{cfg.delivery.extension}"
+            file = deliver(written, cfg.delivery, path, overwrite=True)
+            pred, _ = predict_delivered(file.path, view, sampled.x.device)
+            delivered = Delivered(index=pred.index, size_bytes=file.size_bytes)
+    return checked.stats, checked.reencoded.index, delivered
 
 
 def unchanged_stats(video: SampledFrames, adversarial: torch.Tensor) -> dict[str, Any]:

@@ -5,6 +5,7 @@ attacks that survive it.
     check_deliverable(path, delivery_path, overwrite)          # before the attack: refuse early
     deliver(lossless, spec, path, overwrite) -> DeliveryFile   # --delivery: S.delivery.mp4 / .webm
     verify_delivery(file, view, device, ...) -> DeliveryPart   # decode what was delivered, classify, measure
+    predict_delivered(path, view, device) -> (Prediction, Video)  # its decode and classification alone
     run_delivery(...) -> DeliveryPart | None                   # the three above as finish_job runs them
 
 `deliver` takes the written LOSSLESS FILE as its source, not frames held by the pipeline: the lossless
@@ -59,6 +60,7 @@ __all__ = [
     "check_spec",
     "deliver",
     "delivery_path",
+    "predict_delivered",
     "robust_model",
     "run_delivery",
     "unwrap_robust",
@@ -198,12 +200,10 @@ def verify_delivery(
     `clean` is the input (file or decoded video) and `lossless` the written lossless file; the clean
     video is also delivery-encoded once (in a temporary folder) to separate the codec's own error
     from the surviving perturbation."""
-    from vidattack.pipeline.stages import judge, predict_frames
-    from vidattack.video import SampledFrames, Video, load_video
+    from vidattack.pipeline.stages import judge
+    from vidattack.video import Video, load_video
 
-    whole = load_video(file.path)
-    # classified as predict_file classifies a file: the frames the model's plan samples
-    pred = predict_frames(view, SampledFrames.of_video(whole, view.plan(whole.num_frames).frame_ids), device)
+    pred, whole = predict_delivered(file.path, view, device)
     delivered = whole.frames  # (T, H', W', 3)
     clean_video = clean if isinstance(clean, Video) else _load_whole(Path(clean), budget_bytes)
     adv = lossless if isinstance(lossless, Video) else _load_whole(Path(lossless), budget_bytes)
@@ -235,6 +235,18 @@ def verify_delivery(
         perturbation=measured,
         notes=tuple(notes),
     )
+
+
+def predict_delivered(path: Path, view: ModelView, device: torch.device) -> tuple[Prediction, Video]:
+    """Decode a delivery file whole and classify it as `predict_file` classifies a file (the frames
+    the model's plan samples); the prediction and the decoded video (padded to even sizes, if the
+    source was odd). `verify_delivery` and `vidattack eval --delivery` judge a delivery by it."""
+    from vidattack.pipeline.stages import predict_frames
+    from vidattack.video import SampledFrames, load_video
+
+    whole = load_video(path)
+    pred = predict_frames(view, SampledFrames.of_video(whole, view.plan(whole.num_frames).frame_ids), device)
+    return pred, whole
 
 
 def _check_spec_for(robust_to: DeliverySpec) -> DeliverySpec:
