@@ -284,34 +284,19 @@ def test_resumed_gan_run_ends_where_an_uninterrupted_one_does(tmp_path: Path) ->
 # -- CLI ---------------------------------------------------------------------------------------------
 
 
+def _fine_tune_args(out: Path, *extra: str, eval_size: int = 2) -> list[str]:
+    """`vidattack train`: tiny-c3d fine-tuned for one epoch of one-step PGD on 10 synthetic clips."""
+    return [
+        *("train", "--init", "tiny-c3d", "--data", "synthetic:1:5", "--heldout", "synthetic:1:6"),
+        *("--adversarial", "pgd-linf", "--eps", "4/255", "--steps", "1", *extra),
+        *("--epochs", "1", "--batch-size", "10", "--eval-size", str(eval_size), "--out", str(out)),
+        *("--format", "json", "--quiet"),
+    ]
+
+
 def test_cli_train_writes_a_model_other_commands_load(tmp_path: Path) -> None:
     out = tmp_path / "m.safetensors"
-    args = [
-        "train",
-        "--init",
-        "tiny-c3d",
-        "--data",
-        "synthetic:1:5",
-        "--heldout",
-        "synthetic:1:6",
-        "--adversarial",
-        "pgd-linf",
-        "--eps",
-        "4/255",
-        "--steps",
-        "1",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "10",
-        "--eval-size",
-        "2",
-        "--out",
-        str(out),
-        "--format",
-        "json",
-        "--quiet",
-    ]
+    args = _fine_tune_args(out)
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
     record = json.loads(r.stdout)
@@ -384,38 +369,7 @@ def test_cli_gan_training_writes_a_model_that_loads_and_predicts(tmp_path: Path,
     from vidattack.train.denoiser import DenoisedNet
 
     out = tmp_path / "gat.safetensors"
-    r = CliRunner().invoke(
-        app,
-        [
-            "train",
-            "--init",
-            "tiny-c3d",
-            "--data",
-            "synthetic:1:5",
-            "--heldout",
-            "synthetic:1:6",
-            "--adversarial",
-            "pgd-linf",
-            "--eps",
-            "4/255",
-            "--steps",
-            "1",
-            "--denoiser",
-            "--gan-weight",
-            "0.3",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "10",
-            "--eval-size",
-            "0",
-            "--out",
-            str(out),
-            "--format",
-            "json",
-            "--quiet",
-        ],
-    )
+    r = CliRunner().invoke(app, _fine_tune_args(out, "--denoiser", "--gan-weight", "0.3", eval_size=0))
     assert r.exit_code == 0, r.output
     assert "d_loss" in json.loads(r.stdout)["history"][0]
     with safe_open(str(out), framework="pt") as f:
