@@ -10,6 +10,7 @@ the attack (the stricter reading: a run's own attack time grows when its workers
 
     python benchmarks/throughput.py                      # every configuration
     python benchmarks/throughput.py --batch-sizes 1,8 --repeat 2
+    python benchmarks/throughput.py --random-weights r3d_18 --device cuda --batch-sizes 1,8   # the GPU check
 
 Configurations: the sequential loop over `perturb_file` (the batch before the engine), the engine with
 default outputs at each `--batch-sizes`, the same at the first batch size with its workers at the
@@ -32,19 +33,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 
-STARTUP = "import vidattack.cli.app, vidattack.pipeline; vidattack.pipeline.load_view('tiny-c3d', __import__('torch').device('cpu'))"
+STARTUP = (
+    "import sys, vidattack.cli.app, vidattack.pipeline; "
+    "vidattack.pipeline.load_view(sys.argv[1], vidattack.pipeline.resolve_device(sys.argv[2]))"
+)
 
 SEQUENTIAL = """
 import json, sys, torch
 from pathlib import Path
 from vidattack.attacks.registry import get_attack_from_text
-from vidattack.pipeline import load_view, perturb_file, set_cpu_threads
+from vidattack.pipeline import load_view, perturb_file, resolve_device, set_cpu_threads
 from vidattack.pipeline.batch import expand_inputs
 set_cpu_threads(2)
-view = load_view("tiny-c3d", torch.device("cpu"))
-atk = get_attack_from_text("pgd-linf", {}, steps=10)
+model, device, steps = sys.argv[3], resolve_device(sys.argv[4]), int(sys.argv[5])
+view = load_view(model, device)
+atk = get_attack_from_text("pgd-linf", {}, steps=steps)
 for item in expand_inputs([sys.argv[1]]):
-    r = perturb_file(item.path, atk, model=view, out_dir=sys.argv[2], stem=item.stem, device="cpu", overwrite=True)
+    r = perturb_file(item.path, atk, model=view, out_dir=sys.argv[2], stem=item.stem, device=device, overwrite=True)
     print(json.dumps(r))
 """
 
@@ -53,6 +58,21 @@ def run(cmd: list[str], env: dict[str, str]) -> tuple[float, int, str, str]:
     start = time.perf_counter()
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     return time.perf_counter() - start, done.returncode, done.stdout, done.stderr
+
+
+def random_weights(arch: str) -> str:
+    """`ARCH:PATH` of seeded random weights for a torchvision video architecture (the issue's r3d_18
+    with random weights: nothing downloaded), saved as safetensors in a temporary folder."""
+    import torch
+    from safetensors.torch import save_file
+
+    from vidattack.models.architectures import get_architecture
+
+    torch.manual_seed(0)
+    net = get_architecture(arch).build(400)
+    path = Path(tempfile.mkdtemp(prefix="vidattack-bench-")) / f"{arch}.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
+    return f"{arch}:{path}"
 
 
 def has_option(option: str, env: dict[str, str]) -> bool:
@@ -66,11 +86,23 @@ def main() -> None:
     ap.add_argument("--steps", default="10")
     ap.add_argument("--batch-sizes", default="1,4,8")
     ap.add_argument("--repeat", type=int, default=1, help="runs per configuration (the fastest is shown)")
+    ap.add_argument("--model", default="tiny-c3d", help="any --model spec (default tiny-c3d)")
+    ap.add_argument(
+        "--random-weights",
+        metavar="ARCH",
+        help="instead of --model: ARCH (e.g. r3d_18) with seeded random weights, saved to a temp file",
+    )
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     args = ap.parse_args()
+    if args.random_weights:
+        args.model = random_weights(args.random_weights)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2"}
 
-    startup = min(run([PY, "-c", STARTUP], env)[0] for _ in range(max(args.repeat, 1)))
+    startup = min(
+        run([PY, "-c", STARTUP, args.model, args.device], env)[0] for _ in range(max(args.repeat, 1))
+    )
     base = [PY, "-m", "vidattack", "perturb", args.inputs, "--steps", args.steps, "--threads", "2"]
+    base += ["--model", args.model, "--device", args.device]
     base += ["-f", "jsonl", "-q", "--overwrite"]
     configs: list[tuple[str, list[str] | None, dict[str, str]]] = [("sequential perturb_file loop", None, {})]
     configs += [
@@ -104,7 +136,7 @@ def main() -> None:
         for _ in range(max(args.repeat, 1)):
             with tempfile.TemporaryDirectory() as out:
                 if extra is None:
-                    cmd = [PY, "-c", SEQUENTIAL, args.inputs, out]
+                    cmd = [PY, "-c", SEQUENTIAL, args.inputs, out, args.model, args.device, args.steps]
                 else:
                     cmd = [*base, "-o", out, *extra]
                 wall, rc, stdout, stderr = run(cmd, {**env, **more_env})
@@ -128,7 +160,8 @@ def main() -> None:
 
     load = os.getloadavg()
     print(
-        f"inputs {args.inputs}, tiny-c3d, pgd-linf --steps {args.steps} --threads 2; start-up {startup:.2f} s"
+        f"inputs {args.inputs}, {args.model} on {args.device}, pgd-linf --steps {args.steps} --threads 2; "
+        f"start-up {startup:.2f} s"
     )
     print(
         f"{os.cpu_count()} CPUs, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (shared machine)"
