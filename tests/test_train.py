@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors import safe_open
 from torch import nn
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from vidattack.cli.app import app
 from vidattack.models import load_model
@@ -307,41 +307,29 @@ def test_cli_train_writes_a_model_other_commands_load(tmp_path: Path) -> None:
     assert again.exit_code == 1 and "exists" in again.output  # OutputExistsError
 
 
+def _refused(tmp_path: Path, *options: str, quiet: bool = False) -> Result:
+    """`vidattack train --arch tiny-c3d --data synthetic:1 OPTIONS --out ...`, for options it refuses."""
+    args = [
+        "train",
+        "--arch",
+        "tiny-c3d",
+        "--data",
+        "synthetic:1",
+        *options,
+        "--out",
+        str(tmp_path / "m.safetensors"),
+    ]
+    return CliRunner().invoke(app, [*args, "--quiet"] if quiet else args)
+
+
 def test_cli_schedule_needs_an_attack(tmp_path: Path) -> None:
-    r = CliRunner().invoke(
-        app,
-        [
-            "train",
-            "--arch",
-            "tiny-c3d",
-            "--data",
-            "synthetic:1",
-            "--schedule",
-            "adaptive",
-            "--out",
-            str(tmp_path / "m.safetensors"),
-        ],
-    )
+    r = _refused(tmp_path, "--schedule", "adaptive")
     assert r.exit_code == 2
     assert "--adversarial" in r.output
 
 
 def test_cli_refuses_black_box_inner_attack(tmp_path: Path) -> None:
-    r = CliRunner().invoke(
-        app,
-        [
-            "train",
-            "--arch",
-            "tiny-c3d",
-            "--data",
-            "synthetic:1",
-            "--adversarial",
-            "vbad",
-            "--out",
-            str(tmp_path / "m.safetensors"),
-            "--quiet",
-        ],
-    )
+    r = _refused(tmp_path, "--adversarial", "vbad", quiet=True)
     assert r.exit_code == 2
     assert "white-box" in r.output
 
@@ -384,21 +372,7 @@ def test_cli_gan_training_writes_a_model_that_loads_and_predicts(tmp_path: Path,
 
 
 def test_cli_gan_weight_needs_the_denoiser(tmp_path: Path) -> None:
-    r = CliRunner().invoke(
-        app,
-        [
-            "train",
-            "--arch",
-            "tiny-c3d",
-            "--data",
-            "synthetic:1",
-            "--gan-weight",
-            "0.3",
-            "--out",
-            str(tmp_path / "m.safetensors"),
-            "--quiet",
-        ],
-    )
+    r = _refused(tmp_path, "--gan-weight", "0.3", quiet=True)
     assert r.exit_code == 2
     assert r.output.strip().splitlines() == [
         "Error: --gan-weight needs --denoiser (the GAN term trains GAT's denoiser)"

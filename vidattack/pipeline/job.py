@@ -198,9 +198,10 @@ def finish_job(
     delivery: DeliverySpec | None = None,
     robust_to: DeliverySpec | None = None,
 ) -> dict[str, Any]:
-    """The last stages of a job: write, verify, (deliver), render the pictures of the chosen kinds (only those in
-    `pictures`, when given), and the report (written last, when chosen); its dict. Releases the job's claim: when a stage fails (or the job is
-    interrupted), after removing what the job wrote."""
+    """The last stages of a job: write, verify, (deliver), render the pictures of the chosen kinds (only
+    those in `pictures`, when given), and the report (written last, when chosen); returns its dict.
+    Releases the job's claim; when a stage fails (or the job is interrupted), after removing what the
+    job wrote."""
     from vidattack.pipeline.signals import finish_without_interruption
 
     try:

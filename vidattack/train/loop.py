@@ -35,7 +35,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -150,16 +150,7 @@ class TrainResult:
 
 def training_preprocess(pre: Preprocess) -> Preprocess:
     """The preprocessing of clips `prepare_clips` already resized and cropped: normalisation only."""
-    return Preprocess(
-        clip_len=pre.clip_len,
-        num_clips=pre.num_clips,
-        frame_stride=pre.frame_stride,
-        resize=None,
-        crop=None,
-        mean=pre.mean,
-        std=pre.std,
-        layout=pre.layout,
-    )
+    return replace(pre, resize=None, crop=None)
 
 
 def prepare_clips(
