@@ -411,3 +411,24 @@ def test_importing_eval_does_not_import_ray() -> None:
 
     code = "import sys, vidattack.eval, vidattack.data.datasets; sys.exit('ray' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[1]).returncode == 0
+
+
+def test_a_video_too_large_to_deliver_is_refused_before_its_attack(
+    c3d: ModelView, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conftest import EXAMPLES
+
+    import vidattack.pipeline.delivery as delivery
+    import vidattack.pipeline.stages as stages
+
+    # the example as if its header declared more frames than a delivery may decode whole
+    monkeypatch.setattr(delivery, "_whole_bytes", lambda path: (10**12, "1000000 frames of 112x112"))
+    attacks: list[object] = []
+    monkeypatch.setattr(stages, "run_attack", lambda *a, **k: attacks.append(a))
+    manifest = tmp_path / "one.csv"
+    manifest.write_text(f"path,label\n{EXAMPLES / 'move_left_1.mp4'},move_left\n")
+    one = load_dataset(manifest, c3d.labels)
+    run = run_eval(one, build_grid(["fgsm"], c3d, delivery=H264), c3d, out_dir=tmp_path / "out")
+    (record,) = read_records(run.files["results"])
+    assert record["status"] == "error" and "whole in memory" in record["error"]
+    assert not attacks  # refused from the header, before the attack

@@ -175,6 +175,12 @@ def _attack_one(
         # Untargeted, the attack pushes away from the clean prediction: the label of every video it
         # attacks unless `attack_misclassified`.
         attack = cfg.make_attack()
+        if cfg.delivery is not None and item.path is not None:
+            # the delivery encode decodes the written file whole: refuse one too large before the
+            # attack is spent on it, as `perturb --delivery` does (the file has the input's size)
+            from vidattack.pipeline.delivery import check_deliverable
+
+            check_deliverable(item.path, None, overwrite=True)
         sampled = sample(video, view, attack, dev)
         outcome = run_attack(sampled, attack, target=target, seed=seed, stop_when_fooled=cfg.stop_when_fooled)
         stopped = outcome.result.info.get("stopped_at")  # one entry per video of the call
