@@ -66,10 +66,12 @@ def background_priority() -> None:
     """Lower the calling thread's CPU priority by `BACKGROUND_NICENESS` (Linux; elsewhere nothing).
 
     Why: on a CPU the attack's own threads already use every core, so a decode or a write overlapped
-    with it takes cores from the attack, which then slows by as much as the worker gains (measured
-    with `benchmarks/throughput.py`). At a lower priority the workers run in the attack's gaps (its
-    Python steps, its waits for memory) and the attack runs at the speed it has alone; the bounded
-    queues make the attack wait only when the writes fall a whole batch behind. Linux gives each
+    with it takes cores from the attack. At a lower priority the workers yield to the attack and
+    fill its gaps (its Python steps, its waits for memory); the bounded queues make the attack wait
+    only when the writes fall a whole batch behind. Measured with `benchmarks/throughput.py` (19
+    clips, tiny-c3d, 2 cores): 6% less wall clock than workers at the attack's priority. The
+    attack still slows beside them (its time in the reports grows), since two cores cannot hold a
+    2-thread attack and the writes at once. Linux gives each
     thread its own nice value (the `PRIO_PROCESS` of a thread id) and threads started by this one
     inherit it: the encoder's threads and torch's OpenMP team of this thread run at the same priority.
     """

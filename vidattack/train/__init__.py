@@ -1,6 +1,7 @@
 """Adversarial training: `train_model` (what `vidattack train` runs), the Madry-AT loop with any
 white-box attack as inner maximisation (`loop`), AAT/CAT budget schedules (`schedules`), GAT's
-denoiser (`denoiser`) and discriminator (`discriminator`) and the safetensors files trained models are saved as (`checkpoint`)."""
+denoiser (`denoiser`) and discriminator (`discriminator`), and the safetensors files trained models
+are saved as (`checkpoint`)."""
 
 from __future__ import annotations
 
