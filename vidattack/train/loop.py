@@ -31,10 +31,11 @@ nothing here prints.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -413,17 +414,20 @@ def train(
             step_seed += 1
             x_in = attacker(net, work_view, train_set.plan, x, y, budget, step_seed) if attacker else x
             net.train()
-            log_p = bound(x_in)
-            loss = F.nll_loss(log_p, y)
-            if (
+            gat = (
                 config.denoiser
                 and isinstance(net, DenoisedNet)
                 and (config.gamma_mse > 0 or disc is not None)
-            ):
+            )
+            with _kept_output(net.denoiser if gat and isinstance(net, DenoisedNet) else None) as restored_out:
+                log_p = bound(x_in)
+            loss = F.nll_loss(log_p, y)
+            if gat:
                 # GAT, eq. 14: the denoiser's output should be the clean clip (MSE) and, with a GAN
-                # weight, pass for a clean clip in the discriminator's eyes
+                # weight, pass for a clean clip in the discriminator's eyes. The output is the one the
+                # classifier just saw (the same G(x_in), not a second pass of the denoiser).
                 clean = bound._clip_batch(x)  # (B*K, C, L, h, w) or (B*K, L, C, h, w), as the net takes
-                restored = net.denoiser(bound._clip_batch(x_in))
+                (restored,) = restored_out
                 if config.gamma_mse > 0:
                     loss = loss + config.gamma_mse * F.mse_loss(restored, clean)
                 if disc is not None and d_opt is not None:
@@ -496,6 +500,18 @@ def train(
         source=f"trained from {view.source or view.name}",
     )
     return TrainResult(trained, history, result_heldout, time.perf_counter() - t0, discriminator=disc)
+
+
+@contextlib.contextmanager
+def _kept_output(module: nn.Module | None) -> Iterator[list[Tensor]]:
+    """The outputs `module` gives while the block runs, in a list (nothing kept for None)."""
+    kept: list[Tensor] = []
+    hook = module.register_forward_hook(lambda _m, _i, out: kept.append(out)) if module is not None else None
+    try:
+        yield kept
+    finally:
+        if hook is not None:
+            hook.remove()
 
 
 def _discriminator_step(disc: Discriminator, opt: torch.optim.Optimizer, real: Tensor, fake: Tensor) -> float:
