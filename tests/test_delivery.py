@@ -49,6 +49,9 @@ def test_options_ranges_and_lists_parse():
     assert parse_robust_to("h264:crf=18,23,28,preset=fast").crfs == (18, 23, 28)
     assert str(parse_robust_to("h264:crf=18-28")) == "h264:crf=18-28"
     assert parse_robust_to("h264:crf=28,18").at(18).crf == 18
+    tuned = parse_robust_to("h264:crf=18-28,eot=2,sigma=1.5")
+    assert (tuned.eot, tuned.sigma, str(tuned)) == (2, 1.5, "h264:crf=18-28,eot=2,sigma=1.5")
+    assert (parse_robust_to("vp9").eot, parse_robust_to("vp9").sigma) == (None, None)  # the defaults
     assert parse_delivery("h264").matrix_for(480) == "bt601"
     assert parse_delivery("h264").matrix_for(1080) == "bt709"
 
@@ -70,6 +73,7 @@ def test_options_ranges_and_lists_parse():
         ("vp9:preset=slow", "expected --delivery keys crf, speed, matrix for vp9, got 'preset'"),
         ("vp9:speed=9", "expected vp9 speed in 0..8 (libvpx cpu-used), got 9"),
         ("h264:crf=20,crf=21", "expected crf once"),
+        ("h264:eot=2", "got 'eot' (eot is for --robust-to)"),
         ("", "expected --delivery CODEC[:crf=N,...] with CODEC h264 or vp9, got ''"),
     ],
 )
@@ -86,6 +90,23 @@ def test_robust_to_ranges_are_checked():
         parse_robust_to("h264:crf=40-52")
     with pytest.raises(BadParameterError, match="expected one CRF for a delivery encode"):
         _ = parse_robust_to("h264:crf=18-20").crf
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("h264:eot=0", "expected eot in 1..64 (encodes per forward pass), got 0"),
+        ("h264:eot=two", "expected an integer eot in --robust-to, got 'two'"),
+        ("h264:sigma=-1", "expected sigma in 0..16 (pixels), got -1"),
+        ("h264:sigma=nan", "expected sigma in 0..16 (pixels), got nan"),
+        ("h264:sigma=wide", "expected a number sigma in --robust-to, got 'wide'"),
+        ("h264:eots=2", "expected --robust-to keys crf, preset, matrix, eot, sigma for h264, got 'eots'"),
+    ],
+)
+def test_robust_to_optimisation_keys_are_checked(text, message):
+    with pytest.raises(BadParameterError) as err:
+        parse_robust_to(text)
+    assert message in str(err.value)
 
 
 # -- the delivered file -----------------------------------------------------------------------------

@@ -163,6 +163,26 @@ def test_robust_to_alone_reports_a_check_encode_at_the_median_crf(tmp_path, vali
     assert not _errors(validator, r)
 
 
+def test_robust_to_eot_and_sigma_reach_the_attack_and_the_report(tmp_path, validator):
+    """eot=2 averages two real encodes per forward pass: twice the encodes of eot=1, and the report
+    says what the attack ran with."""
+    view = toy_view()
+    clip = tmp_path / "c.mp4"
+    from conftest import write_clip
+
+    write_clip(clip, torch.randint(0, 256, (8, 40, 48, 3), generator=torch.Generator().manual_seed(3)).byte())
+    attack = vidattack.get_attack("pgd-linf", eps=4 / 255, steps=2)
+    common = {"model": view, "device": "cpu", "heatmaps": False}
+    one = perturb_file(clip, attack, out_dir=tmp_path / "one", robust_to=parse_robust_to("h264"), **common)
+    two = perturb_file(
+        clip, attack, out_dir=tmp_path / "two", robust_to=parse_robust_to("h264:eot=2,sigma=0"), **common
+    )
+    assert (one["attack"]["robust_to"]["samples"], one["attack"]["robust_to"]["sigma"]) == (1, 2.0)
+    assert (two["attack"]["robust_to"]["samples"], two["attack"]["robust_to"]["sigma"]) == (2, 0.0)
+    assert two["attack"]["robust_to"]["encodes"] == 2 * one["attack"]["robust_to"]["encodes"]
+    assert not _errors(validator, two)
+
+
 def test_robust_to_with_vbad_counts_every_query(tmp_path, validator):
     view = toy_view()
     x = torch.rand(1, 8, 3, 40, 48, generator=torch.Generator().manual_seed(0))

@@ -24,10 +24,12 @@ RobustTo = Annotated[
     str | None,
     typer.Option(
         "--robust-to",
-        metavar="CODEC[:crf=A-B]",
+        metavar="CODEC[:crf=A-B,eot=N,sigma=S]",
         help="Optimise the attack through this delivery encode (real encoder in the forward pass, "
-        "BPDA + EOT over the CRFs), e.g. h264:crf=18-28. The budget still holds on the lossless "
-        "file. Without --delivery the report checks one encode at the median CRF.",
+        "BPDA + EOT over the CRFs), e.g. h264:crf=18-28. eot: encodes averaged per step (default 1); "
+        "sigma: the gradient's low-pass in pixels (default 2, 0 = straight-through). The budget "
+        "still holds on the lossless file. Without --delivery the report checks one encode at the "
+        "median CRF.",
         show_default=False,
     ),
 ]

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from vidattack.delivery.encode import DeliveryFile, mp4_top_level_boxes, roundtrip, write_delivery
 from vidattack.delivery.measure import DeliveryPerturbation, Perturbation, delivery_perturbation, perturbation
-from vidattack.delivery.simulate import DeliveryModel
+from vidattack.delivery.simulate import DEFAULT_SIGMA, DeliveryModel
 from vidattack.delivery.spec import DeliverySpec, parse_delivery, parse_robust_to
 
 __all__ = [
+    "DEFAULT_SIGMA",
     "DeliveryFile",
     "DeliveryModel",
     "DeliveryPerturbation",

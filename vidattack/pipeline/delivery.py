@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from vidattack.delivery import (
+    DEFAULT_SIGMA,
     DeliveryFile,
     DeliveryModel,
     DeliverySpec,
@@ -77,10 +78,17 @@ DELIVERY_MAX_BYTES = DEFAULT_MAX_MEMORY // 4
 
 
 def robust_model(model: torch.nn.Module, spec: DeliverySpec, *, fps: float, seed: int) -> DeliveryModel:
-    """`model` seen through `spec`'s delivery encode, for `--robust-to` (`DeliveryModel`'s defaults:
-    one EOT draw per forward, sigma 2, one encoder thread; CRF and GOP offset drawn from a generator
-    seeded with `seed`, so a job is reproducible)."""
-    return DeliveryModel(model, spec, fps=fps, generator=torch.Generator().manual_seed(seed))
+    """`model` seen through `spec`'s delivery encode, for `--robust-to`: `spec.eot` EOT draws per
+    forward (default 1) and `spec.sigma` (default `DEFAULT_SIGMA`), one encoder thread; CRF and GOP
+    offset drawn from a generator seeded with `seed`, so a job is reproducible."""
+    return DeliveryModel(
+        model,
+        spec,
+        fps=fps,
+        generator=torch.Generator().manual_seed(seed),
+        samples=1 if spec.eot is None else spec.eot,
+        sigma=DEFAULT_SIGMA if spec.sigma is None else spec.sigma,
+    )
 
 
 def check_spec(spec: DeliverySpec | None, option: str) -> None:
