@@ -13,12 +13,12 @@ import pytest
 import torch
 
 from vidattack.data.datasets import Dataset, load_dataset
-from vidattack.delivery import parse_delivery
+from vidattack.delivery import parse_delivery, parse_robust_to
 from vidattack.errors import BadParameterError, UsageError
 from vidattack.eval import build_grid, merge, read_records, run_eval, summarize_dir
 from vidattack.eval.grid import Config
 from vidattack.eval.records import ResultsWriter, comparable
-from vidattack.eval.summary import SummaryRow, summarize, to_markdown
+from vidattack.eval.summary import SummaryRow, line_name, summarize, to_markdown
 from vidattack.eval.worker import resolve_target
 from vidattack.models.view import ModelView
 
@@ -232,6 +232,125 @@ def test_a_delivery_needs_the_lossless_file(data: Dataset, c3d: ModelView, tmp_p
     with pytest.raises(UsageError, match=r"expected verify=True with a delivery \(h264:crf=23\)"):
         run_eval(data, build_grid(["fgsm"], c3d, delivery=H264), c3d, out_dir=tmp_path, verify=False)
     assert not (tmp_path / "results.jsonl").exists()
+
+
+# -- robust-to (issue #17): attacks optimised through the delivery encode ---------------------------
+
+ROBUST = parse_robust_to("h264:crf=18-28")
+
+
+def test_robust_to_is_in_the_key_only_when_set() -> None:
+    plain = Config(attack="fgsm", params={"eps": 0.01}, target="untargeted", seed=0, model="name:tiny")
+    assert plain.key == "fa3ba26f83054f64"  # computed before Config had a robust_to: old keys unchanged
+    robust = replace(plain, robust_to=ROBUST)
+    assert robust.key != plain.key and robust.label == "fgsm robust_to=h264:crf=18-28"
+    # hashed in its resolved form, EOT draws and low-pass included: the defaults spelled out are the
+    # same attack, any other encode, draw count or low-pass another one
+    same = parse_robust_to("h264:crf=18-28,preset=medium,eot=1,sigma=2")
+    assert replace(plain, robust_to=same).key == robust.key
+    for other in ("h264:crf=18-27", "h264:crf=18-28,eot=2", "h264:crf=18-28,sigma=0", "vp9:crf=18-28"):
+        assert replace(plain, robust_to=parse_robust_to(other)).key != robust.key, other
+    # attacking through an encode is not judging after it
+    at_23 = replace(plain, robust_to=parse_robust_to("h264:crf=23"))
+    assert at_23.key != replace(plain, delivery=H264).key != replace(at_23, delivery=H264).key
+    tuned = replace(plain, robust_to=parse_robust_to("h264:crf=18,23,28,eot=3,sigma=0.123456789"))
+    for cfg in (robust, tuned, replace(at_23, delivery=H264)):
+        assert Config.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg  # configs.json, shards
+        assert pickle.loads(pickle.dumps(cfg)) == cfg  # Ray workers
+
+
+def test_build_grid_gives_every_configuration_the_robust_to(c3d: ModelView) -> None:
+    grid = build_grid(["fgsm", "pgd-linf"], c3d, robust_to=ROBUST)
+    assert [c.robust_to for c in grid] == [ROBUST, ROBUST]
+    plain = build_grid(["fgsm", "pgd-linf"], c3d)
+    assert [replace(c, robust_to=None).key for c in grid] == [c.key for c in plain]
+    with pytest.raises(UsageError, match="expected robust_to as a DeliverySpec"):
+        build_grid(["fgsm"], c3d, robust_to="h264")  # type: ignore[arg-type]
+
+
+# crf 51, the coarsest H.264 encode, so that what the model says after it differs from what it says of
+# the lossless video on some clip: a record judged on the attack's last encode instead would show.
+CRF_51 = parse_delivery("h264:crf=51")
+
+
+@pytest.fixture(scope="module")
+def robust_run(tmp_path_factory: pytest.TempPathFactory, data: Dataset, c3d: ModelView):
+    """FGSM through H.264 crf 51 on 3 clips, judged after the same encode too, the videos kept."""
+    out = tmp_path_factory.mktemp("robust")
+    configs = build_grid(["fgsm"], c3d, robust_to=parse_robust_to("h264:crf=51"), delivery=CRF_51)
+    three = replace(data, items=data.items[:3])
+    return three, configs, run_eval(three, configs, c3d, out_dir=out, save_outputs=True)
+
+
+def test_robust_records_count_encodes_and_judge_the_lossless_file(robust_run, reference, c3d) -> None:
+    from vidattack.pipeline import predict_file
+
+    _, (cfg,), run = robust_run
+    records = read_records(run.files["results"])
+    attacked = [r for r in records if r["attacked"]]
+    assert attacked
+    plain_clean = {r["video"]: r["clean"] for r in read_records(reference.files["results"])}
+    for r in records:
+        assert r["clean"] == plain_clean[r["video"]]  # the clean video is classified as without it
+    for r in attacked:
+        assert r["encodes"] > 0  # every forward pass of the attack ran the real encoder
+        lossless = run.out_dir / "videos" / cfg.key / f"{r['video']}.adv.mp4"
+        assert r["adversarial"] == predict_file(lossless, model=c3d, device="cpu")["index"]
+        assert r["success"] == (r["adversarial"] != r["label"])
+        # judged after a real delivery encode as well (--delivery beside --robust-to)
+        assert r["success_after_delivery"] == (r["delivered"] != r["label"])
+    assert any(r["delivered"] != r["adversarial"] for r in attacked)  # so the lossless check can fail
+    assert all(r["encodes"] is None for r in records if not r["attacked"])
+    (row,) = run.rows
+    assert (row.robust_to, row.delivery) == ("h264:crf=51", "h264:crf=51")
+    assert row.success_after_delivery is not None
+    assert line_name(row) == "fgsm (robust to h264:crf=51) (h264:crf=51)"
+
+
+def test_a_black_box_attack_queries_through_the_encode(data: Dataset, c3d: ModelView, tmp_path: Path) -> None:
+    # SR-BAD's static start needs no surrogate model; a few queries of two samples each
+    settings = {"max_queries": "10", "population": "2", "tentative": "static", "batch_size": "2"}
+    configs = build_grid(["sr-bad"], c3d, settings=settings, robust_to=parse_robust_to("h264:crf=23"))
+    run = run_eval(replace(data, items=data.items[:1]), configs, c3d, out_dir=tmp_path)
+    (record,) = read_records(run.files["results"])
+    assert record["attacked"] and record["queries"] > 0
+    assert record["encodes"] == record["queries"]  # every query answered after one real encode
+
+
+def test_records_without_robust_to_count_no_encodes(reference) -> None:
+    assert {r["encodes"] for r in read_records(reference.files["results"])} == {None}
+    assert all(r.robust_to is None for r in reference.rows)
+    assert "robust to" not in to_markdown(reference.rows)
+
+
+def test_the_robust_to_column_shows_only_with_one(robust_run, tmp_path: Path, c3d: ModelView) -> None:
+    three, _, run = robust_run
+    plain = run_eval(three, build_grid(["fgsm"], c3d, delivery=CRF_51), c3d, out_dir=tmp_path)
+    assert "robust to" not in to_markdown(plain.rows)
+    md = to_markdown([*plain.rows, *run.rows])
+    assert md.splitlines()[0].startswith("| attack | eps | target | settings | robust to | delivery |")
+    assert "| fgsm | - | untargeted | - | h264:crf=51 | h264:crf=51 |" in md
+    assert "| fgsm | - | untargeted | - | - | h264:crf=51 |" in md
+
+
+def test_a_rerun_with_the_same_robust_to_adds_nothing(robust_run, tmp_path: Path, c3d: ModelView) -> None:
+    three, _, first = robust_run
+    two = replace(three, items=three.items[:2])
+    configs = build_grid(["fgsm"], c3d, robust_to=parse_robust_to("h264:crf=18-28,eot=2"))
+    run = run_eval(two, configs, c3d, out_dir=tmp_path)
+    records = read_records(run.files["results"])
+    # eot=2 averages two encodes per forward pass: twice the encodes of one draw
+    once = {r["video"]: r["encodes"] for r in read_records(first.files["results"])}
+    assert [r["encodes"] for r in records if r["attacked"]] == [
+        2 * once[r["video"]] for r in records if r["attacked"]
+    ]
+    before = run.files["results"].read_bytes()
+    # the same spec spelled with its defaults is the same configuration: resumed, not redone
+    spelled = parse_robust_to("h264:crf=18-28,preset=medium,eot=2,sigma=2")
+    for spec in (configs[0].robust_to, spelled):
+        again = run_eval(two, build_grid(["fgsm"], c3d, robust_to=spec), c3d, out_dir=tmp_path)
+        assert (again.written, again.skipped) == (0, 2)
+    assert run.files["results"].read_bytes() == before
 
 
 # -- records ---------------------------------------------------------------------------------------

@@ -141,6 +141,21 @@ def test_outputs_keeps_the_adversarial_videos(tmp_path: Path) -> None:
             2,
             "Error: --merge combines finished runs; it takes no --delivery",
         ),
+        (
+            ["synthetic:1", "--out", "o", "--robust-to", "h264:crf=28-18"],
+            2,
+            "Error: expected a crf range LOW-HIGH with LOW <= HIGH, got '28-18'",
+        ),
+        (
+            ["synthetic:1", "--out", "o", "--robust-to", "h264:crf=18-28,eot=0"],
+            2,
+            "Error: expected eot in 1..64 (encodes per forward pass), got 0",
+        ),
+        (
+            ["a", "--merge", "--robust-to", "h264"],
+            2,
+            "Error: --merge combines finished runs; it takes no --robust-to",
+        ),
     ],
 )
 def test_usage_errors_are_one_line_and_exit_2(
@@ -165,6 +180,16 @@ def test_delivery_adds_the_after_delivery_column(tmp_path: Path) -> None:
     assert "h264:crf=23" in result.stdout
     records = read_records(tmp_path / "d" / "results.jsonl")
     assert all(r["success_after_delivery"] is not None for r in records if r["attacked"])
+
+
+def test_robust_to_adds_its_column_and_counts_encodes(tmp_path: Path) -> None:
+    # one shard of five (a few clips of synthetic:1) keeps the real encodes of every attack step cheap
+    fgsm = ["synthetic:1", "--shard", "1/5", "--attack", "fgsm", "--threads", "1", "-f", "table"]
+    result = run(*fgsm, "--robust-to", "h264:crf=18-28,eot=2", "--out", tmp_path)
+    assert result.exit_code == 0, result.stderr
+    assert "robust" in result.stdout and "h264:crf=18-28,eot=2" in result.stdout
+    records = read_records(tmp_path / "results.jsonl")
+    assert records and all(r["encodes"] > 0 for r in records if r["attacked"])
 
 
 def test_stop_when_fooled_is_an_error_when_no_attack_can_stop_early(tmp_path: Path) -> None:

@@ -1,8 +1,11 @@
-"""`vidattack perturb`'s delivery options (issue #17): `--delivery` and `--robust-to`, parsed eagerly."""
+"""`vidattack perturb`'s delivery options (issue #17): `--delivery` and `--robust-to`, parsed eagerly.
+
+`vidattack eval` takes `--robust-to` too (`robust_to_option`, its help ending with what eval does
+with it) and parses both with `parse_delivery_options`."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -20,18 +23,27 @@ Delivery = Annotated[
         show_default=False,
     ),
 ]
-RobustTo = Annotated[
-    str | None,
-    typer.Option(
+ROBUST_TO_HELP = (
+    "Optimise the attack through this delivery encode (real encoder in the forward pass, "
+    "BPDA + EOT over the CRFs), e.g. h264:crf=18-28. eot: encodes averaged per step (default 1); "
+    "sigma: the gradient's low-pass in pixels (default 2, 0 = straight-through). The budget "
+    "still holds on the lossless file."
+)
+
+
+def robust_to_option(note: str) -> Any:
+    """The `--robust-to` option of a command, its help ending with `note`: what that command does
+    with the option beyond the attack (the common part is `ROBUST_TO_HELP`)."""
+    return typer.Option(
         "--robust-to",
         metavar="CODEC[:crf=A-B,eot=N,sigma=S]",
-        help="Optimise the attack through this delivery encode (real encoder in the forward pass, "
-        "BPDA + EOT over the CRFs), e.g. h264:crf=18-28. eot: encodes averaged per step (default 1); "
-        "sigma: the gradient's low-pass in pixels (default 2, 0 = straight-through). The budget "
-        "still holds on the lossless file. Without --delivery the report checks one encode at the "
-        "median CRF.",
+        help=f"{ROBUST_TO_HELP} {note}",
         show_default=False,
-    ),
+    )
+
+
+RobustTo = Annotated[
+    str | None, robust_to_option("Without --delivery the report checks one encode at the median CRF.")
 ]
 
 

@@ -2,8 +2,9 @@
 
 A thin layer over `vidattack.eval`: parse the options, `load_dataset`, `build_grid`, `run_eval` (or
 `merge` for `--merge`), then print the summary rows through the one emitter. `--delivery SPEC`
-(`parse_delivery`, before anything runs) goes to `build_grid`: every configuration then also judges
-each attacked video after that lossy encode ("after delivery" in the table).
+and `--robust-to SPEC` (`parse_delivery_options`, before anything runs, as `perturb` parses them) go
+to `build_grid`: every configuration then also judges each attacked video after that lossy encode
+("after delivery" in the table), or attacks through that encode ("robust to" in the table).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from vidattack.cli import delivery as d
 from vidattack.cli import options as o
 from vidattack.cli.emit import Record, cell, emit
 from vidattack.errors import UsageError
@@ -28,6 +30,16 @@ if TYPE_CHECKING:
 
     from vidattack.delivery import DeliverySpec
     from vidattack.eval.summary import SummaryRow
+
+
+# Shared with `perturb --robust-to`; what eval adds: the spec is part of each configuration.
+RobustTo = Annotated[
+    str | None,
+    d.robust_to_option(
+        "Success too is judged on it; records count the real encodes. Part of each configuration "
+        "(new rows beside runs without it)."
+    ),
+]
 
 
 class ExecutorName(StrEnum):
@@ -103,6 +115,7 @@ def eval_command(
             "(stopped_at). Others run every step; an error when none can. Off: every step.",
         ),
     ] = None,
+    robust_to: RobustTo = None,
     delivery: Annotated[
         str | None,
         typer.Option(
@@ -177,6 +190,7 @@ def eval_command(
             "--model": model,
             "--shard": shard,
             "--stop-when-fooled": stop_when_fooled is not None,
+            "--robust-to": robust_to,
             "--delivery": delivery,
             "--outputs": outputs,
             "--executor": executor is not ExecutorName.local,
@@ -195,9 +209,7 @@ def eval_command(
             )
         if ray_address is not None and executor is not ExecutorName.ray:
             raise UsageError("--ray-address goes with --executor ray")
-        from vidattack.delivery import parse_delivery
-
-        delivery_spec = parse_delivery(delivery) if delivery is not None else None
+        delivery_spec, robust_spec = d.parse_delivery_options(delivery, robust_to)
         rows = _run(
             inputs[0],
             out,
@@ -210,6 +222,7 @@ def eval_command(
             seed=seed,
             stop_when_fooled=stop_when_fooled,
             delivery=delivery_spec,
+            robust_to=robust_spec,
             model_args={"spec": model, "arch": arch, "labels": labels, "trust_checkpoint": trust_checkpoint},
             run_args={
                 "executor": executor.value,
@@ -277,6 +290,7 @@ def _run(
     seed: int,
     stop_when_fooled: float | None,
     delivery: DeliverySpec | None,
+    robust_to: DeliverySpec | None,
     model_args: Mapping[str, Any],
     run_args: Mapping[str, Any],
     shard: str | None,
@@ -310,6 +324,7 @@ def _run(
         seed=seed,
         stop_when_fooled=stop_when_fooled,
         delivery=delivery,
+        robust_to=robust_to,
     )
     data = load_dataset(dataset, view.labels)
     progress = o.progress_bars(show)
@@ -363,7 +378,7 @@ def _ticker(progress: Any, description: str) -> Callable[[int, int], None] | Non
 
 def summary_table(rows: list[Record], console: Console) -> None:
     """One row per configuration, the columns of `vidattack.eval.summary.COLUMNS` (rates in %; the
-    delivery ones only when a row has a delivery)."""
+    delivery and robust-to ones only when a row has one)."""
     from rich.table import Table
 
     from vidattack.eval.summary import SummaryRow, format_cell, shown_columns
@@ -379,7 +394,7 @@ def summary_table(rows: list[Record], console: Console) -> None:
     table = Table(title="vidattack eval", title_style="bold", header_style="bold")
     shown = [(name, head, f) for name, head, f in shown_columns(typed) if name not in hidden]
     for name, head, _ in shown:
-        left = name in ("attack", "settings", "target", "delivery")
+        left = name in ("attack", "settings", "target", "robust_to", "delivery")
         table.add_column(head.replace(" ", "\n"), overflow="fold", justify="left" if left else "right")
     for r in typed:
         table.add_row(*[cell(format_cell(r, name, f)) for name, _, f in shown])

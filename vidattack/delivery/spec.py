@@ -163,8 +163,15 @@ class DeliverySpec:
         if self.eot is not None:
             parts.append(f"eot={self.eot}")
         if self.sigma is not None:
-            parts.append(f"sigma={self.sigma:g}")
+            parts.append(f"sigma={_format_number(self.sigma)}")
         return f"{self.codec}:{','.join(parts)}"
+
+
+def _format_number(value: float) -> str:
+    # short (`2`, `1.5`) when that is exact; else every digit, so that the text parses back to the
+    # same spec (`vidattack eval` stores a configuration's spec as this text and checks its key)
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)
 
 
 def _format_crfs(crfs: tuple[int, ...]) -> str:

@@ -22,7 +22,12 @@ that can stop early (`Attack.stops_when_fooled`) through `Config.stop_when_foole
 (`build_grid(delivery=parse_delivery("h264:crf=23"))`, part of every key) also encodes each written
 lossless video with that lossy codec and judges the decoded copy: records gain `delivered`,
 `success_after_delivery` and `delivery_bytes`, the summary a `success_after_delivery` rate (issue #17:
-the lossless file proves the attack, an ordinary H.264 encode often undoes it).
+the lossless file proves the attack, an ordinary H.264 encode often undoes it). `--robust-to SPEC`
+(`build_grid(robust_to=parse_robust_to("h264:crf=18-28"))`, part of every key with its `eot` and
+`sigma`) gives every attack the model seen through that encode (`pipeline.delivery.robust_model`,
+seeded with the attack's seed) and still judges it on the lossless tensors: records gain `encodes`
+(the real encodes made), the summary a `robust_to` column. Beside `--delivery`, the two say whether
+optimising through the codec made the attack survive it.
 
 Not yet used: the engine's batched attacks (`pipeline.stages.run_attack_batch`); a chunk of videos
 under one configuration could be attacked in one call (`batch_key`) with the same records.

@@ -2,8 +2,8 @@
 
 A `Config` is everything that decides an attack's output on a video except the video: the attack's
 name and fully resolved hyperparameters, the model's identity, the seed and the target mode, and
-what the records judge after it (the `--delivery` encode). Its `key` is a hash of exactly those, so a
-rerun of the same command finds its records again (resume), and a changed parameter makes a new key
+what the records judge after it (the `--delivery` encode), and the delivery encode the attack is
+optimised through (`--robust-to`). Its `key` is a hash of exactly those, so a rerun of the same command finds its records again (resume), and a changed parameter makes a new key
 (new rows, never mixed with the old ones).
 """
 
@@ -119,6 +119,9 @@ class Config:
     is what the key hashes: two spellings of the same value (`4/255`, `0.0156862745`) share a key.
     `delivery`: the lossy delivery encode each attacked video is judged after (`--delivery`, issue
     #17); it does not change the attack, but the records hold its results, so it is in the key.
+    `robust_to`: the delivery encode the attack optimises through (`--robust-to`, a
+    `parse_robust_to` spec): the attack sees the model behind that codec, the records still judge
+    the lossless output.
     """
 
     attack: str
@@ -132,13 +135,15 @@ class Config:
     steps: str | None = None
     stop_when_fooled: float | None = None
     delivery: DeliverySpec | None = None
+    robust_to: DeliverySpec | None = None
 
     @property
     def key(self) -> str:
         """16 hex digits of a hash of attack, resolved params, model identity, seed, target mode,
-        early-stop margin and delivery encode (these two hashed only when set, so the keys of runs
-        without them stay as they were). The delivery is hashed in its resolved form
-        (`DeliverySpec.describe()`), so `h264` and `h264:crf=23,preset=medium` share a key."""
+        early-stop margin, delivery encode and robust-to encode (the last three hashed only when set,
+        so the keys of runs without them stay as they were). Both encodes are hashed in their
+        resolved form (`DeliverySpec.describe()`), so `h264` and `h264:crf=23,preset=medium` share a
+        key; the robust-to one with its EOT draws and low-pass too (`robust_key`)."""
         fields: dict[str, Any] = {
             "attack": self.attack,
             "params": self.params,
@@ -150,6 +155,8 @@ class Config:
             fields["stop_when_fooled"] = self.stop_when_fooled
         if self.delivery is not None:
             fields["delivery"] = self.delivery.describe()
+        if self.robust_to is not None:
+            fields["robust_to"] = robust_key(self.robust_to)
         blob = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
@@ -159,7 +166,8 @@ class Config:
 
     @property
     def label(self) -> str:
-        """A short human name: `pgd-linf eps=1/255 target=random delivery=h264:crf=23`."""
+        """A short human name: `pgd-linf eps=1/255 target=random robust_to=h264:crf=18-28
+        delivery=h264:crf=23`."""
         parts = [self.attack]
         if self.budget is not None:
             parts.append(f"eps={self.budget}")
@@ -168,6 +176,8 @@ class Config:
             parts.append(f"target={self.target}")
         if self.stop_when_fooled is not None:
             parts.append(f"stop-when-fooled={self.stop_when_fooled:g}")
+        if self.robust_to is not None:
+            parts.append(f"robust_to={self.robust_to}")
         if self.delivery is not None:
             parts.append(f"delivery={self.delivery}")
         return " ".join(parts)
@@ -193,12 +203,13 @@ class Config:
             "model": self.model,
             "stop_when_fooled": self.stop_when_fooled,
             "delivery": str(self.delivery) if self.delivery is not None else None,
+            "robust_to": str(self.robust_to) if self.robust_to is not None else None,
             "label": self.label,
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Config:
-        from vidattack.delivery.spec import parse_delivery
+        from vidattack.delivery.spec import parse_delivery, parse_robust_to
 
         cfg = cls(
             attack=str(d["attack"]),
@@ -212,12 +223,24 @@ class Config:
             steps=d.get("steps"),
             stop_when_fooled=d.get("stop_when_fooled"),
             delivery=parse_delivery(d["delivery"]) if d.get("delivery") else None,
+            robust_to=parse_robust_to(d["robust_to"]) if d.get("robust_to") else None,
         )
         if "key" in d and d["key"] != cfg.key:
             raise UsageError(
                 f"configuration {d['key']} does not hash to its key (got {cfg.key}); was it edited?"
             )
         return cfg
+
+
+def robust_key(spec: DeliverySpec) -> dict[str, Any]:
+    """What a `--robust-to` spec makes the attack see, for the key: the resolved encode, and the EOT
+    draws per forward pass and backward low-pass that `describe()` leaves out, with
+    `robust_model`'s defaults filled in (so `eot=1` and no `eot` share a key)."""
+    from vidattack.delivery.simulate import DEFAULT_SIGMA
+
+    eot = 1 if spec.eot is None else spec.eot
+    sigma = DEFAULT_SIGMA if spec.sigma is None else spec.sigma
+    return {**spec.describe(), "eot": eot, "sigma": float(sigma)}
 
 
 def model_identity(view: ModelView) -> str:
@@ -252,6 +275,7 @@ def build_grid(
     seed: int = 0,
     stop_when_fooled: float | None = None,
     delivery: DeliverySpec | None = None,
+    robust_to: DeliverySpec | None = None,
 ) -> list[Config]:
     """Every configuration of `attacks` x `eps` x `targets`, in that order, validated now.
 
@@ -264,6 +288,8 @@ def build_grid(
     run every step, and none of them being able to is an error rather than a silent no-op.
     `delivery` (a `parse_delivery` spec) judges every attacked video again after that lossy encode
     of its written lossless file (`run_eval` needs `verify` for it); it is part of every key.
+    `robust_to` (a `parse_robust_to` spec) makes every attack, white- or black-box, optimise through
+    that encode (`vidattack.pipeline.delivery.robust_model`); it too is part of every key.
     """
     from vidattack.attacks.registry import attack_class
     from vidattack.delivery.spec import DeliverySpec
@@ -272,6 +298,8 @@ def build_grid(
         raise UsageError(f"expected delivery as a DeliverySpec (parse_delivery), got {delivery!r}")
     if delivery is not None and len(delivery.crfs) != 1:  # a --robust-to range is no one encode
         raise BadParameterError(f"expected a delivery with one CRF, got {delivery}")
+    if robust_to is not None and not isinstance(robust_to, DeliverySpec):
+        raise UsageError(f"expected robust_to as a DeliverySpec (parse_robust_to), got {robust_to!r}")
     if isinstance(eps, Mapping):
         for name in eps:
             if name not in attacks:
@@ -320,6 +348,7 @@ def build_grid(
                     steps=steps,
                     stop_when_fooled=stop,
                     delivery=delivery,
+                    robust_to=robust_to,
                 )
                 if cfg.key not in seen:  # `--eps 1/255,0.00392156862745098` is one configuration
                     seen.add(cfg.key)

@@ -17,7 +17,9 @@ Definitions (per configuration, over its records with `status: ok`):
 
 `delivery` names the configuration's delivery encode (`h264:crf=23`; None without). The printed table
 and `summary.md` show it and the "after delivery" rate only when some row has a delivery, so a grid
-without one prints as it always did; CSV and JSON always hold both fields.
+without one prints as it always did; CSV and JSON always hold both fields. `robust_to` names the
+encode the attacks were optimised through (`h264:crf=18-28`, `--robust-to`; None without), shown the
+same way: a column only when some row has one, and in the plot's legend.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class SummaryRow:
     budget_value: float | None
     target: str
     settings: str
+    robust_to: str | None
     delivery: str | None
     videos: int
     failed: int
@@ -80,6 +83,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("budget", "eps", "{}"),
     ("target", "target", "{}"),
     ("settings", "settings", "{}"),
+    ("robust_to", "robust to", "{}"),
     ("delivery", "delivery", "{}"),
     ("videos", "videos", "{}"),
     ("clean_accuracy", "clean acc", "{:.1%}"),
@@ -96,14 +100,21 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-# Columns shown only when some row has a delivery (`shown_columns`).
+# Columns shown only when some row has a delivery, and only when some row has a robust-to encode
+# (`shown_columns`): a grid without them prints as it did before they existed.
 DELIVERY_COLUMNS = frozenset({"delivery", "success_after_delivery"})
+ROBUST_COLUMNS = frozenset({"robust_to"})
 
 
 def shown_columns(rows: Sequence[SummaryRow]) -> list[tuple[str, str, str]]:
-    """The `COLUMNS` that say something about `rows`: the delivery ones only when a row has one."""
-    delivered = any(r.delivery is not None or r.success_after_delivery is not None for r in rows)
-    return [c for c in COLUMNS if delivered or c[0] not in DELIVERY_COLUMNS]
+    """The `COLUMNS` that say something about `rows`: the delivery ones only when a row has one, the
+    robust-to one only when a row has one."""
+    hidden: set[str] = set()
+    if not any(r.delivery is not None or r.success_after_delivery is not None for r in rows):
+        hidden |= DELIVERY_COLUMNS
+    if not any(r.robust_to is not None for r in rows):
+        hidden |= ROBUST_COLUMNS
+    return [c for c in COLUMNS if c[0] not in hidden]
 
 
 def format_cell(row: SummaryRow, name: str, fmt: str) -> str:
@@ -137,6 +148,7 @@ def _sort_key(row: SummaryRow) -> tuple[Any, ...]:
         row.budget or "",
         row.target,
         row.settings,
+        row.robust_to or "",
         row.delivery or "",
     )
 
@@ -169,6 +181,7 @@ def summarize(
                 budget_value=cfg.get("budget_value"),
                 target=str(cfg.get("target", recs[0].get("target_mode", "?"))),
                 settings=" ".join(f"{k}={v}" for k, v in sorted(settings.items())),
+                robust_to=cfg.get("robust_to"),
                 delivery=cfg.get("delivery"),
                 videos=len(ok),
                 failed=len(recs) - len(ok),
@@ -204,7 +217,8 @@ def to_csv(rows: Sequence[SummaryRow]) -> str:
 
 
 def to_markdown(rows: Sequence[SummaryRow]) -> str:
-    """The rows as a Markdown table (the printed columns; the delivery ones when a row has one)."""
+    """The rows as a Markdown table (the printed columns; the delivery and robust-to ones when a row
+    has one)."""
     columns = shown_columns(rows)
     head = "| " + " | ".join(h for _, h, _ in columns) + " |"
     rule = "| " + " | ".join("---" for _ in columns) + " |"
@@ -212,10 +226,23 @@ def to_markdown(rows: Sequence[SummaryRow]) -> str:
     return "\n".join([head, rule, *body]) + "\n"
 
 
+def line_name(row: SummaryRow) -> str:
+    """The plot's legend entry of a row: everything but the budget that tells its configuration
+    apart (`pgd-linf (random) [steps=2] (robust to h264:crf=18-28) (h264:crf=23)`)."""
+    name = row.attack if row.target == "untargeted" else f"{row.attack} ({row.target})"
+    if row.settings:
+        name += f" [{row.settings}]"
+    if row.robust_to:
+        name += f" (robust to {row.robust_to})"
+    if row.delivery:
+        name += f" ({row.delivery})"
+    return name
+
+
 def plot_robust_accuracy(rows: Sequence[SummaryRow], path: str | Path) -> Path | None:
     """Robust accuracy against budget, one line per attack (and target mode); None if no row has a
     numeric budget. Attacks whose budgets live on different scales (eps vs MultAV's eps_m) share the
-    axis as given; the legend names each."""
+    axis as given; the legend names each (with its robust-to and delivery encodes)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -225,12 +252,7 @@ def plot_robust_accuracy(rows: Sequence[SummaryRow], path: str | Path) -> Path |
     for r in rows:
         if r.budget_value is None or r.robust_accuracy is None:
             continue
-        name = r.attack if r.target == "untargeted" else f"{r.attack} ({r.target})"
-        if r.settings:
-            name += f" [{r.settings}]"
-        if r.delivery:
-            name += f" ({r.delivery})"
-        lines.setdefault(name, []).append((r.budget_value, r.robust_accuracy))
+        lines.setdefault(line_name(r), []).append((r.budget_value, r.robust_accuracy))
     if not lines:
         return None
     path = Path(path)

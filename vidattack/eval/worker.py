@@ -8,12 +8,17 @@ decoded frames). A configuration with a `delivery` then encodes the written loss
 beside it (`ID.delivery.mp4` / `.webm`, `vidattack.pipeline.delivery.deliver`), decodes and classifies
 that copy as `verify_delivery` does (`predict_delivered`), and records `delivered` (the class index),
 `success_after_delivery` and `delivery_bytes` (all None for a video not attacked or a configuration
-without a delivery). The result is a list of plain-dict records, so any executor can ship them back
-to the driver, which alone writes `results.jsonl`.
+without a delivery). A configuration with a `robust_to` gives the attack the model seen through that
+delivery encode (`robust_model`, as `perturb --robust-to` does) and still judges its output on the
+lossless tensors (`unwrap_robust`), never on one EOT draw of the encode; its records count the real
+encodes the attack made (`encodes`, None for a video not attacked or a configuration without one).
+The result is a list of plain-dict records, so any executor can ship them back to the driver, which
+alone writes `results.jsonl`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import re
@@ -30,6 +35,7 @@ from vidattack.eval.grid import UNTARGETED, Config, _jsonable
 
 if TYPE_CHECKING:
     from vidattack.data.datasets import Item
+    from vidattack.delivery import DeliverySpec
     from vidattack.models.view import ModelView
     from vidattack.pipeline.stages import AttackOutcome, Sampled
     from vidattack.video import SampledFrames
@@ -168,6 +174,7 @@ def _attack_one(
     adversarial = reencoded = clean  # what a video nobody attacked keeps
     delivered: Delivered | None = None  # none for a video not attacked or no delivery
     queries, attack_seconds = 0, 0.0
+    encodes = None  # real delivery encodes of a --robust-to attack
     stopped_at = None  # the step an early-stopping attack stopped after (None: it ran them all)
     stats = unchanged_stats(video, video.frames)
     info: dict[str, Any] = {}
@@ -182,7 +189,10 @@ def _attack_one(
 
             check_deliverable(item.path, None, overwrite=True)
         sampled = sample(video, view, attack, dev)
+        if cfg.robust_to is not None:
+            sampled = through_delivery(sampled, cfg.robust_to, fps=video.fps, seed=seed)
         outcome = run_attack(sampled, attack, target=target, seed=seed, stop_when_fooled=cfg.stop_when_fooled)
+        outcome, encodes = judged_lossless(sampled, outcome)
         stopped = outcome.result.info.get("stopped_at")  # one entry per video of the call
         stopped_at = stopped[0] if isinstance(stopped, list) else stopped
         adversarial = int(outcome.result.adversarial_labels[0])
@@ -229,6 +239,7 @@ def _attack_one(
         "ratio_max": stats["ratio_max"],
         "frames_perturbed": stats["frames_perturbed"],
         "queries": queries,
+        "encodes": encodes,
         "stopped_at": stopped_at,
         "attack_seconds": attack_seconds,
         "seconds": time.perf_counter() - start,
@@ -237,6 +248,26 @@ def _attack_one(
     if options.info:
         record["info"] = info
     return record
+
+
+def through_delivery(sampled: Sampled, spec: DeliverySpec, *, fps: float, seed: int) -> Sampled:
+    """`sampled` with its model seen through `spec`'s delivery encode (`Config.robust_to`), as
+    `perturb --robust-to` gives it to the attack: the video's frame rate is the encoder's, and the EOT
+    draws are seeded with the attack's seed, so a rerun of the pair draws the same CRFs and offsets."""
+    from vidattack.pipeline.delivery import robust_model
+
+    model = robust_model(sampled.model, spec, fps=fps, seed=seed)
+    return dataclasses.replace(sampled, model=model)  # type: ignore[arg-type]
+
+
+def judged_lossless(sampled: Sampled, outcome: AttackOutcome) -> tuple[AttackOutcome, int | None]:
+    """The outcome with its predictions those of the bound model on the lossless tensors (a
+    `--robust-to` attack judged them on its last EOT draw), and the number of real encodes the
+    attack made through the delivery encode (None when it saw the model itself)."""
+    from vidattack.pipeline.delivery import unwrap_robust
+
+    unwrapped, robust = unwrap_robust(sampled, outcome)
+    return unwrapped, None if robust is None else int(robust["encodes"])
 
 
 @dataclass(frozen=True)

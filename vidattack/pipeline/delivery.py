@@ -325,9 +325,9 @@ def _verified(
 
 
 def unwrap_robust(sampled: Sampled, outcome: AttackOutcome) -> tuple[AttackOutcome, dict[str, Any] | None]:
-    """For a `--robust-to` job, the outcome with clean and adversarial log-probabilities of the bound
-    model on the lossless tensors (the template judged them on one EOT draw of the encode), and the
-    report's `attack.robust_to` record. Other jobs: `(outcome, None)`."""
+    """For a `--robust-to` job, the outcome with clean and adversarial log-probabilities (and the
+    labels, their argmax) of the bound model on the lossless tensors (the template judged them on one
+    EOT draw of the encode), and the report's `attack.robust_to` record. Other jobs: `(outcome, None)`."""
     model = sampled.model
     if not isinstance(model, DeliveryModel):
         return outcome, None
@@ -344,7 +344,13 @@ def unwrap_robust(sampled: Sampled, outcome: AttackOutcome) -> tuple[AttackOutco
         "encodes": len(model.draws),
         "success_on_last_draw": bool(result.success.reshape(-1)[0]),
     }
-    unwrapped = dataclasses.replace(result, clean_log_probs=clean_lp, adversarial_log_probs=adv_lp)
+    unwrapped = dataclasses.replace(
+        result,
+        clean_log_probs=clean_lp,
+        adversarial_log_probs=adv_lp,
+        clean_labels=clean_lp.argmax(dim=1),
+        adversarial_labels=adv_lp.argmax(dim=1),
+    )
     return dataclasses.replace(outcome, result=unwrapped), record
 
 
