@@ -242,3 +242,27 @@ def test_the_perturb_summary_shows_success_after_delivery_when_a_delivery_was_ju
     verdict = "yes" if delivered["delivery"]["success_after_delivery"] else "no"
     assert verdict in lines[0].split("│")[5]  # input, labels, success, after encode, after delivery
     assert lines[1].split("│")[5].strip() == "-"  # the input without a delivery file
+
+
+def test_a_robust_outcome_is_judged_again_on_the_lossless_tensors():
+    """The attack judged itself on one EOT draw of the encode (crf 51 here, far from lossless);
+    `unwrap_robust` gives labels, log-probabilities and success of the bound model on the lossless
+    tensors, consistent with each other."""
+    from vidattack.pipeline.delivery import unwrap_robust
+    from vidattack.pipeline.stages import Sampled, run_attack
+
+    view = toy_view()
+    # a clip whose FGSM fools the model losslessly but not through the draw the attack judged on
+    x = torch.rand(1, 8, 3, 40, 48, generator=torch.Generator().manual_seed(9))
+    plan = view.plan(8)
+    bound = view.bind(plan)
+    robust = Sampled(plan, robust_model(bound, parse_robust_to("h264:crf=51"), fps=8, seed=0), x, None)
+    outcome = run_attack(robust, vidattack.get_attack("fgsm", eps=8 / 255), target=None, seed=0)
+    unwrapped, record = unwrap_robust(robust, outcome)
+    result = unwrapped.result
+    with torch.no_grad():
+        clean, adversarial = bound(x).argmax(1), bound(result.adversarial).argmax(1)
+    assert torch.equal(result.clean_labels, clean) and torch.equal(result.adversarial_labels, adversarial)
+    assert torch.equal(result.success, adversarial != clean) and bool(result.success[0])
+    assert record is not None and not record["success_on_last_draw"]
+    assert record is not None and record["encodes"] == len(robust.model.draws) > 0

@@ -3,8 +3,9 @@
 A `Config` is everything that decides an attack's output on a video except the video: the attack's
 name and fully resolved hyperparameters, the model's identity, the seed and the target mode, and
 what the records judge after it (the `--delivery` encode), and the delivery encode the attack is
-optimised through (`--robust-to`). Its `key` is a hash of exactly those, so a rerun of the same command finds its records again (resume), and a changed parameter makes a new key
-(new rows, never mixed with the old ones).
+optimised through (`--robust-to`). Its `key` is a hash of exactly those, so a rerun of the same
+command finds its records again (resume), and a changed parameter makes a new key (new rows, never
+mixed with the old ones).
 """
 
 from __future__ import annotations

@@ -325,9 +325,10 @@ def _verified(
 
 
 def unwrap_robust(sampled: Sampled, outcome: AttackOutcome) -> tuple[AttackOutcome, dict[str, Any] | None]:
-    """For a `--robust-to` job, the outcome with clean and adversarial log-probabilities (and the
-    labels, their argmax) of the bound model on the lossless tensors (the template judged them on one
-    EOT draw of the encode), and the report's `attack.robust_to` record. Other jobs: `(outcome, None)`."""
+    """For a `--robust-to` job, the outcome with clean and adversarial log-probabilities of the bound
+    model on the lossless tensors, and the labels and success that follow from them (the template
+    judged them on one EOT draw of the encode); and the report's `attack.robust_to` record. Other
+    jobs: `(outcome, None)`."""
     model = sampled.model
     if not isinstance(model, DeliveryModel):
         return outcome, None
@@ -344,12 +345,17 @@ def unwrap_robust(sampled: Sampled, outcome: AttackOutcome) -> tuple[AttackOutco
         "encodes": len(model.draws),
         "success_on_last_draw": bool(result.success.reshape(-1)[0]),
     }
+    clean_labels, adv_labels = clean_lp.argmax(dim=1), adv_lp.argmax(dim=1)
+    target = result.target
+    # success as the attacks define it (the target won, or the clean prediction lost), now lossless
+    success = adv_labels == target.to(adv_labels.device) if target is not None else adv_labels != clean_labels
     unwrapped = dataclasses.replace(
         result,
+        success=success,
         clean_log_probs=clean_lp,
         adversarial_log_probs=adv_lp,
-        clean_labels=clean_lp.argmax(dim=1),
-        adversarial_labels=adv_lp.argmax(dim=1),
+        clean_labels=clean_labels,
+        adversarial_labels=adv_labels,
     )
     return dataclasses.replace(outcome, result=unwrapped), record
 
