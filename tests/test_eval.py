@@ -385,6 +385,14 @@ def test_summary_definitions_on_hand_made_records() -> None:
     assert (row.mean_queries, row.mean_linf) == (10, 2.0)
 
 
+def test_summary_settings_name_the_steps_and_alpha_options() -> None:
+    record = {"key": "k", "video": "a", "label": 0, "clean": 0, "adversarial": 1, "success": True}
+    record |= {"queries": 40, "linf": 4.0, "l2": 5.0, "map": 0.5, "seconds": 1.0}
+    config = {"attack": "pgd-linf", "settings": {"random_start": True}, "steps": "40", "alpha": "auto"}
+    (row,) = summarize([record], {"k": config})
+    assert row.settings == "alpha=auto random_start=True steps=40"
+
+
 # -- runs ------------------------------------------------------------------------------------------
 
 

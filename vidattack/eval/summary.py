@@ -171,7 +171,10 @@ def summarize(
         correct = [r for r in ok if r["clean"] == r["label"]]
         attacked = [r for r in ok if r.get("attacked", True)]
         queries = [float(r["queries"]) for r in attacked]
-        settings = cfg.get("settings") or {}
+        # --alpha and --steps are options of their own but settings of the attack all the same: two
+        # runs that differ only in them must not print as the same row
+        common = {k: cfg[k] for k in ("alpha", "steps") if cfg.get(k) is not None}
+        settings = {**(cfg.get("settings") or {}), **common}
         budget = cfg.get("budget", recs[0].get("budget"))
         rows.append(
             SummaryRow(
