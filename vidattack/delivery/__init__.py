@@ -5,6 +5,16 @@
 - `colour`: the exact, differentiable RGB -> Y'CbCr 4:2:0 -> RGB path.
 - `simulate`: `DeliveryModel`, the model seen through the delivery encode (BPDA + EOT), for attacks.
 - `measure`: lossless versus delivered perturbation in 8-bit levels.
+
+Where it is used: `vidattack.pipeline.delivery` (the job's delivery stages: `--delivery` writes and
+judges `S.delivery.mp4`/`.webm`, `--robust-to` hands the attack a `DeliveryModel`, black-box attacks
+query it so every encode is a counted query), `vidattack.cli.delivery` (the two options) and
+`vidattack.eval` (`Config.delivery`, `Config.robust_to`). Measurements: `benchmarks/delivery_table.py`
+and `benchmarks/delivery_limits.py`, results and earlier probes in `benchmarks/results/`.
+
+`encode` carries its own small writer (colour conversion with AREA chroma, VUI tags, fast start,
+audio copy or re-encode, packet interleaving) because `vidattack.video`'s writer takes neither
+encoder nor muxer options; once it does, `write_delivery` can call it and keep only the spec mapping.
 """
 
 from __future__ import annotations
