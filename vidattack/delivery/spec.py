@@ -252,21 +252,7 @@ def _parse(text: str, *, allow_several: bool, option: str) -> DeliverySpec:
         if m not in ("bt601", "bt709", "auto"):
             raise BadParameterError(f"expected matrix bt601, bt709 or auto, got {values['matrix'][0]!r}")
         matrix = None if m == "auto" else m  # type: ignore[assignment]
-    eot = None
-    if "eot" in values:
-        eot = _int(values["eot"][0], "eot", option)
-        if not 1 <= eot <= MAX_EOT:
-            raise BadParameterError(f"expected eot in 1..{MAX_EOT} (encodes per forward pass), got {eot}")
-    sigma = None
-    if "sigma" in values:
-        try:
-            sigma = float(values["sigma"][0])
-        except ValueError:
-            raise BadParameterError(
-                f"expected a number sigma in {option}, got {values['sigma'][0]!r}"
-            ) from None
-        if not 0 <= sigma <= MAX_SIGMA:  # also refuses nan
-            raise BadParameterError(f"expected sigma in 0..{MAX_SIGMA:g} (pixels), got {values['sigma'][0]}")
+    eot, sigma = _optimisation_keys(values, option)
     return DeliverySpec(
         codec=codec.name,  # type: ignore[arg-type]
         crfs=crfs,
@@ -276,6 +262,24 @@ def _parse(text: str, *, allow_several: bool, option: str) -> DeliverySpec:
         eot=eot,
         sigma=sigma,
     )
+
+
+def _optimisation_keys(values: dict[str, list[str]], option: str) -> tuple[int | None, float | None]:
+    """`eot` and `sigma` of a `--robust-to` value, range-checked; None where not given."""
+    eot = sigma = None
+    if "eot" in values:
+        eot = _int(values["eot"][0], "eot", option)
+        if not 1 <= eot <= MAX_EOT:
+            raise BadParameterError(f"expected eot in 1..{MAX_EOT} (encodes per forward pass), got {eot}")
+    if "sigma" in values:
+        text = values["sigma"][0]
+        try:
+            sigma = float(text)
+        except ValueError:
+            raise BadParameterError(f"expected a number sigma in {option}, got {text!r}") from None
+        if not 0 <= sigma <= MAX_SIGMA:  # also refuses nan
+            raise BadParameterError(f"expected sigma in 0..{MAX_SIGMA:g} (pixels), got {text}")
+    return eot, sigma
 
 
 def _int(value: str, key: str, option: str) -> int:
