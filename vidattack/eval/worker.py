@@ -18,7 +18,6 @@ alone writes `results.jsonl`.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import re
@@ -35,7 +34,6 @@ from vidattack.eval.grid import UNTARGETED, Config, _jsonable
 
 if TYPE_CHECKING:
     from vidattack.data.datasets import Item
-    from vidattack.delivery import DeliverySpec
     from vidattack.models.view import ModelView
     from vidattack.pipeline.stages import AttackOutcome, Sampled
     from vidattack.video import SampledFrames
@@ -190,6 +188,8 @@ def _attack_one(
             check_deliverable(item.path, None, overwrite=True)
         sampled = sample(video, view, attack, dev)
         if cfg.robust_to is not None:
+            from vidattack.pipeline.delivery import through_delivery
+
             sampled = through_delivery(sampled, cfg.robust_to, fps=video.fps, seed=seed)
         outcome = run_attack(sampled, attack, target=target, seed=seed, stop_when_fooled=cfg.stop_when_fooled)
         outcome, encodes = judged_lossless(sampled, outcome)
@@ -248,16 +248,6 @@ def _attack_one(
     if options.info:
         record["info"] = info
     return record
-
-
-def through_delivery(sampled: Sampled, spec: DeliverySpec, *, fps: float, seed: int) -> Sampled:
-    """`sampled` with its model seen through `spec`'s delivery encode (`Config.robust_to`), as
-    `perturb --robust-to` gives it to the attack: the video's frame rate is the encoder's, and the EOT
-    draws are seeded with the attack's seed, so a rerun of the pair draws the same CRFs and offsets."""
-    from vidattack.pipeline.delivery import robust_model
-
-    model = robust_model(sampled.model, spec, fps=fps, seed=seed)
-    return dataclasses.replace(sampled, model=model)  # type: ignore[arg-type]
 
 
 def judged_lossless(sampled: Sampled, outcome: AttackOutcome) -> tuple[AttackOutcome, int | None]:

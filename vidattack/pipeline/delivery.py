@@ -2,6 +2,7 @@
 attacks that survive it.
 
     robust_model(bound, spec, fps, seed) -> DeliveryModel      # --robust-to: the model behind the codec
+    through_delivery(sampled, spec, fps, seed) -> Sampled      # the same, on the clip an attack gets
     check_deliverable(path, delivery_path, overwrite)          # before the attack: refuse early
     deliver(lossless, spec, path, overwrite) -> DeliveryFile   # --delivery: S.delivery.mp4 / .webm
     verify_delivery(file, view, device, ...) -> DeliveryPart   # decode what was delivered, classify, measure
@@ -36,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from vidattack.criteria import make_criterion
 from vidattack.delivery import (
     DEFAULT_SIGMA,
     DeliveryFile,
@@ -64,6 +66,7 @@ __all__ = [
     "predict_delivered",
     "robust_model",
     "run_delivery",
+    "through_delivery",
     "unwrap_robust",
     "verify_delivery",
     "with_delivery",
@@ -89,6 +92,15 @@ def robust_model(model: torch.nn.Module, spec: DeliverySpec, *, fps: float, seed
         samples=1 if spec.eot is None else spec.eot,
         sigma=DEFAULT_SIGMA if spec.sigma is None else spec.sigma,
     )
+
+
+def through_delivery(sampled: Sampled, spec: DeliverySpec, *, fps: float, seed: int) -> Sampled:
+    """`sampled` with its model seen through `spec`'s delivery encode (`robust_model`), as both
+    `perturb --robust-to` and `eval --robust-to` give it to the attack: the video's frame rate is the
+    encoder's, and the EOT draws are seeded with the attack's seed, so a rerun draws the same CRFs
+    and offsets."""
+    model = robust_model(sampled.model, spec, fps=fps, seed=seed)
+    return dataclasses.replace(sampled, model=model)  # type: ignore[arg-type]
 
 
 def check_spec(spec: DeliverySpec | None, option: str) -> None:
@@ -345,17 +357,15 @@ def unwrap_robust(sampled: Sampled, outcome: AttackOutcome) -> tuple[AttackOutco
         "encodes": len(model.draws),
         "success_on_last_draw": bool(result.success.reshape(-1)[0]),
     }
-    clean_labels, adv_labels = clean_lp.argmax(dim=1), adv_lp.argmax(dim=1)
-    target = result.target
-    # success as the attacks define it (the target won, or the clean prediction lost), now lossless
-    success = adv_labels == target.to(adv_labels.device) if target is not None else adv_labels != clean_labels
+    clean_labels = clean_lp.argmax(dim=1)
     unwrapped = dataclasses.replace(
         result,
-        success=success,
+        # judged as the attack judges itself (the target won, or the clean prediction lost)
+        success=make_criterion(clean_labels, result.target).is_adversarial(adv_lp),
         clean_log_probs=clean_lp,
         adversarial_log_probs=adv_lp,
         clean_labels=clean_labels,
-        adversarial_labels=adv_labels,
+        adversarial_labels=adv_lp.argmax(dim=1),
     )
     return dataclasses.replace(outcome, result=unwrapped), record
 

@@ -8,7 +8,6 @@ writes the report last, releasing the claim (and removing what it wrote when a s
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Collection, Iterator, Sequence
@@ -180,8 +179,7 @@ def _for_delivery(
         dl.check_deliverable(path, dl.delivery_path(outputs.adversarial, delivery), overwrite=overwrite)
     if robust_to is None:
         return sampled
-    model = dl.robust_model(sampled.model, robust_to, fps=video.fps, seed=seed)
-    return dataclasses.replace(sampled, model=model)  # type: ignore[arg-type]
+    return dl.through_delivery(sampled, robust_to, fps=video.fps, seed=seed)
 
 
 def finish_job(
