@@ -403,6 +403,9 @@ def train(
     eval_set = heldout.subset(min(config.eval_size, len(heldout))) if heldout is not None else None
     t0 = time.perf_counter()
     step_seed = config.seed * 1_000_003 + start_epoch * batches
+    # GAT's losses read the denoiser's output: each step keeps it while the classifier runs
+    gat_losses = config.denoiser and (config.gamma_mse > 0 or disc is not None)
+    denoiser = net.denoiser if gat_losses and isinstance(net, DenoisedNet) else None
     for epoch in range(start_epoch, config.epochs):
         net.train()
         order = torch.randperm(len(train_set), generator=g)
@@ -414,15 +417,10 @@ def train(
             step_seed += 1
             x_in = attacker(net, work_view, train_set.plan, x, y, budget, step_seed) if attacker else x
             net.train()
-            gat = (
-                config.denoiser
-                and isinstance(net, DenoisedNet)
-                and (config.gamma_mse > 0 or disc is not None)
-            )
-            with _kept_output(net.denoiser if gat and isinstance(net, DenoisedNet) else None) as restored_out:
+            with _kept_output(denoiser) as restored_out:
                 log_p = bound(x_in)
             loss = F.nll_loss(log_p, y)
-            if gat:
+            if denoiser is not None:
                 # GAT, eq. 14: the denoiser's output should be the clean clip (MSE) and, with a GAN
                 # weight, pass for a clean clip in the discriminator's eyes. The output is the one the
                 # classifier just saw (the same G(x_in), not a second pass of the denoiser).
