@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import re
 import statistics
 import sys
@@ -50,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from rows import append_row, load_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -119,24 +119,6 @@ def label_of(path: Path, view: ModelView) -> int:
 
 def key_of(model: str, clip: str, setting: str, params: dict[str, Any]) -> str:
     return json.dumps({"model": model, "clip": clip, "setting": setting, **params}, sort_keys=True)
-
-
-def load_rows(path: Path) -> dict[str, dict[str, Any]]:
-    rows: dict[str, dict[str, Any]] = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                rows[row["key"]] = row
-    return rows
-
-
-def append_row(path: Path, row: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as f:
-        f.write(json.dumps(row) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def deliver(video: Video, view: ModelView, folder: Path, stem: str) -> dict[str, dict[str, Any]]:

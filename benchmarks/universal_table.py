@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from dataclasses import replace
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from rows import append_row, load_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -125,12 +125,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
-    done: dict[str, dict[str, Any]] = {}
-    if out.exists():
-        for line in out.read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                done[row["key"]] = row
+    done = load_rows(out)
     names = [n for n in args.runs.split(",") if n]
     unknown = [n for n in names if n not in RUNS]
     if unknown:
@@ -143,11 +138,7 @@ def main() -> None:
             if key in done:
                 continue
             row = {"key": key, "model": args.model, **run_one(view, train, holdout, name, args.seed)}
-            out.parent.mkdir(parents=True, exist_ok=True)
-            with out.open("a") as f:
-                f.write(json.dumps(row) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
+            append_row(out, row)
             done[key] = row
             print(
                 f"{name}: train {row['train']['rate']:.0%}, held out {row['holdout']['rate']:.0%}", flush=True
