@@ -71,9 +71,9 @@ def background_priority() -> None:
     only when the writes fall a whole batch behind. Measured with `benchmarks/throughput.py` (19
     clips, tiny-c3d, 2 cores): 6% less wall clock than workers at the attack's priority. The
     attack still slows beside them (its time in the reports grows), since two cores cannot hold a
-    2-thread attack and the writes at once. Linux gives each
-    thread its own nice value (the `PRIO_PROCESS` of a thread id) and threads started by this one
-    inherit it: the encoder's threads and torch's OpenMP team of this thread run at the same priority.
+    2-thread attack and the writes at once. Linux gives each thread its own nice value (the
+    `PRIO_PROCESS` of a thread id) and threads started by this one inherit it: the encoder's threads
+    and torch's OpenMP team of this thread run at the same priority.
     """
     import os
     import threading

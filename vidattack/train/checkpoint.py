@@ -7,8 +7,9 @@ therefore every command load it:
 - `labels`, `preprocess`: as every vidattack checkpoint (JSON strings);
 - `denoiser`: present (JSON) when the network is GAT's `DenoisedNet` (denoiser then classifier);
 - `training`: the settings it was trained with (JSON; GAT's weights as `gamma_mse` and `gamma_gan`;
-  a GAN-trained model's discriminator is not saved, only G and F run at inference); `heldout`: its held-out clean and robust
-  accuracies (JSON); `accuracy`: the held-out clean accuracy, as the bundled models store it.
+  a GAN-trained model's discriminator is not saved, only G and F run at inference); `heldout`: its
+  held-out clean and robust accuracies (JSON); `accuracy`: the held-out clean accuracy, as the
+  bundled models store it.
 """
 
 from __future__ import annotations
