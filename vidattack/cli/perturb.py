@@ -160,6 +160,7 @@ def _prepare(
     """Every check that can fail for all inputs alike, done once before the first input (usage errors,
     exit 2): options, attack, model, target, --out, names of all outputs."""
     from vidattack.models import load_model
+    from vidattack.models.capabilities import check_fits
     from vidattack.pipeline import check_seed, resolve_device, resolve_target, set_cpu_threads
     from vidattack.pipeline.batch import expand_inputs
     from vidattack.pipeline.outputs import NameTemplate, parse_outputs, plan_outputs
@@ -180,6 +181,7 @@ def _prepare(
     o.check_out_folder(out)
     dev = resolve_device(device)
     view = load_model(model, arch=arch, labels=labels, trust_checkpoint=trust_checkpoint, device=dev)
+    check_fits(atk, view, view.name)  # an ONNX model has no gradients: refused before any decoding
     target_index = resolve_target(view, target)
     items = expand_inputs(inputs, exclude=out, null=null, skip_own_outputs=True)
     if not items:
