@@ -57,7 +57,9 @@ def describe_path(path: Path) -> dict[str, Any]:
         info = {
             "kind": "onnx",
             "architecture": None,
-            "weights": [onnx_path.name],
+            "weights": [
+                p.name for p in (onnx_path, onnx_path.with_name(onnx_path.name + ".data")) if p.is_file()
+            ],
             "needs_trust": False,
             "labels": view.labels,
             "preprocess": view.preprocess.to_dict(),
