@@ -20,7 +20,7 @@ def models(
     path: Annotated[
         Path | None,
         typer.Argument(
-            metavar="[DIR]",
+            metavar="DIR",
             help="A HuggingFace folder, an ONNX file or a folder holding one: show what it holds.",
             show_default=False,
         ),
