@@ -43,8 +43,15 @@ def save_tiny(folder: Path, kind: str) -> Path:
         config = t.VivitConfig(image_size=56, num_frames=16, tubelet_size=[2, 8, 8], **SMALL, **labels)
         model, proc = t.VivitForVideoClassification, t.VivitVideoProcessor
         sizes = {"size": {"shortest_edge": 64}, "crop_size": {"height": 56, "width": 56}}
+    elif kind == "vjepa2":  # its processor resizes to crop * 256 / 224: 112 -> 128, then crops 112
+        config = t.VJEPA2Config(
+            crop_size=112, frames_per_clip=16, pred_hidden_size=32, pred_num_hidden_layers=1,
+            pred_num_attention_heads=2, **SMALL, **labels,
+        )  # fmt: skip
+        model, proc = t.VJEPA2ForVideoClassification, t.VJEPA2VideoProcessor
+        sizes = {"crop_size": 112}
     else:
-        raise ValueError(f"expected videomae, timesformer or vivit, got {kind}")
+        raise ValueError(f"expected videomae, timesformer, vivit or vjepa2, got {kind}")
     torch.manual_seed(0)
     model(config).eval().save_pretrained(folder)
     proc(**sizes).save_pretrained(folder)
@@ -54,7 +61,7 @@ def save_tiny(folder: Path, kind: str) -> Path:
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("hf")
-    return {kind: save_tiny(root / kind, kind) for kind in ("videomae", "timesformer", "vivit")}
+    return {kind: save_tiny(root / kind, kind) for kind in ("videomae", "timesformer", "vivit", "vjepa2")}
 
 
 def invoke(*args: Any) -> Any:
@@ -86,19 +93,20 @@ def decoded_sampled_frames(folder: Path, clip: Path) -> torch.Tensor:
     return video.frames[ids].permute(0, 3, 1, 2)
 
 
-@pytest.mark.parametrize("kind", ["videomae", "timesformer", "vivit"])
+@pytest.mark.parametrize("kind", ["videomae", "timesformer", "vivit", "vjepa2"])
 def test_predict_on_a_folder_matches_the_transformers_processor(folders, example_clip, kind) -> None:
     folder = folders[kind]
     (got,) = records(invoke("predict", example_clip, "-m", folder, "--top-k", 5, "--format", "json"))
     frames = decoded_sampled_frames(folder, example_clip)
-    # ViViT resizes 112 -> 64: HF rounds the resized frames to uint8, the view keeps them differentiable
-    # floats; the processor run on float frames does the same arithmetic as the view
-    want = processor_probabilities(folder, frames.float() if kind == "vivit" else frames)
+    # ViViT resizes 112 -> 64, V-JEPA 2 112 -> 128: HF rounds the resized frames to uint8, the view keeps
+    # them differentiable floats; the processor run on float frames does the same arithmetic as the view
+    resized = kind in ("vivit", "vjepa2")
+    want = processor_probabilities(folder, frames.float() if resized else frames)
     assert got["index"] == int(want.argmax())
     assert got["label"] == CLASSES[got["index"]]
     for top in got["top"]:
         assert top["confidence"] == pytest.approx(float(want[top["index"]]), abs=1e-4)
-    if kind == "vivit":  # and on its own uint8 frames, the same class, probabilities within a rounding
+    if resized:  # and on its own uint8 frames, the same class, probabilities within a rounding
         rounded = processor_probabilities(folder, frames)
         assert int(rounded.argmax()) == got["index"]
         assert (rounded - want).abs().max() < 1e-2
