@@ -184,6 +184,17 @@ class _Logits(torch.nn.Module):
         return self.net(pixel_values=pixel_values).logits
 
 
+def context() -> dict[str, Any]:
+    """Where and when a row was measured; the machine is shared, so the 1-minute load average at the
+    end of the measurement says how contended its timings were."""
+    return {
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "load_1min": round(os.getloadavg()[0], 1),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="videomae-b,timesformer-b")
@@ -194,11 +205,6 @@ def main() -> None:
     ap.add_argument("--onnx-seconds", type=float, default=10.0)
     args = ap.parse_args()
     done = load_rows(RESULTS)
-    context = {
-        "cpus": os.cpu_count(),
-        "torch": torch.__version__,
-        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-    }
     for name in [m for m in args.models.split(",") if m]:
         folder = build(name, args.cache)
         if f"perturb:{name}" not in done:
@@ -206,17 +212,17 @@ def main() -> None:
                 RESULTS,
                 {
                     **perturb_row(name, folder, args.video, args.cache / f"{name}-out", args.threads),
-                    **context,
+                    **context(),
                 },
             )
             print(f"perturb:{name} done", file=sys.stderr)
         if f"ratio:{name}" not in done:
-            append_row(RESULTS, {**ratio_row(name, folder, args.video, args.threads), **context})
+            append_row(RESULTS, {**ratio_row(name, folder, args.video, args.threads), **context()})
             print(f"ratio:{name} done", file=sys.stderr)
     if not args.skip_onnx and not any(k.startswith("onnx-qps:") for k in done):
         folder = build("videomae-small112", args.cache)
         for row in onnx_rows("videomae-small112", folder, args.threads, [1, 8], args.onnx_seconds):
-            append_row(RESULTS, {**row, **context})
+            append_row(RESULTS, {**row, **context()})
 
 
 if __name__ == "__main__":
