@@ -174,11 +174,12 @@ def preprocess_from_processor(proc: dict[str, Any], clip_len: int, where: str) -
     """A `Preprocess` that computes what the processor `proc` (its JSON) does, for clips of `clip_len`."""
     kind = str(proc.get("video_processor_type") or proc.get("image_processor_type") or "")
     resize: int | tuple[int, int] | None = None
-    if proc.get("do_resize", True):
+    if proc.get("do_resize", True) and kind.startswith("VJEPA2"):
+        # its __init__ derives the resize from the crop, whatever `size` says
+        crop_h = _size(proc.get("crop_size", 256), f"crop_size in {where}")
+        resize = int((crop_h if isinstance(crop_h, int) else crop_h[0]) * 256 / 224)
+    elif proc.get("do_resize", True):
         resize = _size(proc.get("size"), f"size in {where}")
-        if kind.startswith("VJEPA2"):  # its __init__ derives the resize from the crop, ignoring `size`
-            crop_h = _size(proc.get("crop_size", 256), f"crop_size in {where}")
-            resize = int((crop_h if isinstance(crop_h, int) else crop_h[0]) * 256 / 224)
     crop = _size(proc.get("crop_size"), f"crop_size in {where}") if proc.get("do_center_crop", True) else None
     do_rescale = bool(proc.get("do_rescale", True))
     factor = float(proc.get("rescale_factor", 1 / 255)) if do_rescale else 1.0

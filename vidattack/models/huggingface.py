@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from vidattack import files
@@ -96,14 +97,14 @@ def load_hf_folder(spec: str, folder: Path, req: LoadRequest) -> ModelView:
         )
     cfg = read_folder_config(folder / "config.json")
     arch = _video_architecture(cfg, folder)
+    pre = cfg.preprocess()  # checked before the weights are read: a full-size model is 350 MB
+    _check_input_size(cfg, pre.crop, folder)
     model = _from_pretrained(folder, safe)
     net = HFVideoNet(model, _input_name(arch))
     k = int(model.config.num_labels)
     if req.num_classes is not None and req.num_classes != k:
         raise BadCheckpointError(f"expected {req.num_classes} classes, got a model with {k} in {folder}")
     labels = fit_labels(req.labels, k, "--labels") if req.labels else cfg.labels(k) or _numbered(k)
-    pre = cfg.preprocess()
-    _check_input_size(cfg, pre.crop, folder)
     return ModelView(
         net=net,
         preprocess=pre,
@@ -122,7 +123,7 @@ def _video_architecture(cfg: FolderConfig, folder: Path) -> str:
 
     known = list(MODEL_FOR_VIDEO_CLASSIFICATION_MAPPING_NAMES.values())
     arch = cfg.architecture
-    if arch not in known:
+    if arch is None or arch not in known:
         raise BadCheckpointError(
             f"expected a video classifier in {folder / 'config.json'} (architectures: {few(known)}), got "
             f"{arch or 'none'} (transformers {transformers.__version__})"
@@ -149,6 +150,8 @@ def _from_pretrained(folder: Path, safe: bool) -> Any:
                 local_files_only=True,
                 trust_remote_code=False,
                 use_safetensors=safe,
+                # attacks run in float32; a hub folder saved in half precision is loaded up to it
+                dtype=torch.float32,
                 output_loading_info=True,
             )
         except (OSError, ValueError, RuntimeError, KeyError, TypeError) as e:

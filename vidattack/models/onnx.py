@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from vidattack import files
-from vidattack.errors import BadCheckpointError, UsageError
+from vidattack.errors import BadCheckpointError, UsageError, VidattackError
 from vidattack.models.checkpoint import LoadRequest
 from vidattack.models.extras import import_extra
 from vidattack.models.hf_config import labels_from_id2label, read_folder_config
@@ -47,7 +47,8 @@ def onnx_file_in(folder: Path) -> Path | None:
 class OnnxNet(ScoresOnlyNet):
     """An onnxruntime session as a scores-only network: clips in the graph's layout -> logits `(B, K)`.
 
-    `calls` counts the session runs and `rows` the clips they classified, for reports and tests.
+    Clips go in as float32 (float16 for a half-precision graph); a graph exported with a fixed batch
+    of 1 is run one clip at a time.
     """
 
     def __init__(self, session: Any, path: Path, probabilities: bool = False) -> None:
@@ -55,14 +56,17 @@ class OnnxNet(ScoresOnlyNet):
         self.session = session
         graph_input = session.get_inputs()[0]
         self.input_name = str(graph_input.name)
-        # a graph exported with a fixed batch of 1 is run one clip at a time
         self.one_at_a_time = graph_input.shape[0] == 1
+        self.input_dtype = np.float16 if graph_input.type == "tensor(float16)" else np.float32
         self.probabilities = probabilities
 
     def scores(self, clips: Tensor) -> Tensor:
-        x = clips.float().contiguous().numpy()
+        x = clips.float().contiguous().numpy().astype(self.input_dtype, copy=False)
         batches = [x[i : i + 1] for i in range(len(x))] if self.one_at_a_time else [x]
-        out = np.concatenate([self.session.run(None, {self.input_name: b})[0] for b in batches])
+        try:
+            out = np.concatenate([self.session.run(None, {self.input_name: b})[0] for b in batches])
+        except Exception as e:  # onnxruntime's own error types: one line naming the model, no traceback
+            raise VidattackError(f"{self.describe} failed in onnxruntime: {first_line(e)}") from e
         y = torch.from_numpy(np.asarray(out, dtype=np.float32))
         # probabilities p become logits log p: softmax(log p) = p, so the view's averaging is unchanged
         return y.clamp_min(1e-30).log() if self.probabilities else y
