@@ -216,3 +216,15 @@ def test_a_folder_that_is_neither_kind_is_refused_naming_what_it_holds(tmp_path,
     result = invoke("predict", example_clip, "-m", tmp_path)
     assert result.exit_code == 2
     assert "expected a HuggingFace folder" in result.stderr and "notes.txt" in result.stderr
+
+
+def test_odd_frame_sizes_are_resized_and_cropped_as_transformers_rounds_them(folders) -> None:
+    # 123x171 to the short side 64: the long side is 88.98, which transformers floors to 88 (torchvision
+    # would round to 89); the crop offsets are floored too
+    folder = folders["vivit"]
+    frames = torch.randint(0, 256, (16, 3, 123, 171), generator=torch.Generator().manual_seed(0)).float()
+    want = processor_probabilities(folder, frames)
+    view = load_model(str(folder))
+    with torch.no_grad():
+        got = view.bind(view.plan(16))(frames[None] / 255).exp()[0]
+    assert torch.allclose(got, want, atol=1e-5)
