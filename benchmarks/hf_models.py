@@ -86,7 +86,7 @@ def perturb_row(name: str, folder: Path, video: Path, out: Path, threads: int) -
     report = json.loads(stdout)["results"][0]
     return {
         "key": f"perturb:{name}",
-        "command": " ".join(cmd[1:]),
+        "command": " ".join(["python", *cmd[1:]]),
         "wall_s": round(wall, 2),
         "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
         "stages_s": {k: round(v, 2) for k, v in report["timing"].items()},

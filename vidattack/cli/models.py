@@ -64,6 +64,8 @@ def folder_table(rows: list[Record], console: Console) -> None:
             " (pickled: needs --trust-checkpoint)" if r["needs_trust"] else ""
         )
         t.add_row("weights", cell(weights))
+        if r.get("processor"):
+            t.add_row("processor", cell(r["processor"]))
         t.add_row("labels", cell(f"{len(labels)}: {shown}" if labels else "(from the model's outputs)"))
         t.add_row("preprocess", cell(preprocess_text(r["preprocess"])))
         t.add_row("offers", cell(r["offers"]))
