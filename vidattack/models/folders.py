@@ -74,8 +74,8 @@ def hub_hint(text: str) -> str:
     if not _HUB_NAME.fullmatch(text) or Path(text).suffix.lower() in MODEL_SUFFIXES:
         return ""
     return (
-        f" ({text} looks like a HuggingFace hub name: vidattack downloads nothing, so download the folder "
-        f"first, e.g. hf download {text} --local-dir DIR, and pass --model DIR)"
+        "; a HuggingFace hub name? download the folder first (hf download NAME --local-dir DIR) and "
+        "pass --model DIR: vidattack downloads nothing"
     )
 
 
