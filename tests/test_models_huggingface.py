@@ -228,3 +228,19 @@ def test_odd_frame_sizes_are_resized_and_cropped_as_transformers_rounds_them(fol
     with torch.no_grad():
         got = view.bind(view.plan(16))(frames[None] / 255).exp()[0]
     assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_a_half_precision_folder_is_attacked_in_float32(folders, tmp_path) -> None:
+    folder = tmp_path / "half"
+    model = transformers.AutoModelForVideoClassification.from_pretrained(folders["timesformer"])
+    model.half().save_pretrained(folder)
+    (folder / "video_preprocessor_config.json").write_bytes(
+        (folders["timesformer"] / "video_preprocessor_config.json").read_bytes()
+    )
+    view = load_model(str(folder))
+    assert {p.dtype for p in view.net.parameters()} == {torch.float32}
+    x = torch.rand(1, 8, 3, 112, 112)  # the 8 frames its plan samples from a 16-frame video
+    full = load_model(str(folders["timesformer"]))
+    with torch.no_grad():
+        got, want = view.bind(view.plan(16))(x).exp(), full.bind(full.plan(16))(x).exp()
+    assert (got - want).abs().max() < 1e-2  # the weights rounded to float16, nothing else
