@@ -34,4 +34,9 @@ class ProgressEvent:
     unit: str = ""
 
 
+#: What a job reports its progress to.
 ProgressFn = Callable[[ProgressEvent], None]
+
+#: What an attack (or a stage that counts) calls with `(done, total)` as it advances; `Reporter.counter`
+#: turns it into `ProgressEvent`s of one job.
+StepFn = Callable[[int, int], None]

@@ -318,7 +318,7 @@ class Target:
 @dataclass(frozen=True)
 class JobPart:
     """Which job wrote the report, for `--resume`: `key` digests the attack and its parameters, the
-    model, the seed, the target and the input's bytes (`vidattack.pipeline.outputs.job_key`);
+    model, the seed, the target and the input's bytes (`vidattack.pipeline.run.Runner.job_key`);
     `input_sha256` is the input's SHA-256 (None when the input is not a regular file)."""
 
     key: str
@@ -346,9 +346,9 @@ class Report:
     target: Target | None
     clean: Prediction
     adversarial: Prediction
-    reencoded: Prediction
+    reencoded: Prediction | None  # None only for a job that writes nothing (eval without --verify)
     success: bool
-    success_after_encode: bool
+    success_after_encode: bool | None
     perturbation: dict[str, Any]
     frame_predictions: dict[str, Any] | None
     queries: int
@@ -375,7 +375,7 @@ class Report:
             "target": None if self.target is None else self.target.to_dict(),
             "clean": self.clean.to_dict(),
             "adversarial": self.adversarial.to_dict(),
-            "reencoded": self.reencoded.to_dict(),
+            "reencoded": None if self.reencoded is None else self.reencoded.to_dict(),
             "success": self.success,
             "success_after_encode": self.success_after_encode,
             "perturbation": self.perturbation,
