@@ -13,6 +13,7 @@ import typer
 from vidattack.budget import Budget as Budget  # re-exported: the options parse into it
 from vidattack.budget import parse_budget as parse_budget
 from vidattack.errors import BadParameterError
+from vidattack.pipeline.outputs import KINDS_HELP
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -107,8 +108,8 @@ OutputKinds = Annotated[
     typer.Option(
         "--outputs",
         metavar="KINDS",
-        help="What to write: any of adv,report,heatmaps,plots (comma-separated), or all. The report is "
-        "written last; --resume needs it.",
+        help=f"What to write: any of {KINDS_HELP} (comma-separated), or all. The report is written last; "
+        "--resume needs it. --delivery adds its own file.",
     ),
 ]
 Resume = Annotated[

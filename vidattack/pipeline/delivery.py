@@ -31,7 +31,6 @@ import dataclasses
 import logging
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,7 +46,7 @@ from vidattack.delivery import (
     write_delivery,
 )
 from vidattack.errors import BadVideoError
-from vidattack.pipeline.report import Prediction
+from vidattack.pipeline.report import DeliveryPart, Prediction
 from vidattack.pipeline.spec import judge
 from vidattack.video.limits import DEFAULT_MAX_MEMORY
 
@@ -158,37 +157,6 @@ def deliver(
 
     video = source if isinstance(source, Video) else _load_whole(Path(source), budget_bytes)
     return write_delivery(video, path, spec, overwrite=overwrite, copy_audio=True, threads=1)
-
-
-@dataclass(frozen=True)
-class DeliveryPart:
-    """The report's `delivery` section: the delivery encode (`DeliveryFile.describe()`), whether the
-    file was kept (False for `--robust-to`'s check encode), the model's prediction on the decoded
-    delivery file, success judged on it, and the perturbation in 8-bit levels (lossless / delivered /
-    codec / surviving, see `vidattack.delivery.measure`; None when the shapes cannot be compared)."""
-
-    file: DeliveryFile
-    kept: bool
-    prediction: Prediction
-    success_after_delivery: bool
-    perturbation: dict[str, Any] | None
-    notes: tuple[str, ...] = ()
-
-    @property
-    def path(self) -> Path | None:
-        return self.file.path if self.kept else None
-
-    def to_dict(self) -> dict[str, Any]:
-        settings = self.file.describe()
-        return {
-            **settings,
-            "path": str(self.file.path) if self.kept else None,
-            "notes": [*settings["notes"], *self.notes],
-            "kept": self.kept,
-            "prediction": self.prediction.to_dict(),
-            "success_after_delivery": self.success_after_delivery,
-            "perturbation": self.perturbation,
-        }
 
 
 def verify_delivery(

@@ -90,10 +90,10 @@ def background_priority() -> None:
 
 def error_record(path: Path, error: BaseException) -> Record:
     """What a failed input reports: its input and one line of error (as the sequential batch does)."""
-    from vidattack.pipeline.batch import Item
+    from vidattack.pipeline.batch import Input
     from vidattack.pipeline.batch import error_record as record
 
-    return record(Item(path, path.stem), error)
+    return record(Input(path, path.stem), error)
 
 
 class _Stopped(BaseException):
@@ -116,7 +116,7 @@ def perturb_many(
     `spec` is a `JobSpec`, or an attack with the spec's fields as keywords (`make_spec`; and
     `Schedule`'s fields: `batch_size`, `lookahead`, `done`, `should_stop`). `items` have `.path` and
     either `.outputs` (an `Outputs`, as `vidattack.pipeline.names.Planned` has) or `.stem`
-    (`vidattack.pipeline.batch.Item`: the set is named `stem` in `out_dir`); an item whose `.error` is
+    (`vidattack.pipeline.batch.Input`: the set is named `stem` in `out_dir`); an item whose `.error` is
     set is that error's record. A set that `spec.resume` finds finished gives its report marked
     `skipped`. When `schedule.should_stop()` turns true the batch ends early (see the module's
     docstring): the records yielded are those of the inputs finished. Each video's report equals the

@@ -93,7 +93,7 @@ class Planned:
     """One input with the output set it will write."""
 
     path: Path
-    outputs: Outputs | None  # None for an input that fails before it is a job (`Item.error`)
+    outputs: Outputs | None  # None for an input that fails before it is a job (`Input.error`)
     error: str | None = None
 
 
@@ -110,7 +110,7 @@ def plan_outputs(
 ) -> list[Planned]:
     """Name every item's output set; two items with one name are a usage error (found before any work).
 
-    `items` are `vidattack.pipeline.batch.Item`s: each has `path`, `stem` and `subdir` (the folder it
+    `items` are `vidattack.pipeline.batch.Input`s: each has `path`, `stem` and `subdir` (the folder it
     was found in, relative to the folder input, mirrored under `out_dir`).
     """
 

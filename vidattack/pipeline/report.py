@@ -19,7 +19,7 @@ from torch import Tensor
 from vidattack.files import write_atomic
 
 if TYPE_CHECKING:
-    from vidattack.pipeline.delivery import DeliveryPart
+    from vidattack.delivery import DeliveryFile
     from vidattack.video import SampledFrames, Video
 
 
@@ -326,6 +326,37 @@ class JobPart:
 
     def to_dict(self) -> dict[str, Any]:
         return {"key": self.key, "input_sha256": self.input_sha256}
+
+
+@dataclass(frozen=True)
+class DeliveryPart:
+    """The report's `delivery` section: the delivery encode (`DeliveryFile.describe()`), whether the
+    file was kept (False for `--robust-to`'s check encode), the model's prediction on the decoded
+    delivery file, success judged on it, and the perturbation in 8-bit levels (lossless / delivered /
+    codec / surviving, see `vidattack.delivery.measure`; None when the shapes cannot be compared)."""
+
+    file: DeliveryFile
+    kept: bool
+    prediction: Prediction
+    success_after_delivery: bool
+    perturbation: dict[str, Any] | None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def path(self) -> Path | None:
+        return self.file.path if self.kept else None
+
+    def to_dict(self) -> dict[str, Any]:
+        settings = self.file.describe()
+        return {
+            **settings,
+            "path": str(self.file.path) if self.kept else None,
+            "notes": [*settings["notes"], *self.notes],
+            "kept": self.kept,
+            "prediction": self.prediction.to_dict(),
+            "success_after_delivery": self.success_after_delivery,
+            "perturbation": self.perturbation,
+        }
 
 
 @dataclass(frozen=True)
