@@ -17,9 +17,13 @@ from pathlib import Path
 def body_lines(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
     """Lines of `fn`'s body without its docstring."""
     body = fn.body
-    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
-        if isinstance(body[0].value.value, str):
-            body = body[1:]
+    first = body[0] if body else None
+    if (
+        isinstance(first, ast.Expr)
+        and isinstance(first.value, ast.Constant)
+        and isinstance(first.value.value, str)
+    ):
+        body = body[1:]
     if not body:
         return 0
     end = fn.end_lineno or body[-1].end_lineno or body[-1].lineno
