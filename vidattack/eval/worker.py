@@ -150,16 +150,14 @@ def _attack_one(
     if not (clean == item.label or options.attack_misclassified):
         unchanged = unchanged_stats(video, video.frames)
         return _record(cfg, item, view, None, clean=clean, stats=unchanged, start=start, options=options)
-    from vidattack.pipeline.run import Skipped, run_job
+    from vidattack.pipeline.run import Known, Skipped, run_job
 
     spec = replace(cfg.spec, device=options.device, verify=options.verify)
-    name = f"{safe_name(item.id)}"
+    name = safe_name(item.id)
     with tempfile.TemporaryDirectory(prefix="vidattack-eval-") as tmp:
         folder = Path(options.outputs) / cfg.key if options.outputs is not None else Path(tmp)
-        report = run_job(
-            spec, item.path, view, Outputs.for_stem(folder, name), video=video, name=item.id,
-            label=item.label, clean_log_probs=clean_lp, seed=video_seed(cfg.seed, item.id),
-        )  # fmt: skip
+        known = Known(video, item.id, item.label, clean_lp, video_seed(cfg.seed, item.id))
+        report = run_job(spec, item.path, view, Outputs.for_stem(folder, name), known=known)
     if isinstance(report, Skipped):  # never: an eval's jobs do not resume through reports
         raise RuntimeError(f"{item.id}: an eval job was skipped")
     stats = report.perturbation

@@ -47,6 +47,23 @@ log = logging.getLogger("vidattack")
 
 
 @dataclass(frozen=True)
+class Known:
+    """What the caller already knows of a video (eval decodes and classifies each video once for all
+    its configurations): the decoded `video`, the `name` reports and progress call it, its true
+    `label` and `clean_log_probs` `(K,)` (for the target modes `random` and `least-likely`), and the
+    `seed` of its attack in place of the spec's (eval seeds each video apart)."""
+
+    video: SampledFrames | None = None
+    name: str | None = None
+    label: int | None = None
+    clean_log_probs: torch.Tensor | None = None
+    seed: int | None = None
+
+
+NOTHING_KNOWN = Known()
+
+
+@dataclass(frozen=True)
 class Skipped:
     """A job `--resume` found finished by the same job: its report as written, nothing done."""
 
@@ -79,27 +96,17 @@ class Runner:
 
     # -- the stages ------------------------------------------------------------------------------
 
-    def prepare(
-        self,
-        source: Path | None,
-        outputs: Outputs,
-        *,
-        video: SampledFrames | None = None,
-        name: str | None = None,
-        label: int | None = None,
-        clean_log_probs: torch.Tensor | None = None,
-        seed: int | None = None,
-    ) -> Job | Skipped:
-        """Claim `outputs` (lock, `--overwrite`, `--resume`), decode `source` (unless `video` is the
-        decoded input already) and sample it, resolve the target (`label` and `clean_log_probs` for
-        eval's target modes) and check the delivery. `seed` replaces the spec's for this video (eval
-        seeds each video apart). Returns the `Job`, holding its claim, or `Skipped`."""
+    def prepare(self, source: Path | None, outputs: Outputs, known: Known = NOTHING_KNOWN) -> Job | Skipped:
+        """Claim `outputs` (lock, `--overwrite`, `--resume`), decode `source` (unless `known` holds
+        the decoded video) and sample it, resolve the target and check the delivery. Returns the
+        `Job`, holding its claim, or `Skipped`."""
         from vidattack.pipeline.claim import claim
         from vidattack.pipeline.delivery import check_deliverable, through_delivery
 
         spec, started = self.spec, time.perf_counter()
         outputs = self.outputs_for(outputs)
-        seed = spec.seed if seed is None else seed
+        seed = spec.seed if known.seed is None else known.seed
+        video = known.video
         input_sha = _input_sha256(source)
         key = self.job_key(input_sha)
         claimed = claim(outputs, key=key, overwrite=spec.overwrite, resume=spec.resume)
@@ -107,7 +114,7 @@ class Runner:
             claimed.release()
             return Skipped(claimed.done)
         try:
-            shown = name if name is not None else str(source)
+            shown = known.name if known.name is not None else str(source)
             tell, timing = Reporter(self.progress, shown), Timing()
             if video is None:
                 if source is None:
@@ -116,7 +123,7 @@ class Runner:
                 with timed(timing, "decode"):
                     video = decode(source, self.view, max_memory=spec.max_memory)
             target = resolve_target(
-                spec.target, self.view, label=label, clean_log_probs=clean_log_probs, seed=seed
+                spec.target, self.view, label=known.label, clean_log_probs=known.clean_log_probs, seed=seed
             )
             sampled = sample(video, self.view, spec.attack, self.device)
             if spec.delivery is not None and source is not None:
@@ -187,9 +194,9 @@ class Runner:
         job.tell("done", 1, 1)
         return report
 
-    def run(self, source: Path | None, outputs: Outputs, **prepare: Any) -> Report | Skipped:
-        """The stages in order for one video (`prepare`'s keywords pass through)."""
-        job = self.prepare(source, outputs, **prepare)
+    def run(self, source: Path | None, outputs: Outputs, known: Known = NOTHING_KNOWN) -> Report | Skipped:
+        """The stages in order for one video."""
+        job = self.prepare(source, outputs, known)
         if isinstance(job, Skipped):
             return job
         try:
@@ -340,10 +347,10 @@ def run_job(
     model: ModelView,
     outputs: Outputs,
     *,
+    known: Known = NOTHING_KNOWN,
     progress: ProgressFn | None = None,
-    **prepare: Any,
 ) -> Report | Skipped:
-    """Run `spec` on one video with `model`, writing `outputs`: claim, decode (unless `video=` is
-    given), sample, attack, write, verify, deliver, render, report (see `Runner.prepare` for the
-    other keywords). Returns the `Report`, or `Skipped` when `--resume` found the job done."""
-    return Runner.start(spec, model, progress).run(source, outputs, **prepare)
+    """Run `spec` on one video `source` with `model`, writing `outputs`: claim, decode (unless
+    `known` holds the decoded video), sample, attack, write, verify, deliver, render, report. Returns
+    the `Report`, or `Skipped` when `--resume` found the job done."""
+    return Runner.start(spec, model, progress).run(source, outputs, known)
