@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from contextlib import nullcontext
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -95,8 +95,33 @@ def perturb(
     from vidattack.pipeline.signals import Interrupted, InterruptGuard
 
     o.setup_logging(verbose, quiet)
-    values = locals()  # the parameters above by name: the options travel on as one value
-    args = PerturbArgs(**{f.name: values[f.name] for f in fields(PerturbArgs)})
+    args = PerturbArgs(
+        inputs=inputs,
+        attack=attack,
+        model=model,
+        arch=arch,
+        labels=labels,
+        trust_checkpoint=trust_checkpoint,
+        out=out,
+        name=name,
+        outputs=outputs,
+        eps=eps,
+        alpha=alpha,
+        steps=steps,
+        target=target,
+        seed=seed,
+        device=device,
+        threads=threads,
+        max_memory=max_memory,
+        set_=set_,
+        apply=apply,
+        overwrite=overwrite,
+        resume=resume,
+        null=null,
+        stop_when_fooled=stop_when_fooled,
+        delivery=delivery,
+        robust_to=robust_to,
+    )
     with InterruptGuard() as guard:
         try:
             with guard.interruptible():
