@@ -116,8 +116,9 @@ Resume = Annotated[
     bool,
     typer.Option(
         "--resume",
-        help="Skip inputs whose report shows the same attack, parameters, model, seed and input (their "
-        "records are printed again, marked skipped); redo inputs left unfinished.",
+        help="Skip inputs whose report shows the same job: attack, parameters, model, seed, target, "
+        "--stop-when-fooled, --delivery, --robust-to and input (their records are printed again, marked "
+        "skipped); redo inputs left unfinished.",
     ),
 ]
 Null = Annotated[
