@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,12 +30,11 @@ from vidattack.eval.summary import SummaryRow, summarize, write_summary
 from vidattack.eval.worker import WorkOptions
 
 if TYPE_CHECKING:
+    from vidattack.attacks.context import StepFn
     from vidattack.data.datasets import Dataset, Item
     from vidattack.models.view import ModelView
 
 log = logging.getLogger("vidattack")
-
-ProgressFn = Callable[[int, int], None]
 
 
 @dataclass
@@ -69,7 +68,7 @@ def run_eval(
     threads: int = 0,
     fsync_every: int = 16,
     info: Sequence[str] = (),
-    progress: ProgressFn | None = None,
+    progress: StepFn | None = None,
 ) -> EvalRun:
     """Run every configuration on every video of `dataset` (or of its shard `(K, N)`) into `out_dir`.
 

@@ -36,6 +36,7 @@ from vidattack.errors import VidattackError
 
 if TYPE_CHECKING:
     from vidattack.attacks.base import Attack
+    from vidattack.attacks.context import StepFn
     from vidattack.models.view import ModelView
     from vidattack.pipeline.job import Job
     from vidattack.pipeline.outputs import Outputs
@@ -218,7 +219,7 @@ class _Engine:
         if self.done is not None:
             self.done(item)
 
-    def _progress(self, jobs: list[Job]) -> Callable[[int, int], None] | None:
+    def _progress(self, jobs: list[Job]) -> StepFn | None:
         # one (done, total) callback for the batch's attack, fanned out to every video's events; it is
         # also where a long attack learns that the batch should stop
         if self.runner.progress is None and self.should_stop is None:

@@ -36,7 +36,5 @@ class ProgressEvent:
 
 #: What a job reports its progress to.
 ProgressFn = Callable[[ProgressEvent], None]
-
-#: What an attack (or a stage that counts) calls with `(done, total)` as it advances; `Reporter.counter`
-#: turns it into `ProgressEvent`s of one job.
-StepFn = Callable[[int, int], None]
+# An attack's `(done, total)` callback is `vidattack.attacks.context.StepFn`; `Reporter.counter` turns
+# it into `ProgressEvent`s of one job.

@@ -38,9 +38,10 @@ from vidattack.pipeline.stages import AttackOutcome, Verified, decode, run_attac
 from vidattack.text import literal
 
 if TYPE_CHECKING:
+    from vidattack.attacks.context import StepFn
     from vidattack.models.view import ModelView
     from vidattack.pipeline.outputs import Outputs
-    from vidattack.pipeline.progress import ProgressFn, StepFn
+    from vidattack.pipeline.progress import ProgressFn
     from vidattack.video import SampledFrames
 
 log = logging.getLogger("vidattack")

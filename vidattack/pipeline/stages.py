@@ -28,12 +28,12 @@ import torch
 from torch import Tensor
 
 from vidattack.errors import VidattackError
-from vidattack.pipeline.progress import StepFn
 from vidattack.pipeline.report import Prediction, prediction, reportable
 from vidattack.pipeline.spec import judge
 
 if TYPE_CHECKING:
     from vidattack.attacks.base import Attack
+    from vidattack.attacks.context import StepFn
     from vidattack.attacks.result import AttackResult
     from vidattack.models.view import BoundModel, FramePlan, ModelView
     from vidattack.video import Comparison, SampledFrames

@@ -17,10 +17,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from vidattack.attacks.context import StepFn
 from vidattack.attacks.universal import TrainingClip, UniversalAttack, UniversalPerturbation
 from vidattack.errors import BadParameterError
 from vidattack.models.view import ModelView, sampled_frames
-from vidattack.pipeline.progress import StepFn
 
 VideoSource = Tensor | str | os.PathLike[str]
 

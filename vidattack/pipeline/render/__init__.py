@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +41,7 @@ from vidattack.pipeline.render.plots import CURVE_NOTES, history_chart, per_fram
 if TYPE_CHECKING:
     from typing import TypeAlias
 
+    from vidattack.attacks.context import StepFn
     from vidattack.pipeline.outputs import Outputs
     from vidattack.video import SampledFrames, Video
 
@@ -101,7 +102,7 @@ def render(
     x_axis: str = "step",
     attack: str = "",
     sampled: Collection[int] | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: StepFn | None = None,
 ) -> Rendered:
     """Draw the pictures named in `which` (default: all of `ROLES`) of the written video `adv` against
     `clean`: contact sheet, per-frame chart, the attack's curve (when it has one, against `x_axis`:
