@@ -16,7 +16,7 @@ from batch_support import records, run, save_toy_model
 from hostile import PEAK_LAUNCHER, Case, digest, make_corpus
 
 from vidattack.cli.emit import literal
-from vidattack.pipeline.stages import Outputs
+from vidattack.pipeline.outputs import Outputs
 
 FAST = ("--steps", "1", "--threads", "1", "-f", "jsonl", "--outputs", "adv,report")
 

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from vidattack.attacks.blackbox.query_model import QueryModel
-from vidattack.attacks.context import AttackContext, ProgressFn
+from vidattack.attacks.context import AttackContext, StepFn
 from vidattack.attacks.counting import CountingModel, queries_of, video_queries_of
 from vidattack.attacks.params import ParamSpec, param_specs, plain_value, validate
 from vidattack.attacks.result import AttackResult, measure_norms
@@ -248,7 +248,7 @@ class Attack(ABC):
         model: nn.Module,
         x: Tensor,
         seed: int | Sequence[int],
-        progress: ProgressFn | None,
+        progress: StepFn | None,
         max_queries: int | None,
         starting_points: Tensor | None,
         stop_when_fooled: float | None,
@@ -315,7 +315,7 @@ class Attack(ABC):
         target: int | Tensor | None = None,
         labels: Tensor | None = None,
         seed: int | Sequence[int] = 0,
-        progress: ProgressFn | None = None,
+        progress: StepFn | None = None,
         max_queries: int | None = None,
         starting_points: Tensor | None = None,
         stop_when_fooled: float | None = None,

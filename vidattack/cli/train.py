@@ -105,14 +105,13 @@ def train(
         raise BadParameterError(f"expected --schedule fixed, adaptive or curriculum, got {schedule!r}")
     if direction not in ("up", "down"):
         raise BadParameterError(f"expected --direction up or down, got {direction!r}")
-    budget = o.parse_budget(eps, None, steps)
-    alpha_value: float | str | None = None
-    if alpha is not None:
-        alpha_value = (
-            alpha.strip().lower()
-            if alpha.strip().lower() in ("auto", "eps")
-            else o.parse_budget(None, alpha, None).alpha
-        )
+    # --eps means what it means in perturb and eval (`vidattack.budget`: 1 + e for MultAV's ratio)
+    budget = o.parse_budget(eps, alpha, steps, alpha_words=("auto", "eps"))
+    if adversarial is not None:
+        from vidattack.attacks.registry import attack_class
+
+        budget = budget.for_attack(attack_class(adversarial))
+    alpha_value = budget.alpha
     if adversarial is None and (eps or alpha or steps or settings or schedule != "fixed"):
         raise BadParameterError("--eps, --alpha, --steps, --set and --schedule need --adversarial ATTACK")
     if gan_weight > 0 and not denoiser:
