@@ -10,8 +10,8 @@ import torch
 from conftest import EXAMPLES
 
 from vidattack.models import load_model
+from vidattack.models.trained import build_network
 from vidattack.train import TrainConfig, train_model
-from vidattack.train.checkpoint import build_network
 
 
 def _manifest(path: Path, names: list[str]) -> str:

@@ -1,7 +1,8 @@
 """Adversarial training: `train_model` (what `vidattack train` runs), the Madry-AT loop with any
-white-box attack as inner maximisation (`loop`), AAT/CAT budget schedules (`schedules`), GAT's
-denoiser (`denoiser`) and discriminator (`discriminator`), and the safetensors files trained models
-are saved as (`checkpoint`)."""
+white-box attack as inner maximisation (`loop`), AAT/CAT budget schedules (`schedules`) and GAT's
+discriminator (`discriminator`). The networks it builds, GAT's denoiser and the safetensors files
+trained models are saved as belong to the models they describe (`vidattack.models.trained`,
+`vidattack.models.denoiser`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from vidattack.errors import UsageError
-from vidattack.train.checkpoint import arch_of, build_network, canonical_arch, save_trained
+from vidattack.models.trained import arch_of, build_network, canonical_arch, save_trained
 from vidattack.train.loop import ClipSet, ProgressFn, TrainConfig, TrainResult, prepare_clips, train
 from vidattack.train.schedules import AdaptiveBudget, CurriculumBudget, FixedBudget, make_schedule
 

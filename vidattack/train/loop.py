@@ -47,6 +47,7 @@ from torch import Tensor, nn
 from vidattack.attacks.base import Attack
 from vidattack.attacks.registry import attack_class, get_attack_from_text
 from vidattack.errors import BadCheckpointError, BadParameterError
+from vidattack.models.denoiser import DenoisedNet, Denoiser
 from vidattack.models.view import (
     FramePlan,
     ModelView,
@@ -55,7 +56,6 @@ from vidattack.models.view import (
     _resize_short_side,
     plan_frames,
 )
-from vidattack.train.denoiser import DenoisedNet, Denoiser
 from vidattack.train.discriminator import Discriminator, new_discriminator
 from vidattack.train.schedules import Schedule, make_schedule
 
