@@ -47,11 +47,10 @@ def dataset_labels(spec: str) -> list[str]:
         return sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     suffix = path.suffix.lower()
     if path.is_file() and suffix in (".csv", ".jsonl", ".ndjson"):
-        rows = ds._csv_rows(path) if suffix == ".csv" else ds._jsonl_rows(path)
-        names = {str(label) for _, _, label in rows}
+        names = ds.manifest_labels(path)
         if all(n.lstrip("-").isdigit() for n in names):
             raise UsageError(f"{path}: labels are class indices; pass --labels with the class names")
-        return sorted(names)
+        return names
     raise UsageError(f"expected a folder, a .csv or .jsonl manifest or synthetic:N, got {text}")
 
 
