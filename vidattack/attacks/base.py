@@ -232,9 +232,11 @@ class Attack(ABC):
         if margin is None:
             return
         if not cls.stops_when_fooled:
+            from vidattack.attacks.registry import early_stopping_attacks
+
             raise BadParameterError(
                 f"{cls.name} cannot stop when fooled: only iterative attacks on the shared loop can "
-                "(pgd-linf, pgd-l2, multav-*, roa, af, spa, masked-pgd, frame-border)"
+                f"({', '.join(early_stopping_attacks())})"
             )
         if not (margin >= 0.0 and margin < float("inf")):
             raise BadParameterError(
