@@ -54,7 +54,8 @@ from vidattack.data.datasets import load_dataset  # noqa: E402
 from vidattack.models import load_model  # noqa: E402
 from vidattack.models.view import ModelView  # noqa: E402
 from vidattack.train import TrainConfig, prepare_clips, train_model  # noqa: E402
-from vidattack.train.loop import ClipSet, InnerAttack, clean_accuracy, robust_accuracy, training_preprocess  # noqa: E402
+from vidattack.train.clips import ClipSet, training_preprocess  # noqa: E402
+from vidattack.train.inner import InnerAttack, clean_accuracy, robust_accuracy  # noqa: E402
 from vidattack.train.schedules import PAPER_BUDGETS  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"

@@ -17,7 +17,7 @@ from vidattack.cli.app import app
 from vidattack.models import load_model
 from vidattack.models.view import FramePlan, ModelView, Preprocess
 from vidattack.train import ClipSet, TrainConfig, train, train_model
-from vidattack.train.loop import InnerAttack, robust_accuracy
+from vidattack.train.inner import InnerAttack, robust_accuracy
 from vidattack.train.schedules import PAPER_BUDGETS, AdaptiveBudget, CurriculumBudget, FixedBudget
 
 E = 1 / 255

@@ -12,7 +12,9 @@ from typing import Any
 
 from vidattack.errors import UsageError
 from vidattack.models.trained import arch_of, build_network, canonical_arch, save_trained
-from vidattack.train.loop import ClipSet, ProgressFn, TrainConfig, TrainResult, prepare_clips, train
+from vidattack.train.clips import ClipSet, prepare_clips
+from vidattack.train.config import TrainConfig
+from vidattack.train.loop import ProgressFn, TrainResult, train
 from vidattack.train.schedules import AdaptiveBudget, CurriculumBudget, FixedBudget, make_schedule
 
 __all__ = [
