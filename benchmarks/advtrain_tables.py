@@ -33,7 +33,7 @@ What is scaled down from the papers (UCF101, 3D ResNets, tens of epochs):
   3D APE-GAN rows (a denoiser trained in front of a frozen benign classifier) are not made: `vidattack
   train` trains the classifier with the denoiser.
 
-Evaluation runs the library's attacks batched on the prepared clips (`vidattack.train.loop.robust_accuracy`):
+Evaluation runs the library's attacks batched on the prepared clips (`vidattack.train.inner.robust_accuracy`):
 `vidattack.eval.run_eval` goes through the file pipeline video by video (decode, write, verify), which
 these CPU budgets cannot afford for ~60 cells.
 """
