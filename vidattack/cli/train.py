@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress
 
+    from vidattack.train import TrainConfig, TrainResult
+
 
 def _budgets(text: str | None) -> tuple[float, ...] | None:
     if text is None:
@@ -157,7 +159,11 @@ def train(
         if bars is not None:
             bars.stop()
     state.unlink(missing_ok=True)
-    record: Record = {
+    emit([_record(out, config, result)], chosen, table=_table, key=None)
+
+
+def _record(out: Path, config: TrainConfig, result: TrainResult) -> Record:
+    return {
         "status": "ok",
         "out": str(out),
         "arch": config.arch,
@@ -168,8 +174,6 @@ def train(
         "heldout": result.heldout,
         "history": result.history,
     }
-
-    emit([record], chosen, table=_table, key=None)
 
 
 class _Progress:
