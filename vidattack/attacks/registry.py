@@ -55,12 +55,6 @@ def attack_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def early_stopping_attacks() -> list[str]:
-    """Every registered attack that can stop each video once it is fooled (`stop_when_fooled=`), sorted."""
-    _load_all()
-    return sorted(name for name, cls in _REGISTRY.items() if cls.stops_when_fooled)
-
-
 def attack_class(name: str) -> type[Attack]:
     """The class registered as `name`; unknown names fail with close matches suggested."""
     _load_all()
