@@ -87,6 +87,9 @@ class FolderConfig:
         if frames is None:
             raise BadCheckpointError("expected num_frames or frames_per_clip in config.json, found neither")
         if self.processor is not None:
+            resample = self.processor.get("resample")
+            if resample not in (None, 2):  # PIL's BILINEAR; the view resizes bilinearly with antialias
+                self.notes.append(f"the processor's resample {resample} is done as bilinear (antialiased)")
             return preprocess_from_processor(self.processor, frames, str(self.processor_path))
         return self._class_defaults(frames)
 
