@@ -156,3 +156,11 @@ def test_keys_hash_a_file_parameter_by_its_bytes_not_its_path(c3d, tmp_path: Pat
     other = tmp_path / "other.mp4"
     shutil.copy(EXAMPLES / "move_right_1.mp4", other)
     assert build_grid(["vbad"], c3d, settings={"target_video": str(other)})[0].key != keys[0]
+
+
+def test_delivery_is_named_for_the_set_when_the_lossless_file_is_not_kept(clip: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (r,) = perturb(clip, "-a", "fgsm", "-o", out, "--outputs", "report", "--delivery", "h264")
+    # before the table, the copy was named after the hidden temp file the lossless video went to
+    assert r["outputs"]["delivery"] == r["delivery"]["path"] == str(out / "c.delivery.mp4")
+    assert sorted(p.name for p in out.iterdir()) == ["c.delivery.mp4", "c.report.json"]
