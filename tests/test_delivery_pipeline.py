@@ -121,6 +121,8 @@ def test_bad_specs_exit_2_with_one_line(tmp_path, args, message):
     assert not list(tmp_path.iterdir())
 
 
+# slow: test_delivery.py's test_delivery_aware_pgd_survives_h264_crf23_where_plain_pgd_does_not checks it fast
+@pytest.mark.slow
 def test_robust_pgd_survives_h264_crf23_where_plain_pgd_does_not(c3d, tmp_path, validator):
     """move_left_1, tiny-c3d, Linf 4/255, 10 steps (tests/test_delivery.py's setting): the same budget
     is fooled after the real crf 23 delivery file only when optimised through it. About 10 s."""

@@ -212,7 +212,7 @@ def progress_bars(enabled: bool) -> Progress | None:
         return None
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from vidattack.cli.emit import stderr_console
+    from vidattack.cli.consoles import stderr_console
 
     return Progress(
         TextColumn("{task.description}", markup=False),
