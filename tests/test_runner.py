@@ -164,3 +164,18 @@ def test_delivery_is_named_for_the_set_when_the_lossless_file_is_not_kept(clip: 
     # before the table, the copy was named after the hidden temp file the lossless video went to
     assert r["outputs"]["delivery"] == r["delivery"]["path"] == str(out / "c.delivery.mp4")
     assert sorted(p.name for p in out.iterdir()) == ["c.delivery.mp4", "c.report.json"]
+
+
+def test_committed_vbad_configurations_hash_to_their_keys_from_this_checkout(monkeypatch) -> None:
+    from vidattack.eval.grid import Config
+
+    root = EXAMPLES.parent
+    monkeypatch.chdir(root)  # the committed file parameters are relative to the repository
+    folders = sorted(root.glob("benchmarks/results/vbad-eval*/*/targeted"))
+    assert folders
+    for folder in folders:
+        configs = json.loads((folder / "configs.json").read_text())["configs"]
+        assert all(Config.from_dict(d).key == d["key"] for d in configs), folder
+        keys = {d["key"] for d in configs}
+        records = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines() if line]
+        assert records and all(r["key"] in keys for r in records), folder
