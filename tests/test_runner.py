@@ -179,3 +179,18 @@ def test_committed_vbad_configurations_hash_to_their_keys_from_this_checkout(mon
         keys = {d["key"] for d in configs}
         records = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines() if line]
         assert records and all(r["key"] in keys for r in records), folder
+
+
+def test_eval_records_what_perturb_reports_for_the_same_job(c3d, tmp_path: Path) -> None:
+    from vidattack.eval.worker import video_seed
+
+    (cfg,) = build_grid(["pgd-linf"], c3d, eps=["4/255"], steps="2")
+    item = Item("move_left_1", c3d.labels.index("move_left"), path=MOVE_LEFT)
+    (record,) = evaluate_item(c3d, item, [cfg], WorkOptions(device="cpu"))
+    seed = video_seed(cfg.seed, item.id)  # eval seeds each video apart; perturb takes the seed given
+    report = perturb_file(MOVE_LEFT, cfg.spec.attack, model=c3d, out_dir=tmp_path, device="cpu", seed=seed)
+    assert (record["adversarial"], record["reencoded"]) == (
+        report["adversarial"]["index"],
+        report["reencoded"]["index"],
+    )
+    assert record["linf"] == report["perturbation"]["linf"] * 255 and record["queries"] == report["queries"]
