@@ -150,3 +150,9 @@ def read_small_file(path: str | os.PathLike[str], limit: int) -> bytes:
     if len(data) > limit:
         raise ValueError(f"is larger than {limit // 2**20} MiB")
     return data
+
+
+def is_hidden(relative: str | os.PathLike[str]) -> bool:
+    """Whether a path found by searching a folder (given relative to it) is hidden: its name or a
+    folder on the way starts with a dot (`.cache/x.mp4`). Searches leave these out, as `ls` does."""
+    return any(part.startswith(".") for part in Path(relative).parts)

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from vidattack.data.names import kept_name
 from vidattack.eval.grid import UNTARGETED, Config, _jsonable
 
 if TYPE_CHECKING:
@@ -285,7 +286,7 @@ def _write_and_verify(
     from vidattack.pipeline.stages import verify, write
 
     suffix = item.path.suffix if item.path is not None and item.path.suffix else ".mp4"
-    name = f"{safe_name(item.id)}.adv{suffix}"
+    name = f"{kept_name(item.id)}.adv{suffix}"
     clean = int(outcome.result.clean_labels[0])
     with tempfile.TemporaryDirectory(prefix="vidattack-eval-") as tmp:
         folder = Path(options.outputs) / cfg.key if options.outputs is not None else Path(tmp)
@@ -296,7 +297,7 @@ def _write_and_verify(
         delivered = None
         if cfg.delivery is not None:
             # from the written lossless file, as `perturb --delivery` does: what the attack produced
-            path = folder / f"{safe_name(item.id)}.delivery{cfg.delivery.extension}"
+            path = folder / f"{kept_name(item.id)}.delivery{cfg.delivery.extension}"
             file = deliver(written, cfg.delivery, path, overwrite=True)
             pred, _ = predict_delivered(file.path, view, sampled.x.device)
             delivered = Delivered(index=pred.index, size_bytes=file.size_bytes)
