@@ -71,6 +71,7 @@ def run_engine(
     With `guard`, SIGINT and SIGTERM stop the batch: the engine finishes the writes under way, the
     records of finished inputs still come, and `state.interrupted` says which signal stopped it.
     """
+    from vidattack.cancel import Cancelled
     from vidattack.pipeline.engine import perturb_many
     from vidattack.pipeline.signals import Interrupted
 
@@ -85,16 +86,20 @@ def run_engine(
         should_stop=None if guard is None else (lambda: guard.received is not None),
         **args,
     )
-    for record in records:
-        if record["status"] != "ok":
-            state.failed += 1
-            item_error(record)
-        elif record.get("skipped"):
-            state.skipped += 1
-        else:
-            state.attacked += 1
-        if progress is not None:
-            progress.finished(record["input"])
-        yield record
+    try:
+        for record in records:
+            if record["status"] != "ok":
+                state.failed += 1
+                item_error(record)
+            elif record.get("skipped"):
+                state.skipped += 1
+            else:
+                state.attacked += 1
+            if progress is not None:
+                progress.finished(record["input"])
+            yield record
+    except Cancelled as e:  # a frame loop stopped for the signal; the engine removed unfinished outputs
+        state.interrupted = Interrupted(e.signum)
+        return
     if guard is not None and guard.received is not None:
         state.interrupted = Interrupted(guard.received)

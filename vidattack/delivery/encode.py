@@ -39,6 +39,7 @@ import av
 import numpy as np
 import torch
 
+from vidattack import cancel
 from vidattack.delivery.spec import CODECS, DeliverySpec
 from vidattack.errors import BadParameterError, OutputExistsError, VidattackError
 from vidattack.video import Video
@@ -198,6 +199,7 @@ def _encode_raw(
     with av.open(buffer, mode="w", format=CODECS[spec.codec].raw_muxer) as output:
         stream = _add_video_stream(output, spec, crf, (width, height), rate, 1 / rate, matrix, threads)
         for i in range(offset + array.shape[0]):
+            cancel.check()
             frame = _to_yuv420p(array[max(i - offset, 0)], matrix)
             frame.pts = i
             output.mux(stream.encode(frame))
@@ -209,6 +211,7 @@ def _decode_raw(data: bytes, spec: DeliverySpec) -> list[np.ndarray]:
     decoded: list[np.ndarray] = []
     with av.open(io.BytesIO(data), mode="r", format=CODECS[spec.codec].raw_muxer) as source:
         for frame in source.decode(source.streams.video[0]):
+            cancel.check()
             # np.array copies at once: to_ndarray's result may be a view into the frame's buffer.
             decoded.append(np.array(frame.to_ndarray(format="rgb24")))
     return decoded
@@ -318,6 +321,7 @@ def _encode_file(
             if source.streams.audio:
                 audio_packets, audio_text = _audio(source, output, spec.muxer, end_time, notes)
         for i in range(video.num_frames):
+            cancel.check()  # a signal stops the delivery encode at the next frame
             array = _even_pad(video.frames[i].cpu().numpy())
             if k:
                 array = np.rot90(array, -k)  # back to the source's stored orientation

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -143,7 +144,7 @@ def check_deliverable(
     and the delivery file `target` is free unless `overwrite`. Raises `BadVideoError`,
     `OutputExistsError`."""
     _check_fits(source, budget_bytes)
-    if target is not None and target.exists() and not overwrite:
+    if target is not None and os.path.lexists(target) and not overwrite:  # dangling links too
         raise OutputExistsError(f"{target} exists (use --overwrite to replace it)")
 
 

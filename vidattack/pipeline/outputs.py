@@ -206,10 +206,17 @@ def _fingerprint(value: Any) -> Any:
 
 
 def _input_sha256(path: Path) -> str | None:
+    from vidattack.video.probe import probe
+
     # Only regular files: opening a FIFO would wait for a writer forever.
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
             return None
+    except OSError:
+        return None
+    # Probe first (BadVideoError): hashing a 50 GB file of zeros takes a minute, refusing it a moment.
+    probe(path)
+    try:
         return sha256_file(path)
     except OSError:
         return None
@@ -354,7 +361,7 @@ def claim(outputs: Outputs, *, key: str, overwrite: bool = False, resume: bool =
             done = finished_report(outputs, key)
             if done is not None:
                 return Claim(outputs, fd, done)
-        existing = [p for p in outputs.chosen() if p.exists()]
+        existing = [p for p in outputs.chosen() if os.path.lexists(p)]  # a dangling link counts
         if existing and not overwrite:
             if not resume:
                 raise OutputExistsError(

@@ -117,7 +117,7 @@ class Outputs:
         if overwrite:
             return
         for p in self.chosen():
-            if p.exists():
+            if os.path.lexists(p):  # a dangling symlink too: writing would follow or replace it
                 raise OutputExistsError(f"{p} exists (use --overwrite to replace it)")
 
 
