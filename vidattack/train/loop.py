@@ -47,6 +47,7 @@ from torch import Tensor, nn
 from vidattack.attacks.base import Attack
 from vidattack.attacks.registry import attack_class, get_attack_from_text
 from vidattack.errors import BadCheckpointError, BadParameterError
+from vidattack.models.checkpoint import read_state
 from vidattack.models.view import (
     FramePlan,
     ModelView,
@@ -376,7 +377,7 @@ def train(
     history: list[dict[str, Any]] = []
     start_epoch = 0
     if resume is not None:
-        state = torch.load(resume, weights_only=True, map_location="cpu")
+        state = read_state(resume)  # named errors, never a full pickle load
         saved = TrainConfig.from_dict(state["config"])
         if saved.to_dict() | {"epochs": 0} != config.to_dict() | {"epochs": 0}:
             raise BadParameterError(f"expected the settings of the run in {resume}, got different ones")
