@@ -77,7 +77,7 @@ def test_train_takes_trust_checkpoint_like_the_other_commands(tmp_path: Path) ->
     assert ADVICE not in refused.stderr
     trusted = run(*args, "--trust-checkpoint")  # loads it: it just holds no network we know
     assert trusted.exit_code == 2
-    assert trusted.stderr.startswith(f"Error: cannot tell the architecture of {init}: pass --arch")
+    assert trusted.stderr.strip().startswith(f"Error: cannot tell the architecture of {init}: pass --arch")
 
 
 def test_a_pickle_named_safetensors_is_a_usage_error_naming_the_file(tmp_path: Path) -> None:
