@@ -3,6 +3,7 @@ a huge file that is not a video."""
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -72,3 +73,54 @@ def test_a_huge_file_that_is_not_a_video_is_refused_before_it_is_hashed(model, t
     assert result.exit_code == 1
     (record,) = records(result.stdout)
     assert record["error"].startswith(f"{huge} is not a readable video")
+
+
+class _OsOnAFullDisk:
+    """`os` as `vidattack.files` sees it, on a disk with no room left: every `fdopen` write fails."""
+
+    def __getattr__(self, name: str):
+        return getattr(os, name)
+
+    def fdopen(self, fd: int, *args, **kwargs):
+        os.close(fd)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_a_full_disk_names_the_file_and_leaves_no_partial_output(model, tmp_path, monkeypatch):
+    import vidattack.files as files
+
+    video, out = clip(tmp_path / "a.mp4"), tmp_path / "out"
+    monkeypatch.setattr(files, "os", _OsOnAFullDisk())  # the report cannot be written
+
+    result = run(
+        "perturb", video, "--model", model, "-o", out, "--steps", "1", *FAST, "--outputs", "adv,report"
+    )
+
+    assert result.exit_code == 1
+    (record,) = records(result.stdout)
+    assert record["error"] == f"cannot write {out / 'a.report.json'}: No space left on device"
+    assert list(out.iterdir()) == []  # the adversarial video written before it is removed too
+
+
+def test_a_full_disk_while_writing_results_names_the_file(tmp_path, monkeypatch):
+    from vidattack.eval.records import ResultsWriter
+
+    with ResultsWriter(tmp_path / "results.jsonl") as writer:
+        monkeypatch.setattr(writer, "_file", _FullDisk())
+        with pytest.raises(
+            OSError, match=rf"^cannot write {tmp_path / 'results.jsonl'}: No space left on device$"
+        ):
+            writer.write({"key": "k", "video": "v"})
+        monkeypatch.undo()
+
+
+class _FullDisk:
+    """A file object whose every write fails as on a full disk."""
+
+    closed = False
+
+    def write(self, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def flush(self) -> None:
+        pass

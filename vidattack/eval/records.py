@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Any
 
 from vidattack.errors import OutputLockedError, UsageError
+from vidattack.files import write_failed
 from vidattack.text import shorten
 
 log = logging.getLogger("vidattack")
@@ -233,8 +234,11 @@ class ResultsWriter:
 
         self._replaced |= (record.get("key"), record.get("video")) in self._failed
         line = to_json(record, indent=None) + "\n"  # one line; infinities as strings, as in reports
-        self._file.write(line.encode("utf-8"))
-        self._file.flush()
+        try:
+            self._file.write(line.encode("utf-8"))
+            self._file.flush()
+        except OSError as e:  # a full disk: say which file
+            raise write_failed(e, self.path) from e
         self._pending += 1
         if self._pending >= self.fsync_every:
             self.sync()
@@ -242,7 +246,10 @@ class ResultsWriter:
     def sync(self) -> None:
         """`fsync` the records written since the last one."""
         if self._pending:
-            os.fsync(self._file.fileno())
+            try:
+                os.fsync(self._file.fileno())
+            except OSError as e:
+                raise write_failed(e, self.path) from e
             self._pending = 0
 
     def close(self) -> None:
