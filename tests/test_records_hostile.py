@@ -62,7 +62,7 @@ def test_json_nested_past_the_parser_is_a_damaged_line(tmp_path: Path) -> None:
     ("bad", "problem"),
     [
         ({"key": "k", "video": "a", "label": 0}, "expected a field 'clean', found none"),
-        (record("a", key=["k"]), "expected 'key' to be"),
+        (record("a", key=["k"]), "expected 'key' to be a string, got [\"k\"]"),
         (record("a", clean="zero"), "expected 'clean' to be an integer, got \"zero\""),
         (record("a", success=1), "expected 'success' to be true/false or null, got 1"),
         (record("a", status="maybe"), "expected status ok or error"),

@@ -105,7 +105,7 @@ def _kind_names(kinds: tuple[type | None, ...]) -> str:
     names: dict[type | None, str] = {
         int: "an integer",
         float: "a number",
-        str: "a number",
+        str: "a number" if float in kinds else "a string",  # numbers may be written as strings
         bool: "true/false",
         None: "null",
     }
