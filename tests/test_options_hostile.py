@@ -58,12 +58,12 @@ def test_a_dangling_symlink_at_an_output_path_is_an_existing_output(model, tmp_p
 
 
 def test_a_huge_file_that_is_not_a_video_is_refused_before_it_is_hashed(model, tmp_path, monkeypatch):
-    import vidattack.pipeline.outputs as outputs
+    import vidattack.files as files
 
     def no_hashing(path):
         raise AssertionError(f"hashed {path} before probing it")
 
-    monkeypatch.setattr(outputs, "sha256_file", no_hashing)
+    monkeypatch.setattr(files, "sha256_file", no_hashing)
     huge = tmp_path / "huge.mp4"
     with huge.open("wb") as f:
         f.truncate(50 * 2**30)  # sparse: 50 GB of zeros that take no disk
