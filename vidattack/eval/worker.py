@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from vidattack.data.names import kept_name
 from vidattack.eval.grid import Config
 from vidattack.pipeline.outputs import Outputs
 from vidattack.pipeline.spec import jsonable
@@ -156,7 +157,7 @@ def _attack_one(
     from vidattack.pipeline.run import Known, Skipped, run_job
 
     spec = replace(cfg.spec, device=options.device, verify=options.verify)
-    name = safe_name(item.id)
+    name = kept_name(item.id)  # distinct for distinct ids (sub/a b.mp4, sub/a_b.mp4)
     with tempfile.TemporaryDirectory(prefix="vidattack-eval-") as tmp:
         folder = Path(options.outputs) / cfg.key if options.outputs is not None else Path(tmp)
         known = Known(video, item.id, item.label, clean_lp, video_seed(cfg.seed, item.id))

@@ -70,6 +70,7 @@ def train_model(
     progress: TrainEventFn | None = None,
     checkpoint: Path | None = None,
     resume: Path | None = None,
+    trust_checkpoint: bool = False,
 ) -> TrainResult:
     """Train a model on DATASET `data` and write it to `out` (safetensors, loadable by `load_model`).
 
@@ -81,12 +82,15 @@ def train_model(
 
     from vidattack.data.datasets import Dataset, load_dataset
     from vidattack.models import load_model
+    from vidattack.models.checkpoint import check_state_file
     from vidattack.models.view import ModelView
 
     if (arch is None) == (init is None):
         raise UsageError("expected exactly one of --arch (train from scratch) or --init MODEL (fine-tune)")
+    if resume is not None:  # a damaged state is found before minutes of data loading
+        check_state_file(resume)
     if init is not None:
-        view = load_model(init)
+        view = load_model(init, trust_checkpoint=trust_checkpoint)
         arch_name = arch_of(view.net)
         if labels is not None and len(labels) != view.num_classes:
             raise UsageError(f"expected {view.num_classes} labels for {init}, got {len(labels)}")
