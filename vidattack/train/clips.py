@@ -61,9 +61,9 @@ def prepare_clips(
         order = [plan.frame_ids[p] for clip in clips for p in clip]
         frames = video.index_select(0, torch.tensor(order)).permute(0, 3, 1, 2).float()  # (K*L, 3, H, W)
         if preprocess.resize is not None:
-            frames = _resize_short_side(frames, preprocess.resize)
+            frames = _resize_short_side(frames, preprocess.resize, preprocess.rounding == "floor")
         if preprocess.crop is not None:
-            frames = _center_crop(frames, preprocess.crop)
+            frames = _center_crop(frames, preprocess.crop, preprocess.rounding == "floor")
         if out is None:
             out = torch.empty(len(dataset), k * length, *frames.shape[-2:], 3, dtype=torch.uint8)
         elif tuple(frames.shape[-2:]) != tuple(out.shape[2:4]):
