@@ -80,9 +80,24 @@ Seed = Annotated[int, typer.Option(metavar="N", help="Seed of the attack's rando
 Device = Annotated[
     str, typer.Option(metavar="DEVICE", help="auto (CUDA when available), cpu, cuda or cuda:N.")
 ]
+
+
+def _positive_when_given(ctx: typer.Context, param: typer.CallbackParam, value: int) -> int:
+    # 0 is the default's internal value (one thread per core); typed on the command line it is a typo
+    source = ctx.get_parameter_source(param.name or "")
+    if value == 0 and source is not None and source.name == "COMMANDLINE":
+        raise typer.BadParameter("expected at least 1 (leave --threads out for one per core), got 0")
+    return value
+
+
 Threads = Annotated[
     int,
-    typer.Option(metavar="N", help="CPU threads for torch; 0 = one per core. Fewer help on a busy machine."),
+    typer.Option(
+        metavar="N",
+        callback=_positive_when_given,
+        show_default=False,
+        help="CPU threads for torch (at least 1). Default: one per core. Fewer help on a busy machine.",
+    ),
 ]
 Settings = Annotated[
     list[str] | None,

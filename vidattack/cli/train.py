@@ -88,6 +88,7 @@ def train(
         Path | None, typer.Option(help="Continue the run saved in this training-state file.")
     ] = None,
     overwrite: o.Overwrite = False,
+    trust_checkpoint: o.TrustCheckpoint = False,
     threads: o.Threads = 0,
     fmt: o.FormatOption = None,
     quiet: o.Quiet = False,
@@ -153,6 +154,7 @@ def train(
             progress=progress,
             checkpoint=state,
             resume=resume,
+            trust_checkpoint=trust_checkpoint,
         )
     finally:
         if bars is not None:

@@ -321,7 +321,7 @@ def merge(dirs: Sequence[str | Path], out_dir: str | Path | None = None) -> list
         path = Path(d)
         if not (path / RESULTS_NAME).exists():
             raise UsageError(f"{path} holds no {RESULTS_NAME}: is it an eval output folder?")
-        records += read_records(path / RESULTS_NAME)
+        records += read_records(path / RESULTS_NAME, strict=True)
         for key, cfg in read_configs(path).items():
             configs.setdefault(key, cfg)
     merged = latest(records)

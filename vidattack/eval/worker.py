@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from vidattack.data.names import kept_name
 from vidattack.eval.grid import Config
 from vidattack.pipeline.outputs import Outputs
 from vidattack.pipeline.spec import jsonable
@@ -74,7 +75,8 @@ def safe_name(video_id: str) -> str:
     return name[:150] or "video"
 
 
-def _failed(cfg: Config, item: Item, error: str) -> dict[str, Any]:
+def _pair(cfg: Config, item: Item) -> dict[str, Any]:
+    # what every record of a (configuration, video) pair starts with, failed or not
     return {
         "key": cfg.key,
         "video": item.id,
@@ -82,9 +84,11 @@ def _failed(cfg: Config, item: Item, error: str) -> dict[str, Any]:
         "budget": cfg.budget,
         "target_mode": cfg.target,
         "label": item.label,
-        "status": "error",
-        "error": error,
     }
+
+
+def _failed(cfg: Config, item: Item, error: str) -> dict[str, Any]:
+    return {**_pair(cfg, item), "status": "error", "error": error}
 
 
 def evaluate_item(
@@ -153,7 +157,7 @@ def _attack_one(
     from vidattack.pipeline.run import Known, Skipped, run_job
 
     spec = replace(cfg.spec, device=options.device, verify=options.verify)
-    name = safe_name(item.id)
+    name = kept_name(item.id)  # distinct for distinct ids (sub/a b.mp4, sub/a_b.mp4)
     with tempfile.TemporaryDirectory(prefix="vidattack-eval-") as tmp:
         folder = Path(options.outputs) / cfg.key if options.outputs is not None else Path(tmp)
         known = Known(video, item.id, item.label, clean_lp, video_seed(cfg.seed, item.id))
@@ -194,12 +198,7 @@ def _record(
     info = {} if report is None else report.attack.info
     robust = None if report is None else report.attack.robust_to
     record: dict[str, Any] = {
-        "key": cfg.key,
-        "video": item.id,
-        "attack": cfg.attack,
-        "budget": cfg.budget,
-        "target_mode": cfg.target,
-        "label": item.label,
+        **_pair(cfg, item),
         "label_name": view.label_of(item.label),
         "target": target,
         "clean": clean,

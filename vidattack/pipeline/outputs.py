@@ -12,6 +12,7 @@ How a set is named (`--name`, subfolders) is `names.py`; how a job claims it is 
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -167,5 +168,5 @@ class Outputs:
         if overwrite:
             return
         for p in self.chosen():
-            if p.exists():
+            if os.path.lexists(p):  # a dangling symlink too: writing would follow or replace it
                 raise OutputExistsError(f"{p} exists (use --overwrite to replace it)")

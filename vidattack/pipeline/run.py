@@ -331,12 +331,18 @@ def _input_sha256(path: Path | None) -> str | None:
     import stat
 
     from vidattack.files import sha256_file
+    from vidattack.video.probe import probe
 
     if path is None:
         return None
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
             return None
+    except OSError:
+        return None
+    # Probe first (BadVideoError): hashing a 50 GB file of zeros takes a minute, refusing it a moment.
+    probe(path)
+    try:
         return sha256_file(path)
     except OSError:
         return None

@@ -4,7 +4,6 @@ pixels the network sees."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -13,6 +12,7 @@ from torch import Tensor
 
 from vidattack.errors import BadParameterError
 from vidattack.models.view import FramePlan, Preprocess, _center_crop, _resize_short_side, plan_frames
+from vidattack.train.config import TrainEventFn
 
 
 @dataclass
@@ -45,7 +45,7 @@ def prepare_clips(
     dataset: Any,
     preprocess: Preprocess,
     *,
-    progress: Callable[[dict[str, Any]], None] | None = None,
+    progress: TrainEventFn | None = None,
     what: str = "train",
 ) -> ClipSet:
     """Decode (or render) every item of a `vidattack.data.datasets.Dataset`, sample the frames the model

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
 
+from vidattack import cancel
 from vidattack.pipeline.outputs import OUTPUT_FILES
 from vidattack.pipeline.render.heatmap import (
     HeatmapPainter,
@@ -74,6 +75,7 @@ def magnitude_scale(clean: Tensor, adv: Tensor) -> int:
     """The largest per-pixel change in 8-bit levels (at least 1), a few frames at a time."""
     top = 0
     for s in range(0, clean.shape[0], CHUNK):
+        cancel.check()
         top = max(top, int(change_levels(clean[s : s + CHUNK], adv[s : s + CHUNK]).amax()))
     return max(top, 1)
 
