@@ -131,7 +131,7 @@ def test_a_folder_is_a_differentiable_model_with_its_labels_and_preprocessing(fo
     assert x.grad is not None and x.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("kind", ["videomae", "timesformer", "vivit"])
+@pytest.mark.parametrize("kind", ["videomae", "timesformer", "vivit", "vjepa2"])
 def test_pgd_fools_each_architecture_within_its_budget_on_the_written_file(
     folders, example_clip, tmp_path, kind
 ):
