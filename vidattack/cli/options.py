@@ -42,7 +42,8 @@ Model = Annotated[
         "-m",
         metavar="SPEC",
         help="The model: a bundled name (see `vidattack models`), ARCH:WEIGHTS, a TorchScript or "
-        ".safetensors file, or torchvision:ARCH. Default: tiny-c3d.",
+        ".safetensors file, torchvision:ARCH, a HuggingFace folder, or a .onnx file (scores only). "
+        "Default: tiny-c3d.",
     ),
 ]
 Arch = Annotated[

@@ -183,6 +183,7 @@ def _prepare(args: PerturbArgs) -> tuple[list[Planned], JobSpec, ModelView]:
     """Every check that can fail for all inputs alike, done once before the first input (usage errors,
     exit 2): options, attack, model, target, --out, names of all outputs; the one `JobSpec` of them."""
     from vidattack.models import load_model
+    from vidattack.models.capabilities import check_fits
     from vidattack.pipeline.batch import expand_inputs
     from vidattack.pipeline.names import NameTemplate, plan_outputs
     from vidattack.pipeline.outputs import parse_outputs
@@ -207,6 +208,7 @@ def _prepare(args: PerturbArgs) -> tuple[list[Planned], JobSpec, ModelView]:
     view = load_model(
         args.model, arch=args.arch, labels=args.labels, trust_checkpoint=args.trust_checkpoint, device=dev
     )
+    check_fits(atk, view, view.name)  # an ONNX model has no gradients: refused before any decoding
     spec = JobSpec(
         attack=atk,
         target=check_target(args.target, view),

@@ -75,7 +75,8 @@ def safe_name(video_id: str) -> str:
     return name[:150] or "video"
 
 
-def _failed(cfg: Config, item: Item, error: str) -> dict[str, Any]:
+def _pair(cfg: Config, item: Item) -> dict[str, Any]:
+    # what every record of a (configuration, video) pair starts with, failed or not
     return {
         "key": cfg.key,
         "video": item.id,
@@ -83,9 +84,11 @@ def _failed(cfg: Config, item: Item, error: str) -> dict[str, Any]:
         "budget": cfg.budget,
         "target_mode": cfg.target,
         "label": item.label,
-        "status": "error",
-        "error": error,
     }
+
+
+def _failed(cfg: Config, item: Item, error: str) -> dict[str, Any]:
+    return {**_pair(cfg, item), "status": "error", "error": error}
 
 
 def evaluate_item(
@@ -195,12 +198,7 @@ def _record(
     info = {} if report is None else report.attack.info
     robust = None if report is None else report.attack.robust_to
     record: dict[str, Any] = {
-        "key": cfg.key,
-        "video": item.id,
-        "attack": cfg.attack,
-        "budget": cfg.budget,
-        "target_mode": cfg.target,
-        "label": item.label,
+        **_pair(cfg, item),
         "label_name": view.label_of(item.label),
         "target": target,
         "clean": clean,

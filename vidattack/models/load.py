@@ -14,6 +14,7 @@ Specifications (`load_model(spec, ...)`, the CLI's `--model`):
   default (with a note) (`whole_modules`).
 - `torchvision:ARCH`: torchvision's Kinetics-400 weights, from the torch hub cache or downloaded once
   (`pretrained`).
+- `DIR` of a HuggingFace folder, or `FILE.onnx` / a folder holding `onnx/model.onnx` (`folders`).
 - A pickled whole module or a checkpoint holding Python objects is refused unless `trust_checkpoint`.
 
 Explicit arguments win over the sidecar JSON, which wins over metadata embedded in the checkpoint.
@@ -43,6 +44,7 @@ from vidattack.models.checkpoint import (
     torch_load,
     unwrap,
 )
+from vidattack.models.folders import hub_hint, is_model_folder_or_onnx, load_path
 from vidattack.models.labels import fit_labels, read_labels_arg
 from vidattack.models.messages import SHOWN, first_line
 from vidattack.models.pretrained import load_torchvision
@@ -99,6 +101,8 @@ def load_model(
             raise UsageError("--arch does not apply to torchvision:ARCH, which names its architecture")
         return _finish(load_torchvision(spec, spec.split(":", 1)[1], req), dev)
     path = _checkpoint_path(spec, req, bundled)
+    if is_model_folder_or_onnx(path):  # a HuggingFace folder, an ONNX file or folder
+        return _finish(load_path(spec, path, req), dev)
     return _finish(_load_file(spec, path, req), dev)
 
 
@@ -150,10 +154,10 @@ def _checkpoint_path(spec: str, req: LoadRequest, bundled: Any) -> Path:
     path = Path(path_text).expanduser()
     if not path.exists():
         raise BadCheckpointError(
-            f"no such model or checkpoint file: {path_text}{_bundled_hint(spec, bundled)}"
+            f"no such model or checkpoint file: {path_text}{_bundled_hint(spec, bundled)}{hub_hint(path_text)}"
         )
     kind = files.file_kind(path.stat().st_mode)
-    if kind is not None:
+    if kind is not None and not path.is_dir():
         raise BadCheckpointError(f"expected a checkpoint file, got {kind}: {path}")
     return path
 

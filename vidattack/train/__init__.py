@@ -13,8 +13,8 @@ from typing import Any
 from vidattack.errors import UsageError
 from vidattack.models.trained import arch_of, build_network, canonical_arch, save_trained
 from vidattack.train.clips import ClipSet, prepare_clips
-from vidattack.train.config import TrainConfig
-from vidattack.train.loop import ProgressFn, TrainResult, train
+from vidattack.train.config import TrainConfig, TrainEventFn
+from vidattack.train.loop import TrainResult, train
 from vidattack.train.schedules import AdaptiveBudget, CurriculumBudget, FixedBudget, make_schedule
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "CurriculumBudget",
     "FixedBudget",
     "TrainConfig",
+    "TrainEventFn",
     "TrainResult",
     "dataset_labels",
     "make_schedule",
@@ -66,7 +67,7 @@ def train_model(
     init: str | None = None,
     labels: list[str] | None = None,
     holdout_fraction: float = 0.1,
-    progress: ProgressFn | None = None,
+    progress: TrainEventFn | None = None,
     checkpoint: Path | None = None,
     resume: Path | None = None,
     trust_checkpoint: bool = False,
