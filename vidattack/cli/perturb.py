@@ -63,6 +63,11 @@ def perturb(
     stop_when_fooled: b.StopWhenFooled = None,
     delivery: d.Delivery = None,
     robust_to: d.RobustTo = None,
+    header_env: o.HeaderEnv = None,
+    concurrency: o.Concurrency = 1,
+    max_qps: o.MaxQps = None,
+    start: o.Start = None,
+    label_only: o.LabelOnly = False,
 ) -> None:
     """Attack videos; write the adversarial video, its pictures and a report for each.
 
@@ -99,6 +104,7 @@ def perturb(
                     inputs, attack, model, arch, labels, trust_checkpoint, out, name, outputs, eps, alpha,
                     steps, target, seed, device, threads, max_memory, set_, apply, overwrite, resume, null,
                     stop_when_fooled, delivery, robust_to,
+                    o.RemoteArgs(header_env, concurrency, max_qps, start, label_only),
                 )  # fmt: skip
         except Interrupted as e:
             print_error(f"interrupted ({e.name}) before the first input; nothing was written")
@@ -156,6 +162,7 @@ def _prepare(
     stop_when_fooled: float | None,
     delivery: str | None = None,
     robust_to: str | None = None,
+    remote: o.RemoteArgs = o.RemoteArgs(),  # noqa: B008 - frozen, never mutated
 ) -> tuple[list[Planned], dict[str, Any]]:
     """Every check that can fail for all inputs alike, done once before the first input (usage errors,
     exit 2): options, attack, model, target, --out, names of all outputs."""
@@ -175,11 +182,18 @@ def _prepare(
     template = NameTemplate(name)
     budget = o.parse_budget(eps, alpha, steps)
     delivery_spec, robust_spec = d.parse_delivery_options(delivery, robust_to)
-    atk = build_attack(attack, o.parse_sets(set_), budget, apply)
+    atk = build_attack(attack, remote.settings(o.parse_sets(set_)), budget, apply)
     atk.check_stop_when_fooled(stop_when_fooled)  # refused before any model is loaded
     o.check_out_folder(out)
     dev = resolve_device(device)
-    view = load_model(model, arch=arch, labels=labels, trust_checkpoint=trust_checkpoint, device=dev)
+    remote_options = remote.options(model, out, resume, overwrite)
+    view = load_model(
+        model, arch=arch, labels=labels, trust_checkpoint=trust_checkpoint, device=dev, remote=remote_options
+    )
+    if remote_options is not None:  # a label-only service cannot feed a score-based attack
+        from vidattack.models.capabilities import check_fits
+
+        check_fits(atk, view, view.name)
     target_index = resolve_target(view, target)
     items = expand_inputs(inputs, exclude=out, null=null, skip_own_outputs=True)
     if not items:
