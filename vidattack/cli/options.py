@@ -42,8 +42,7 @@ Model = Annotated[
         "-m",
         metavar="SPEC",
         help="The model: a bundled name (see `vidattack models`), ARCH:WEIGHTS, a TorchScript or "
-        ".safetensors file, torchvision:ARCH, or a deployed model: http(s)://HOST/PATH or 'cmd:COMMAND {}'. "
-        "Default: tiny-c3d.",
+        ".safetensors file, or torchvision:ARCH. Default: tiny-c3d.",
     ),
 ]
 Arch = Annotated[
@@ -258,6 +257,17 @@ def progress_bars(enabled: bool) -> Progress | None:
 
 # -- a deployed model (--model http://... or cmd:...) ------------------------------------------------
 
+RemoteModel = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        metavar="SPEC",
+        help="The model: a bundled name (see `vidattack models`), ARCH:WEIGHTS, a TorchScript or "
+        ".safetensors file, torchvision:ARCH, or a deployed model: http(s)://HOST/PATH or 'cmd:COMMAND {}'. "
+        "Default: tiny-c3d.",
+    ),
+]
 HeaderEnv = Annotated[
     str | None,
     typer.Option(

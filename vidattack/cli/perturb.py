@@ -29,7 +29,7 @@ def perturb(
     attack: Annotated[
         str, typer.Option("--attack", "-a", metavar="NAME", help="Attack name (see `vidattack attacks`).")
     ] = "pgd-linf",
-    model: o.Model = None,
+    model: o.RemoteModel = None,
     arch: o.Arch = None,
     labels: o.Labels = None,
     trust_checkpoint: o.TrustCheckpoint = False,

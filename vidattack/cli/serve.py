@@ -52,6 +52,11 @@ def serve(
     from vidattack.pipeline import set_cpu_threads
     from vidattack.remote.serve import ServeOptions, answer_file, make_server
 
+    from vidattack.errors import BadParameterError
+    from vidattack.remote.transport import is_remote_spec
+
+    if is_remote_spec(model):
+        raise BadParameterError(f"expected a local model to serve, got {model!r}")
     options = ServeOptions(mode=mode, top_k=top_k, fail_every=fail_every, garbage=garbage)  # type: ignore[arg-type]
     set_cpu_threads(threads)
     view = load_model(model, labels=labels)
