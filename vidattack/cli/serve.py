@@ -48,11 +48,10 @@ def serve(
     the answer for one file goes to stdout instead: `--model 'cmd:vidattack serve MODEL --answer {}'`.
     Stop the service with Ctrl-C.
     """
+    from vidattack.errors import BadParameterError
     from vidattack.models import load_model
     from vidattack.pipeline import set_cpu_threads
     from vidattack.remote.serve import ServeOptions, answer_file, make_server
-
-    from vidattack.errors import BadParameterError
     from vidattack.remote.transport import is_remote_spec
 
     if is_remote_spec(model):
