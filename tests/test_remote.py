@@ -212,3 +212,20 @@ def test_headers_reach_the_service_but_not_the_log(monkeypatch, tmp_path, clip):
     assert seen == ["Bearer s3cret"]
     for written in tmp_path.iterdir():
         assert "s3cret" not in written.read_text()
+
+
+def test_with_labels_given_a_label_outside_them_is_an_error(c3d, clip):
+    with serving(c3d, mode="top-k", top_k=1) as server:
+        view = load_model(server.url, labels=["walk", "run"], remote=RemoteOptions())
+        assert view.labels == ["walk", "run"]
+        with pytest.raises(BadAnswerError, match="not in --labels"):
+            ask(view, clip)  # type: ignore[arg-type]
+
+
+def test_without_labels_each_new_label_takes_the_next_slot(c3d, clip):
+    with serving(c3d) as server:
+        view = remote(server.url)
+        ask(view, clip)
+    assert view.labels[: c3d.num_classes] != [f"(unseen {i})" for i in range(c3d.num_classes)]
+    assert sorted(view.labels[: c3d.num_classes]) == sorted(c3d.labels)
+    assert view.labels[c3d.num_classes] == f"(unseen {c3d.num_classes})"
