@@ -62,8 +62,12 @@ def service(mode: str = "full") -> Iterator[str]:
         url = next(w for w in line.split() if w.startswith("http://"))
         yield url
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=30)
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def served(url: str) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -46,7 +47,7 @@ def serve(
     (Content-Type video/mp4); the answer is [{"label": ..., "score": ...}, ...] best first (full, top-k)
     or {"label": ...} (label). GET /stats answers {"requests": N}, the POSTs received. With --answer,
     the answer for one file goes to stdout instead: `--model 'cmd:vidattack serve MODEL --answer {}'`.
-    Stop the service with Ctrl-C.
+    Stop the service with Ctrl-C or SIGTERM.
     """
     from vidattack.errors import BadParameterError
     from vidattack.models import load_model
@@ -63,6 +64,8 @@ def serve(
         sys.stdout.buffer.write(answer_file(view, answer, options) + b"\n")
         return
     server = make_server(view, options, host, port)
+    # SIGTERM stops it like Ctrl-C (a service started in the background ignores SIGINT)
+    signal.signal(signal.SIGTERM, _stop)
     print_note(f"serving {view.name} at {server.url} ({mode}); Ctrl-C stops")
     try:
         server.serve_forever()
@@ -71,3 +74,7 @@ def serve(
     finally:
         server.server_close()
         print_note(f"{server.requests} requests served")
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
