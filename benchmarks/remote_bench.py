@@ -187,7 +187,7 @@ def _rms(l2: float | None, report: dict[str, Any]) -> float | None:
     if l2 is None:
         return None
     v = report["video"]
-    n = v["num_frames"] * v["height"] * v["width"] * 3
+    n = v["frames"] * v["height"] * v["width"] * 3
     return round(l2 / n**0.5 * 255, 3)
 
 
