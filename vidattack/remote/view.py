@@ -17,7 +17,6 @@ log-probabilities over a fixed label table:
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
@@ -146,6 +145,3 @@ def load_remote(spec: str, options: RemoteOptions | None, labels: list[str] | No
 def query_log_path(out: Path) -> Path:
     """Where perturb keeps the query log of a remote model: in the output folder."""
     return out / "queries.jsonl"
-
-
-_ = math  # keep the import for readers of log-probability code
