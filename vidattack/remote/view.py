@@ -17,8 +17,6 @@ log-probabilities over a fixed label table:
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import Tensor, nn
 
@@ -140,8 +138,3 @@ def load_remote(spec: str, options: RemoteOptions | None, labels: list[str] | No
     if labels is not None and len(set(labels)) != len(labels):
         raise BadParameterError("--labels: expected each label once")
     return RemoteView(RemoteClient(target, opts), labels)
-
-
-def query_log_path(out: Path) -> Path:
-    """Where perturb keeps the query log of a remote model: in the output folder."""
-    return out / "queries.jsonl"
