@@ -30,3 +30,18 @@ def literal(text: object) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+#: The most characters of one value (a path, a label) an error message shows: a 100 KB path or a 1 MB
+#: label must not become a 100 KB error line.
+SHORT = 80
+
+
+def shorten(text: object, limit: int = SHORT) -> str:
+    """`literal(text)` cut to `limit` characters with an ellipsis in the middle (`abc…xyz`), so the
+    start and the end of a long name both stay visible."""
+    s = literal(text)
+    if len(s) <= limit:
+        return s
+    head = (limit - 1) // 2
+    return f"{s[:head]}…{s[len(s) - (limit - 1 - head) :]}"

@@ -51,9 +51,9 @@ def serve(
     """
     from vidattack.errors import BadParameterError
     from vidattack.models import load_model
-    from vidattack.pipeline import set_cpu_threads
     from vidattack.remote.serve import ServeOptions, answer_file, make_server
     from vidattack.remote.transport import is_remote_spec
+    from vidattack.runtime import set_cpu_threads
 
     if is_remote_spec(model):
         raise BadParameterError(f"expected a local model to serve, got {model!r}")
