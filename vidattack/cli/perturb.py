@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from vidattack.attacks.base import Attack
     from vidattack.cli.options import Budget
     from vidattack.cli.progress import BatchProgress
+    from vidattack.page import PageUpdater
     from vidattack.pipeline.outputs import Planned
 
 
@@ -79,6 +80,10 @@ def perturb(
       S.report.json  every number measured, written last: its presence means
                      the job finished
       S.delivery.mp4 with --delivery: a lossy copy that plays everywhere
+      S.clean.preview.mp4, S.adv.preview.mp4
+                     H.264 yuv420p previews for the page (lossy)
+      index.html     the run's page: every video side by side with its
+                     pictures and predictions; open it in a browser
 
     S is the input's name without its last suffix (clip.2020.mp4 gives clip.2020), or --name; files
     found in subfolders of a folder input go to the same subfolders of --out. Every option, the names
@@ -118,7 +123,8 @@ def perturb(
                 batch_size=batch_size,
                 stop_when_fooled=stop_when_fooled,
             )
-            records = emit(run, chosen, table=summary_table)
+            page = _page_updater(outputs, out, len(planned))
+            records = emit(run if page is None else page.follow(run), chosen, table=summary_table)
     if chosen is not o.Format.table and show:
         from vidattack.cli.emit import stderr_console
 
@@ -221,6 +227,14 @@ def build_attack(name: str, settings: dict[str, str], budget: Budget, apply: Pat
     from vidattack.perturbation_file import load_perturbation
 
     return UniversalAttack(perturbation=load_perturbation(apply))
+
+
+def _page_updater(outputs: str, out: Path, total: int) -> PageUpdater | None:
+    """Draws `OUT/index.html` as videos finish, when `--outputs` keeps the page."""
+    from vidattack.page import PageUpdater
+    from vidattack.pipeline.outputs import parse_outputs
+
+    return PageUpdater(out, total) if "page" in parse_outputs(outputs) else None
 
 
 def _progress(total: int) -> BatchProgress:

@@ -282,8 +282,9 @@ def plot_robust_accuracy(rows: Sequence[SummaryRow], path: str | Path) -> Path |
 
 
 def write_summary(out_dir: str | Path, rows: Sequence[SummaryRow]) -> dict[str, Path]:
-    """Write `summary.csv`, `summary.json`, `summary.md` and `robust_accuracy.png` (when a budget
-    is numeric) into `out_dir`, each atomically; return what was written by kind."""
+    """Write `summary.csv`, `summary.json`, `summary.md`, `robust_accuracy.png` (when a budget is
+    numeric) and `summary.html` (the page, `vidattack.page.eval_page`) into `out_dir`, each
+    atomically; return what was written by kind."""
     out = Path(out_dir)
     files = {
         "csv": out / SUMMARY_CSV,
@@ -296,6 +297,12 @@ def write_summary(out_dir: str | Path, rows: Sequence[SummaryRow]) -> dict[str, 
     plot = plot_robust_accuracy(rows, out / PLOT_PNG)
     if plot is not None:
         files["plot"] = plot
+    # the page reads the records on disk (its worst and best cases), as every page reads reports
+    from vidattack.page.eval_page import write_summary_page
+
+    results = out / RESULTS_NAME
+    records = read_records(results) if results.is_file() else []
+    files["html"] = write_summary_page(out, rows, latest(records), plot=plot)
     return files
 
 

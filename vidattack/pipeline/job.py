@@ -286,6 +286,11 @@ def _finish(
                         tell.counter("rendering", "pictures"),
                     )
                 )
+            if outputs.wants("preview"):  # H.264 yuv420p copies the run page plays (vidattack.page)
+                from vidattack.page.preview import write_previews
+
+                tell("rendering", 0, None, "previews")
+                paths.update(write_previews(video, adv_path, outputs.folder, outputs.name))
     finally:
         if adv_path != outputs.adversarial:
             adv_path.unlink(missing_ok=True)

@@ -40,18 +40,19 @@ if TYPE_CHECKING:
 log = logging.getLogger("vidattack")
 
 #: What a job can write (`--outputs`): the adversarial video, the report, the heatmaps (video and
-#: contact sheet) and the plots (per-frame chart and attack curve).
-OUTPUT_KINDS: tuple[str, ...] = ("adv", "report", "heatmaps", "plots")
+#: contact sheet), the plots (per-frame chart and attack curve), the browser previews of the clean and
+#: adversarial videos, and the run's page (`index.html` in the output folder, drawn from the reports).
+OUTPUT_KINDS: tuple[str, ...] = ("adv", "report", "heatmaps", "plots", "preview", "page")
 
 #: Suffixes of the files a job writes; inputs found by searching (folders, stdin) that end in the video
 #: ones are our own outputs and are never attacked again.
-OUTPUT_VIDEO_SUFFIXES = (".adv.mp4", ".heatmap.mp4")
+OUTPUT_VIDEO_SUFFIXES = (".adv.mp4", ".heatmap.mp4", ".clean.preview.mp4", ".adv.preview.mp4")
 
 _TEMP = re.compile(r"\.tmp-[0-9a-f]{8}")
 
 
 def parse_outputs(text: str | Iterable[str]) -> frozenset[str]:
-    """`adv,report,heatmaps,plots` (any subset, `all`) as a set of kinds; unknown ones are a usage error."""
+    """`adv,report,heatmaps,plots,preview,page` (any subset, `all`) as a set of kinds; unknown ones are a usage error."""
     parts = [p.strip().lower() for p in (text.split(",") if isinstance(text, str) else text)]
     parts = [p for p in parts if p]
     if parts == ["all"]:

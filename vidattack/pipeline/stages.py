@@ -43,7 +43,8 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Outputs:
     """The files one job writes, named S (see `vidattack.pipeline.outputs` for how S is chosen), and
-    which kinds of them the job writes (`kinds`, a subset of `adv`, `report`, `heatmaps`, `plots`)."""
+    which kinds of them the job writes (`kinds`, a subset of `vidattack.pipeline.outputs.OUTPUT_KINDS`;
+    `page` is the run's, not the set's: it names no file here)."""
 
     adversarial: Path
     heatmap_video: Path
@@ -51,12 +52,12 @@ class Outputs:
     frames_plot: Path
     curve_plot: Path
     report: Path
-    kinds: frozenset[str] = frozenset({"adv", "report", "heatmaps", "plots"})
+    kinds: frozenset[str] = frozenset({"adv", "report", "heatmaps", "plots", "preview"})
 
     @classmethod
     def for_stem(cls, out_dir: Path, stem: str, kinds: Iterable[str] | None = None) -> Outputs:
         """The set named `stem` in `out_dir` (every kind unless `kinds`)."""
-        chosen = frozenset(kinds) if kinds is not None else frozenset({"adv", "report", "heatmaps", "plots"})
+        chosen = frozenset(kinds) if kinds is not None else cls.kinds
         return cls(
             adversarial=out_dir / f"{stem}.adv.mp4",
             heatmap_video=out_dir / f"{stem}.heatmap.mp4",
@@ -77,6 +78,13 @@ class Outputs:
         return self.report.name.removesuffix(".report.json")
 
     @property
+    def previews(self) -> tuple[Path, Path]:
+        """The browser previews of the clean and adversarial videos (`vidattack.page.preview`)."""
+        from vidattack.page.preview import preview_paths
+
+        return preview_paths(self.folder, self.name)
+
+    @property
     def lock(self) -> Path:
         """The lock file held while a job writes this set (`.S.lock`)."""
         from vidattack.pipeline.locks import lock_path
@@ -88,6 +96,7 @@ class Outputs:
             "adv": (self.adversarial,),
             "heatmaps": (self.heatmap_video, self.heatmap_png),
             "plots": (self.frames_plot, self.curve_plot),
+            "preview": self.previews,
             "report": (self.report,),
         }
 
