@@ -15,18 +15,20 @@ from pathlib import Path
 from urllib.parse import quote
 
 from vidattack.files import write_atomic
+from vidattack.text import literal
 
 
 def esc(value: object) -> str:
-    """`value` as HTML text, safe in element content and in quoted attributes."""
-    return html.escape(str(value), quote=True)
+    """`value` as HTML text, safe in element content and in quoted attributes; control characters and
+    bytes of a file name that are not UTF-8 shown as escapes (`\\xff`), as the terminal shows them."""
+    return html.escape(literal(value), quote=True)
 
 
 def href(target: Path, page_folder: Path) -> str:
     """A relative, percent-encoded and escaped URL from a page in `page_folder` to `target` (`#`, `?`
-    and `%` in file names stay part of the name)."""
+    and `%` in file names stay part of the name; so do bytes that are not UTF-8)."""
     rel = os.path.relpath(target, page_folder)
-    return esc(quote(Path(rel).as_posix(), safe="/"))
+    return html.escape(quote(os.fsencode(Path(rel).as_posix()), safe=b"/"), quote=True)
 
 
 def levels(value: object) -> str:

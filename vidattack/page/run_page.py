@@ -111,10 +111,15 @@ def render_run_page(folder: Path, *, expected: int | None = None, refresh_s: int
     return document(f"vidattack perturb: {folder.name}", "\n".join(parts), refresh_s=refresh_s)
 
 
-def write_run_page(folder: Path, *, expected: int | None = None, running: bool = False) -> Path:
+def write_run_page(
+    folder: Path, *, expected: int | None = None, running: bool = False, empty: bool = True
+) -> Path | None:
     """Write `folder/index.html` atomically from the reports there; return its path. `running`: the
-    batch goes on (the page says so and reloads itself every 10 s)."""
+    batch goes on (the page says so and reloads itself every 10 s). Without `empty`, a folder with no
+    report gets no page (None): a batch that finished nothing leaves its folder as it found it."""
     folder = Path(folder)
+    if not empty and not find_reports(folder):
+        return None
     text = render_run_page(folder, expected=expected, refresh_s=10 if running else None)
     return write_page(folder / INDEX_HTML, text)
 
@@ -156,7 +161,7 @@ class PageUpdater:
         # The page is a view of the results, not a result: failing to draw it (a full disk) is
         # logged and never stops or fails the batch.
         try:
-            return write_run_page(self.folder, expected=self.total, running=running)
+            return write_run_page(self.folder, expected=self.total, running=running, empty=False)
         except OSError as e:
             log.warning("could not write %s: %s", self.path, e.strerror or e)
             return None

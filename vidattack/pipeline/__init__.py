@@ -134,7 +134,7 @@ def output_set(
 
     kinds = set(OUTPUT_KINDS)
     if not heatmaps:
-        kinds -= {"heatmaps", "plots"}
+        kinds -= {"heatmaps", "plots", "preview"}
     if pictures is not None:
         wanted = set(pictures)
         kinds -= {k for k, roles in _PICTURES.items() if not wanted & roles}
@@ -181,7 +181,7 @@ def perturb_file(
 
     `attack` is an attack object or a registered name (a learned universal perturbation is applied as
     `vidattack.attacks.universal.UniversalAttack(perturbation=...)`); `heatmaps=False` skips the
-    pictures, `pictures` draws only those named (roles of `vidattack.pipeline.render.ROLES`).
+    pictures (and the page's previews), `pictures` draws only those named (roles of `vidattack.pipeline.render.ROLES`).
     `progress` receives a `ProgressEvent` as each stage starts and advances. `stop_when_fooled`
     (iterative attacks only) stops once the quantized video is fooled by that log-probability margin
     (`attack.info.stopped_at` in the report). Returns the report as a dict. Raises `VidattackError`
@@ -202,7 +202,7 @@ def perturb_file(
     if outputs is None:
         outputs = output_set(path, out_dir, stem, heatmaps=heatmaps, pictures=pictures)
     elif not heatmaps:
-        outputs = replace(outputs, kinds=outputs.kinds - {"heatmaps", "plots"})
+        outputs = replace(outputs, kinds=outputs.kinds - {"heatmaps", "plots", "preview"})
     job = prepare_job(
         path,
         atk,
