@@ -233,7 +233,11 @@ class _Engine:
             return output_set(
                 Path(item.path), self.out_dir, item.stem, heatmaps=self.heatmaps, pictures=self.pictures
             )
-        return outputs if self.heatmaps else replace(outputs, kinds=outputs.kinds - {"heatmaps", "plots", "preview"})
+        return (
+            outputs
+            if self.heatmaps
+            else replace(outputs, kinds=outputs.kinds - {"heatmaps", "plots", "preview"})
+        )
 
     def _hold(self, job: Job) -> None:
         self._jobs[id(job)] = job
