@@ -123,7 +123,8 @@ def _eval_folder(tmp_path: Path) -> Path:
 def test_eval_writes_a_summary_page_with_its_cases(tmp_path):
     page = (_eval_folder(tmp_path) / "summary.html").read_text()
     assert "robust_accuracy.png" in page
-    assert "not fooled (2)" in page and "fooled with the smallest mean change (2 fooled)" in page
+    assert "not fooled after encode (2)" in page
+    assert "fooled after encode with the smallest mean change (2 fooled)" in page
     assert "<img src=x" not in page
 
 

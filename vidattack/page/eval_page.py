@@ -77,17 +77,20 @@ def _cases(out_dir: Path, row: Any, records: Sequence[Mapping[str, Any]]) -> str
     from vidattack.eval.summary import line_name
 
     mine = [x for x in records if x.get("key") == row.key and x.get("status") == "ok" and x.get("attacked")]
-    failed = [x for x in mine if not x.get("success_after_encode")]
-    fooled = sorted(
-        (x for x in mine if x.get("success_after_encode")), key=lambda x: float(x.get("map") or 0.0)
-    )
+    # judged where the configuration's attack ends: after delivery when it has one
+    judged = "success_after_delivery" if row.delivery else "success_after_encode"
+    failed = [x for x in mine if not x.get(judged)]
+    fooled = sorted((x for x in mine if x.get(judged)), key=lambda x: float(x.get("map") or 0.0))
+    when = "after delivery" if row.delivery else "after encode"
     budget = f" at {row.budget}" if row.budget else ""
-    title = f"{line_name(row)}{budget}"
     return (
-        f"<h3>{esc(title)}</h3>"
-        + _case_list(out_dir, row.key, f"not fooled ({len(failed)})", failed[:CASES])
+        f"<h3>{esc(line_name(row) + budget)}</h3>"
+        + _case_list(out_dir, row.key, f"not fooled {when} ({len(failed)})", failed[:CASES])
         + _case_list(
-            out_dir, row.key, f"fooled with the smallest mean change ({len(fooled)} fooled)", fooled[:CASES]
+            out_dir,
+            row.key,
+            f"fooled {when} with the smallest mean change ({len(fooled)} fooled)",
+            fooled[:CASES],
         )
     )
 

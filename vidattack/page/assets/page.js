@@ -55,7 +55,7 @@
   function openFromHash() {
     var id = decodeURIComponent(location.hash.slice(1));
     var el = id && document.getElementById(id);
-    if (el && el.tagName === "DETAILS") { el.open = true; el.scrollIntoView(); }
+    if (el && el.tagName === "DETAILS") { fill(el); el.open = true; el.scrollIntoView(); }
   }
   function setupPair(pair) {
     var videos = pair.querySelectorAll("video"), button = pair.parentNode.querySelector("button.play");
@@ -78,9 +78,18 @@
       if (!lead.paused && Math.abs(other.currentTime - lead.currentTime) > 0.1) other.currentTime = lead.currentTime;
     });
   }
+  // a section's body waits in <template id="t-ID"> until the section is first opened
+  function fill(d) {
+    var t = document.getElementById("t-" + d.id);
+    if (!t || d.getAttribute("data-filled")) return;
+    d.appendChild(t.content.cloneNode(true));
+    d.setAttribute("data-filled", "1");
+    d.querySelectorAll(".pair").forEach(setupPair);
+  }
   document.addEventListener("toggle", function (e) {
     var d = e.target;
     if (d.tagName === "DETAILS" && d.open) {
+      fill(d);
       d.querySelectorAll("video[preload=none]").forEach(function (v) { v.preload = "metadata"; });
     }
   }, true);
