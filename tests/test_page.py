@@ -213,3 +213,11 @@ def test_in_a_browser_the_eval_page_sorts_and_shows_its_plot(page, tmp_path):
     page.click("#summary th >> text=eps")
     assert page.eval_on_selector_all("#summary tbody tr", first) == list(reversed(asc))
     _shoot(page, "eval-summary-page.png")
+
+
+def test_a_file_the_tool_did_not_write_is_never_replaced_by_a_page(run_folder, tmp_path):
+    folder = tmp_path / "copy"
+    shutil.copytree(run_folder, folder)
+    (folder / "index.html").write_text("my own notes")
+    assert PageUpdater(folder, total=2).close() is None  # logged, and the batch goes on
+    assert (folder / "index.html").read_text() == "my own notes"

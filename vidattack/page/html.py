@@ -67,6 +67,7 @@ def document(title: str, body: str, *, refresh_s: int | None = None) -> str:
         "<!DOCTYPE html>\n"
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"{GENERATOR}\n"
         # nothing on the page may reach the network: only files beside it, inline CSS and inline JS
         '<meta http-equiv="Content-Security-Policy" content="default-src \'self\' file:; '
         "img-src 'self' file: data:; media-src 'self' file:; style-src 'unsafe-inline'; "
@@ -76,6 +77,24 @@ def document(title: str, body: str, *, refresh_s: int | None = None) -> str:
     )
 
 
+#: Marks a page as ours: a page is redrawn freely, but a file of that name that lacks the mark is not
+#: replaced (`ForeignPageError`).
+GENERATOR = '<meta name="generator" content="vidattack">'
+
+
+class ForeignPageError(OSError):
+    """A file where a page goes that vidattack did not write."""
+
+
 def write_page(path: Path, text: str) -> Path:
-    """Write a page atomically (a reader never sees half a page)."""
+    """Write a page atomically (a reader never sees half a page). A page vidattack wrote is replaced
+    (it is a view of the reports, drawn again at will); any other file there is left alone
+    (`ForeignPageError`)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except FileNotFoundError:
+        head = None
+    if head is not None and GENERATOR.encode() not in head:
+        raise ForeignPageError(f"{literal(path)} exists and was not written by vidattack; not replaced")
     return write_atomic(path, text.encode("utf-8"))

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from vidattack.page.html import document, esc, href, levels, number, write_page, yes_no
+from vidattack.page.html import ForeignPageError, document, esc, href, levels, number, write_page, yes_no
 from vidattack.page.preview import preview_paths
+from vidattack.text import literal
 
 log = logging.getLogger("vidattack")
 T = TypeVar("T")
@@ -170,7 +171,8 @@ class PageUpdater:
         try:
             return write_run_page(self.folder, expected=self.total, running=running, empty=False)
         except OSError as e:
-            log.warning("could not write %s: %s", self.path, e.strerror or e)
+            why = str(e) if isinstance(e, ForeignPageError) else f"{literal(self.path)}: {e.strerror or e}"
+            log.warning("run page not written: %s", why)
             return None
 
 
