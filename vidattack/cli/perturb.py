@@ -124,13 +124,16 @@ def perturb(
                 stop_when_fooled=stop_when_fooled,
             )
             page = _page_updater(outputs, out, len(planned))
-            records = emit(run if page is None else page.follow(run), chosen, table=summary_table)
-    if chosen is not o.Format.table and show:
-        from vidattack.cli.emit import stderr_console
+            # the table waits until the bars are gone: printed under a live display, it left the last
+            # bar frozen on screen with the table's title written onto it (#26)
+            records = emit(run if page is None else page.follow(run), chosen, table=lambda *_: None)
+    if chosen is o.Format.table or show:
+        from vidattack.cli.emit import stderr_console, stdout_console
 
-        summary_table(records, stderr_console())
+        summary_table(records, stdout_console() if chosen is o.Format.table else stderr_console())
     if not quiet:
         _say_what_was_done(state, out, resume)
+        _say_totals(records, out, page, where=state.interrupted is None)  # an interruption says where
     if state.interrupted is not None:
         raise typer.Exit(state.interrupted.exit_code)
     raise typer.Exit(1 if any(r["status"] != "ok" for r in records) else 0)
@@ -237,6 +240,20 @@ def _page_updater(outputs: str, out: Path, total: int) -> PageUpdater | None:
     return PageUpdater(out, total) if "page" in parse_outputs(outputs) else None
 
 
+def _say_totals(records: list[Record], out: Path, page: PageUpdater | None, *, where: bool) -> None:
+    """On stderr: `N of M fooled`, a --robust-to hint when a delivery undid the attack, and (`where`)
+    where the outputs and the page are."""
+    from vidattack.cli.totals import outputs_line, robust_to_hint, totals_line
+
+    if records:
+        print_note(totals_line(records))
+    hint = robust_to_hint(records)
+    if hint is not None:
+        print_note(hint)
+    if where and any(r.get("status") == "ok" for r in records):
+        print_note(outputs_line(out, None if page is None else page.path))
+
+
 def _progress(total: int) -> BatchProgress:
     from vidattack.cli.progress import BatchProgress
 
@@ -265,34 +282,47 @@ def summary_table(rows: list[Record], console: Console) -> None:
     """One row per input: labels before and after (the file's own label too when writing changed it),
     success, success after encode, after delivery (with `--delivery` or `--robust-to`: judged on the
     decoded delivery file), Linf, queries, time."""
+    from rich import box
     from rich.table import Table
 
+    from vidattack.cli.fit import fit_widths
+
     delivered = any(isinstance(r.get("delivery"), dict) for r in rows)
-    table = Table(title="vidattack perturb", title_style="bold", header_style="bold")
     columns = ["input", "clean -> adversarial", "success", "after encode"]
     columns += ["after delivery"] if delivered else []
-    for col in (*columns, "Linf", "queries", "time"):
-        table.add_column(col, overflow="fold")
-    for r in rows:
-        if r.get("status") != "ok":
-            table.add_row(cell(r["input"]), cell(f"error: {r['error']}", "red"), *["-"] * (len(columns) + 1))
-            continue
-        pert = r["perturbation"]
-        clean, adv, file = r["clean"], r["adversarial"], r["reencoded"]
-        labels = f"{clean['label']} ({clean['confidence']:.2f}) -> {adv['label']} ({adv['confidence']:.2f})"
-        if file["index"] != adv["index"]:
-            labels += f"; file: {file['label']} ({file['confidence']:.2f})"
-        time_text = "done before" if r.get("skipped") else f"{r['timing']['total']:.1f}s"
-        after = [yes_no(r["success"]), yes_no(r["success_after_encode"])]
-        if delivered:
-            part = r.get("delivery")
-            after.append(yes_no(part["success_after_delivery"]) if isinstance(part, dict) else "-")
-        table.add_row(
-            cell(Path(r["input"]).name),
-            cell(labels),
-            *after,
-            f"{pert['linf'] * 255:.1f}/255",
-            str(r["queries"]),
-            time_text,
-        )
+    columns += ["Linf", "queries", "time"]
+    cells = [_summary_row(r, delivered) for r in rows]
+    widths = fit_widths(console.width, cells, columns, name=0, labels=1)
+    # no vertical rules: at 80 columns their characters are the label column's room
+    table = Table(title="vidattack perturb", title_style="bold", header_style="bold", box=box.SIMPLE_HEAD)
+    for col, width in zip(columns, widths, strict=True):
+        # a cell wraps at spaces; a word wider than its column (a long file name) is cut with an ellipsis
+        table.add_column(col, overflow="ellipsis", width=width)
+    for r, row in zip(rows, cells, strict=True):
+        failed = r.get("status") != "ok"
+        table.add_row(*(cell(text, "red" if failed and i == 1 else "") for i, text in enumerate(row)))
     console.print(table)
+
+
+def _summary_row(r: Record, delivered: bool) -> list[str]:
+    """One input's cells of the summary table, as plain text."""
+    if r.get("status") != "ok":
+        return [str(r["input"]), f"error: {r['error']}", *["-"] * (6 if delivered else 5)]
+    pert = r["perturbation"]
+    clean, adv, file = r["clean"], r["adversarial"], r["reencoded"]
+    labels = f"{clean['label']} ({clean['confidence']:.2f}) -> {adv['label']} ({adv['confidence']:.2f})"
+    if file["index"] != adv["index"]:
+        labels += f"; file: {file['label']} ({file['confidence']:.2f})"
+    after = [yes_no(r["success"]), yes_no(r["success_after_encode"])]
+    if delivered:
+        part = r.get("delivery")
+        after.append(yes_no(part["success_after_delivery"]) if isinstance(part, dict) else "-")
+    time_text = "done before" if r.get("skipped") else f"{r['timing']['total']:.1f}s"
+    return [
+        Path(r["input"]).name,
+        labels,
+        *after,
+        f"{pert['linf'] * 255:.1f}/255",
+        str(r["queries"]),
+        time_text,
+    ]
