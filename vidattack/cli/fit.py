@@ -23,8 +23,9 @@ def fit_widths(
 
     Every column but `name` and `labels` gets its longest entry (its header wraps at spaces, so its
     longest header word), `labels` what its longest entry needs up to what is left once `name` has 16
-    characters, and `name` the rest (6 at least): a file name is then cut with an ellipsis, a label
-    line wraps at its spaces. On a terminal too narrow even for that, the table is wider than it.
+    characters, and `name` the rest (6 at least): a label line wraps at its spaces, and a word wider
+    than its column (a long file name, a path in an error) is cut with an ellipsis. On a terminal too
+    narrow even for that, the table is wider than it.
     """
 
     def longest(texts: Sequence[str]) -> int:
@@ -37,6 +38,6 @@ def fit_widths(
     out = [max(longest(columns[i]), longest_word([h])) for i, h in enumerate(headers)]
     fixed = sum(w for i, w in enumerate(out) if i not in (name, labels))
     room = width - fixed - _overhead(len(headers))
-    out[labels] = max(min(out[labels], room - min(out[name], 16)), longest_word(columns[labels]), 8)
+    out[labels] = max(min(out[labels], room - min(out[name], 16)), 8)
     out[name] = max(min(out[name], room - out[labels]), 6)
     return out

@@ -307,7 +307,7 @@ def summary_table(rows: list[Record], console: Console) -> None:
 def _summary_row(r: Record, delivered: bool) -> list[str]:
     """One input's cells of the summary table, as plain text."""
     if r.get("status") != "ok":
-        return [str(r["input"]), f"error: {r['error']}", *["-"] * (6 if delivered else 5)]
+        return [Path(r["input"]).name, f"error: {r['error']}", *["-"] * (6 if delivered else 5)]
     pert = r["perturbation"]
     clean, adv, file = r["clean"], r["adversarial"], r["reencoded"]
     labels = f"{clean['label']} ({clean['confidence']:.2f}) -> {adv['label']} ({adv['confidence']:.2f})"
