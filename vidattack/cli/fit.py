@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 
 #: What a table of n columns draws besides its cells: each column's padding (a space on either side,
-#: Rich's default), the n - 1 rules between columns and the two edges (blank in SIMPLE_HEAD, still drawn).
+#: Rich's default), the n - 1 rules between columns and the two edges.
 def _overhead(n: int) -> int:
     return 2 * n + (n - 1) + 2
 
@@ -35,7 +35,14 @@ def fit_widths(
         return max((len(w) for t in texts for w in t.split()), default=1)
 
     columns = [[row[i] for row in rows] for i in range(len(headers))]
-    out = [max(longest(columns[i]), longest_word([h])) for i, h in enumerate(headers)]
+    # headers on one line when everything fits so, else wrapped at their spaces
+    whole = [max(longest(columns[i]), len(h)) for i, h in enumerate(headers)]
+    least = [min(w, 16) if i in (name, labels) else w for i, w in enumerate(whole)]
+    out = (
+        whole
+        if sum(least) + _overhead(len(headers)) <= width
+        else [max(longest(columns[i]), longest_word([h])) for i, h in enumerate(headers)]
+    )
     fixed = sum(w for i, w in enumerate(out) if i not in (name, labels))
     room = width - fixed - _overhead(len(headers))
     out[labels] = max(min(out[labels], room - min(out[name], 16)), 8)

@@ -133,7 +133,8 @@ def perturb(
         summary_table(records, stdout_console() if chosen is o.Format.table else stderr_console())
     if not quiet:
         _say_what_was_done(state, out, resume)
-        _say_totals(records, out, page, where=state.interrupted is None)  # an interruption says where
+        if show or chosen is o.Format.table:  # for a person; a script reading JSON has the records
+            _say_totals(records, out, page, where=state.interrupted is None)  # (an interruption says where)
     if state.interrupted is not None:
         raise typer.Exit(state.interrupted.exit_code)
     raise typer.Exit(1 if any(r["status"] != "ok" for r in records) else 0)
@@ -245,7 +246,7 @@ def _say_totals(records: list[Record], out: Path, page: PageUpdater | None, *, w
     where the outputs and the page are."""
     from vidattack.cli.totals import outputs_line, robust_to_hint, totals_line
 
-    if records:
+    if any(r.get("status") == "ok" for r in records):  # (a lone failure's error line says it all)
         print_note(totals_line(records))
     hint = robust_to_hint(records)
     if hint is not None:
@@ -282,7 +283,6 @@ def summary_table(rows: list[Record], console: Console) -> None:
     """One row per input: labels before and after (the file's own label too when writing changed it),
     success, success after encode, after delivery (with `--delivery` or `--robust-to`: judged on the
     decoded delivery file), Linf, queries, time."""
-    from rich import box
     from rich.table import Table
 
     from vidattack.cli.fit import fit_widths
@@ -293,8 +293,7 @@ def summary_table(rows: list[Record], console: Console) -> None:
     columns += ["Linf", "queries", "time"]
     cells = [_summary_row(r, delivered) for r in rows]
     widths = fit_widths(console.width, cells, columns, name=0, labels=1)
-    # no vertical rules: at 80 columns their characters are the label column's room
-    table = Table(title="vidattack perturb", title_style="bold", header_style="bold", box=box.SIMPLE_HEAD)
+    table = Table(title="vidattack perturb", title_style="bold", header_style="bold")
     for col, width in zip(columns, widths, strict=True):
         # a cell wraps at spaces; a word wider than its column (a long file name) is cut with an ellipsis
         table.add_column(col, overflow="ellipsis", width=width)
