@@ -19,6 +19,7 @@ import typer
 from vidattack.cli.attacks import attacks
 from vidattack.cli.emit import print_error
 from vidattack.cli.eval import eval_command
+from vidattack.cli.helptext import use_metavars
 from vidattack.cli.models import models
 from vidattack.cli.perturb import perturb
 from vidattack.cli.predict import predict
@@ -27,6 +28,8 @@ from vidattack.cli.universal import universal
 from vidattack.errors import VidattackError
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+use_metavars()  # help shows `INPUT`, not `INPUT <list[str]>` (vidattack.cli.helptext)
 
 app = typer.Typer(
     name="vidattack",

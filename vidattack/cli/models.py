@@ -19,7 +19,13 @@ def models(fmt: o.FormatOption = None) -> None:
     """
     from vidattack.models import list_models
 
-    emit(model_records(list_models()), o.default_format(fmt), table=model_tables, key="models")
+    # a listing is for reading: a table unless --format says otherwise, piped into `less` too
+    emit(
+        model_records(list_models()),
+        o.default_format(fmt, piped=o.Format.table),
+        table=model_tables,
+        key="models",
+    )
 
 
 def model_records(listing: dict[str, Any]) -> list[Record]:
