@@ -89,3 +89,15 @@ def test_after_ctrl_c_the_table_lists_every_input_that_was_done(tmp_path):
     reports = list((tmp_path / "out").glob("*.report.json"))
     assert len(reports) == done
     assert Path(tmp_path / "out" / "index.html").is_file()  # the page of what was finished
+
+
+@pytest.mark.slow
+def test_train_prints_its_epoch_lines_above_the_bar_and_budgets_in_levels(tmp_path):
+    args = ["train", "--arch", "tiny-c3d", "--data", "synthetic:2", "--epochs", "2", "--batch-size", "8"]
+    args += ["--adversarial", "pgd-linf", "--eps", "4/255", "--steps", "1", "--eval-size", "2"]
+    term = Terminal([*args, "--out", str(tmp_path / "m.safetensors")], cols=100)
+    assert term.wait() == 0
+    lines = term.screen()
+    epochs = [line for line in lines if line.startswith("epoch ")]
+    assert [line.split(",")[0] for line in epochs] == ["epoch 1/2", "epoch 2/2"], lines
+    assert all("(eps 4/255)" in line and "━" not in line for line in epochs), lines

@@ -10,6 +10,7 @@ import typer
 from vidattack.cli import options as o
 from vidattack.cli.emit import Record, cell, emit, stderr_console
 from vidattack.errors import BadParameterError, OutputExistsError
+from vidattack.text import levels
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -153,7 +154,7 @@ def train(
                 if "id" in task:
                     bars.remove_task(task["id"])
                 task.update(what=what, id=bars.add_task(what, total=total))
-            desc = what if kind == "load" else f"{what} loss {event['loss']:.3f} eps {event['eps']:.4f}"
+            desc = what if kind == "load" else f"{what} loss {event['loss']:.3f} eps {levels(event['eps'])}"
             bars.update(task["id"], completed=done, description=desc)
         elif kind == "epoch" and not quiet:
             parts = [
@@ -166,13 +167,16 @@ def train(
             if "clean_acc" in event:
                 parts.append(f"held-out clean acc {event['clean_acc']:.3f}")
             if "robust_acc" in event:
-                parts.append(f"robust acc {event['robust_acc']:.3f} (eps {event['robust_eps']:.4f})")
+                parts.append(f"robust acc {event['robust_acc']:.3f} (eps {levels(event['robust_eps'])})")
             if "probs" in event:
                 parts.append("P(eps) " + " ".join(f"{p:.2f}" for p in event["probs"]))
             parts.append(f"{event['seconds']:.0f}s")
-            console.print(", ".join(parts), soft_wrap=True)
+            # through the bars' console: it prints above the live bars instead of onto them
+            (bars.console if bars is not None else console).print(", ".join(parts), soft_wrap=True)
         elif kind == "resume" and not quiet:
-            console.print(f"resuming after epoch {event['epoch']}/{event['epochs']}")
+            (bars.console if bars is not None else console).print(
+                f"resuming after epoch {event['epoch']}/{event['epochs']}"
+            )
 
     state = out.with_name(out.name + ".resume.pt")
     if bars is not None:

@@ -15,7 +15,9 @@ from pathlib import Path
 from urllib.parse import quote
 
 from vidattack.files import write_atomic
-from vidattack.text import literal
+from vidattack.text import levels, literal
+
+__all__ = ["asset", "document", "esc", "href", "levels", "number", "write_page", "yes_no"]
 
 
 def esc(value: object) -> str:
@@ -29,14 +31,6 @@ def href(target: Path, page_folder: Path) -> str:
     and `%` in file names stay part of the name; so do bytes that are not UTF-8)."""
     rel = os.path.relpath(target, page_folder)
     return html.escape(quote(os.fsencode(Path(rel).as_posix()), safe=b"/"), quote=True)
-
-
-def levels(value: object) -> str:
-    """A budget or perturbation in [0, 1] as 8-bit levels (`4/255`), the unit used everywhere."""
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return "-"
-    n = float(value) * 255
-    return f"{n:.0f}/255" if abs(n - round(n)) < 1e-6 else f"{n:.2f}/255"
 
 
 def number(value: object, digits: int = 3) -> str:
