@@ -183,7 +183,7 @@ def _prepare(
             "expected --outputs with report for --resume (the report is how a finished input is recognised)"
         )
     template = NameTemplate(name)
-    budget = o.parse_budget(eps, alpha, steps)
+    budget = o.parse_budget(eps, alpha, d.robust_steps(attack, steps, robust_to) if apply is None else steps)
     delivery_spec, robust_spec = d.parse_delivery_options(delivery, robust_to)
     atk = build_attack(attack, o.parse_sets(set_), budget, apply)
     atk.check_stop_when_fooled(stop_when_fooled)  # refused before any model is loaded
