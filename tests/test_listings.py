@@ -36,3 +36,24 @@ def test_one_attack_shows_its_parameters_and_json_stays_json():
 def test_help_shows_metavars_never_python_types(command):
     text = runner.invoke(app, [command, "--help"], env={"COLUMNS": "100"}).stdout
     assert not re.search(r"<(str|int|float|path|bool|list\[[^>]*\]|int range|float range)>", text), text
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--eps", "8"], "eps: expected <= 1, got 8 (did you mean 8/255?)"),
+        (
+            ["--format", "xml"],
+            "Invalid value for '--format' / '-f': 'xml' is not one of 'table', 'json', 'jsonl'.",
+        ),
+        (["--model", "nonexistent"], "(bundled models: tiny-c3d, "),
+        (["--target", "nope"], "(labels: move_left, move_right, "),
+    ],
+)
+def test_a_mistake_is_answered_with_what_fits(args, message, tmp_path):
+    from conftest import EXAMPLES
+
+    result = runner.invoke(app, ["perturb", str(EXAMPLES / "still_1.mp4"), "--out", str(tmp_path), *args])
+    assert result.exit_code == 2 and message in result.stderr, result.stderr
+    assert "Value error" not in result.stderr
+    assert len([line for line in result.stderr.splitlines() if line.startswith("Error:")]) == 1

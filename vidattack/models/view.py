@@ -202,6 +202,8 @@ class ModelView:
 
         close = difflib.get_close_matches(name, self.labels, n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        if not close and len(self.labels) <= 30:  # what fits, when it fits on a line or two
+            hint = f" (labels: {', '.join(self.labels)})"
         raise ValueError(f"expected a label of model {self.name} or an index, got {name!r}{hint}")
 
 
