@@ -152,6 +152,7 @@ def render(
                 frame_predictions=frame_predictions,
                 sampled=sampled,
                 title=title,
+                linf=stats["linf"],
             )
             paths[role] = outputs.frames_plot
         elif role == "curve_plot":
