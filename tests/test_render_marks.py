@@ -31,3 +31,18 @@ def test_the_curve_marks_each_step(tmp_path):
     teal = (img == np.array(_TEAL, dtype=np.uint8)).all(axis=2)
     columns = teal.sum(axis=0)
     assert (columns >= 6).sum() >= 5 * 3  # each marker is a 7-pixel disc: thicker than the 2-pixel line
+
+
+def test_each_heatmap_video_frame_names_the_video_and_its_number():
+    import torch
+
+    from vidattack.pipeline.render.heatmap import HeatmapPainter
+
+    clean = torch.zeros((2, 40, 48, 3), dtype=torch.uint8)
+    adv = clean + 3
+    plain = HeatmapPainter.for_video(40, 48, max_level=3)(clean, adv, [7, 8])
+    titled = HeatmapPainter.for_video(40, 48, max_level=3, title="c.mp4: a -> b")(clean, adv, [7, 8])
+    band = titled[:, :14]
+    assert not torch.equal(band, plain[:, :14]) and (band.float().mean(dim=-1) > 200).any()  # light text
+    assert not torch.equal(titled[0, :14], titled[1, :14])  # frame 7 and frame 8 differ in their stamp
+    assert torch.equal(titled[:, 20:], plain[:, 20:])  # below the stamp, the picture is untouched

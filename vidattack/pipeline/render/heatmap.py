@@ -152,15 +152,17 @@ def colour_bar(width: int, *, max_level: int | None, note: str | None = None, sc
     # attack left exactly as they were, not missing data)
     y_key = y_label + line
     draw.rectangle([(pad, y_key + 2), (pad + bar_h, y_key + 2 + bar_h)], fill=(0, 0, 0), outline=_DIM)
-    key = "black: unchanged (0)"
+    key = "black: unchanged (0)" if width >= 300 else "black: 0"
     draw.text((pad + zero_w + round(4 * scale), y_key), key, font=small, fill=_FG)
     if max_level:
         x = x_of(max_level)
         draw.polygon([(x - mark, top - mark - 2), (x + mark, top - mark - 2), (x, top - 2)], fill=_MARK)
         kx = pad + zero_w + round(4 * scale) + small.getlength(key) + round(16 * scale)
         draw.polygon([(kx, y_key + 3), (kx + 2 * mark, y_key + 3), (kx + mark, y_key + 3 + mark)], fill=_MARK)
-        text = f"this video's largest change ({max_level}/255)"
-        draw.text((kx + 2 * mark + round(5 * scale), y_key), text, font=small, fill=_FG)
+        tx = kx + 2 * mark + round(5 * scale)
+        texts = (f"this video's largest change ({max_level}/255)", f"largest ({max_level}/255)", "largest")
+        text = next((t for t in texts if tx + small.getlength(t) <= width - pad), texts[-1])
+        draw.text((tx, y_key), text, font=small, fill=_FG)
     return img
 
 
@@ -190,10 +192,17 @@ class HeatmapPainter:
     sampled: frozenset[int] | None
     strip: Tensor  # (S, W', 3) uint8: the colour bar
     strip_unsampled: Tensor  # (S, W', 3) uint8: "not sampled by the model"
+    title: str = ""  # when given, stamped with the frame number at the top left of each frame
 
     @classmethod
     def for_video(
-        cls, height: int, width: int, *, max_level: int, sampled: Collection[int] | None = None
+        cls,
+        height: int,
+        width: int,
+        *,
+        max_level: int,
+        sampled: Collection[int] | None = None,
+        title: str = "",
     ) -> HeatmapPainter:
         zoom = zoom_for(height, MIN_VIDEO_HEIGHT)
         w = width * zoom
@@ -211,6 +220,7 @@ class HeatmapPainter:
             None if sampled is None else frozenset(sampled),
             _pad_rows(strip, rows),
             _pad_rows(unsampled, rows),
+            font_safe(title),
         )
 
     @property
@@ -242,6 +252,28 @@ class HeatmapPainter:
             out[:, h:] = self.strip
         if unsampled:
             out[unsampled, -s:] = self.strip_unsampled[-s:]
+        if self.title:  # which video and which frame: a paused player says so
+            for i, f in enumerate(frame_ids):
+                out[i] = self._stamp(out[i], f)
+        return out
+
+    def _stamp(self, frame: Tensor, index: int) -> Tensor:
+        """`frame` with the title and `frame N` in a dark box at its top left."""
+        from PIL import Image, ImageDraw
+
+        w = frame.shape[1]
+        small = pil_font(max(9, round(11 * max(1.0, w / 480))))
+        text = f"{self.title}   frame {index}"
+        while small.getlength(text) > w - 8 and len(text) > 12:  # too long for a narrow frame: cut the title
+            text = "…" + text[len(text) // 4 :]
+        line = small.getbbox("Hg")[3] + 4
+        band = frame[:line].numpy().copy()
+        img = Image.fromarray(band)
+        draw = ImageDraw.Draw(img)
+        draw.rectangle([(0, 0), (min(w, small.getlength(text) + 8), line)], fill=_BG)
+        draw.text((4, 1), text, font=small, fill=_FG)
+        out = frame.clone()
+        out[:line] = _pil_array(img)
         return out
 
 
