@@ -29,8 +29,9 @@ from typing import Any, ClassVar, final
 import torch
 from torch import Tensor, nn
 
+from vidattack import cancel
 from vidattack.attacks.blackbox.query_model import QueryModel
-from vidattack.attacks.context import AttackContext, ProgressFn
+from vidattack.attacks.context import AttackContext, StepFn
 from vidattack.attacks.counting import CountingModel, queries_of, video_queries_of
 from vidattack.attacks.params import ParamSpec, param_specs, plain_value, validate
 from vidattack.attacks.result import AttackResult, measure_norms
@@ -232,9 +233,10 @@ class Attack(ABC):
         if margin is None:
             return
         if not cls.stops_when_fooled:
+            able = sorted(sub.name for sub in _attack_classes() if sub.stops_when_fooled and sub.name)
             raise BadParameterError(
                 f"{cls.name} cannot stop when fooled: only iterative attacks on the shared loop can "
-                "(pgd-linf, pgd-l2, multav-*, roa, af, spa, masked-pgd, frame-border)"
+                f"({', '.join(able)})"
             )
         if not (margin >= 0.0 and margin < float("inf")):
             raise BadParameterError(
@@ -248,7 +250,7 @@ class Attack(ABC):
         model: nn.Module,
         x: Tensor,
         seed: int | Sequence[int],
-        progress: ProgressFn | None,
+        progress: StepFn | None,
         max_queries: int | None,
         starting_points: Tensor | None,
         stop_when_fooled: float | None,
@@ -315,7 +317,7 @@ class Attack(ABC):
         target: int | Tensor | None = None,
         labels: Tensor | None = None,
         seed: int | Sequence[int] = 0,
-        progress: ProgressFn | None = None,
+        progress: StepFn | None = None,
         max_queries: int | None = None,
         starting_points: Tensor | None = None,
         stop_when_fooled: float | None = None,
@@ -350,13 +352,18 @@ class Attack(ABC):
             wrapped.discard_primed()  # frees the clean graph if the attack never used it
         if ctx.restrict_to is not None:
             threat = threat.restricted(ctx.restrict_to)
+        # each phase after the steps is seconds long on a long video: a signal stops between them
+        cancel.check()
         x_adv = threat.quantize(x_adv, x)
         seconds = time.perf_counter() - start
+        cancel.check()
         adv_lp = _judge(model, wrapped, x_adv)
         if isinstance(wrapped, QueryModel):
             ctx.info["queries_per_video"] = wrapped.queries_per_video
         success = criterion.is_adversarial(adv_lp)
+        cancel.check()
         norms = measure_norms(x_adv, x)
+        cancel.check()
         norms[f"threat_{threat.name}"] = threat.measure(x_adv, x).tolist()
         per_video_history = any(ctx.histories)
         n = x.shape[0]
@@ -389,3 +396,16 @@ def _seeds(seed: int | Sequence[int], n: int) -> list[int]:
     if len(seeds) not in (1, n):
         raise BadParameterError(f"expected one seed or {n} (one per video), got {len(seeds)}")
     return seeds * n if len(seeds) == 1 else seeds
+
+
+def _attack_classes() -> set[type[Attack]]:
+    # Every registered attack is a named subclass: read from the classes themselves rather than the
+    # registry, which imports this module (once any attack is looked up by name, all are defined).
+    found: set[type[Attack]] = set()
+    todo = list(Attack.__subclasses__())
+    while todo:
+        sub = todo.pop()
+        if sub not in found:
+            found.add(sub)
+            todo.extend(sub.__subclasses__())
+    return found

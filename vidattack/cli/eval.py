@@ -298,9 +298,11 @@ def _run(
     threads: int,
     show: bool,
 ) -> list[SummaryRow]:
+    from vidattack.attacks.registry import attack_class
     from vidattack.data.datasets import load_dataset, parse_shard
     from vidattack.eval import build_grid, run_eval
     from vidattack.models import load_model
+    from vidattack.models.capabilities import check_fits
     from vidattack.pipeline import resolve_device, set_cpu_threads
 
     shard_kn = parse_shard(shard) if shard is not None else None
@@ -313,6 +315,8 @@ def _run(
         trust_checkpoint=model_args["trust_checkpoint"],
         device=dev,
     )
+    for name in attacks:  # an ONNX model has no gradients: refused before any video is decoded
+        check_fits(attack_class(name), view, view.name)
     configs = build_grid(
         attacks,
         view,

@@ -14,6 +14,7 @@ Specifications (`load_model(spec, ...)`, the CLI's `--model`):
   default (with a note) (`whole_modules`).
 - `torchvision:ARCH`: torchvision's Kinetics-400 weights, from the torch hub cache or downloaded once
   (`pretrained`).
+- `DIR` of a HuggingFace folder, or `FILE.onnx` / a folder holding `onnx/model.onnx` (`folders`).
 - A pickled whole module or a checkpoint holding Python objects is refused unless `trust_checkpoint`.
 
 Explicit arguments win over the sidecar JSON, which wins over metadata embedded in the checkpoint.
@@ -43,10 +44,12 @@ from vidattack.models.checkpoint import (
     torch_load,
     unwrap,
 )
+from vidattack.models.folders import hub_hint, is_model_folder_or_onnx, load_path
 from vidattack.models.labels import fit_labels, read_labels_arg
 from vidattack.models.messages import SHOWN, first_line
 from vidattack.models.pretrained import load_torchvision
 from vidattack.models.state_dict import view_from_state_dict
+from vidattack.models.trained import is_trained_file, load_trained
 from vidattack.models.view import ModelView
 from vidattack.models.whole_modules import view_from_pickled, view_from_torchscript
 
@@ -98,6 +101,8 @@ def load_model(
             raise UsageError("--arch does not apply to torchvision:ARCH, which names its architecture")
         return _finish(load_torchvision(spec, spec.split(":", 1)[1], req), dev)
     path = _checkpoint_path(spec, req, bundled)
+    if is_model_folder_or_onnx(path):  # a HuggingFace folder, an ONNX file or folder
+        return _finish(load_path(spec, path, req), dev)
     return _finish(_load_file(spec, path, req), dev)
 
 
@@ -149,10 +154,10 @@ def _checkpoint_path(spec: str, req: LoadRequest, bundled: Any) -> Path:
     path = Path(path_text).expanduser()
     if not path.exists():
         raise BadCheckpointError(
-            f"no such model or checkpoint file: {path_text}{_bundled_hint(spec, bundled)}"
+            f"no such model or checkpoint file: {path_text}{_bundled_hint(spec, bundled)}{hub_hint(path_text)}"
         )
     kind = files.file_kind(path.stat().st_mode)
-    if kind is not None:
+    if kind is not None and not path.is_dir():
         raise BadCheckpointError(f"expected a checkpoint file, got {kind}: {path}")
     return path
 
@@ -164,7 +169,7 @@ def _load_file(spec: str, path: Path, req: LoadRequest) -> ModelView:
     meta = CheckpointMeta()
     if kind == "safetensors":
         sd, st_meta = read_safetensors(path)
-        if _is_trained(st_meta):  # written by `vidattack train`: a tiny network or one with a denoiser
+        if is_trained_file(st_meta):  # written by `vidattack train`: a tiny network or one with a denoiser
             return _load_trained(spec, path, digest, sd, st_meta, req)
         meta.absorb(st_meta, f"safetensors metadata of {path.name}")
         meta.absorb(read_sidecar(path), "sidecar JSON", override=True)
@@ -184,17 +189,9 @@ def _load_file(spec: str, path: Path, req: LoadRequest) -> ModelView:
     return view_from_state_dict(spec, path, digest, sd, meta, req, what="state dict")
 
 
-def _is_trained(st_meta: dict[str, Any]) -> bool:
-    from vidattack.train.checkpoint import is_trained_file
-
-    return is_trained_file(st_meta)
-
-
 def _load_trained(
     spec: str, path: Path, digest: str, sd: dict[str, torch.Tensor], st_meta: dict[str, Any], req: LoadRequest
 ) -> ModelView:
-    from vidattack.train.checkpoint import load_trained
-
     view = load_trained(spec, path, digest, sd, st_meta, req.labels)
     if req.num_classes is not None and req.num_classes != view.num_classes:
         raise BadCheckpointError(

@@ -24,7 +24,7 @@ log = logging.getLogger("vidattack")
 
 
 @dataclass(frozen=True)
-class Item:
+class Input:
     """One input of a batch: its path, its full stem (`clip.2020.mp4` -> `clip.2020`) and, for a file
     found by searching a folder input, the subfolder it was found in (mirrored under the output folder)."""
 
@@ -37,6 +37,7 @@ class Item:
 
 def _video_files(folder: Path, exclude: Path | None, skip_own: bool) -> list[tuple[Path, Path]]:
     """(file, its folder relative to `folder`) for every video file under `folder`, sorted."""
+    from vidattack.files import is_hidden
     from vidattack.pipeline.outputs import is_own_output
     from vidattack.video import is_video_path
 
@@ -44,7 +45,7 @@ def _video_files(folder: Path, exclude: Path | None, skip_own: bool) -> list[tup
     for p in sorted(folder.rglob("*")):
         if exclude is not None and (p == exclude or exclude in p.parents):
             continue  # never attack our own outputs when the output folder is inside the input folder
-        if p.name.startswith(".") or not is_video_path(p) or (skip_own and is_own_output(p)):
+        if is_hidden(p.relative_to(folder)) or not is_video_path(p) or (skip_own and is_own_output(p)):
             continue
         if p.is_file():
             found.append((p, p.parent.relative_to(folder)))
@@ -54,10 +55,11 @@ def _video_files(folder: Path, exclude: Path | None, skip_own: bool) -> list[tup
 def read_paths(stream: IO[Any], *, null: bool = False) -> list[Path]:
     """Paths from a stream, one per line (only the newline is removed: trailing spaces are part of a
     name) or, with `null`, separated by NUL bytes (`find -print0`), in which a name may hold newlines.
-    Bytes that are not UTF-8 are kept (`os.fsdecode`), so every file name can be given."""
+    Bytes that are not UTF-8 are kept (`os.fsdecode`), so every file name can be given. Lines ending in
+    CR LF (written on Windows) lose the CR as well."""
     raw = stream.buffer.read() if hasattr(stream, "buffer") else stream.read()
     data = raw if isinstance(raw, bytes) else os.fsencode(raw)
-    parts = data.split(b"\0" if null else b"\n")
+    parts = data.split(b"\0") if null else [p.removesuffix(b"\r") for p in data.split(b"\n")]
     return [Path(os.fsdecode(p)) for p in parts if p]
 
 
@@ -68,7 +70,7 @@ def expand_inputs(
     exclude: Path | None = None,
     null: bool = False,
     skip_own_outputs: bool = False,
-) -> list[Item]:
+) -> list[Input]:
     """Turn command-line inputs into items: folders are searched recursively for video files (hidden
     ones left out), `-` reads paths from stdin (`read_paths`; NUL-separated with `null`). Missing paths
     are kept (they fail later, as one item each). An input given twice is kept once.
@@ -79,21 +81,29 @@ def expand_inputs(
     command line itself is always kept.
     """
     from vidattack.pipeline.outputs import is_own_output
+    from vidattack.video.paths import unnameable
 
     excl = exclude.resolve() if exclude is not None else None
-    items: list[Item] = []
+    items: list[Input] = []
     seen: set[str] = set()
     skipped = {"inside the output folder": 0, "named like this tool's outputs": 0}
 
     def add(p: Path, subdir: Path = Path()) -> None:
+        problem = unnameable(p)
+        if problem is not None:  # one error record; the rest of the batch runs
+            items.append(Input(p, "video", subdir, error=problem))
+            return
         key = os.path.abspath(p)
         if key not in seen:
             seen.add(key)
-            items.append(Item(p, p.stem or p.name or "video", subdir))
+            items.append(Input(p, p.stem or p.name or "video", subdir))
 
     for raw in inputs:
         if raw == "-":
             for p in read_paths(stdin if stdin is not None else sys.stdin, null=null):
+                if unnameable(p) is not None:
+                    add(p)
+                    continue
                 inside = excl is not None and (excl == p.resolve() or excl in p.resolve().parents)
                 if inside or (skip_own_outputs and is_own_output(p)):
                     skipped["inside the output folder" if inside else "named like this tool's outputs"] += 1
@@ -101,12 +111,14 @@ def expand_inputs(
                 add(p)
             continue
         p = Path(raw)
-        if p.is_dir():
+        if unnameable(p) is None and p.is_dir():
             found = _video_files(p.resolve(), excl, skip_own_outputs)
             for f, sub in found:
                 add(p / sub / f.name, sub)
             if not found:
-                items.append(Item(p, p.name, error="this folder holds no video files (searched recursively)"))
+                items.append(
+                    Input(p, p.name, error="this folder holds no video files (searched recursively)")
+                )
         else:
             add(p)
     if any(skipped.values()):  # said by default: a path that vanishes silently looks like a bug
@@ -116,7 +128,7 @@ def expand_inputs(
     return items
 
 
-def error_record(item: Item, error: BaseException) -> dict[str, Any]:
+def error_record(item: Input, error: BaseException) -> dict[str, Any]:
     """What a failed item reports: its input and one line of error."""
     message = str(error).splitlines()[0].strip() if str(error).strip() else ""
     return {
@@ -128,7 +140,7 @@ def error_record(item: Item, error: BaseException) -> dict[str, Any]:
 
 
 def run_batch(
-    items: list[Item], job: Callable[[Item], dict[str, Any]], *, guard: InterruptGuard | None = None
+    items: list[Input], job: Callable[[Input], dict[str, Any]], *, guard: InterruptGuard | None = None
 ) -> Iterator[dict[str, Any]]:
     """Run `job` on each item; a `VidattackError` (or any unexpected error) becomes an error record.
 

@@ -1,7 +1,8 @@
 """Adversarial training: `train_model` (what `vidattack train` runs), the Madry-AT loop with any
-white-box attack as inner maximisation (`loop`), AAT/CAT budget schedules (`schedules`), GAT's
-denoiser (`denoiser`) and discriminator (`discriminator`), and the safetensors files trained models
-are saved as (`checkpoint`)."""
+white-box attack as inner maximisation (`loop`), AAT/CAT budget schedules (`schedules`) and GAT's
+discriminator (`discriminator`). The networks it builds, GAT's denoiser and the safetensors files
+trained models are saved as belong to the models they describe (`vidattack.models.trained`,
+`vidattack.models.denoiser`)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from vidattack.errors import UsageError
-from vidattack.train.checkpoint import arch_of, build_network, canonical_arch, save_trained
-from vidattack.train.loop import ClipSet, ProgressFn, TrainConfig, TrainResult, prepare_clips, train
+from vidattack.models.trained import arch_of, build_network, canonical_arch, save_trained
+from vidattack.train.clips import ClipSet, prepare_clips
+from vidattack.train.config import TrainConfig, TrainEventFn
+from vidattack.train.loop import TrainResult, train
 from vidattack.train.schedules import AdaptiveBudget, CurriculumBudget, FixedBudget, make_schedule
 
 __all__ = [
@@ -20,6 +23,7 @@ __all__ = [
     "CurriculumBudget",
     "FixedBudget",
     "TrainConfig",
+    "TrainEventFn",
     "TrainResult",
     "dataset_labels",
     "make_schedule",
@@ -46,11 +50,10 @@ def dataset_labels(spec: str) -> list[str]:
         return sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     suffix = path.suffix.lower()
     if path.is_file() and suffix in (".csv", ".jsonl", ".ndjson"):
-        rows = ds._csv_rows(path) if suffix == ".csv" else ds._jsonl_rows(path)
-        names = {str(label) for _, _, label in rows}
+        names = ds.manifest_labels(path)
         if all(n.lstrip("-").isdigit() for n in names):
             raise UsageError(f"{path}: labels are class indices; pass --labels with the class names")
-        return sorted(names)
+        return names
     raise UsageError(f"expected a folder, a .csv or .jsonl manifest or synthetic:N, got {text}")
 
 
@@ -64,9 +67,10 @@ def train_model(
     init: str | None = None,
     labels: list[str] | None = None,
     holdout_fraction: float = 0.1,
-    progress: ProgressFn | None = None,
+    progress: TrainEventFn | None = None,
     checkpoint: Path | None = None,
     resume: Path | None = None,
+    trust_checkpoint: bool = False,
 ) -> TrainResult:
     """Train a model on DATASET `data` and write it to `out` (safetensors, loadable by `load_model`).
 
@@ -78,12 +82,15 @@ def train_model(
 
     from vidattack.data.datasets import Dataset, load_dataset
     from vidattack.models import load_model
+    from vidattack.models.checkpoint import check_state_file
     from vidattack.models.view import ModelView
 
     if (arch is None) == (init is None):
         raise UsageError("expected exactly one of --arch (train from scratch) or --init MODEL (fine-tune)")
+    if resume is not None:  # a damaged state is found before minutes of data loading
+        check_state_file(resume)
     if init is not None:
-        view = load_model(init)
+        view = load_model(init, trust_checkpoint=trust_checkpoint)
         arch_name = arch_of(view.net)
         if labels is not None and len(labels) != view.num_classes:
             raise UsageError(f"expected {view.num_classes} labels for {init}, got {len(labels)}")
