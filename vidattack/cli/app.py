@@ -21,6 +21,7 @@ from vidattack.cancel import Cancelled, raising_on_signals
 from vidattack.cli.attacks import attacks
 from vidattack.cli.emit import print_error
 from vidattack.cli.eval import eval_command
+from vidattack.cli.helptext import use_metavars
 from vidattack.cli.models import models
 from vidattack.cli.perturb import perturb
 from vidattack.cli.predict import predict
@@ -30,6 +31,8 @@ from vidattack.cli.universal import universal
 from vidattack.errors import VidattackError
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+use_metavars()  # help shows `INPUT`, not `INPUT <list[str]>` (vidattack.cli.helptext)
 
 app = typer.Typer(
     name="vidattack",

@@ -225,8 +225,11 @@ def _bundled_module() -> Any:
 def _bundled_hint(spec: str, bundled: Any) -> str:
     if bundled is None:
         return ""
-    close = difflib.get_close_matches(spec, bundled.bundled_names(), n=3)
-    return f" (did you mean {', '.join(close)}?)" if close else ""
+    names = bundled.bundled_names()
+    close = difflib.get_close_matches(spec, names, n=3)
+    if close:
+        return f" (did you mean {', '.join(close)}?)"
+    return f" (bundled models: {', '.join(names)}; `vidattack models` lists every kind)"
 
 
 def _finish(view: ModelView, device: torch.device) -> ModelView:
