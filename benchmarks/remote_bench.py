@@ -277,6 +277,12 @@ def table(_: argparse.Namespace, rows: dict[str, Any]) -> None:
             lines.append(
                 f"Kill -9 and --resume ({r['clip']}, hsja, {r['budget']} queries): killed after the service had {r['served_at_kill']} requests; after --resume the service counted {r['served_total']}, the query summary {r['summary_requests']} ({r['requests_before_resume']} before the resume, {r['replayed_from_log']} answers replayed from the log), report queries {r['report_queries']}, exit {r['exit']}."
             )
+    lines += [
+        "",
+        "hsja gains little after 5k queries when its steps reach the 8-bit floor: every query is an 8-bit",
+        "video, and once the geometric step falls under half a level it rounds away and the gradient",
+        "estimate is spent without a move.",
+    ]
     (RESULTS.parent / "remote.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
