@@ -21,14 +21,18 @@ from vidattack.cancel import Cancelled, raising_on_signals
 from vidattack.cli.attacks import attacks
 from vidattack.cli.emit import print_error
 from vidattack.cli.eval import eval_command
+from vidattack.cli.helptext import use_metavars
 from vidattack.cli.models import models
 from vidattack.cli.perturb import perturb
 from vidattack.cli.predict import predict
+from vidattack.cli.serve import serve
 from vidattack.cli.train import train
 from vidattack.cli.universal import universal
 from vidattack.errors import VidattackError
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+use_metavars()  # help shows `INPUT`, not `INPUT <list[str]>` (vidattack.cli.helptext)
 
 app = typer.Typer(
     name="vidattack",
@@ -72,7 +76,7 @@ def exits_on_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-for _command in (perturb, predict, attacks, models, universal, train):
+for _command in (perturb, predict, attacks, models, universal, train, serve):
     app.command()(exits_on_errors(_command))
 app.command("eval")(exits_on_errors(eval_command))
 

@@ -44,7 +44,13 @@ def models(
         return
     from vidattack.models import list_models
 
-    emit(model_records(list_models()), o.default_format(fmt), table=model_tables, key="models")
+    # a listing is for reading: a table unless --format says otherwise, piped into `less` too
+    emit(
+        model_records(list_models()),
+        o.default_format(fmt, piped=o.Format.table),
+        table=model_tables,
+        key="models",
+    )
 
 
 def folder_table(rows: list[Record], console: Console) -> None:

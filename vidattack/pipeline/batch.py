@@ -86,7 +86,7 @@ def expand_inputs(
     excl = exclude.resolve() if exclude is not None else None
     items: list[Input] = []
     seen: set[str] = set()
-    skipped = 0
+    skipped = {"inside the output folder": 0, "named like this tool's outputs": 0}
 
     def add(p: Path, subdir: Path = Path()) -> None:
         problem = unnameable(p)
@@ -106,7 +106,7 @@ def expand_inputs(
                     continue
                 inside = excl is not None and (excl == p.resolve() or excl in p.resolve().parents)
                 if inside or (skip_own_outputs and is_own_output(p)):
-                    skipped += 1
+                    skipped["inside the output folder" if inside else "named like this tool's outputs"] += 1
                     continue
                 add(p)
             continue
@@ -121,8 +121,10 @@ def expand_inputs(
                 )
         else:
             add(p)
-    if skipped:
-        log.info("left out %d paths from stdin: our own outputs or inside the output folder", skipped)
+    if any(skipped.values()):  # said by default: a path that vanishes silently looks like a bug
+        why = ", ".join(f"{n} {reason}" for reason, n in skipped.items() if n)
+        log.warning("left out %d paths from stdin (%s): results of a run are never attacked again",
+                    sum(skipped.values()), why)  # fmt: skip
     return items
 
 

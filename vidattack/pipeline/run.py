@@ -234,6 +234,11 @@ class Runner:
                 if delivered is not None and delivered.path is not None:
                     paths["delivery"] = delivered.path
                 paths.update(self._render(job, verified, outcome, f"{clean.label} -> {adversarial.label}"))
+                if outputs.wants("preview"):  # H.264 yuv420p copies the run page plays (vidattack.page)
+                    from vidattack.page.preview import write_previews
+
+                    job.tell("rendering", 0, None, "previews")
+                    paths.update(write_previews(job.video, adv_path, outputs.folder, outputs.name))
         finally:
             if not keep:
                 adv_path.unlink(missing_ok=True)
