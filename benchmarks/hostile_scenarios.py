@@ -134,7 +134,7 @@ def _second_eval(run: Runner, d: Path) -> tuple[bool, str]:
     while not (out / "results.jsonl").exists() and time.monotonic() < deadline and first.poll() is None:
         time.sleep(0.05)
     o = run("eval", "synthetic:2", "--out", out, "--steps", "40", "--threads", "1", "-q")
-    first.kill()
+    first.terminate()  # SIGTERM: it cleans up after itself (SIGKILL would leave its temp folder)
     first.communicate()
     return one_clean_line(o, 1, "another vidattack run") and o.seconds < 30, said(o)
 
@@ -291,12 +291,14 @@ def _sig_heatmap(run: Runner, d: Path) -> tuple[bool, str]:
     "signal: SIGTERM during eval (temp folder, lock)", "test_cancel::test_eval_removes_its_temp_folder..."
 )
 def _sig_eval(run: Runner, d: Path) -> tuple[bool, str]:
-    out = d / "out"
-    o = run.signalled(
+    out, temp = d / "out", d / "tmp"
+    temp.mkdir()
+    own = Runner(run.tree, temp)  # a temp folder of its own: a kill -9 elsewhere leaves folders behind
+    o = own.signalled(
         "eval", "synthetic:2", "--out", out, "--steps", "30", "--threads", "1", "-q",
-        ready=lambda: any(run.temp.glob("vidattack-eval-*")),
+        ready=lambda: any(temp.glob("vidattack-eval-*")),
     )  # fmt: skip
-    left = sorted(p.name for p in run.temp.glob("vidattack-eval-*"))
+    left = sorted(p.name for p in temp.glob("vidattack-eval-*"))
     lock = (out / ".results.jsonl.lock").exists()
     return (
         o.exit == 143 and o.seconds < 5 and not left and not lock,

@@ -25,6 +25,7 @@ from vidattack.cli.helptext import use_metavars
 from vidattack.cli.models import models
 from vidattack.cli.perturb import perturb
 from vidattack.cli.predict import predict
+from vidattack.cli.serve import serve
 from vidattack.cli.train import train
 from vidattack.cli.universal import universal
 from vidattack.errors import VidattackError
@@ -75,7 +76,7 @@ def exits_on_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-for _command in (perturb, predict, attacks, models, universal, train):
+for _command in (perturb, predict, attacks, models, universal, train, serve):
     app.command()(exits_on_errors(_command))
 app.command("eval")(exits_on_errors(eval_command))
 

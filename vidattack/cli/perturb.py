@@ -33,7 +33,7 @@ def perturb(
     attack: Annotated[
         str, typer.Option("--attack", "-a", metavar="NAME", help="Attack name (see `vidattack attacks`).")
     ] = "pgd-linf",
-    model: o.Model = None,
+    model: o.RemoteModel = None,
     arch: o.Arch = None,
     labels: o.Labels = None,
     trust_checkpoint: o.TrustCheckpoint = False,
@@ -67,6 +67,11 @@ def perturb(
     stop_when_fooled: b.StopWhenFooled = None,
     delivery: d.Delivery = None,
     robust_to: d.RobustTo = None,
+    header_env: o.HeaderEnv = None,
+    concurrency: o.Concurrency = 1,
+    max_qps: o.MaxQps = None,
+    start: o.Start = None,
+    label_only: o.LabelOnly = False,
 ) -> None:
     """Attack videos; write the adversarial video, its pictures and a report for each.
 
@@ -126,6 +131,7 @@ def perturb(
         stop_when_fooled=stop_when_fooled,
         delivery=delivery,
         robust_to=robust_to,
+        remote=o.RemoteArgs(header_env, concurrency, max_qps, start, label_only),
     )
     with InterruptGuard() as guard:
         try:
@@ -187,6 +193,7 @@ class PerturbArgs:
     stop_when_fooled: float | None
     delivery: str | None
     robust_to: str | None
+    remote: o.RemoteArgs  # an http(s):// or cmd: model's options, and hsja's --start
 
 
 def _prepare(args: PerturbArgs) -> tuple[list[Planned], JobSpec, ModelView]:
@@ -212,12 +219,17 @@ def _prepare(args: PerturbArgs) -> tuple[list[Planned], JobSpec, ModelView]:
     steps = d.robust_steps(args.attack, args.steps, args.robust_to) if args.apply is None else args.steps
     budget = parse_budget(args.eps, args.alpha, steps)
     delivery_spec, robust_spec = d.parse_delivery_options(args.delivery, args.robust_to)
-    atk = build_attack(args.attack, o.parse_sets(args.set_), budget, args.apply)
+    atk = build_attack(args.attack, args.remote.settings(o.parse_sets(args.set_)), budget, args.apply)
     atk.check_stop_when_fooled(args.stop_when_fooled)  # refused before any model is loaded
     o.check_out_folder(args.out)
     dev = resolve_device(args.device)
     view = load_model(
-        args.model, arch=args.arch, labels=args.labels, trust_checkpoint=args.trust_checkpoint, device=dev
+        args.model,
+        arch=args.arch,
+        labels=args.labels,
+        trust_checkpoint=args.trust_checkpoint,
+        device=dev,
+        remote=args.remote.options(args.model, args.out, args.resume, args.overwrite),
     )
     check_fits(atk, view, view.name)  # an ONNX model has no gradients: refused before any decoding
     spec = JobSpec(

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import tempfile
 import time
 from collections.abc import Sequence
@@ -67,12 +66,6 @@ def video_seed(seed: int, video_id: str) -> int:
     """The seed of one video under a configuration seed: stable across processes and machines."""
     digest = hashlib.sha256(f"{seed}\0{video_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big") % (2**31)
-
-
-def safe_name(video_id: str) -> str:
-    """A file name for a video id (ids are relative paths and may hold anything)."""
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", video_id.replace("/", "__")).strip("._")
-    return name[:150] or "video"
 
 
 def _pair(cfg: Config, item: Item) -> dict[str, Any]:

@@ -16,6 +16,8 @@ Specifications (`load_model(spec, ...)`, the CLI's `--model`):
   (`pretrained`).
 - `DIR` of a HuggingFace folder, or `FILE.onnx` / a folder holding `onnx/model.onnx` (`folders`).
 - A pickled whole module or a checkpoint holding Python objects is refused unless `trust_checkpoint`.
+- `http://...`, `https://...` or `cmd:COMMAND {}`: a deployed model asked by its answers alone
+  (`vidattack.remote`), with `remote=` options.
 
 Explicit arguments win over the sidecar JSON, which wins over metadata embedded in the checkpoint.
 """
@@ -28,7 +30,7 @@ import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -52,6 +54,10 @@ from vidattack.models.state_dict import view_from_state_dict
 from vidattack.models.trained import is_trained_file, load_trained
 from vidattack.models.view import ModelView
 from vidattack.models.whole_modules import view_from_pickled, view_from_torchscript
+from vidattack.remote.transport import is_remote_spec
+
+if TYPE_CHECKING:
+    from vidattack.remote.options import RemoteOptions
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +70,7 @@ def load_model(
     trust_checkpoint: bool = False,
     device: str | torch.device = "cpu",
     num_classes: int | None = None,
+    remote: RemoteOptions | None = None,
 ) -> ModelView:
     """Load the classifier `spec` names, ready for attacks: eval mode, frozen, on `device`.
 
@@ -77,6 +84,7 @@ def load_model(
             files you trust: unpickling can run arbitrary code.
         device: where the network goes.
         num_classes: the expected class count; an error if the checkpoint disagrees.
+        remote: how to talk to an `http(s)://` or `cmd:` model (headers, concurrency, query log...).
 
     Raises:
         BadCheckpointError: the model cannot be loaded; the message says why in one line.
@@ -90,6 +98,10 @@ def load_model(
         raise UsageError(f"expected a positive number of classes, got {num_classes}")
     label_list = read_labels_arg(labels) if labels is not None else None
     spec = (spec or "").strip()
+    if is_remote_spec(spec):
+        from vidattack.remote.view import load_remote
+
+        return load_remote(spec, remote, label_list)
 
     bundled = _bundled_module()
     if not spec or (bundled is not None and spec in bundled.bundled_names()):
