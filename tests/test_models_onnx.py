@@ -148,7 +148,7 @@ def test_pgd_on_an_onnx_model_is_refused_before_decoding_naming_what_fits(
         assert result.exit_code == 2, result.output
         assert result.stderr.strip() == (
             f"Error: {onnx_folder / 'onnx' / 'model.onnx'} gives scores but no gradients, and pgd-linf needs "
-            "gradients: use p-bad, sr-bad, vbad"
+            "gradients: use hsja, p-bad, sr-bad, vbad"  # hsja: labels suffice
         )
     assert session_calls == []
 
