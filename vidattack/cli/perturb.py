@@ -43,6 +43,7 @@ def perturb(
     seed: o.Seed = 0,
     device: o.Device = "auto",
     threads: o.Threads = 0,
+    precision: o.PrecisionOption = o.DEFAULT_PRECISION,
     max_memory: o.MaxMemory = None,
     set_: o.Settings = None,
     apply: Annotated[
@@ -92,7 +93,7 @@ def perturb(
     from vidattack.pipeline.signals import Interrupted, InterruptGuard
 
     o.setup_logging(verbose, quiet)
-    with InterruptGuard() as guard:
+    with InterruptGuard() as guard, o.precision_scope(precision, device):
         try:
             with guard.interruptible():
                 planned, job_args = _prepare(

@@ -86,6 +86,7 @@ def train(
     ] = None,
     overwrite: o.Overwrite = False,
     threads: o.Threads = 0,
+    precision: o.PrecisionOption = o.DEFAULT_PRECISION,
     fmt: o.FormatOption = None,
     quiet: o.Quiet = False,
     verbose: o.Verbose = False,
@@ -105,6 +106,7 @@ def train(
         raise BadParameterError(f"expected --schedule fixed, adaptive or curriculum, got {schedule!r}")
     if direction not in ("up", "down"):
         raise BadParameterError(f"expected --direction up or down, got {direction!r}")
+    scope = o.precision_scope(precision, "cpu")  # refused before any data is read
     budget = o.parse_budget(eps, None, steps)
     alpha_value: float | str | None = None
     if alpha is not None:
@@ -178,17 +180,18 @@ def train(
     if bars is not None:
         bars.start()
     try:
-        result = train_model(
-            config,
-            data=data,
-            heldout=heldout,
-            out=out,
-            arch=arch,
-            init=init,
-            progress=progress,
-            checkpoint=state,
-            resume=resume,
-        )
+        with scope:  # training runs on the CPU; the attacks inside it at --precision
+            result = train_model(
+                config,
+                data=data,
+                heldout=heldout,
+                out=out,
+                arch=arch,
+                init=init,
+                progress=progress,
+                checkpoint=state,
+                resume=resume,
+            )
     finally:
         if bars is not None:
             bars.stop()

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from vidattack.eval.grid import UNTARGETED, Config, _jsonable
+from vidattack.precision import attack_precision
 
 if TYPE_CHECKING:
     from vidattack.data.datasets import Item
@@ -51,7 +52,8 @@ class WorkOptions:
     adversarial videos (`KEY/ID.adv.mp4`, and `KEY/ID.delivery.mp4` with a delivery); None
     writes them to a temporary folder only to verify. `attack_misclassified`: also attack videos the
     model already gets wrong (off: they count as not robust without spending an attack on them).
-    `threads`: torch CPU threads in a worker (0 leaves torch's setting). `info`: entries of the
+    `threads`: torch CPU threads in a worker (0 leaves torch's setting). `precision`: the attacks'
+    `vidattack.precision` (`auto|fp32|bf16|fp16`; clean and robust accuracy are judged in fp32). `info`: entries of the
     attack's `result.info` to copy into each record's `info` field, as JSON (those the attack
     reports; none for a video not attacked); empty, records have no `info` field.
     """
@@ -62,6 +64,7 @@ class WorkOptions:
     attack_misclassified: bool = False
     threads: int = 0
     info: tuple[str, ...] = ()
+    precision: str = "fp32"
 
 
 def video_seed(seed: int, video_id: str) -> int:
@@ -150,7 +153,8 @@ def evaluate_chunk(
     """`evaluate_item` over several videos (the unit of work an executor ships)."""
     if options.threads:
         torch.set_num_threads(options.threads)
-    return [rec for item in items for rec in evaluate_item(view, item, configs, options)]
+    with attack_precision(options.precision):
+        return [rec for item in items for rec in evaluate_item(view, item, configs, options)]
 
 
 def _attack_one(
