@@ -145,8 +145,9 @@ def perturb_many(
     ends, whatever the outcome, before its record is yielded. Bad options (attack, target, margin) raise
     before the first input is opened.
     """
+    from vidattack.batch_memory import memory_sized
     from vidattack.pipeline import resolve_device, warnings_for
-    from vidattack.pipeline.stages import resolve_target
+    from vidattack.pipeline.stages import resolve_target, run_attack_batch
 
     dev = resolve_device(device)
     view = model.to(dev)
@@ -177,6 +178,7 @@ def perturb_many(
     )
     engine.resume, engine.max_memory, engine.should_stop = resume, max_memory, should_stop
     engine.delivery, engine.robust_to = delivery, robust_to
+    engine.run_batch = None if batch_size is not None else memory_sized(run_attack_batch)  # (#25)
     yield from engine.run()
 
 
@@ -219,6 +221,7 @@ class _Engine:
         self.should_stop: Callable[[], bool] | None = None
         self.delivery: DeliverySpec | None = None
         self.robust_to: DeliverySpec | None = None
+        self.run_batch: Callable[..., Any] | None = None  # None: run_attack_batch, not sized to memory
         self._open: set[int] = set()  # ids of jobs holding a claim (prepared, not yet finished)
         self._jobs: dict[int, Job] = {}
 
@@ -375,7 +378,7 @@ class _Engine:
                         break
                 if batch:
                     try:
-                        self._attack(batch, slots, finisher, run_attack_batch)
+                        self._attack(batch, slots, finisher, self.run_batch or run_attack_batch)
                     except _Stopped:
                         break
                 # hand back what is finished, in order; bound the jobs waiting to be written
