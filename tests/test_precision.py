@@ -152,6 +152,15 @@ def test_a_black_box_attack_runs_and_reports_fp32_whatever_is_asked(toy, toy_vid
     assert result.precision == "fp32"
 
 
+def test_a_torchscript_model_runs_fp32_under_auto_and_refuses_bf16(toy, toy_video, native_bf16) -> None:
+    # TorchScript's compiled backward fails on mixed precisions ("expected scalar type BFloat16")
+    toy.net = torch.jit.trace(toy.net, torch.rand(1, 3, 8, 40, 48))
+    model = toy.bind(toy.plan(toy_video.shape[1]))
+    assert get_attack("pgd-linf", steps=1)(model, toy_video, precision="auto").precision == "fp32"
+    with pytest.raises(BadParameterError, match="got a TorchScript model"):
+        get_attack("pgd-linf", steps=1)(model, toy_video, precision="bf16")
+
+
 # -- fp16's loss scale ---------------------------------------------------------------------------------
 
 
@@ -214,13 +223,13 @@ def test_the_report_records_the_precision_that_ran(toy, tmp_path, native_bf16) -
 
 def _precisions_asked(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     asked: list[str] = []
-    resolve = attack_base.resolve_precision
+    resolve = attack_base.resolve_for_model
 
-    def spy(requested: str, device: Any, **kw: Any) -> Any:
+    def spy(requested: str, device: Any, model: nn.Module) -> Any:
         asked.append(requested)
-        return resolve(requested, device, native_bf16=True)
+        return resolve(requested, device, model)
 
-    monkeypatch.setattr(attack_base, "resolve_precision", spy)
+    monkeypatch.setattr(attack_base, "resolve_for_model", spy)
     monkeypatch.setattr(precision, "device_has_native_bf16", lambda device: True)
     return asked
 

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from vidattack.errors import BadParameterError
-from vidattack.precision import optimising, requested_precision, resolve_precision
+from vidattack.precision import optimising, requested_precision, resolve_for_model
 
 log = logging.getLogger("vidattack")
 
@@ -85,7 +85,7 @@ def bytes_per_video(model: nn.Module, x: Tensor, precision: str = "fp32") -> int
         torch.cuda.synchronize(x.device)
         torch.cuda.reset_peak_memory_stats(x.device)
         before = torch.cuda.memory_allocated(x.device)
-    ran = resolve_precision(precision, x.device)
+    ran = resolve_for_model(precision, x.device, model)
     with torch.enable_grad(), optimising(ran, x.device):
         x_req = x[:1].detach().requires_grad_(True)
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):

@@ -21,7 +21,9 @@ How each request resolves (`resolve_precision`):
 - `auto`: bf16 where the device computes it natively (CPU with AMX or AVX512-BF16, CUDA with bf16
   support), fp32 elsewhere. Never fp16: its narrow range needs the loss scale, bf16 does not.
 
-Black-box attacks have no gradient steps: they always run (and report) fp32.
+Black-box attacks have no gradient steps: they always run (and report) fp32. So do TorchScript models:
+their compiled backward does not mix precisions (it fails with "expected scalar type BFloat16 but found
+Float"), so `auto` gives them fp32 and an explicit bf16/fp16 is refused (`resolve_for_model`).
 """
 
 from __future__ import annotations
@@ -132,6 +134,24 @@ def attack_precision(requested: str) -> Iterator[None]:
         yield
     finally:
         _requested.reset(token)
+
+
+def is_torchscript(model: torch.nn.Module) -> bool:
+    """Whether `model` (or a module inside it, e.g. a bound model's net) is TorchScript."""
+    return any(isinstance(m, torch.jit.ScriptModule) for m in model.modules())
+
+
+def resolve_for_model(requested: str, device: torch.device | str, model: torch.nn.Module) -> Precision:
+    """`resolve_precision`, and fp32 for a TorchScript model (`auto`), or a refusal (bf16, fp16)."""
+    ran = resolve_precision(requested, device)
+    if ran == "fp32" or not is_torchscript(model):
+        return ran
+    if requested == "auto":
+        return "fp32"
+    raise BadParameterError(
+        f"expected a model autocast can reach for --precision {requested}, got a TorchScript model "
+        "(its compiled backward does not mix precisions); use fp32 or auto"
+    )
 
 
 @dataclass

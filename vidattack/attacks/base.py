@@ -41,7 +41,7 @@ from vidattack.precision import (
     active_loss_scale,
     optimising,
     requested_precision,
-    resolve_precision,
+    resolve_for_model,
 )
 from vidattack.threat import ThreatModel
 
@@ -363,7 +363,7 @@ class Attack(ABC):
         _check_video(x)
         self.check_stop_when_fooled(stop_when_fooled)
         requested = requested_precision() if precision is None else precision
-        ran = resolve_precision(requested, x.device) if self.white_box else "fp32"
+        ran = resolve_for_model(requested, x.device, model) if self.white_box else "fp32"
         x = x.detach()
         ctx = self._context(model, x, seed, progress, max_queries, starting_points, stop_when_fooled)
         wrapped = self.wrap_model(model, ctx)

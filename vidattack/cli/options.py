@@ -141,7 +141,7 @@ FormatOption = Annotated[
     ),
 ]
 # `--precision` when not given: chosen from the measurements in the README (benchmarks/precision.py)
-DEFAULT_PRECISION = "fp32"
+DEFAULT_PRECISION = "auto"
 PrecisionOption = Annotated[
     str,
     typer.Option(
