@@ -6,12 +6,15 @@
     python benchmarks/advtrain_tables.py --table gat       # Kinfu and Vidal Table 3 (GAT vs AT, AAT)
     python benchmarks/advtrain_tables.py --table kinfu     # all three Kinfu and Vidal tables
     python benchmarks/advtrain_tables.py --table all
-    python benchmarks/advtrain_tables.py --table report    # render what is measured so far
+    python benchmarks/advtrain_tables.py --table report    # render the tables from the committed records
 
 Resumable: models are trained once into `runs/advtrain-models/` (skipped when present)
 and every measured cell is appended to `benchmarks/results/advtrain-tables.jsonl` (skipped when
 present), so a killed run continues where it stopped. The markdown tables go to stdout and to
-`benchmarks/results/advtrain-tables.md`.
+`benchmarks/results/advtrain-tables.md`. Tables are rendered from those records alone (never from the
+git-ignored model files), so `--table report` gives the same tables in any checkout; a cell with no
+record stops the report with an error naming it, and the markdown file is only rewritten when every
+cell is there.
 
 What is scaled down from the papers (UCF101, 3D ResNets, tens of epochs):
 
@@ -30,7 +33,7 @@ What is scaled down from the papers (UCF101, 3D ResNets, tens of epochs):
   3D APE-GAN rows (a denoiser trained in front of a frozen benign classifier) are not made: `vidattack
   train` trains the classifier with the denoiser.
 
-Evaluation runs the library's attacks batched on the prepared clips (`vidattack.train.loop.robust_accuracy`):
+Evaluation runs the library's attacks batched on the prepared clips (`vidattack.train.inner.robust_accuracy`):
 `vidattack.eval.run_eval` goes through the file pipeline video by video (decode, write, verify), which
 these CPU budgets cannot afford for ~60 cells.
 """
@@ -39,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import replace
@@ -54,7 +58,8 @@ from vidattack.data.datasets import load_dataset  # noqa: E402
 from vidattack.models import load_model  # noqa: E402
 from vidattack.models.view import ModelView  # noqa: E402
 from vidattack.train import TrainConfig, prepare_clips, train_model  # noqa: E402
-from vidattack.train.loop import ClipSet, InnerAttack, clean_accuracy, robust_accuracy, training_preprocess  # noqa: E402
+from vidattack.train.clips import ClipSet, training_preprocess  # noqa: E402
+from vidattack.train.inner import InnerAttack, clean_accuracy, robust_accuracy  # noqa: E402
 from vidattack.train.schedules import PAPER_BUDGETS  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -133,12 +138,23 @@ def done_cells() -> dict[tuple[str, str, str, str], dict[str, Any]]:
 
 
 _CLIPS: dict[str, ClipSet] = {}
+_missing: list[tuple[str, str, str, str]] = []  # cells `render` found no record for
 
 
 def clips_for(view: ModelView, spec: str) -> ClipSet:
     if spec not in _CLIPS:
         _CLIPS[spec] = prepare_clips(load_dataset(spec, view.labels), view.preprocess)
     return _CLIPS[spec]
+
+
+class MissingCells(Exception):
+    """Cells of a table with no record in CELLS (rendering never fills them in)."""
+
+    def __init__(self, keys: list[tuple[str, str, str, str]]) -> None:
+        shown = "; ".join(" / ".join(k) for k in keys[:3])
+        more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
+        super().__init__(f"{len(keys)} table cells have no record in {CELLS.name}: {shown}{more}")
+        self.keys = keys
 
 
 def measure(
@@ -151,11 +167,15 @@ def measure(
     compute: bool = True,
     **kw: Any,
 ) -> float | None:
+    """The accuracy of cell (table, model_name, attack, eps_text): from its record, else measured on
+    `spec` (a `load_model` spec) and recorded when `compute`, else None. `model_name` is the cell's key
+    and never a path, so records read the same in every checkout."""
     cells = done_cells()
     key = (table, model_name, attack or "none", eps_text)
     if key in cells:
         return float(cells[key]["accuracy"])
     if not compute:
+        _missing.append(key)
         return None
     view = load_model(spec)
     data = clips_for(view, test)
@@ -202,10 +222,12 @@ def multav_table(compute: bool) -> str:
     ]
     # the same recipes trained three times longer, when made (see LONGER): the test of whether the
     # paper's Add/Mult gap needs better-converged models
+    # keyed by a name relative to runs/ (never the file's absolute path); rendered when recorded
+    recorded = {k[1] for k in done_cells()}
     longer = [
-        (f"{kind}, {LONGER_EPOCHS} epochs ({name})", str(LONGER / f"{name}.safetensors"))
+        (f"{kind}, {LONGER_EPOCHS} epochs ({name})", f"{LONGER.name}/{name}")
         for kind, name in (("Add", "tiny-c3d-at-pgd"), ("Mult", "tiny-c3d-at-multav"))
-        if (LONGER / f"{name}.safetensors").exists()
+        if ((LONGER / f"{name}.safetensors").exists() if compute else f"{LONGER.name}/{name}" in recorded)
     ]
     attacks = [
         ("pgd-linf", dict(eps=4 * E, alpha=1 * E, steps=5)),
@@ -216,12 +238,13 @@ def multav_table(compute: bool) -> str:
     cases: list[tuple[str | None, str, dict[str, Any]]] = [(None, "0", {})] + [
         (name, f"{kw['eps']:.4f}", kw) for name, kw in attacks
     ]
-    for label, spec in rows + longer:
+    for label, name in rows + longer:
+        spec = str(LONGER.parent / f"{name}.safetensors") if name.startswith(LONGER.name) else name
         vals: list[float | None] = []
         for attack, eps_text, kw in cases:
             # pooled over the test sets, weighted by their sizes (n = 50 and 100)
             parts = [
-                (measure(t, spec, spec, test, attack, eps_text, compute=compute, **kw), n)
+                (measure(t, name, spec, test, attack, eps_text, compute=compute, **kw), n)
                 for (t, test), n in zip(MULTAV_TESTS.items(), (50, 100), strict=True)
             ]
             got = [(v, n) for v, n in parts if v is not None]
@@ -252,11 +275,8 @@ def budget_table(models: list[str], table: str, compute: bool) -> str:
             spec = "tiny-c3d"
         elif compute:
             spec = trained(label)
-        elif file_name(label).exists():
-            spec = str(file_name(label))
         else:
-            lines.append(f"| {label} | " + " | ".join("-" for _ in TEST_EPS) + " |")
-            continue
+            spec = str(file_name(label))  # not read: rendering takes every cell from its record
         vals = []
         for e in TEST_EPS:
             if e == 0:
@@ -313,7 +333,9 @@ PRIORITY = [
 
 
 def render() -> str:
-    return "\n".join(
+    """Every table, from the records in CELLS only; `MissingCells` when one has no record."""
+    _missing.clear()
+    text = "\n".join(
         [
             "## Kinfu-Vidal Table 1 (in shape): accuracy (%) under PGD-Linf, test budgets in /255, alpha auto, "
             "5 steps, 30 clips",
@@ -329,12 +351,15 @@ def render() -> str:
             "",
             budget_table(TABLE3, "budgets", compute=False),
             "",
-            "## MultAV Table 1 (in shape): accuracy (%) under attack, tiny-c3d, 150 synthetic clips (50 + 100, pooled; a cell measured on one set only shows that set)",
+            "## MultAV Table 1 (in shape): accuracy (%) under attack, tiny-c3d, 150 synthetic clips (50 + 100, pooled)",
             "",
             multav_table(compute=False),
             "",
         ]
     )
+    if _missing:
+        raise MissingCells(list(dict.fromkeys(_missing)))
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -343,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         "--table",
         choices=["multav", "budgets", "variable", "gat", "kinfu", "all", "report"],
         default="all",
-        help="what to compute (report: only render what is measured, - for the rest)",
+        help="what to compute (report: only render the recorded cells; exit 1 if one is missing)",
     )
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
@@ -360,9 +385,16 @@ def main(argv: list[str] | None = None) -> int:
         budget_table(TABLE3, "budgets", compute=True)
     if args.table in ("multav", "all"):
         multav_table(compute=True)
-    text = render()
+    try:
+        text = render()
+    except MissingCells as e:
+        print(f"error: {e}; {RESULTS.name}/advtrain-tables.md left as it was", file=sys.stderr)
+        return 1
     print(text)
-    (RESULTS / "advtrain-tables.md").write_text(text + "\n")
+    out = RESULTS / "advtrain-tables.md"
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(text + "\n")
+    os.replace(tmp, out)
     return 0
 
 

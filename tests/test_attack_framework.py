@@ -263,3 +263,11 @@ def test_frame_saliency_leaves_the_threat_model_it_was_given_unchanged(toy, toy_
     threat = attack.threat_model(model, toy_video, criterion, ctx)
     attack.run(model, toy_video, criterion, threat, ctx)
     assert threat.mask is None and ctx.restrict_to is not None
+
+
+def test_refusing_stop_when_fooled_names_the_attacks_that_can_stop_early() -> None:
+    able = [name for name in attack_names() if attack_class(name).stops_when_fooled]
+    assert {"pgd-linf", "multav-linf", "roa"} <= set(able) and "fgsm" not in able
+    with pytest.raises(BadParameterError, match="fgsm cannot stop when fooled") as info:
+        attack_class("fgsm").check_stop_when_fooled(0.0)
+    assert f"({', '.join(able)})" in str(info.value)

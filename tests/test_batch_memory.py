@@ -66,12 +66,13 @@ def test_a_batch_that_does_not_fit_is_attacked_in_calls_that_do(toy, monkeypatch
     monkeypatch.setenv(ENV_LIMIT, str(int(2.5 * per_video)))
     calls: list[int] = []
 
-    def run(part, attack, **kwargs):
-        calls.append(len(part))
-        return run_attack_batch(part, attack, **kwargs)
-
     attack = get_attack("pgd-linf", steps=2)
-    sized = memory_sized(run)(batch, attack, seed=3)
+
+    def run(part):
+        calls.append(len(part))
+        return run_attack_batch(part, attack, seed=3)
+
+    sized = memory_sized(run)(batch)
     whole = run_attack_batch(batch, attack, seed=3)
 
     assert calls == [2, 2, 1]

@@ -41,6 +41,8 @@ def comparable(report_path: Path) -> dict:
     return report
 
 
+# slow: test_batch.py's resume and leftover-temp-file tests cover it fast
+@pytest.mark.slow
 def test_kill_9_in_the_middle_then_resume_finishes_like_an_uninterrupted_run(model, folder, tmp_path):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     assert run("perturb", folder, "--model", model, "-o", whole, *FAST).exit_code == 0
@@ -67,7 +69,10 @@ def test_kill_9_in_the_middle_then_resume_finishes_like_an_uninterrupted_run(mod
             assert (killed / name).read_bytes() == (whole / name).read_bytes(), name
 
 
-@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+# SIGTERM is slow: SIGINT goes through the same handler fast
+@pytest.mark.parametrize(
+    ("sig", "code"), [(signal.SIGINT, 130), pytest.param(signal.SIGTERM, 143, marks=pytest.mark.slow)]
+)
 def test_a_signal_stops_cleanly_and_says_how_to_continue(model, folder, tmp_path, sig, code):
     out = tmp_path / "out"
     proc = cli_process(
@@ -89,6 +94,8 @@ def test_a_signal_stops_cleanly_and_says_how_to_continue(model, folder, tmp_path
     assert all(name.split(".")[0] in reports for name in files_under(out)), files_under(out)
 
 
+# slow: test_batch.py's test_a_held_lock_refuses_and_leftover_temp_files_are_removed checks the lock fast
+@pytest.mark.slow
 def test_two_runs_into_one_folder_never_mix_their_files(model, folder, tmp_path):
     out = tmp_path / "out"
     runs = [

@@ -133,7 +133,7 @@ def test_existing_outputs_need_overwrite(videos, toy_model, tmp_path):
         (["--name", "{stem}.{colour}"], "got {colour}"),
         (["--name", "{stem:q}"], "expected a --name template"),
         (["--name", "{}"], "got {} in"),
-        (["--outputs", "adv,pictures"], "expected --outputs from adv,report,heatmaps,plots"),
+        (["--outputs", "adv,pictures"], "expected --outputs from adv,heatmaps,plots,report"),
         (["--outputs", "adv", "--resume"], "expected --outputs with report for --resume"),
         (["--max-memory", "lots"], "expected --max-memory as a size"),
     ],

@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import write_clip
 
-from vidattack.data.datasets import DatasetError, load_dataset, parse_shard, shard_of
+from vidattack.data.datasets import DatasetError, load_dataset, manifest_labels, parse_shard, shard_of
 from vidattack.data.synthetic import CLASSES, make_dataset
 from vidattack.errors import UsageError
 
@@ -65,6 +65,19 @@ def test_jsonl_manifest(clips: Path) -> None:
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     data = load_dataset(manifest, LABELS)
     assert [(it.id, it.label) for it in data] == [("still/c.mp4", 9), ("move_left/b.mp4", 0)]
+
+
+def test_manifest_labels_are_the_distinct_labels_as_written(tmp_path: Path) -> None:
+    csv_file = tmp_path / "list.csv"
+    csv_file.write_text("path,label\nb.mp4,still\na.mp4,move_left\nc.mp4,still\n")
+    jsonl_file = tmp_path / "list.jsonl"
+    jsonl_file.write_text('{"path": "a.mp4", "label": 3}\n{"path": "b.mp4", "label": "still"}\n')
+    # files need not exist: only the labels are read, for naming a fresh network's classes
+    assert manifest_labels(csv_file) == ["move_left", "still"]
+    assert manifest_labels(jsonl_file) == ["3", "still"]
+    jsonl_file.write_text("not json\n")
+    with pytest.raises(DatasetError, match=r"list.jsonl:1: expected a JSON object"):
+        manifest_labels(jsonl_file)
 
 
 @pytest.mark.parametrize(

@@ -19,8 +19,8 @@ from vidattack.eval import build_grid, merge, read_records, run_eval, summarize_
 from vidattack.eval.grid import Config
 from vidattack.eval.records import ResultsWriter, comparable
 from vidattack.eval.summary import SummaryRow, line_name, summarize, to_markdown
-from vidattack.eval.worker import resolve_target
 from vidattack.models.view import ModelView
+from vidattack.pipeline.spec import resolve_target
 
 # A tiny grid: two attacks, 2 steps each, on 6 synthetic clips (the first 6 of synthetic:1).
 VIDEOS = 6
@@ -124,12 +124,14 @@ def test_an_early_stop_is_recorded(tmp_path: Path, data: Dataset, c3d: ModelView
 
 def test_targets_random_is_seeded_per_video_and_never_the_label(c3d: ModelView) -> None:
     lp = torch.log_softmax(torch.arange(10.0), dim=0)
-    picks = [resolve_target("random", c3d, 4, lp, seed) for seed in range(50)]
+    picks = [resolve_target("random", c3d, label=4, clean_log_probs=lp, seed=seed) for seed in range(50)]
     assert 4 not in picks and len(set(picks)) == 9
-    assert picks == [resolve_target("random", c3d, 4, lp, seed) for seed in range(50)]
-    assert resolve_target("least-likely", c3d, 4, lp, 0) == 0
-    assert resolve_target("still", c3d, 4, lp, 0) == 9
-    assert resolve_target("untargeted", c3d, 4, lp, 0) is None
+    assert picks == [
+        resolve_target("random", c3d, label=4, clean_log_probs=lp, seed=seed) for seed in range(50)
+    ]
+    assert resolve_target("least-likely", c3d, label=4, clean_log_probs=lp) == 0
+    assert resolve_target("still", c3d, label=4, clean_log_probs=lp) == 9
+    assert resolve_target("untargeted", c3d, label=4, clean_log_probs=lp) is None
 
 
 # -- delivery (issue #17): is the attack still there after a real lossy encode? ---------------------

@@ -75,6 +75,8 @@ def test_rerunning_the_same_command_adds_nothing(one_run) -> None:
     assert rows_of(again) == rows_of(first)
 
 
+# slow: test_eval.py's test_two_shards_merged_equal_one_run checks the same merge fast
+@pytest.mark.slow
 def test_two_shards_merged_equal_one_run(one_run, tmp_path: Path) -> None:
     out, first = one_run
     shards = [tmp_path / "s1", tmp_path / "s2"]

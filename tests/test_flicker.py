@@ -173,6 +173,8 @@ def test_written_file_holds_one_offset_per_frame_and_channel(toy, tmp_path) -> N
     assert_uniform_offsets(to_video(written), to_video(frames), offsets)
 
 
+# slow: test_targeted_attack_reaches_the_target fools the toy model fast
+@pytest.mark.slow
 def test_fools_the_bundled_c3d_at_its_defaults(c3d, example_clip) -> None:
     from vidattack.video import load_video
 

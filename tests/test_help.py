@@ -59,7 +59,7 @@ def test_every_command_and_option_has_help():
 
 
 def test_perturb_help_lists_every_output():
-    from vidattack.pipeline.stages import Outputs
+    from vidattack.pipeline.outputs import Outputs
 
     text = help_text("perturb")
     for path in Outputs.for_stem(Path("."), "S").all():

@@ -16,7 +16,7 @@ from batch_support import records, run, save_toy_model
 from hostile import PEAK_LAUNCHER, Case, digest, make_corpus
 
 from vidattack.cli.emit import literal
-from vidattack.pipeline.stages import Outputs
+from vidattack.pipeline.outputs import Outputs
 
 FAST = ("--steps", "1", "--threads", "1", "-f", "jsonl", "--outputs", "adv,report")
 
@@ -57,6 +57,8 @@ def check(cases: list[Case], out: Path, result, by_input: dict[str, Case]) -> No
             assert outputs.report.exists() and outputs.adversarial.exists(), case.kind
 
 
+# slow: test_video_hostile.py checks every input of the corpus is decoded or refused in one line, fast
+@pytest.mark.slow
 def test_every_hostile_input_is_processed_or_refused_in_one_line(corpus, model, tmp_path):
     folder, cases = corpus
     before = {c.path: digest(c.path) for c in cases}
@@ -82,6 +84,8 @@ def test_every_hostile_input_is_processed_or_refused_in_one_line(corpus, model, 
     assert not [p for p in out.rglob(".*")], "temp or lock files left"
 
 
+# slow: test_batch.py's test_odd_names_get_every_output checks it fast
+@pytest.mark.slow
 def test_a_folder_of_odd_names_has_every_good_file_processed(corpus, model):
     folder, cases = corpus
     out = folder.parent / "out-folder"
@@ -97,6 +101,8 @@ def test_a_folder_of_odd_names_has_every_good_file_processed(corpus, model):
     assert (out / "clip.2020.report.json").exists() and (out / "clip.2021.report.json").exists()
 
 
+# slow: test_video_hostile.py's test_the_huge_input_is_refused_from_its_header covers the refusal fast
+@pytest.mark.slow
 def test_a_huge_declared_size_is_refused_from_its_header_in_bounded_memory(tmp_path):
     import subprocess
     import sys

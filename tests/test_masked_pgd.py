@@ -151,7 +151,8 @@ def test_written_file_changes_only_inside_the_region(name, toy, tmp_path) -> Non
     assert not (changed & ~allowed).any()
 
 
-@pytest.mark.parametrize("name", ["masked-pgd", "frame-border"])
+# masked-pgd is slow; frame-border, on the same masked loop, keeps the bundled model fooled in the fast subset
+@pytest.mark.parametrize("name", [pytest.param("masked-pgd", marks=pytest.mark.slow), "frame-border"])
 def test_fools_the_bundled_c3d_at_its_defaults(name, c3d, example_clip) -> None:
     from vidattack.video import load_video
 

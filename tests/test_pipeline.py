@@ -196,8 +196,8 @@ def test_write_and_verify_judge_the_file_as_written(clip, toy, tmp_path):
 
 
 def test_render_draws_every_picture_and_reports_its_scale(clip, toy, tmp_path):
+    from vidattack.pipeline.outputs import Outputs
     from vidattack.pipeline.render import render
-    from vidattack.pipeline.stages import Outputs
     from vidattack.video import load_video
 
     video = load_video(clip)
@@ -226,7 +226,7 @@ def test_render_draws_every_picture_and_reports_its_scale(clip, toy, tmp_path):
     "name", ["adv.mp4", "heatmap.mp4", "heatmap.png", "frames.png", "curve.png", "report.json"]
 )
 def test_check_free_covers_every_output(tmp_path, name):
-    from vidattack.pipeline.stages import Outputs
+    from vidattack.pipeline.outputs import Outputs
 
     (tmp_path / f"s.{name}").write_bytes(b"x")
     with pytest.raises(OutputExistsError, match=name.replace(".", r"\.")):

@@ -213,8 +213,7 @@ def test_fp16_steps_go_through_the_loss_scale(toy, toy_video, monkeypatch) -> No
 def test_the_report_records_the_precision_that_ran(toy, tmp_path, native_bf16) -> None:
     g = torch.Generator().manual_seed(3)
     clip = write_clip(tmp_path / "noise.mp4", torch.randint(0, 256, (8, 40, 48, 3), generator=g).byte())
-    with attack_precision("auto"):
-        perturb_file(clip, "pgd-linf", model=toy, out_dir=tmp_path / "o", device="cpu")
+    perturb_file(clip, "pgd-linf", model=toy, out_dir=tmp_path / "o", device="cpu", precision="auto")
     report = json.loads((tmp_path / "o" / "noise.report.json").read_text())
     jsonschema.Draft202012Validator(report_schema()).validate(report)
     assert report["attack"]["precision"] == "bf16"

@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from vidattack.pipeline.outputs import Outputs
 from vidattack.pipeline.render import ROLES, render
 from vidattack.pipeline.render.heatmap import (
     MIN_HEIGHT,
@@ -21,7 +22,6 @@ from vidattack.pipeline.render.heatmap import (
 )
 from vidattack.pipeline.render.plots import history_chart, nice_ticks, per_frame_chart
 from vidattack.pipeline.report import perturbation_stats
-from vidattack.pipeline.stages import Outputs
 from vidattack.video import Video, load_video
 
 

@@ -167,6 +167,8 @@ def test_written_file_keeps_unselected_frames_identical(tmp_path) -> None:
     assert changed.tolist() == [f == 5 for f in range(8)]
 
 
+# slow: the targeted toy tests above fool a model fast
+@pytest.mark.slow
 def test_fools_the_bundled_c3d_at_its_defaults(c3d, example_clip) -> None:
     from vidattack.video import load_video
 

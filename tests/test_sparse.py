@@ -275,6 +275,8 @@ def test_bad_parameters_fail_with_one_clear_line(lrcn_toy, video):
 
 
 # Three kinds of motion; benchmarks/sparse_table.py measures the rate over every example (15/19 at K=4).
+# slow: bundled models on real clips; test_both_norms_fool_and_report_the_paper_metrics fools the toy LRCN fast
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["move_right_1.mp4", "rotate_cw_1.mp4", "zoom_in_1.mp4"])
 def test_fools_the_bundled_lrcn_with_four_of_sixteen_frames(lrcn, example_clips, name):
     from vidattack.video import load_video
@@ -290,6 +292,8 @@ def test_fools_the_bundled_lrcn_with_four_of_sixteen_frames(lrcn, example_clips,
     assert result.info["map"] * 255 < 4  # a few grey levels on average
 
 
+# slow: the prox-step tests above check the same zeroing exactly, on tensors
+@pytest.mark.slow
 def test_the_l21_norm_alone_leaves_frames_exactly_clean_where_l2_does_not(lrcn, example_clips):
     from vidattack.video import load_video
 
@@ -306,6 +310,8 @@ def test_the_l21_norm_alone_leaves_frames_exactly_clean_where_l2_does_not(lrcn, 
     assert l21.info["sparsity"] > l2.info["sparsity"]
 
 
+# slow: test_a_3d_cnn_works_without_frame_predictions covers a 3D CNN fast
+@pytest.mark.slow
 def test_fools_the_bundled_c3d_at_defaults(c3d, example_clip):
     from vidattack.video import load_video
 

@@ -17,7 +17,7 @@ from vidattack.cli.app import app
 from vidattack.models import load_model
 from vidattack.models.view import FramePlan, ModelView, Preprocess
 from vidattack.train import ClipSet, TrainConfig, train, train_model
-from vidattack.train.loop import InnerAttack, robust_accuracy
+from vidattack.train.inner import InnerAttack, robust_accuracy
 from vidattack.train.schedules import PAPER_BUDGETS, AdaptiveBudget, CurriculumBudget, FixedBudget
 
 E = 1 / 255
@@ -183,7 +183,7 @@ def test_a_few_steps_change_the_weights_and_write_a_loadable_model(tmp_path: Pat
 
 
 def test_denoiser_trains_with_the_classifier() -> None:
-    from vidattack.train.denoiser import DenoisedNet
+    from vidattack.models.denoiser import DenoisedNet
 
     view = _toy_view()
     cfg = TrainConfig(
@@ -196,9 +196,9 @@ def test_denoiser_trains_with_the_classifier() -> None:
 
 
 def test_denoiser_model_is_saved_and_loaded_whole(tmp_path: Path) -> None:
+    from vidattack.models.denoiser import DenoisedNet, Denoiser
     from vidattack.models.tiny import TinyC3D
-    from vidattack.train.checkpoint import save_trained
-    from vidattack.train.denoiser import DenoisedNet, Denoiser
+    from vidattack.models.trained import save_trained
 
     tiny = load_model("tiny-c3d")
     net = DenoisedNet(Denoiser(), TinyC3D(10))
@@ -234,7 +234,7 @@ def _gat(**extra: object) -> TrainConfig:
 
 
 def test_gan_weight_trains_a_discriminator_beside_the_denoiser() -> None:
-    from vidattack.train.denoiser import DenoisedNet
+    from vidattack.models.denoiser import DenoisedNet
     from vidattack.train.discriminator import Discriminator, new_discriminator
 
     cfg = _gat()
@@ -345,7 +345,7 @@ def test_models_lists_the_robust_models_with_their_training_attack() -> None:
 @pytest.mark.parametrize("name", ["tiny-c3d-at-pgd", "tiny-c3d-at-multav"])
 def test_bundled_robust_models_record_their_training(name: str) -> None:
     from vidattack.models.bundled import weights_path
-    from vidattack.train.checkpoint import read_training_metadata
+    from vidattack.models.trained import read_training_metadata
 
     meta = read_training_metadata(weights_path(name))
     attack = "pgd-linf" if name.endswith("pgd") else "multav-linf"
@@ -354,7 +354,7 @@ def test_bundled_robust_models_record_their_training(name: str) -> None:
 
 
 def test_cli_gan_training_writes_a_model_that_loads_and_predicts(tmp_path: Path, example_clip: Path) -> None:
-    from vidattack.train.denoiser import DenoisedNet
+    from vidattack.models.denoiser import DenoisedNet
 
     out = tmp_path / "gat.safetensors"
     r = CliRunner().invoke(app, _fine_tune_args(out, "--denoiser", "--gan-weight", "0.3", eval_size=0))

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import EXAMPLES
 
 from vidattack.models import load_model
+from vidattack.models.trained import build_network
 from vidattack.train import TrainConfig, train_model
-from vidattack.train.checkpoint import build_network
 
 
 def _manifest(path: Path, names: list[str]) -> str:
@@ -19,6 +20,8 @@ def _manifest(path: Path, names: list[str]) -> str:
     return str(path)
 
 
+# slow: an r3d_18 trained end to end; test_train.py's tiny runs cover train-save-load, the fast test below the torchvision build
+@pytest.mark.slow
 def test_a_fresh_torchvision_network_trains_and_loads_as_a_model(tmp_path: Path) -> None:
     from torchvision.models.video import r3d_18
 

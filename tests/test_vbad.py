@@ -218,7 +218,15 @@ def test_a_budget_without_room_for_the_label_and_judging_queries_is_refused(toy,
 
 # Independent counts on a bundled model: every video that reaches the model is a query, and the report
 # says so exactly (issue #14: the template's label and judging queries used to go uncounted).
-@pytest.mark.parametrize(("name", "budget"), [("vbad", 200), ("p-bad", 200), ("sr-bad", 200)])
+# p-bad and sr-bad are slow: they are vbad with other parameters, and vbad counts the same way fast
+@pytest.mark.parametrize(
+    ("name", "budget"),
+    [
+        ("vbad", 200),
+        pytest.param("p-bad", 200, marks=pytest.mark.slow),
+        pytest.param("sr-bad", 200, marks=pytest.mark.slow),
+    ],
+)
 def test_reported_queries_equal_an_independent_count_on_tiny_c3d(c3d, name, budget):
     model, x = example_input(c3d, "still_1.mp4")  # 16 frames of 112 x 112
     counter = VideoCounter(model)

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from vidattack.errors import BadParameterError
-from vidattack.precision import optimising, requested_precision, resolve_for_model
+from vidattack.precision import optimising, resolve_for_model
 
 log = logging.getLogger("vidattack")
 
@@ -107,20 +107,25 @@ def chunks(items: Sequence[T], size: int) -> list[list[T]]:
     return [list(items[i : i + size]) for i in range(0, len(items), max(size, 1))]
 
 
-def memory_sized(run: Callable[..., list[Any]]) -> Callable[..., list[Any]]:
-    """`run` (`run_attack_batch`: a list of sampled clips -> one outcome each) cut into calls that fit.
+def memory_sized(
+    run: Callable[[list[T]], list[Any]],
+    *,
+    sampled_of: Callable[[T], Any] = lambda item: item,
+    precision: str = "fp32",
+) -> Callable[[list[T]], list[Any]]:
+    """`run` (a batch of clips, one clip shape and plan -> one outcome each) cut into calls that fit.
 
-    One video's cost is measured once per clip shape and model; each batch is then split by the
-    budget at the time it starts, and the outcomes are joined in order (a batchable attack gives
-    each video the same result in any batch, see `AttackResult.split`).
+    `sampled_of(item)` is an item's `Sampled` (model and clip). One video's cost is measured once per
+    model, clip shape and precision; each batch is split by the budget at the time it starts and the
+    outcomes are joined in order (a batchable attack gives each video the same result in any batch,
+    see `AttackResult.split`).
     """
     measured: dict[tuple[Any, ...], int] = {}
 
-    def sized(batch: list[Any], attack: Any, **kwargs: Any) -> list[Any]:
+    def sized(batch: list[T]) -> list[Any]:
         if len(batch) <= 1:
-            return run(batch, attack, **kwargs)
-        first = batch[0]
-        precision = requested_precision() if getattr(attack, "white_box", True) else "fp32"
+            return run(batch)
+        first = sampled_of(batch[0])
         key = (
             id(getattr(first.model, "net", first.model)),
             tuple(first.x.shape[1:]),
@@ -132,6 +137,6 @@ def memory_sized(run: Callable[..., list[Any]]) -> Callable[..., list[Any]]:
         fit = videos_that_fit(measured[key], memory_budget(first.x.device))
         if fit < len(batch):
             log.info("attacking %d videos %d at a time: what fits in memory", len(batch), fit)
-        return [out for part in chunks(batch, fit) for out in run(part, attack, **kwargs)]
+        return [out for part in chunks(batch, fit) for out in run(part)]
 
     return sized

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from vidattack.attacks.blackbox.query_model import QueryModel
-from vidattack.attacks.context import AttackContext, ProgressFn
+from vidattack.attacks.context import AttackContext, StepFn
 from vidattack.attacks.counting import CountingModel, queries_of, video_queries_of
 from vidattack.attacks.params import ParamSpec, param_specs, plain_value, validate
 from vidattack.attacks.result import AttackResult, measure_norms
@@ -247,9 +247,10 @@ class Attack(ABC):
         if margin is None:
             return
         if not cls.stops_when_fooled:
+            able = sorted(sub.name for sub in _attack_classes() if sub.stops_when_fooled and sub.name)
             raise BadParameterError(
                 f"{cls.name} cannot stop when fooled: only iterative attacks on the shared loop can "
-                "(pgd-linf, pgd-l2, multav-*, roa, af, spa, masked-pgd, frame-border)"
+                f"({', '.join(able)})"
             )
         if not (margin >= 0.0 and margin < float("inf")):
             raise BadParameterError(
@@ -263,7 +264,7 @@ class Attack(ABC):
         model: nn.Module,
         x: Tensor,
         seed: int | Sequence[int],
-        progress: ProgressFn | None,
+        progress: StepFn | None,
         max_queries: int | None,
         starting_points: Tensor | None,
         stop_when_fooled: float | None,
@@ -332,7 +333,7 @@ class Attack(ABC):
         target: int | Tensor | None = None,
         labels: Tensor | None = None,
         seed: int | Sequence[int] = 0,
-        progress: ProgressFn | None = None,
+        progress: StepFn | None = None,
         max_queries: int | None = None,
         starting_points: Tensor | None = None,
         stop_when_fooled: float | None = None,
@@ -416,3 +417,16 @@ def _seeds(seed: int | Sequence[int], n: int) -> list[int]:
     if len(seeds) not in (1, n):
         raise BadParameterError(f"expected one seed or {n} (one per video), got {len(seeds)}")
     return seeds * n if len(seeds) == 1 else seeds
+
+
+def _attack_classes() -> set[type[Attack]]:
+    # Every registered attack is a named subclass: read from the classes themselves rather than the
+    # registry, which imports this module (once any attack is looked up by name, all are defined).
+    found: set[type[Attack]] = set()
+    todo = list(Attack.__subclasses__())
+    while todo:
+        sub = todo.pop()
+        if sub not in found:
+            found.add(sub)
+            todo.extend(sub.__subclasses__())
+    return found

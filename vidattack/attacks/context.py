@@ -13,7 +13,8 @@ from torch import Tensor
 from vidattack.errors import BadParameterError
 from vidattack.threat import FrameSpec, ThreatModel
 
-ProgressFn = Callable[[int, int], None]
+#: What an attack (or any stage that counts) calls with `(done, total)` as it advances.
+StepFn = Callable[[int, int], None]
 
 
 @dataclass
@@ -33,7 +34,7 @@ class AttackContext:
     generator: torch.Generator
     frame_ids: tuple[int, ...]
     num_frames: int
-    progress: ProgressFn | None = None
+    progress: StepFn | None = None
     info: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
     max_queries: int | None = None

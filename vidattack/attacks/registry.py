@@ -14,7 +14,6 @@ if TYPE_CHECKING:
     from vidattack.attacks.base import Attack
 
 _REGISTRY: dict[str, type[Attack]] = {}
-_NOT_ATTACK_MODULES = {"base", "params", "registry"}
 _loaded = False
 
 A = TypeVar("A", bound="type[Attack]")
@@ -41,10 +40,11 @@ def _load_all() -> None:
         return
     import vidattack.attacks as pkg
 
-    # walk_packages also finds the modules of subpackages (attacks/blackbox/vbad.py)
+    # walk_packages also finds the modules of subpackages (attacks/blackbox/vbad.py). Every module is
+    # imported, helpers too (they are imported by the attacks anyway): a list of the modules that hold
+    # no attack would be one more list to keep in sync.
     for mod in pkgutil.walk_packages(pkg.__path__, prefix=f"{pkg.__name__}."):
-        short = mod.name.rsplit(".", 1)[-1]
-        if short not in _NOT_ATTACK_MODULES and not short.startswith("_"):
+        if not mod.name.rsplit(".", 1)[-1].startswith("_"):
             importlib.import_module(mod.name)
     _loaded = True
 

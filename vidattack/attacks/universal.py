@@ -28,7 +28,7 @@ Pure tensor code: the file format lives in `vidattack.perturbation_file`, never 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vidattack.attacks.base import Attack
-from vidattack.attacks.context import AttackContext
+from vidattack.attacks.context import AttackContext, StepFn
 from vidattack.attacks.params import ParamSpec, param, param_specs
 from vidattack.attacks.registry import register_attack
 from vidattack.attacks.sparse import WEI, fooling_loss, sparse_penalty, straight_through_quantize
@@ -45,8 +45,6 @@ from vidattack.criteria import Criterion
 from vidattack.errors import BadParameterError
 from vidattack.models.view import Preprocess, plan_frames
 from vidattack.threat import ThreatModel, Unbounded, frames_mask
-
-ProgressFn = Callable[[int, int], None]
 
 
 @dataclass
@@ -248,7 +246,7 @@ class UniversalAttack(Attack):
         shape: tuple[int, int, int],
         targeted: bool,
         generator: torch.Generator,
-        progress: ProgressFn | None = None,
+        progress: StepFn | None = None,
     ) -> Learned:
         """Learn E `(T_p, 3, H_p, W_p)` = `shape` on `clips` (any sizes; E is fitted to each).
 

@@ -16,7 +16,9 @@ from vidattack.cli.emit import Record, item_error
 
 if TYPE_CHECKING:
     from vidattack.cli.progress import BatchProgress
+    from vidattack.models.view import ModelView
     from vidattack.pipeline.signals import Interrupted, InterruptGuard
+    from vidattack.pipeline.spec import JobSpec
 
 BatchSize = Annotated[
     int | None,
@@ -55,36 +57,28 @@ class BatchState:
 
 def run_engine(
     planned: list[Any],
-    job_args: dict[str, Any],
+    spec: JobSpec,
+    view: ModelView,
     progress: BatchProgress | None,
     *,
     guard: InterruptGuard | None = None,
     state: BatchState | None = None,
     batch_size: int | None = None,
-    stop_when_fooled: float | None = None,
 ) -> Iterator[Record]:
-    """Each input's record, in order, from `vidattack.pipeline.engine.perturb_many`; errors become error
-    records (one stderr line each). `planned` are `vidattack.pipeline.outputs.Planned` (path, output
-    set or error); `job_args` are perturb_many's: attack, model, device, target, seed, overwrite,
-    resume, max_memory.
+    """Each input's record, in order, from `vidattack.pipeline.engine.perturb_many` running `spec` with
+    `view`; errors become error records (one stderr line each). `planned` are
+    `vidattack.pipeline.names.Planned` (path, output set or error).
 
     With `guard`, SIGINT and SIGTERM stop the batch: the engine finishes the writes under way, the
     records of finished inputs still come, and `state.interrupted` says which signal stopped it.
     """
-    from vidattack.pipeline.engine import perturb_many
+    from vidattack.pipeline.engine import Schedule, perturb_many
     from vidattack.pipeline.signals import Interrupted
 
     state = state if state is not None else BatchState(len(planned))
-    args = dict(job_args)
-    records = perturb_many(
-        planned,
-        args.pop("attack"),
-        batch_size=batch_size,
-        stop_when_fooled=stop_when_fooled,
-        progress=progress,
-        should_stop=None if guard is None else (lambda: guard.received is not None),
-        **args,
-    )
+    stop = None if guard is None else (lambda: guard.received is not None)
+    schedule = Schedule(batch_size=batch_size, should_stop=stop)
+    records = perturb_many(planned, spec, model=view, schedule=schedule, progress=progress)
     for record in records:
         if record["status"] != "ok":
             state.failed += 1

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from vidattack.cli.consoles import stderr_console, stdout_console
 from vidattack.cli.options import Format
 from vidattack.text import literal
 
@@ -19,22 +20,19 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 Record = dict[str, Any]
-__all__ = ["cell", "emit", "item_error", "literal", "print_error", "print_note", "yes_no"]
+__all__ = [
+    "cell",
+    "emit",
+    "item_error",
+    "literal",
+    "print_error",
+    "print_note",
+    "stderr_console",
+    "stdout_console",
+    "yes_no",
+]
 
 TableFn = Callable[[list[Record], "Console"], None]
-
-
-def stderr_console() -> Console:
-    """A Rich console on stderr that never interprets markup or highlights data."""
-    from rich.console import Console
-
-    return Console(stderr=True, highlight=False, markup=False)
-
-
-def stdout_console() -> Console:
-    from rich.console import Console
-
-    return Console(highlight=False, markup=False)
 
 
 def print_error(message: str, console: Console | None = None) -> None:

@@ -5,14 +5,16 @@ from __future__ import annotations
 import logging
 import sys
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from vidattack.budget import Budget as Budget  # re-exported: the options parse into it
+from vidattack.budget import parse_budget as parse_budget
 from vidattack.errors import BadParameterError
+from vidattack.pipeline.outputs import KINDS_HELP
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -61,7 +63,8 @@ Eps = Annotated[
     str | None,
     typer.Option(
         metavar="EPS",
-        help="The attack's budget in [0, 1] pixel units (eps_m for MultAV); fractions allowed: 4/255.",
+        help="The attack's budget in [0, 1] pixel units, fractions allowed (4/255); for MultAV an "
+        "additive e < 1 becomes the ratio bound 1+e, a value >= 1 is the ratio itself.",
     ),
 ]
 Alpha = Annotated[
@@ -106,16 +109,17 @@ OutputKinds = Annotated[
     typer.Option(
         "--outputs",
         metavar="KINDS",
-        help="What to write: any of adv,report,heatmaps,plots (comma-separated), or all. The report is "
-        "written last; --resume needs it.",
+        help=f"What to write: any of {KINDS_HELP} (comma-separated), or all. The report is written last; "
+        "--resume needs it. --delivery adds its own file.",
     ),
 ]
 Resume = Annotated[
     bool,
     typer.Option(
         "--resume",
-        help="Skip inputs whose report shows the same attack, parameters, model, seed and input (their "
-        "records are printed again, marked skipped); redo inputs left unfinished.",
+        help="Skip inputs whose report shows the same job: attack, parameters, model, seed, target, "
+        "--stop-when-fooled, --delivery, --robust-to and input (their records are printed again, marked "
+        "skipped); redo inputs left unfinished.",
     ),
 ]
 Null = Annotated[
@@ -215,37 +219,6 @@ def parse_sets(values: list[str] | None) -> dict[str, str]:
     return settings
 
 
-@dataclass(frozen=True)
-class Budget:
-    """`--eps`, `--alpha` and `--steps`, parsed once; None where not given."""
-
-    eps: float | None = None
-    alpha: float | str | None = None
-    steps: int | None = None
-
-
-def parse_budget(eps: str | None, alpha: str | None, steps: str | None) -> Budget:
-    """Parse the common options (fractions allowed; `--alpha auto`), naming the option on failure."""
-    from vidattack.attacks.params import parse_number
-
-    def number(name: str, text: str) -> float:
-        try:
-            return parse_number(text)
-        except ValueError as e:
-            raise BadParameterError(f"{name}: {e}") from None
-
-    alpha_value: float | str | None = None
-    if alpha is not None:
-        alpha_value = "auto" if alpha.strip().lower() == "auto" else number("alpha", alpha)
-    steps_value = None
-    if steps is not None:
-        s = number("steps", steps)
-        if not s.is_integer():
-            raise BadParameterError(f"steps: expected an integer, got {steps!r}")
-        steps_value = int(s)
-    return Budget(None if eps is None else number("eps", eps), alpha_value, steps_value)
-
-
 def checked_precision(precision: str, device: str) -> str:
     """`--precision` checked against `--device` before any work: a usage error (exit 2) when it cannot
     run there (an unknown name, bf16 without native support, fp16 off CUDA)."""
@@ -269,7 +242,7 @@ def progress_bars(enabled: bool) -> Progress | None:
         return None
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from vidattack.cli.emit import stderr_console
+    from vidattack.cli.consoles import stderr_console
 
     return Progress(
         TextColumn("{task.description}", markup=False),

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import sys
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from vidattack.budget import Budget, attack_with_budget, parse_budget
 from vidattack.cli import batching as b
 from vidattack.cli import delivery as d
 from vidattack.cli import options as o
@@ -19,9 +21,10 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from vidattack.attacks.base import Attack
-    from vidattack.cli.options import Budget
     from vidattack.cli.progress import BatchProgress
-    from vidattack.pipeline.outputs import Planned
+    from vidattack.models.view import ModelView
+    from vidattack.pipeline.names import Planned
+    from vidattack.pipeline.spec import JobSpec
 
 
 def perturb(
@@ -93,14 +96,38 @@ def perturb(
     from vidattack.pipeline.signals import Interrupted, InterruptGuard
 
     o.setup_logging(verbose, quiet)
-    with InterruptGuard() as guard, o.precision_scope(precision, device):
+    args = PerturbArgs(
+        inputs=inputs,
+        attack=attack,
+        model=model,
+        arch=arch,
+        labels=labels,
+        trust_checkpoint=trust_checkpoint,
+        out=out,
+        name=name,
+        outputs=outputs,
+        eps=eps,
+        alpha=alpha,
+        steps=steps,
+        target=target,
+        seed=seed,
+        device=device,
+        threads=threads,
+        max_memory=max_memory,
+        set_=set_,
+        apply=apply,
+        overwrite=overwrite,
+        resume=resume,
+        null=null,
+        stop_when_fooled=stop_when_fooled,
+        delivery=delivery,
+        robust_to=robust_to,
+        precision=precision,
+    )
+    with InterruptGuard() as guard:
         try:
             with guard.interruptible():
-                planned, job_args = _prepare(
-                    inputs, attack, model, arch, labels, trust_checkpoint, out, name, outputs, eps, alpha,
-                    steps, target, seed, device, threads, max_memory, set_, apply, overwrite, resume, null,
-                    stop_when_fooled, delivery, robust_to,
-                )  # fmt: skip
+                planned, spec, view = _prepare(args)
         except Interrupted as e:
             print_error(f"interrupted ({e.name}) before the first input; nothing was written")
             raise typer.Exit(e.exit_code) from None
@@ -110,15 +137,7 @@ def perturb(
         state = b.BatchState(len(planned))
         with progress if progress is not None else nullcontext():
             # the pipelined engine: decoding and writing overlap the attack, same records in input order
-            run = b.run_engine(
-                planned,
-                job_args,
-                progress,
-                guard=guard,
-                state=state,
-                batch_size=batch_size,
-                stop_when_fooled=stop_when_fooled,
-            )
+            run = b.run_engine(planned, spec, view, progress, guard=guard, state=state, batch_size=batch_size)
             records = emit(run, chosen, table=summary_table)
     if chosen is not o.Format.table and show:
         from vidattack.cli.emit import stderr_console
@@ -131,92 +150,97 @@ def perturb(
     raise typer.Exit(1 if any(r["status"] != "ok" for r in records) else 0)
 
 
-def _prepare(
-    inputs: list[str],
-    attack: str,
-    model: str | None,
-    arch: str | None,
-    labels: Path | None,
-    trust_checkpoint: bool,
-    out: Path,
-    name: str,
-    outputs: str,
-    eps: str | None,
-    alpha: str | None,
-    steps: str | None,
-    target: str | None,
-    seed: int,
-    device: str,
-    threads: int,
-    max_memory: str | None,
-    set_: list[str] | None,
-    apply: Path | None,
-    overwrite: bool,
-    resume: bool,
-    null: bool,
-    stop_when_fooled: float | None,
-    delivery: str | None = None,
-    robust_to: str | None = None,
-) -> tuple[list[Planned], dict[str, Any]]:
-    """Every check that can fail for all inputs alike, done once before the first input (usage errors,
-    exit 2): options, attack, model, target, --out, names of all outputs."""
-    from vidattack.models import load_model
-    from vidattack.pipeline import check_seed, resolve_device, resolve_target, set_cpu_threads
-    from vidattack.pipeline.batch import expand_inputs
-    from vidattack.pipeline.outputs import NameTemplate, parse_outputs, plan_outputs
+@dataclass(frozen=True)
+class PerturbArgs:
+    """The options of one `vidattack perturb` call that decide its jobs, as given (text)."""
 
-    check_seed(seed)
-    set_cpu_threads(threads)
-    memory = o.parse_size(max_memory, "--max-memory")
-    kinds = parse_outputs(outputs)
-    if resume and "report" not in kinds:
+    inputs: list[str]
+    attack: str
+    model: str | None
+    arch: str | None
+    labels: Path | None
+    trust_checkpoint: bool
+    out: Path
+    name: str
+    outputs: str
+    eps: str | None
+    alpha: str | None
+    steps: str | None
+    target: str | None
+    seed: int
+    device: str
+    threads: int
+    max_memory: str | None
+    set_: list[str] | None
+    apply: Path | None
+    overwrite: bool
+    resume: bool
+    null: bool
+    stop_when_fooled: float | None
+    delivery: str | None
+    robust_to: str | None
+    precision: str = "auto"
+
+
+def _prepare(args: PerturbArgs) -> tuple[list[Planned], JobSpec, ModelView]:
+    """Every check that can fail for all inputs alike, done once before the first input (usage errors,
+    exit 2): options, attack, model, target, --out, names of all outputs; the one `JobSpec` of them."""
+    from vidattack.models import load_model
+    from vidattack.pipeline.batch import expand_inputs
+    from vidattack.pipeline.names import NameTemplate, plan_outputs
+    from vidattack.pipeline.outputs import parse_outputs
+    from vidattack.pipeline.spec import UNTARGETED, JobSpec, check_target
+    from vidattack.precision import resolve_for_model
+    from vidattack.runtime import check_seed, resolve_device, set_cpu_threads
+
+    check_seed(args.seed)
+    set_cpu_threads(args.threads)
+    memory = o.parse_size(args.max_memory, "--max-memory")
+    kinds = parse_outputs(args.outputs)
+    if args.resume and "report" not in kinds:
         raise BadParameterError(
             "expected --outputs with report for --resume (the report is how a finished input is recognised)"
         )
-    template = NameTemplate(name)
-    budget = o.parse_budget(eps, alpha, steps)
-    delivery_spec, robust_spec = d.parse_delivery_options(delivery, robust_to)
-    atk = build_attack(attack, o.parse_sets(set_), budget, apply)
-    atk.check_stop_when_fooled(stop_when_fooled)  # refused before any model is loaded
-    o.check_out_folder(out)
-    dev = resolve_device(device)
-    view = load_model(model, arch=arch, labels=labels, trust_checkpoint=trust_checkpoint, device=dev)
-    target_index = resolve_target(view, target)
-    items = expand_inputs(inputs, exclude=out, null=null, skip_own_outputs=True)
+    template = NameTemplate(args.name)
+    budget = parse_budget(args.eps, args.alpha, args.steps)
+    delivery_spec, robust_spec = d.parse_delivery_options(args.delivery, args.robust_to)
+    atk = build_attack(args.attack, o.parse_sets(args.set_), budget, args.apply)
+    atk.check_stop_when_fooled(args.stop_when_fooled)  # refused before any model is loaded
+    o.checked_precision(args.precision, args.device)  # refused before any model is loaded
+    o.check_out_folder(args.out)
+    dev = resolve_device(args.device)
+    view = load_model(
+        args.model, arch=args.arch, labels=args.labels, trust_checkpoint=args.trust_checkpoint, device=dev
+    )
+    spec = JobSpec(
+        attack=atk,
+        target=check_target(args.target, view),
+        seed=args.seed,
+        stop_when_fooled=args.stop_when_fooled,
+        delivery=delivery_spec,
+        robust_to=robust_spec,
+        kinds=kinds,
+        device=str(dev),
+        precision=resolve_for_model(args.precision, dev, view.net),
+        max_memory=memory,
+        overwrite=args.overwrite,
+        resume=args.resume,
+    )
+    items = expand_inputs(args.inputs, exclude=args.out, null=args.null, skip_own_outputs=True)
     if not items:
         raise BadParameterError("expected video files in the inputs, found none")
+    target = None if spec.target == UNTARGETED else spec.target
     planned = plan_outputs(
-        items,
-        out,
-        template,
-        kinds,
-        attack=atk,
-        model=view.name,
-        seed=seed,
-        target=None if target_index is None else view.label_of(target_index),
+        items, args.out, template, kinds, attack=atk, model=view.name, seed=args.seed, target=target
     )
-    job_args = {
-        "attack": atk,
-        "model": view,
-        "device": dev,
-        "target": target,
-        "seed": seed,
-        "overwrite": overwrite,
-        "resume": resume,
-        "max_memory": memory,
-        "delivery": delivery_spec,
-        "robust_to": robust_spec,
-    }
-    return planned, job_args
+    return planned, spec, view
 
 
 def build_attack(name: str, settings: dict[str, str], budget: Budget, apply: Path | None) -> Attack:
     """The attack the options name: a registered one, or the universal perturbation in `--apply`."""
     if apply is None:
-        from vidattack.attacks.registry import get_attack_from_text
-
-        return get_attack_from_text(name, settings, eps=budget.eps, alpha=budget.alpha, steps=budget.steps)
-    if settings or budget != type(budget)():
+        return attack_with_budget(name, settings, budget)
+    if settings or budget != Budget():
         raise BadParameterError("expected no attack parameters with --apply (the file holds them)")
     from vidattack.attacks.universal import UniversalAttack
     from vidattack.perturbation_file import load_perturbation

@@ -34,7 +34,7 @@ def predict(
     """Print the model's prediction for each video (index, label, confidence, top-k)."""
     from vidattack.models import load_model
     from vidattack.pipeline import predict_file, resolve_device, set_cpu_threads
-    from vidattack.pipeline.batch import Item, expand_inputs, run_batch
+    from vidattack.pipeline.batch import Input, expand_inputs, run_batch
 
     o.setup_logging(verbose, False)
     chosen = o.default_format(fmt)
@@ -45,7 +45,7 @@ def predict(
     if not items:
         raise BadParameterError("expected video files in the inputs, found none")
 
-    def job(item: Item) -> Record:
+    def job(item: Input) -> Record:
         return {"status": "ok", **predict_file(item.path, model=view, device=dev, top_k=top_k)}
 
     def records() -> Iterator[Record]:

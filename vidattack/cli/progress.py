@@ -139,26 +139,3 @@ class BatchProgress:
             self.progress.update(
                 self.overall, completed=self.done, count=_count(self.done, self.total, "videos")
             )
-
-
-def counting_bar(description: str, total: int, console: Console | None = None) -> tuple[Progress, Any]:
-    """A single transient bar for a `(done, total)` callback (`universal`'s epochs): `(progress, tick)`."""
-    from rich.progress import Progress
-
-    from vidattack.cli.emit import stderr_console
-
-    progress = Progress(
-        *_columns(),
-        console=console or stderr_console(),
-        redirect_stdout=False,
-        redirect_stderr=False,
-        transient=True,
-    )
-    task = progress.add_task(
-        description, total=total, stage="", count=_count(0, total, "epochs"), since=time.monotonic()
-    )
-
-    def tick(done: int, of: int) -> None:
-        progress.update(task, completed=done, total=of, count=_count(done, of, "epochs"))
-
-    return progress, tick

@@ -13,6 +13,9 @@ from vidattack.errors import BadParameterError, OutputExistsError
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.progress import Progress
+
+    from vidattack.train import TrainConfig, TrainResult
 
 
 def _budgets(text: str | None) -> tuple[float, ...] | None:
@@ -107,14 +110,13 @@ def train(
     if direction not in ("up", "down"):
         raise BadParameterError(f"expected --direction up or down, got {direction!r}")
     scope = o.precision_scope(precision, "cpu")  # refused before any data is read
-    budget = o.parse_budget(eps, None, steps)
-    alpha_value: float | str | None = None
-    if alpha is not None:
-        alpha_value = (
-            alpha.strip().lower()
-            if alpha.strip().lower() in ("auto", "eps")
-            else o.parse_budget(None, alpha, None).alpha
-        )
+    # --eps means what it means in perturb and eval (`vidattack.budget`: 1 + e for MultAV's ratio)
+    budget = o.parse_budget(eps, alpha, steps, alpha_words=("auto", "eps"))
+    if adversarial is not None:
+        from vidattack.attacks.registry import attack_class
+
+        budget = budget.for_attack(attack_class(adversarial))
+    alpha_value = budget.alpha
     if adversarial is None and (eps or alpha or steps or settings or schedule != "fixed"):
         raise BadParameterError("--eps, --alpha, --steps, --set and --schedule need --adversarial ATTACK")
     if gan_weight > 0 and not denoiser:
@@ -137,45 +139,8 @@ def train(
         gamma_gan=gan_weight,
         eval_size=eval_size,
     )
-    console = stderr_console()
-    bars = o.progress_bars(not quiet)
-    task: dict[str, Any] = {}
-
-    def progress(event: dict[str, Any]) -> None:
-        kind = event["event"]
-        if bars is not None and kind in ("load", "batch"):
-            what = (
-                f"loading {event['what']} clips"
-                if kind == "load"
-                else f"epoch {event['epoch']}/{event['epochs']}"
-            )
-            total = event["total"] if kind == "load" else event["batches"]
-            done = event["done"] if kind == "load" else event["batch"]
-            if task.get("what") != what:
-                if "id" in task:
-                    bars.remove_task(task["id"])
-                task.update(what=what, id=bars.add_task(what, total=total))
-            desc = what if kind == "load" else f"{what} loss {event['loss']:.3f} eps {event['eps']:.4f}"
-            bars.update(task["id"], completed=done, description=desc)
-        elif kind == "epoch" and not quiet:
-            parts = [
-                f"epoch {event['epoch']}/{event['epochs']}",
-                f"loss {event['loss']:.4f}",
-                f"train acc {event['train_acc']:.3f}",
-            ]
-            if "d_loss" in event:
-                parts.append(f"discriminator loss {event['d_loss']:.4f}")
-            if "clean_acc" in event:
-                parts.append(f"held-out clean acc {event['clean_acc']:.3f}")
-            if "robust_acc" in event:
-                parts.append(f"robust acc {event['robust_acc']:.3f} (eps {event['robust_eps']:.4f})")
-            if "probs" in event:
-                parts.append("P(eps) " + " ".join(f"{p:.2f}" for p in event["probs"]))
-            parts.append(f"{event['seconds']:.0f}s")
-            console.print(", ".join(parts), soft_wrap=True)
-        elif kind == "resume" and not quiet:
-            console.print(f"resuming after epoch {event['epoch']}/{event['epochs']}")
-
+    progress = _Progress(o.progress_bars(not quiet), stderr_console(), quiet)
+    bars = progress.bars
     state = out.with_name(out.name + ".resume.pt")
     if bars is not None:
         bars.start()
@@ -196,7 +161,11 @@ def train(
         if bars is not None:
             bars.stop()
     state.unlink(missing_ok=True)
-    record: Record = {
+    emit([_record(out, config, result)], chosen, table=_table, key=None)
+
+
+def _record(out: Path, config: TrainConfig, result: TrainResult) -> Record:
+    return {
         "status": "ok",
         "out": str(out),
         "arch": config.arch,
@@ -208,22 +177,64 @@ def train(
         "history": result.history,
     }
 
-    def table(rows: list[Record], console: Console) -> None:
-        from rich.table import Table
 
-        t = Table(header_style="bold")
-        for col in ("model", "attack", "held-out clean", "held-out robust", "seconds"):
-            t.add_column(col)
-        for r in rows:
-            h = r["heldout"]
-            robust = h.get("robust")
-            t.add_row(
-                cell(r["out"]),
-                cell(r["attack"] or "clean"),
-                cell(f"{h.get('clean', float('nan')):.3f}"),
-                cell("-" if robust is None else f"{robust:.3f}"),
-                cell(r["seconds"]),
+class _Progress:
+    """The training callback: a bar for loading and for each epoch's batches, a line per epoch."""
+
+    def __init__(self, bars: Progress | None, console: Console, quiet: bool) -> None:
+        self.bars, self.console, self.quiet = bars, console, quiet
+        self.task: dict[str, Any] = {}
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind = event["event"]
+        if self.bars is not None and kind in ("load", "batch"):
+            what = (
+                f"loading {event['what']} clips"
+                if kind == "load"
+                else f"epoch {event['epoch']}/{event['epochs']}"
             )
-        console.print(t)
+            total = event["total"] if kind == "load" else event["batches"]
+            done = event["done"] if kind == "load" else event["batch"]
+            if self.task.get("what") != what:
+                if "id" in self.task:
+                    self.bars.remove_task(self.task["id"])
+                self.task.update(what=what, id=self.bars.add_task(what, total=total))
+            desc = what if kind == "load" else f"{what} loss {event['loss']:.3f} eps {event['eps']:.4f}"
+            self.bars.update(self.task["id"], completed=done, description=desc)
+        elif kind == "epoch" and not self.quiet:
+            parts = [
+                f"epoch {event['epoch']}/{event['epochs']}",
+                f"loss {event['loss']:.4f}",
+                f"train acc {event['train_acc']:.3f}",
+            ]
+            if "d_loss" in event:
+                parts.append(f"discriminator loss {event['d_loss']:.4f}")
+            if "clean_acc" in event:
+                parts.append(f"held-out clean acc {event['clean_acc']:.3f}")
+            if "robust_acc" in event:
+                parts.append(f"robust acc {event['robust_acc']:.3f} (eps {event['robust_eps']:.4f})")
+            if "probs" in event:
+                parts.append("P(eps) " + " ".join(f"{p:.2f}" for p in event["probs"]))
+            parts.append(f"{event['seconds']:.0f}s")
+            self.console.print(", ".join(parts), soft_wrap=True)
+        elif kind == "resume" and not self.quiet:
+            self.console.print(f"resuming after epoch {event['epoch']}/{event['epochs']}")
 
-    emit([record], chosen, table=table, key=None)
+
+def _table(rows: list[Record], console: Console) -> None:
+    from rich.table import Table
+
+    t = Table(header_style="bold")
+    for col in ("model", "attack", "held-out clean", "held-out robust", "seconds"):
+        t.add_column(col)
+    for r in rows:
+        h = r["heldout"]
+        robust = h.get("robust")
+        t.add_row(
+            cell(r["out"]),
+            cell(r["attack"] or "clean"),
+            cell(f"{h.get('clean', float('nan')):.3f}"),
+            cell("-" if robust is None else f"{robust:.3f}"),
+            cell(r["seconds"]),
+        )
+    console.print(t)

@@ -80,7 +80,8 @@ def universal(
     """
     import vidattack.models
     from vidattack.attacks.registry import get_attack_from_text
-    from vidattack.pipeline import resolve_device, resolve_target, set_cpu_threads
+    from vidattack.pipeline import resolve_device, set_cpu_threads
+    from vidattack.pipeline.spec import check_target, resolve_target
 
     if out.exists() and not overwrite:
         raise OutputExistsError(f"{out} exists (use --overwrite to replace it)")
@@ -89,7 +90,7 @@ def universal(
     held_files = _video_files(holdout, "--holdout") if holdout is not None else []
     set_cpu_threads(threads)
     view = vidattack.models.load_model(model, device=resolve_device(device))
-    target_index = resolve_target(view, target)
+    target_index = resolve_target(check_target(target, view), view)
     pert = _learn(train_files, view, attack, target_index, seed)
     result = _evaluate(pert, train_files, held_files, view, target_index)
     from vidattack.perturbation_file import save_perturbation

@@ -36,7 +36,7 @@ from vidattack.errors import DatasetError, UsageError
 if TYPE_CHECKING:
     from vidattack.video import Video
 
-__all__ = ["Dataset", "DatasetError", "Item", "load_dataset", "parse_shard", "shard_of"]
+__all__ = ["Dataset", "DatasetError", "Item", "load_dataset", "manifest_labels", "parse_shard", "shard_of"]
 
 # The seed of `synthetic:N` when none is given. The bundled models were trained on seed 20240611 and
 # their held-out accuracy measured on 777; this one is neither, so an eval measures unseen clips.
@@ -277,6 +277,17 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, object, object]]:
             if not isinstance(obj, dict) or "path" not in obj or "label" not in obj:
                 raise DatasetError(f'{path}:{lineno}: expected an object with "path" and "label"')
             yield lineno, obj["path"], obj["label"]
+
+
+def manifest_labels(path: Path) -> list[str]:
+    """The distinct labels a `.csv` or `.jsonl` manifest names, sorted and as written (not resolved
+    against any model's labels): what `vidattack train` names the classes of a fresh network.
+
+    Raises:
+        DatasetError: a malformed line, naming the file and line, as `load_dataset` would.
+    """
+    rows = _csv_rows(path) if path.suffix.lower() == ".csv" else _jsonl_rows(path)
+    return sorted({str(label) for _, _, label in rows})
 
 
 def _manifest(path: Path, labels: tuple[str, ...], rows: Iterator[tuple[int, object, object]]) -> Dataset:

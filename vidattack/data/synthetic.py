@@ -14,6 +14,7 @@ for bit, on any machine with the same torch version.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -100,8 +101,33 @@ def render_clip(label: int | str, *, seed: int, frames: int = 16, size: int = 11
     if size < 32:
         raise ValueError(f"expected a frame size of at least 32 pixels, got {size}")
     g = torch.Generator().manual_seed(int(seed))
-    px = size / 112.0  # all pixel constants are for 112-pixel frames
+    # The draws happen in this order (look, then motion, then the pixel noise): changing it changes
+    # every clip of every synthetic data set.
+    look = _draw_look(g, size)
+    state = _draw_motion(g, CLASSES[cls], frames, size)  # (T, 5)
+    video = _paint(look, state, size)  # (T, H, W, 3) in [0, 1]
+    video.add_(torch.randn(video.shape, generator=g).mul_(look.noise_std))
+    return video.clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8), state
 
+
+@dataclass(frozen=True)
+class _Look:
+    """How one clip looks, whatever its class does: background, the object's shape, colours and
+    texture, its spot, and the strength of the pixel noise."""
+
+    background: Tensor  # (H, W, 3)
+    obj_colours: Tensor  # (2, 3)
+    spot_colour: Tensor  # (3,)
+    shape: int  # disc, square, triangle
+    stripe_angle: float
+    stripe_freq: float
+    stripe_phase: float
+    stripe_weight: float
+    obj_noise: Tensor  # (1, 1, 6, 6)
+    noise_std: float
+
+
+def _draw_look(g: torch.Generator, size: int) -> _Look:
     # Background: two random colours blended by a smooth texture.
     bg_colours = torch.rand(2, 3, generator=g)
     bg_tex = _smooth_noise(g, size)  # (H, W)
@@ -124,19 +150,27 @@ def render_clip(label: int | str, *, seed: int, frames: int = 16, size: int = 11
         if torch.linalg.vector_norm(obj_colours - spot_colour, dim=1).min() >= 0.45:
             break
         spot_colour = torch.rand(3, generator=g)
-    shape = _randint(g, 0, 3)  # disc, square, triangle
-    stripe_angle = _uniform(g, 0.0, math.pi)
-    stripe_freq = _uniform(g, 4.0, 9.0)
-    stripe_phase = _uniform(g, 0.0, 2 * math.pi)
-    stripe_weight = _uniform(g, 0.4, 0.8)
-    obj_noise = torch.rand(1, 1, 6, 6, generator=g)
-    noise_std = _uniform(g, *_NOISE)
+    return _Look(
+        background=background,
+        obj_colours=obj_colours,
+        spot_colour=spot_colour,
+        shape=_randint(g, 0, 3),
+        stripe_angle=_uniform(g, 0.0, math.pi),
+        stripe_freq=_uniform(g, 4.0, 9.0),
+        stripe_phase=_uniform(g, 0.0, 2 * math.pi),
+        stripe_weight=_uniform(g, 0.4, 0.8),
+        obj_noise=torch.rand(1, 1, 6, 6, generator=g),
+        noise_std=_uniform(g, *_NOISE),
+    )
 
-    # Kinematics: centre, angle, radius and brightness offset per frame, centred on the middle frame so the
-    # middle frame's state has the same distribution for every class.
+
+def _draw_motion(g: torch.Generator, name: str, frames: int, size: int) -> Tensor:
+    """The object's state `(frames, 5)` (centre x, centre y, radius, angle, brightness offset) as class
+    `name` moves it."""
+    px = size / 112.0  # all pixel constants are for 112-pixel frames
+    # Centred on the middle frame so the middle frame's state has the same distribution for every class.
     t = torch.arange(frames, dtype=torch.float32) - (frames - 1) / 2  # (T,)
     span = float(frames - 1)
-    name = CLASSES[cls]
     radius = _uniform(g, *_RADIUS) * px
     angle0 = _uniform(g, 0.0, 2 * math.pi)
     cx = torch.full((frames,), _uniform(g, _MARGIN * px, size - _MARGIN * px))
@@ -172,7 +206,13 @@ def render_clip(label: int | str, *, seed: int, frames: int = 16, size: int = 11
         on = ((torch.arange(frames) + phase) % period) < (period + 1) // 2
         glow = torch.where(on, swing, -swing)
     # "still" keeps the constant state.
+    return torch.stack([cx, cy, radii, angle, glow], dim=1)  # (T, 5)
 
+
+def _paint(look: _Look, state: Tensor, size: int) -> Tensor:
+    """The frames `(T, H, W, 3)` in [0, 1] (before noise) of the object `look` in `state` `(T, 5)`."""
+    frames = state.shape[0]
+    cx, cy, radii, angle, glow = state.unbind(1)
     # Object coordinates of every pixel in every frame: u = R(-angle) (p - c) / radius.
     coords = torch.arange(size, dtype=torch.float32) + 0.5
     dx = coords.view(1, 1, size) - cx.view(frames, 1, 1)  # (T, 1, W)
@@ -183,9 +223,9 @@ def render_clip(label: int | str, *, seed: int, frames: int = 16, size: int = 11
     uy = (-sin * dx + cos * dy) / r
 
     # Signed distance to the outline in object units, then in pixels for an anti-aliased edge.
-    if shape == 0:
+    if look.shape == 0:
         dist = torch.sqrt(ux * ux + uy * uy) - 1.0
-    elif shape == 1:
+    elif look.shape == 1:
         dist = torch.maximum(ux.abs(), uy.abs()) - 0.82
     else:
         normals = [(math.cos(a), math.sin(a)) for a in (math.pi / 2 + k * 2 * math.pi / 3 for k in range(3))]
@@ -194,25 +234,28 @@ def render_clip(label: int | str, *, seed: int, frames: int = 16, size: int = 11
 
     # Texture painted on the object, so it moves, turns and scales with it.
     stripes = 0.5 + 0.5 * torch.sin(
-        stripe_freq * (ux * math.cos(stripe_angle) + uy * math.sin(stripe_angle)) + stripe_phase
+        look.stripe_freq * (ux * math.cos(look.stripe_angle) + uy * math.sin(look.stripe_angle))
+        + look.stripe_phase
     )
     grid = torch.stack([ux, uy], dim=-1) / 1.3  # (T, H, W, 2); the object fits in [-1, 1]
     blotches = F.grid_sample(
-        obj_noise.expand(frames, 1, 6, 6), grid, mode="bilinear", padding_mode="border", align_corners=False
+        look.obj_noise.expand(frames, 1, 6, 6),
+        grid,
+        mode="bilinear",
+        padding_mode="border",
+        align_corners=False,
     )[:, 0]  # (T, H, W)
-    tex = (stripe_weight * stripes + (1 - stripe_weight) * blotches)[..., None]  # (T, H, W, 1)
+    w = look.stripe_weight
+    tex = (w * stripes + (1 - w) * blotches)[..., None]  # (T, H, W, 1)
     # The flash is added rather than multiplied: a dark object must flash as visibly as a bright one.
     # The spot sits on the object's x axis, so it points along the object's angle.
     spot_dist = torch.sqrt((ux - SPOT_OFFSET) ** 2 + uy * uy) - _SPOT_RADIUS
     spot = (0.5 - spot_dist * r).clamp_(0.0, 1.0)[..., None]  # (T, H, W, 1)
-    base = obj_colours[0] + glow.view(frames, 1, 1, 1)  # (T, 1, 1, 3)
-    colour = torch.addcmul(base, tex, obj_colours[1] - obj_colours[0])  # (T, H, W, 3)
-    colour = torch.lerp(colour, spot_colour + glow.view(frames, 1, 1, 1), spot).clamp_(0.0, 1.0)
-
-    video = colour.sub_(background).mul_(alpha).add_(background)  # (T, H, W, 3), alpha-blended
-    video.add_(torch.randn(video.shape, generator=g).mul_(noise_std))
-    state = torch.stack([cx, cy, radii, angle, glow], dim=1)  # (T, 5)
-    return video.clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8), state
+    obj = look.obj_colours
+    base = obj[0] + glow.view(frames, 1, 1, 1)  # (T, 1, 1, 3)
+    colour = torch.addcmul(base, tex, obj[1] - obj[0])  # (T, H, W, 3)
+    colour = torch.lerp(colour, look.spot_colour + glow.view(frames, 1, 1, 1), spot).clamp_(0.0, 1.0)
+    return colour.sub_(look.background).mul_(alpha).add_(look.background)  # alpha-blended
 
 
 def make_dataset(n_per_class: int, *, seed: int, frames: int = 16, size: int = 112) -> tuple[Tensor, Tensor]:

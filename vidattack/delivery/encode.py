@@ -31,6 +31,7 @@ import logging
 import os
 import pathlib
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -42,6 +43,15 @@ import torch
 from vidattack.delivery.spec import CODECS, DeliverySpec
 from vidattack.errors import BadParameterError, OutputExistsError, VidattackError
 from vidattack.video import Video
+from vidattack.video.mux import (
+    AudioRefused,
+    Muxer,
+    add_video_stream,
+    end_time,
+    nominal_rate,
+    open_audio_source,
+    timed_packets,
+)
 
 __all__ = ["DeliveryFile", "mp4_top_level_boxes", "roundtrip", "write_delivery"]
 
@@ -97,10 +107,6 @@ def _reason(error: BaseException) -> str:
     return str(strerror) if strerror else (str(error) or type(error).__name__)
 
 
-def _nominal_rate(video: Video) -> Fraction:
-    return video.rate or Fraction(video.fps).limit_denominator(1001)
-
-
 def _to_yuv420p(array: np.ndarray, matrix: str) -> av.VideoFrame:
     # AREA makes swscale's 4:2:0 chroma the mean of each 2x2 block: the step colour.yuv420_path models.
     frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24")
@@ -122,14 +128,19 @@ def _add_video_stream(
     time_base: Fraction,
     matrix: str,
     threads: int,
+    rotation: int = 0,
 ) -> av.video.stream.VideoStream:
-    stream = output.add_stream(spec.encoder, rate=rate, options=spec.encoder_options(crf, threads))
-    if not isinstance(stream, av.video.stream.VideoStream):
-        raise VidattackError(f"{spec.encoder} is not a video encoder")
-    stream.width, stream.height = size
-    stream.pix_fmt = "yuv420p"
-    stream.codec_context.time_base = time_base
-    stream.time_base = time_base
+    options = spec.encoder_options(crf, threads)
+    stream = add_video_stream(
+        output,
+        spec.encoder,
+        options,
+        rate=rate,
+        size=size,
+        pix_fmt="yuv420p",
+        time_base=time_base,
+        rotation=rotation,
+    )
     # Tag the bitstream (H.264 VUI / VP9 colour config) so players convert back with the same matrix.
     ctx = stream.codec_context
     ctx.colorspace, ctx.color_primaries, ctx.color_trc = _TAGS[matrix]
@@ -261,7 +272,7 @@ def write_delivery(
     try:
         audio = _encode_file(video, tmp, spec, crf, matrix, threads, audio_source, notes)
         os.replace(tmp, out)
-    except (av.FFmpegError, OSError, ValueError) as e:
+    except (av.FFmpegError, OSError, ValueError, AudioRefused) as e:
         tmp.unlink(missing_ok=True)
         raise VidattackError(f"could not write {out}: {_reason(e)}") from e
     except BaseException:
@@ -297,26 +308,23 @@ def _encode_file(
     audio_source: pathlib.Path | None,
     notes: list[str],
 ) -> str | None:
-    rate = _nominal_rate(video)
+    rate = nominal_rate(video)
     k = video.rotation // 90
-    height, width = video.height + video.height % 2, video.width + video.width % 2
-    if k % 2:  # stored sideways, shown upright through the display matrix
-        height, width = width, height
-    end_time = video.pts[-1] * video.time_base + 1 / rate
+    size = (video.width + video.width % 2, video.height + video.height % 2)  # upright, even
     # Fast start: the muxer writes moov at the end, then moves it before mdat in a second pass.
     options = {"movflags": "+faststart"} if spec.muxer == "mp4" else {}
     audio_text: str | None = None
     with contextlib.ExitStack() as stack:
         output = stack.enter_context(av.open(str(target), mode="w", format=spec.muxer, options=options))
-        stream = _add_video_stream(output, spec, crf, (width, height), rate, video.time_base, matrix, threads)
-        if video.rotation:
-            stream.set_display_rotation(video.rotation)
-        packets: list[tuple[Fraction, int, av.Packet]] = []
-        audio_packets: list[av.Packet] = []
-        if audio_source is not None:
-            source = stack.enter_context(av.open(str(audio_source), mode="r", metadata_errors="replace"))
-            if source.streams.audio:
-                audio_packets, audio_text = _audio(source, output, spec.muxer, end_time, notes)
+        stream = _add_video_stream(
+            output, spec, crf, size, rate, video.time_base, matrix, threads, rotation=video.rotation
+        )
+        audio = None
+        opened = open_audio_source(stack, audio_source) if audio_source is not None else None
+        if opened is not None:
+            audio_out, packets, audio_text = _audio(*opened, output, spec.muxer, end_time(video), notes)
+            audio = (audio_out, packets)
+        mux = Muxer(output, spec.muxer, audio)
         for i in range(video.num_frames):
             array = _even_pad(video.frames[i].cpu().numpy())
             if k:
@@ -324,45 +332,29 @@ def _encode_file(
             frame = _to_yuv420p(array, matrix)
             frame.pts = video.pts[i]
             frame.time_base = video.time_base
-            packets.extend(_timed(stream.encode(frame), 0))
-        packets.extend(_timed(stream.encode(None), 0))
-        packets.extend(_timed(audio_packets, 1))
-        # Interleave by decode time so a player streaming the file finds audio next to its video.
-        for _, _, packet in sorted(packets, key=lambda p: (p[0], p[1])):
-            output.mux(packet)
+            # muxed as encoded, the audio interleaved by time: a player streaming the file finds
+            # audio next to its video
+            mux.video(stream.encode(frame))
+        mux.video(stream.encode(None))
+        mux.finish()
     return audio_text
-
-
-def _timed(packets: list[av.Packet], order: int) -> list[tuple[Fraction, int, av.Packet]]:
-    out = []
-    for p in packets:
-        if p.dts is None or p.time_base is None:
-            continue
-        out.append((p.dts * p.time_base, order, p))
-    return out
 
 
 def _audio(
     source: av.container.InputContainer,
+    audio_in: av.audio.stream.AudioStream,
     output: av.container.OutputContainer,
     muxer: str,
-    end_time: Fraction,
+    end: Fraction,
     notes: list[str],
-) -> tuple[list[av.Packet], str]:
-    audio_in = source.streams.audio[0]
+) -> tuple[av.audio.stream.AudioStream, Iterator[tuple[Fraction, av.Packet]], str]:
+    # The audio stream and its timed packets: copied when the container holds the codec, else
+    # re-encoded (AAC for MP4, Opus for WebM); a text for the report says which.
     name = audio_in.codec_context.name
     holds, fallback = _AUDIO[muxer]
     if name in holds:
         audio_out = output.add_stream_from_template(audio_in)
-        copied = []
-        for packet in source.demux(audio_in):
-            if packet.dts is None or packet.size == 0 or packet.time_base is None:
-                continue  # the demuxer's flush packet, or one that cannot be placed
-            if packet.dts * packet.time_base >= end_time:
-                break  # audio past the end of the video is left out
-            packet.stream = audio_out
-            copied.append(packet)
-        return copied, f"copied {name}"
+        return audio_out, timed_packets(source.demux(audio_in), end), f"copied {name}"
     # Re-encode: WebM takes only Opus/Vorbis; MP4 players expect AAC.
     rate = 48000 if fallback == "libopus" else (audio_in.codec_context.sample_rate or 48000)
     encoder = output.add_stream(fallback, rate=rate)
@@ -377,7 +369,7 @@ def _audio(
     resampler = av.AudioResampler(format=encoder_format, layout=layout, rate=rate)
     encoded: list[av.Packet] = []
     for frame in source.decode(audio_in):
-        if frame.time is not None and frame.time >= end_time:
+        if frame.time is not None and frame.time >= end:
             break
         frame.pts = None  # let the resampler and encoder count samples from 0
         for piece in resampler.resample(frame):
@@ -387,7 +379,7 @@ def _audio(
     encoded.extend(encoder.encode(None))
     target = "opus" if fallback == "libopus" else fallback
     notes.append(f"{muxer} cannot hold {name} audio: re-encoded to {target}")
-    return encoded, f"re-encoded {name} -> {target}"
+    return encoder, timed_packets(encoded, None), f"re-encoded {name} -> {target}"
 
 
 def mp4_top_level_boxes(path: str | os.PathLike[str]) -> list[str]:

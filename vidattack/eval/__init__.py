@@ -17,7 +17,7 @@ The command is `vidattack eval` (`vidattack/cli/eval.py`): it parses DATASET and
 calls only `load_dataset`, `build_grid`, `run_eval` (or `merge` for `--merge DIR...`), then prints
 `EvalRun.rows`. Budgets: `--eps` is each attack's own budget through the registry's common options;
 an additive eps e < 1 given to a ratio-bounded attack (MultAV-Linf and its region variants) becomes
-the ratio bound 1 + e (`grid.ratio_text` says why). `--stop-when-fooled MARGIN` reaches the attacks
+the ratio bound 1 + e (`vidattack.budget` says why). `--stop-when-fooled MARGIN` reaches the attacks
 that can stop early (`Attack.stops_when_fooled`) through `Config.stop_when_fooled`. `--delivery SPEC`
 (`build_grid(delivery=parse_delivery("h264:crf=23"))`, part of every key) also encodes each written
 lossless video with that lossy codec and judges the decoded copy: records gain `delivered`,

@@ -10,93 +10,19 @@ mixed with the old ones).
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from vidattack.budget import Budget, attack_with_budget, parse_budget
 from vidattack.errors import BadParameterError, UsageError
+from vidattack.pipeline.spec import UNTARGETED, JobSpec, check_target, jsonable, model_identity, result_key
 
 if TYPE_CHECKING:
     from vidattack.attacks.base import Attack
     from vidattack.delivery.spec import DeliverySpec
     from vidattack.models.view import ModelView
-
-UNTARGETED = "untargeted"
-TARGET_MODES = ("random", "least-likely")
-
-
-def attack_from_text(
-    name: str,
-    settings: Mapping[str, str],
-    *,
-    eps: str | None = None,
-    alpha: str | None = None,
-    steps: str | None = None,
-) -> Attack:
-    """An attack from command-line text, `eps`/`alpha`/`steps` meaning the attack's own budget,
-    step size and iteration count (the registry's mapping: `eps_m` for MultAV); an additive `eps` or
-    `alpha` below 1 given to a ratio-bounded parameter becomes the ratio 1 + value (`ratio_text`)."""
-    from vidattack.attacks.registry import attack_class, get_attack_from_text
-
-    cls = attack_class(name)
-    return get_attack_from_text(
-        name,
-        dict(settings),
-        eps=ratio_text(cls, "eps", eps),
-        alpha=ratio_text(cls, "alpha", alpha),
-        steps=steps,
-    )
-
-
-def own_parameter(cls: type[Attack], option: str) -> str | None:
-    """The attack's own parameter a common option (`eps`, `alpha`, `steps`) sets; None if it has none."""
-    try:
-        return cls.common_parameter(option)
-    except BadParameterError:
-        return None
-
-
-def ratio_text(cls: type[Attack], option: str, text: str | None) -> str | None:
-    """`text` as the attack's own `option` parameter takes it: unchanged, except that an additive
-    value e < 1 given to a ratio-bounded parameter (one whose minimum is 1: MultAV-Linf's `eps_m`
-    and `alpha_m`, and its region variants') becomes the ratio bound 1 + e.
-
-    Why 1 + e: a pixel in [0, 1] kept within max(x'/x, x/x') <= 1 + e moves by at most e / (1 + e)
-    < e, so the multiplicative attack stays inside the additive Linf ball of the same e, short of its
-    edge by e^2 / (1 + e) (under 0.25/255 for e up to 8/255). A grid `--eps 1/255,2/255,4/255` then
-    compares PGD and MultAV at (nearly) the same pixel budget. Values >= 1 are ratio bounds as given
-    (`--eps multav-linf=1.04`). MultAV-L2's `eps_m` (a norm of the log-ratio, any value >= 0) is
-    taken as given.
-    """
-    if text is None:
-        return None
-    own = own_parameter(cls, option)
-    spec = next((s for s in cls.params() if s.name == own), None)
-    if spec is None or spec.min != 1:
-        return text
-    from vidattack.attacks.params import parse_number
-
-    try:
-        value = parse_number(text)
-    except ValueError:
-        return text  # the attack's own parser says what is wrong with it
-    return repr(1.0 + value) if 0 <= value < 1 else text
-
-
-def _jsonable(value: Any) -> Any:
-    """Hyperparameter values as JSON with a canonical form (tuples as lists, floats exact)."""
-    if isinstance(value, bool | int | str) or value is None:
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    return str(value)
 
 
 def budget_value(text: str | None) -> float | None:
@@ -140,26 +66,25 @@ class Config:
 
     @property
     def key(self) -> str:
-        """16 hex digits of a hash of attack, resolved params, model identity, seed, target mode,
-        early-stop margin, delivery encode and robust-to encode (the last three hashed only when set,
-        so the keys of runs without them stay as they were). Both encodes are hashed in their
-        resolved form (`DeliverySpec.describe()`), so `h264` and `h264:crf=23,preset=medium` share a
-        key; the robust-to one with its EOT draws and low-pass too (`robust_key`)."""
-        fields: dict[str, Any] = {
-            "attack": self.attack,
-            "params": self.params,
-            "model": self.model,
-            "seed": self.seed,
-            "target": self.target,
-        }
-        if self.stop_when_fooled is not None:
-            fields["stop_when_fooled"] = self.stop_when_fooled
-        if self.delivery is not None:
-            fields["delivery"] = self.delivery.describe()
-        if self.robust_to is not None:
-            fields["robust_to"] = robust_key(self.robust_to)
-        blob = json.dumps(fields, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+        """The key of this cell's job (`JobSpec.key`): 16 hex digits digesting attack, resolved
+        params, model identity, seed, target mode, and when set the early-stop margin, the delivery
+        encode and the robust-to encode."""
+        return result_key(self.attack, self.params, self.model, self)
+
+    @functools.cached_property
+    def spec(self) -> JobSpec:
+        """This cell as the job every video of it runs (an eval writes no report, heatmaps or plots:
+        its records hold the numbers; the lossless file is kept or not by `WorkOptions.outputs`)."""
+        return JobSpec(
+            attack=self.make_attack(),
+            target=self.target,
+            seed=self.seed,
+            stop_when_fooled=self.stop_when_fooled,
+            delivery=self.delivery,
+            robust_to=self.robust_to,
+            kinds=frozenset({"adv"}),
+            overwrite=True,  # a rerun redoes only pairs without a record, whose file is a leftover
+        )
 
     @property
     def budget_value(self) -> float | None:
@@ -185,9 +110,11 @@ class Config:
 
     def make_attack(self) -> Attack:
         """A fresh attack instance for this configuration (cheap; made in each worker)."""
-        return attack_from_text(
-            self.attack, self.settings, eps=self.budget, alpha=self.alpha, steps=self.steps
-        )
+        return attack_with_budget(self.attack, self.settings, self.budget_texts())
+
+    def budget_texts(self) -> Budget:
+        """`--eps`, `--alpha`, `--steps` of this cell, parsed (`vidattack.budget`)."""
+        return parse_budget(self.budget, self.alpha, self.steps)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -231,37 +158,6 @@ class Config:
                 f"configuration {d['key']} does not hash to its key (got {cfg.key}); was it edited?"
             )
         return cfg
-
-
-def robust_key(spec: DeliverySpec) -> dict[str, Any]:
-    """What a `--robust-to` spec makes the attack see, for the key: the resolved encode, and the EOT
-    draws per forward pass and backward low-pass that `describe()` leaves out, with
-    `robust_model`'s defaults filled in (so `eot=1` and no `eot` share a key)."""
-    from vidattack.delivery.simulate import DEFAULT_SIGMA
-
-    eot = 1 if spec.eot is None else spec.eot
-    sigma = DEFAULT_SIGMA if spec.sigma is None else spec.sigma
-    return {**spec.describe(), "eot": eot, "sigma": float(sigma)}
-
-
-def model_identity(view: ModelView) -> str:
-    """What the key records of the model: its weights' sha256 when known, else its name."""
-    return f"sha256:{view.sha256}" if view.sha256 else f"name:{view.name}"
-
-
-def check_target(target: str, view: ModelView) -> str:
-    """A `--target` value in canonical form: `untargeted`, `random`, `least-likely` or a label name."""
-    t = target.strip()
-    if t.lower() in ("", "none", UNTARGETED):
-        return UNTARGETED
-    if t.lower() in TARGET_MODES:
-        return t.lower()
-    from vidattack.criteria import resolve_target
-
-    try:
-        return view.labels[resolve_target(view, t)]
-    except BadParameterError as e:
-        raise BadParameterError(f"--target: {e} (or random, least-likely)") from None
 
 
 def build_grid(
@@ -320,7 +216,7 @@ def build_grid(
                 "iterative attacks on the shared loop can); leave the option out"
             )
         classes[able[0]].check_stop_when_fooled(stop_when_fooled)  # the margin itself
-    target_modes = [check_target(t, view) for t in targets] or [UNTARGETED]
+    target_modes = [check_target(t, view, modes=True) for t in targets] or [UNTARGETED]
     configs: list[Config] = []
     seen: set[str] = set()
     for name in attacks:
@@ -331,11 +227,11 @@ def build_grid(
         budgets: list[str | None] = list(texts) or [None]
         for budget in budgets:
             try:
-                instance = attack_from_text(name, mine, eps=budget, alpha=alpha, steps=steps)
+                instance = attack_with_budget(name, mine, parse_budget(budget, alpha, steps))
             except BadParameterError as e:
                 where = f"--eps {budget} for {name}" if budget is not None else name
                 raise BadParameterError(f"{where}: {e}") from None
-            params = _jsonable(instance.hyperparameters())
+            params = jsonable(instance.hyperparameters())
             for target in target_modes:
                 cfg = Config(
                     attack=name,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,12 +30,11 @@ from vidattack.eval.summary import SummaryRow, summarize, write_summary
 from vidattack.eval.worker import WorkOptions
 
 if TYPE_CHECKING:
+    from vidattack.attacks.context import StepFn
     from vidattack.data.datasets import Dataset, Item
     from vidattack.models.view import ModelView
 
 log = logging.getLogger("vidattack")
-
-ProgressFn = Callable[[int, int], None]
 
 
 @dataclass
@@ -70,7 +69,7 @@ def run_eval(
     precision: str = "fp32",
     fsync_every: int = 16,
     info: Sequence[str] = (),
-    progress: ProgressFn | None = None,
+    progress: StepFn | None = None,
 ) -> EvalRun:
     """Run every configuration on every video of `dataset` (or of its shard `(K, N)`) into `out_dir`.
 
@@ -90,19 +89,7 @@ def run_eval(
             without `verify`.
     """
     start = time.perf_counter()
-    if not configs:
-        raise UsageError("expected at least one configuration")
-    keys = [c.key for c in configs]
-    if len(set(keys)) != len(keys):
-        raise UsageError("expected distinct configurations, got the same one twice")
-    delivering = [c for c in configs if c.delivery is not None]
-    if delivering and not verify:
-        raise UsageError(
-            f"expected verify=True with a delivery ({delivering[0].delivery}): the delivery copy is "
-            "encoded from the written lossless file, which verify=False does not write"
-        )
-    if chunk_size < 1:
-        raise UsageError(f"expected a chunk size >= 1, got {chunk_size}")
+    _check(configs, verify=verify, chunk_size=chunk_size)
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -121,22 +108,8 @@ def run_eval(
     results = out / RESULTS_NAME
     done = done_pairs(read_records(results))
     total = len(dataset) * len(configs)
-    # Per video, the configurations it still needs; videos needing none are not sent anywhere.
-    todo: list[tuple[Item, list[Config]]] = []
-    for item in dataset:
-        missing = [c for c in configs if (c.key, item.id) not in done]
-        if missing:
-            todo.append((item, missing))
-    skipped = total - sum(len(m) for _, m in todo)
+    chunks, skipped = _chunks(dataset, configs, done, chunk_size)
     log.info("%d of %d records already in %s", skipped, total, results)
-
-    # Chunks group videos that need the same configurations (all of them, in a fresh run).
-    chunks: list[tuple[list[Item], list[Config]]] = []
-    for item, missing in todo:
-        if chunks and chunks[-1][1] == missing and len(chunks[-1][0]) < chunk_size:
-            chunks[-1][0].append(item)
-        else:
-            chunks.append(([item], missing))
 
     options = WorkOptions(
         device=device,
@@ -174,3 +147,40 @@ def run_eval(
         seconds=time.perf_counter() - start,
         files=files,
     )
+
+
+def _check(configs: Sequence[Config], *, verify: bool, chunk_size: int) -> None:
+    if not configs:
+        raise UsageError("expected at least one configuration")
+    keys = [c.key for c in configs]
+    if len(set(keys)) != len(keys):
+        raise UsageError("expected distinct configurations, got the same one twice")
+    delivering = [c for c in configs if c.delivery is not None]
+    if delivering and not verify:
+        raise UsageError(
+            f"expected verify=True with a delivery ({delivering[0].delivery}): the delivery copy is "
+            "encoded from the written lossless file, which verify=False does not write"
+        )
+    if chunk_size < 1:
+        raise UsageError(f"expected a chunk size >= 1, got {chunk_size}")
+
+
+def _chunks(
+    dataset: Dataset, configs: Sequence[Config], done: set[tuple[str, str]], chunk_size: int
+) -> tuple[list[tuple[list[Item], list[Config]]], int]:
+    """The work left: chunks of up to `chunk_size` videos that need the same configurations (all of
+    them, in a fresh run), and how many (configuration, video) pairs `done` already holds."""
+    # Per video, the configurations it still needs; videos needing none are not sent anywhere.
+    todo: list[tuple[Item, list[Config]]] = []
+    for item in dataset:
+        missing = [c for c in configs if (c.key, item.id) not in done]
+        if missing:
+            todo.append((item, missing))
+    skipped = len(dataset) * len(configs) - sum(len(m) for _, m in todo)
+    chunks: list[tuple[list[Item], list[Config]]] = []
+    for item, missing in todo:
+        if chunks and chunks[-1][1] == missing and len(chunks[-1][0]) < chunk_size:
+            chunks[-1][0].append(item)
+        else:
+            chunks.append(([item], missing))
+    return chunks, skipped

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
@@ -334,8 +333,3 @@ def merge(dirs: Sequence[str | Path], out_dir: str | Path | None = None) -> list
         write_configs(out, configs.values())
         write_summary(out, rows)
     return rows
-
-
-def rows_as_json(rows: Sequence[SummaryRow]) -> str:
-    """The rows as a JSON list (for `--json` output)."""
-    return json.dumps([r.to_dict() for r in rows], indent=2)

@@ -1,19 +1,14 @@
 """The work of one video under every configuration: what a local loop or a Ray task runs.
 
 Per video: decode (or render) it and classify the clip the model samples, once; then per
-configuration, through the pipeline's stages (`vidattack.pipeline.stages`, the code `vidattack
-perturb` runs): `sample` the model's frames for the attack, `run_attack`, and with `verify` `write`
-the lossless file and `verify` it (decode it, classify it again, measure the perturbation on the
-decoded frames). A configuration with a `delivery` then encodes the written lossless file with it
-beside it (`ID.delivery.mp4` / `.webm`, `vidattack.pipeline.delivery.deliver`), decodes and classifies
-that copy as `verify_delivery` does (`predict_delivered`), and records `delivered` (the class index),
-`success_after_delivery` and `delivery_bytes` (all None for a video not attacked or a configuration
-without a delivery). A configuration with a `robust_to` gives the attack the model seen through that
-delivery encode (`robust_model`, as `perturb --robust-to` does) and still judges its output on the
-lossless tensors (`unwrap_robust`), never on one EOT draw of the encode; its records count the real
-encodes the attack made (`encodes`, None for a video not attacked or a configuration without one).
-The result is a list of plain-dict records, so any executor can ship them back to the driver, which
-alone writes `results.jsonl`.
+configuration, the pipeline's one job runner (`vidattack.pipeline.run.run_job`, what `vidattack
+perturb` runs) on the decoded video with the configuration's `JobSpec` (`Config.spec`): target
+resolved, attack run (through the `robust_to` encode when set), the lossless file written and verified
+(with `verify`), the `delivery` copy written and judged (or `robust_to`'s check encode, as perturb
+makes it), and the `Report` turned into a record here (and nothing more). Records judge success
+against the video's true label; a video the model gets wrong is not attacked unless
+`attack_misclassified`. The result is a list of plain-dict records, so any executor can ship them
+back to the driver, which alone writes `results.jsonl`.
 """
 
 from __future__ import annotations
@@ -24,19 +19,22 @@ import re
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from vidattack.eval.grid import UNTARGETED, Config, _jsonable
-from vidattack.precision import attack_precision
+from vidattack.eval.grid import Config
+from vidattack.pipeline.outputs import Outputs
+from vidattack.pipeline.spec import jsonable
+from vidattack.pipeline.stages import unchanged_stats
+from vidattack.precision import resolve_for_model
 
 if TYPE_CHECKING:
     from vidattack.data.datasets import Item
     from vidattack.models.view import ModelView
-    from vidattack.pipeline.stages import AttackOutcome, Sampled
+    from vidattack.pipeline.report import Report
     from vidattack.video import SampledFrames
 
 log = logging.getLogger("vidattack")
@@ -53,7 +51,7 @@ class WorkOptions:
     writes them to a temporary folder only to verify. `attack_misclassified`: also attack videos the
     model already gets wrong (off: they count as not robust without spending an attack on them).
     `threads`: torch CPU threads in a worker (0 leaves torch's setting). `precision`: the attacks'
-    `vidattack.precision` (`auto|fp32|bf16|fp16`; clean and robust accuracy are judged in fp32). `info`: entries of the
+    `--precision` (`auto|fp32|bf16|fp16`, resolved per model; judged in fp32). `info`: entries of the
     attack's `result.info` to copy into each record's `info` field, as JSON (those the attack
     reports; none for a video not attacked); empty, records have no `info` field.
     """
@@ -71,23 +69,6 @@ def video_seed(seed: int, video_id: str) -> int:
     """The seed of one video under a configuration seed: stable across processes and machines."""
     digest = hashlib.sha256(f"{seed}\0{video_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big") % (2**31)
-
-
-def resolve_target(mode: str, view: ModelView, label: int, clean_lp: torch.Tensor, seed: int) -> int | None:
-    """The target class of one video: None (untargeted), a random class other than the true label
-    (seeded per video), the clean prediction's least likely class, or a fixed label."""
-    if mode == UNTARGETED:
-        return None
-    k = view.num_classes
-    if mode == "random":
-        g = torch.Generator().manual_seed(seed)
-        choice = int(torch.randint(0, k - 1, (), generator=g))
-        return choice if choice < label else choice + 1  # uniform over the classes except `label`
-    if mode == "least-likely":
-        return int(clean_lp.argmin())
-    from vidattack.criteria import resolve_target as label_index
-
-    return label_index(view, mode)
 
 
 def safe_name(video_id: str) -> str:
@@ -128,7 +109,7 @@ def evaluate_item(
     records = []
     for cfg in configs:
         try:
-            records.append(_attack_one(view, video, clean_lp, item, cfg, options, dev))
+            records.append(_attack_one(view, video, clean_lp, item, cfg, options))
         except Exception as e:  # one bad video or attack never stops the batch
             log.warning("%s under %s: %s", item.id, cfg.label, e)
             records.append(_failed(cfg, item, f"{type(e).__name__}: {e}"))
@@ -153,8 +134,7 @@ def evaluate_chunk(
     """`evaluate_item` over several videos (the unit of work an executor ships)."""
     if options.threads:
         torch.set_num_threads(options.threads)
-    with attack_precision(options.precision):
-        return [rec for item in items for rec in evaluate_item(view, item, configs, options)]
+    return [rec for item in items for rec in evaluate_item(view, item, configs, options)]
 
 
 def _attack_one(
@@ -164,58 +144,59 @@ def _attack_one(
     item: Item,
     cfg: Config,
     options: WorkOptions,
-    dev: torch.device,
 ) -> dict[str, Any]:
-    from vidattack.pipeline.stages import run_attack, sample
-
+    """The record of `cfg` on `item`: the job run by the pipeline's runner (`run_job`), its report
+    turned into a record; a video the model already gets wrong is not attacked (unless
+    `attack_misclassified`) and keeps its clean numbers."""
     start = time.perf_counter()
-    seed = video_seed(cfg.seed, item.id)
-    target = resolve_target(cfg.target, view, item.label, clean_lp, seed)
     clean = int(clean_lp.argmax())
-    attacked = clean == item.label or options.attack_misclassified
-    adversarial = reencoded = clean  # what a video nobody attacked keeps
-    delivered: Delivered | None = None  # none for a video not attacked or no delivery
-    queries, attack_seconds = 0, 0.0
-    encodes = None  # real delivery encodes of a --robust-to attack
-    stopped_at = None  # the step an early-stopping attack stopped after (None: it ran them all)
-    stats = unchanged_stats(video, video.frames)
-    info: dict[str, Any] = {}
-    if attacked:
-        # Untargeted, the attack pushes away from the clean prediction: the label of every video it
-        # attacks unless `attack_misclassified`.
-        attack = cfg.make_attack()
-        if cfg.delivery is not None and item.path is not None:
-            # the delivery encode decodes the written file whole: refuse one too large before the
-            # attack is spent on it, as `perturb --delivery` does (the file has the input's size)
-            from vidattack.pipeline.delivery import check_deliverable
+    if not (clean == item.label or options.attack_misclassified):
+        unchanged = unchanged_stats(video, video.frames)
+        return _record(cfg, item, view, None, clean=clean, stats=unchanged, start=start, options=options)
+    from vidattack.pipeline.run import Known, Skipped, run_job
 
-            check_deliverable(item.path, None, overwrite=True)
-        sampled = sample(video, view, attack, dev)
-        if cfg.robust_to is not None:
-            from vidattack.pipeline.delivery import through_delivery
+    precision = resolve_for_model(options.precision, options.device, view.net)
+    spec = replace(cfg.spec, device=options.device, verify=options.verify, precision=precision)
+    name = safe_name(item.id)
+    with tempfile.TemporaryDirectory(prefix="vidattack-eval-") as tmp:
+        folder = Path(options.outputs) / cfg.key if options.outputs is not None else Path(tmp)
+        known = Known(video, item.id, item.label, clean_lp, video_seed(cfg.seed, item.id))
+        report = run_job(spec, item.path, view, Outputs.for_stem(folder, name), known=known)
+    if isinstance(report, Skipped):  # never: an eval's jobs do not resume through reports
+        raise RuntimeError(f"{item.id}: an eval job was skipped")
+    stats = report.perturbation
+    return _record(cfg, item, view, report, clean=clean, stats=stats, start=start, options=options)
 
-            sampled = through_delivery(sampled, cfg.robust_to, fps=video.fps, seed=seed)
-        outcome = run_attack(sampled, attack, target=target, seed=seed, stop_when_fooled=cfg.stop_when_fooled)
-        outcome, encodes = judged_lossless(sampled, outcome)
-        stopped = outcome.result.info.get("stopped_at")  # one entry per video of the call
-        stopped_at = stopped[0] if isinstance(stopped, list) else stopped
-        adversarial = int(outcome.result.adversarial_labels[0])
-        queries = int(outcome.result.queries)
-        attack_seconds = float(outcome.result.seconds)
-        info = {k: _jsonable(outcome.result.info[k]) for k in options.info if k in outcome.result.info}
-        if options.verify:
-            stats, reencoded, delivered = _write_and_verify(
-                view, video, sampled, outcome, target, item, cfg, options
-            )
-        else:  # measured as `stages.verify` would on the written file, without one
-            stats = unchanged_stats(video, outcome.frames)
 
-    def judge(index: int | None) -> bool | None:
-        if index is None:
-            return None
-        return index == target if target is not None else index != item.label
+def _record(
+    cfg: Config,
+    item: Item,
+    view: ModelView,
+    report: Report | None,
+    *,
+    clean: int,
+    stats: dict[str, Any],
+    start: float,
+    options: WorkOptions,
+) -> dict[str, Any]:
+    """A report as an eval record (None: the video was not attacked). Success is judged against the
+    video's true label (`judge`), the robust-accuracy reading of "fooled"."""
+    from vidattack.pipeline.spec import judge
 
-    after_encode = reencoded if options.verify else None
+    target = None if report is None or report.target is None else report.target.index
+
+    def judged(index: int | None) -> bool | None:
+        return None if index is None else judge(index, item.label, target)
+
+    if report is None:  # what a video nobody attacked keeps
+        adversarial, reencoded = clean, clean if options.verify else None
+    else:
+        adversarial = report.adversarial.index
+        reencoded = None if report.reencoded is None else report.reencoded.index
+    part = None if report is None else report.delivery
+    delivered = None if part is None else part.prediction.index
+    info = {} if report is None else report.attack.info
+    robust = None if report is None else report.attack.robust_to
     record: dict[str, Any] = {
         "key": cfg.key,
         "video": item.id,
@@ -227,14 +208,15 @@ def _attack_one(
         "target": target,
         "clean": clean,
         "adversarial": adversarial,
-        "reencoded": after_encode,
-        "attacked": attacked,
-        "success": judge(adversarial),
-        "success_after_encode": judge(after_encode),
-        # judged on the delivery copy of the written file, decoded again (`Config.delivery`)
-        "delivered": delivered.index if delivered is not None else None,
-        "success_after_delivery": judge(delivered.index if delivered is not None else None),
-        "delivery_bytes": delivered.size_bytes if delivered is not None else None,
+        "reencoded": reencoded,
+        "attacked": report is not None,
+        "success": judged(adversarial),
+        "success_after_encode": judged(reencoded),
+        # judged on the delivery copy of the written file, decoded again (`Config.delivery`, or the
+        # check encode of `Config.robust_to` alone, as perturb makes it)
+        "delivered": delivered,
+        "success_after_delivery": judged(delivered),
+        "delivery_bytes": None if part is None else part.file.size_bytes,
         # in /255 units, on the decoded file when verified; ratio_max: the largest max(x'/x, x/x'),
         # null when unbounded (a black pixel changed), as in reports
         "linf": stats["linf"] * 255.0,
@@ -242,79 +224,19 @@ def _attack_one(
         "map": stats["map"] * 255.0,
         "ratio_max": stats["ratio_max"],
         "frames_perturbed": stats["frames_perturbed"],
-        "queries": queries,
-        "encodes": encodes,
-        "stopped_at": stopped_at,
-        "attack_seconds": attack_seconds,
+        "queries": 0 if report is None else int(report.queries),
+        "encodes": None if robust is None else int(robust["encodes"]),
+        "stopped_at": _stopped_at(info),
+        "attack_seconds": 0.0 if report is None else float(report.timing.attack),
         "seconds": time.perf_counter() - start,
         "status": "ok",
     }
     if options.info:
-        record["info"] = info
+        record["info"] = {k: jsonable(info[k]) for k in options.info if k in info}
     return record
 
 
-def judged_lossless(sampled: Sampled, outcome: AttackOutcome) -> tuple[AttackOutcome, int | None]:
-    """The outcome with its predictions those of the bound model on the lossless tensors (a
-    `--robust-to` attack judged them on its last EOT draw), and the number of real encodes the
-    attack made through the delivery encode (None when it saw the model itself)."""
-    from vidattack.pipeline.delivery import unwrap_robust
-
-    unwrapped, robust = unwrap_robust(sampled, outcome)
-    return unwrapped, None if robust is None else int(robust["encodes"])
-
-
-@dataclass(frozen=True)
-class Delivered:
-    """The delivery copy of one written file: the class the model gives it, and its size."""
-
-    index: int
-    size_bytes: int
-
-
-def _write_and_verify(
-    view: ModelView,
-    video: SampledFrames,
-    sampled: Sampled,
-    outcome: AttackOutcome,
-    target: int | None,
-    item: Item,
-    cfg: Config,
-    options: WorkOptions,
-) -> tuple[dict[str, Any], int, Delivered | None]:
-    """The `write` and `verify` stages: the perturbation measured on the written file and its
-    prediction; with `cfg.delivery`, the delivery copy of the written file and its prediction (None
-    without). The files go to `options.outputs/KEY/` when kept, else to a temporary folder."""
-    from vidattack.pipeline.delivery import deliver, predict_delivered
-    from vidattack.pipeline.stages import verify, write
-
-    suffix = item.path.suffix if item.path is not None and item.path.suffix else ".mp4"
-    name = f"{safe_name(item.id)}.adv{suffix}"
-    clean = int(outcome.result.clean_labels[0])
-    with tempfile.TemporaryDirectory(prefix="vidattack-eval-") as tmp:
-        folder = Path(options.outputs) / cfg.key if options.outputs is not None else Path(tmp)
-        folder.mkdir(parents=True, exist_ok=True)
-        # overwrite: a rerun redoes only pairs without a record, whose file is a leftover
-        written = write(video, sampled, outcome, folder / name, overwrite=True)
-        checked = verify(video, written, sampled, view, sampled.x.device, clean_index=clean, target=target)
-        delivered = None
-        if cfg.delivery is not None:
-            # from the written lossless file, as `perturb --delivery` does: what the attack produced
-            path = folder / f"{safe_name(item.id)}.delivery{cfg.delivery.extension}"
-            file = deliver(written, cfg.delivery, path, overwrite=True)
-            pred, _ = predict_delivered(file.path, view, sampled.x.device)
-            delivered = Delivered(index=pred.index, size_bytes=file.size_bytes)
-    return checked.stats, checked.reencoded.index, delivered
-
-
-def unchanged_stats(video: SampledFrames, adversarial: torch.Tensor) -> dict[str, Any]:
-    """The perturbation of a video whose sampled frames became `adversarial` `(T', H, W, 3)` uint8 and
-    whose other frames are unchanged, as the report measures it over the whole video."""
-    from vidattack.pipeline.report import reportable
-    from vidattack.video.compare import FrameDiff, frame_diff, summarize
-
-    changed = {
-        i: frame_diff(c, a) for i, c, a in zip(video.frame_ids, video.frames, adversarial, strict=True)
-    }
-    same = FrameDiff(0, 0, 0, 1.0, video.height * video.width * 3)
-    return reportable(summarize([changed.get(i, same) for i in range(video.num_frames)]))
+def _stopped_at(info: dict[str, Any]) -> int | None:
+    # the step an early-stopping attack stopped after (None: it ran them all); one entry per video
+    stopped = info.get("stopped_at")
+    return stopped[0] if isinstance(stopped, list) else stopped

@@ -10,16 +10,14 @@ metadata: the architecture, the labels and the preprocessing.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 from safetensors import safe_open
 from safetensors.torch import load_file
-from torch import nn
 
 from vidattack.errors import BadCheckpointError
 from vidattack.files import sha256_file
-from vidattack.models.tiny import TinyC3D, TinyLRCN
+from vidattack.models.trained import TINY_ARCHS
 from vidattack.models.view import ModelView, Preprocess, check_labels
 
 DEFAULT_MODEL = "tiny-c3d"
@@ -31,8 +29,6 @@ BUNDLED: dict[str, str] = {
     "tiny-c3d-at-pgd": "tiny-c3d adversarially trained against pgd-linf (eps 4/255, alpha 1/255, 5 steps)",
     "tiny-c3d-at-multav": "tiny-c3d adversarially trained against multav-linf (eps_m 1.04, alpha_m 1.01, 5 steps)",
 }
-
-_ARCHS: dict[str, Callable[[int], nn.Module]] = {"TinyC3D": TinyC3D, "TinyLRCN": TinyLRCN}
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
@@ -68,9 +64,9 @@ def load_bundled(name: str) -> ModelView:
         raise BadCheckpointError(f"cannot read bundled weights {path}: {exc}") from exc
 
     arch = meta.get("arch", "")
-    if arch not in _ARCHS:
+    if arch not in TINY_ARCHS:
         raise BadCheckpointError(
-            f"expected arch {' or '.join(_ARCHS)} in the metadata of {path}, got {arch!r}"
+            f"expected arch {' or '.join(TINY_ARCHS)} in the metadata of {path}, got {arch!r}"
         )
     try:
         labels = json.loads(meta["labels"])
@@ -80,7 +76,7 @@ def load_bundled(name: str) -> ModelView:
     if not isinstance(labels, list) or not all(isinstance(lab, str) for lab in labels):
         raise BadCheckpointError(f"expected a JSON list of label strings in {path}, got {meta['labels']!r}")
 
-    net = _ARCHS[arch](len(labels))
+    net = TINY_ARCHS[arch][0](len(labels))
     try:
         net.load_state_dict(state)
     except RuntimeError as exc:

@@ -70,6 +70,4 @@ def check_fits(attack: Any, model: Any, model_name: str) -> None:
     fits = attacks_for(offers)
     hint = f"use {', '.join(fits)}" if fits else "no registered attack fits it"
     name = getattr(attack, "name", "") or type(attack).__name__
-    raise BadParameterError(
-        f"{model_name} gives {offers.describe()}, and {name} needs {needs.noun}: {hint}"
-    )
+    raise BadParameterError(f"{model_name} gives {offers.describe()}, and {name} needs {needs.noun}: {hint}")

@@ -47,6 +47,7 @@ from vidattack.models.labels import fit_labels, read_labels_arg
 from vidattack.models.messages import SHOWN, first_line
 from vidattack.models.pretrained import load_torchvision
 from vidattack.models.state_dict import view_from_state_dict
+from vidattack.models.trained import is_trained_file, load_trained
 from vidattack.models.view import ModelView
 from vidattack.models.whole_modules import view_from_pickled, view_from_torchscript
 
@@ -164,7 +165,7 @@ def _load_file(spec: str, path: Path, req: LoadRequest) -> ModelView:
     meta = CheckpointMeta()
     if kind == "safetensors":
         sd, st_meta = read_safetensors(path)
-        if _is_trained(st_meta):  # written by `vidattack train`: a tiny network or one with a denoiser
+        if is_trained_file(st_meta):  # written by `vidattack train`: a tiny network or one with a denoiser
             return _load_trained(spec, path, digest, sd, st_meta, req)
         meta.absorb(st_meta, f"safetensors metadata of {path.name}")
         meta.absorb(read_sidecar(path), "sidecar JSON", override=True)
@@ -184,17 +185,9 @@ def _load_file(spec: str, path: Path, req: LoadRequest) -> ModelView:
     return view_from_state_dict(spec, path, digest, sd, meta, req, what="state dict")
 
 
-def _is_trained(st_meta: dict[str, Any]) -> bool:
-    from vidattack.train.checkpoint import is_trained_file
-
-    return is_trained_file(st_meta)
-
-
 def _load_trained(
     spec: str, path: Path, digest: str, sd: dict[str, torch.Tensor], st_meta: dict[str, Any], req: LoadRequest
 ) -> ModelView:
-    from vidattack.train.checkpoint import load_trained
-
     view = load_trained(spec, path, digest, sd, st_meta, req.labels)
     if req.num_classes is not None and req.num_classes != view.num_classes:
         raise BadCheckpointError(

@@ -185,25 +185,6 @@ class ModelView:
     def label_of(self, index: int) -> str:
         return self.labels[index] if 0 <= index < len(self.labels) else str(index)
 
-    def index_of(self, label_or_index: str | int) -> int:
-        """Resolve a `--target` value: a label name, or an integer index."""
-        if isinstance(label_or_index, int) or str(label_or_index).lstrip("-").isdigit():
-            idx = int(label_or_index)
-            if not 0 <= idx < self.num_classes:
-                raise ValueError(f"expected a class index in [0, {self.num_classes - 1}], got {idx}")
-            return idx
-        name = str(label_or_index)
-        if name in self.labels:
-            return self.labels.index(name)
-        lowered = [lab.lower() for lab in self.labels]
-        if name.lower() in lowered:
-            return lowered.index(name.lower())
-        import difflib
-
-        close = difflib.get_close_matches(name, self.labels, n=3)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise ValueError(f"expected a label of model {self.name} or an index, got {name!r}{hint}")
-
 
 class BoundModel(nn.Module):
     """`ModelView` fixed to one frame plan: `(N, T', C, H, W)` in [0, 1] -> log-probabilities `(N, K)`.

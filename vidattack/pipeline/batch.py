@@ -24,7 +24,7 @@ log = logging.getLogger("vidattack")
 
 
 @dataclass(frozen=True)
-class Item:
+class Input:
     """One input of a batch: its path, its full stem (`clip.2020.mp4` -> `clip.2020`) and, for a file
     found by searching a folder input, the subfolder it was found in (mirrored under the output folder)."""
 
@@ -68,7 +68,7 @@ def expand_inputs(
     exclude: Path | None = None,
     null: bool = False,
     skip_own_outputs: bool = False,
-) -> list[Item]:
+) -> list[Input]:
     """Turn command-line inputs into items: folders are searched recursively for video files (hidden
     ones left out), `-` reads paths from stdin (`read_paths`; NUL-separated with `null`). Missing paths
     are kept (they fail later, as one item each). An input given twice is kept once.
@@ -81,7 +81,7 @@ def expand_inputs(
     from vidattack.pipeline.outputs import is_own_output
 
     excl = exclude.resolve() if exclude is not None else None
-    items: list[Item] = []
+    items: list[Input] = []
     seen: set[str] = set()
     skipped = 0
 
@@ -89,7 +89,7 @@ def expand_inputs(
         key = os.path.abspath(p)
         if key not in seen:
             seen.add(key)
-            items.append(Item(p, p.stem or p.name or "video", subdir))
+            items.append(Input(p, p.stem or p.name or "video", subdir))
 
     for raw in inputs:
         if raw == "-":
@@ -106,7 +106,9 @@ def expand_inputs(
             for f, sub in found:
                 add(p / sub / f.name, sub)
             if not found:
-                items.append(Item(p, p.name, error="this folder holds no video files (searched recursively)"))
+                items.append(
+                    Input(p, p.name, error="this folder holds no video files (searched recursively)")
+                )
         else:
             add(p)
     if skipped:
@@ -114,7 +116,7 @@ def expand_inputs(
     return items
 
 
-def error_record(item: Item, error: BaseException) -> dict[str, Any]:
+def error_record(item: Input, error: BaseException) -> dict[str, Any]:
     """What a failed item reports: its input and one line of error."""
     message = str(error).splitlines()[0].strip() if str(error).strip() else ""
     return {
@@ -126,7 +128,7 @@ def error_record(item: Item, error: BaseException) -> dict[str, Any]:
 
 
 def run_batch(
-    items: list[Item], job: Callable[[Item], dict[str, Any]], *, guard: InterruptGuard | None = None
+    items: list[Input], job: Callable[[Input], dict[str, Any]], *, guard: InterruptGuard | None = None
 ) -> Iterator[dict[str, Any]]:
     """Run `job` on each item; a `VidattackError` (or any unexpected error) becomes an error record.
 

@@ -3,11 +3,11 @@ attacks that survive it.
 
     robust_model(bound, spec, fps, seed) -> DeliveryModel      # --robust-to: the model behind the codec
     through_delivery(sampled, spec, fps, seed) -> Sampled      # the same, on the clip an attack gets
-    check_deliverable(path, delivery_path, overwrite)          # before the attack: refuse early
+    check_deliverable(path)                                    # before the attack: refuse early
     deliver(lossless, spec, path, overwrite) -> DeliveryFile   # --delivery: S.delivery.mp4 / .webm
     verify_delivery(file, view, device, ...) -> DeliveryPart   # decode what was delivered, classify, measure
     predict_delivered(path, view, device) -> (Prediction, Video)  # its decode and classification alone
-    run_delivery(...) -> DeliveryPart | None                   # the three above as finish_job runs them
+    run_delivery(spec, ...) -> DeliveryPart | None             # the three above as the runner runs them
 
 `deliver` takes the written LOSSLESS FILE as its source, not frames held by the pipeline: the lossless
 file is what the attack produced, and reading it back works whether or not the job still holds the
@@ -31,7 +31,6 @@ import dataclasses
 import logging
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,13 +45,15 @@ from vidattack.delivery import (
     delivery_perturbation,
     write_delivery,
 )
-from vidattack.errors import BadVideoError, OutputExistsError
-from vidattack.pipeline.report import Prediction
+from vidattack.errors import BadVideoError
+from vidattack.pipeline.report import DeliveryPart, Prediction
+from vidattack.pipeline.spec import judge
 from vidattack.video.limits import DEFAULT_MAX_MEMORY
 
 if TYPE_CHECKING:
     from vidattack.models.view import ModelView
     from vidattack.pipeline.report import Report, Timing
+    from vidattack.pipeline.spec import JobSpec
     from vidattack.pipeline.stages import AttackOutcome, Sampled
     from vidattack.video import Video
 
@@ -60,9 +61,8 @@ __all__ = [
     "DELIVERY_MAX_BYTES",
     "DeliveryPart",
     "check_deliverable",
-    "check_spec",
     "deliver",
-    "delivery_path",
+    "delivery_suffix",
     "predict_delivered",
     "robust_model",
     "run_delivery",
@@ -103,19 +103,10 @@ def through_delivery(sampled: Sampled, spec: DeliverySpec, *, fps: float, seed: 
     return dataclasses.replace(sampled, model=model)  # type: ignore[arg-type]
 
 
-def check_spec(spec: DeliverySpec | None, option: str) -> None:
-    """Refuse anything that is not a parsed spec (`parse_delivery` / `parse_robust_to`)."""
-    from vidattack.errors import BadParameterError
-
-    if spec is not None and not isinstance(spec, DeliverySpec):
-        raise BadParameterError(f"expected {option} as a DeliverySpec (parse it first), got {spec!r}")
-
-
-def delivery_path(adversarial: Path, spec: DeliverySpec) -> Path:
-    """`S.delivery.mp4` (h264) or `S.delivery.webm` (vp9) beside the lossless `S.adv.mp4`."""
-    name = adversarial.name
-    stem = name[: -len(".adv.mp4")] if name.endswith(".adv.mp4") else adversarial.stem
-    return adversarial.with_name(f"{stem}.delivery{spec.extension}")
+def delivery_suffix(spec: DeliverySpec) -> tuple[str, str]:
+    """The delivery copy's role and suffix in the output set: `.delivery.mp4` (h264) or
+    `.delivery.webm` (vp9), rows of `vidattack.pipeline.outputs.OUTPUT_FILES`."""
+    return ("delivery", f".delivery{spec.extension}")
 
 
 def _whole_bytes(path: Path) -> tuple[int, str]:
@@ -136,15 +127,11 @@ def _check_fits(path: Path, budget_bytes: int) -> None:
         )
 
 
-def check_deliverable(
-    source: Path, target: Path | None, *, overwrite: bool, budget_bytes: int = DELIVERY_MAX_BYTES
-) -> None:
-    """Before the attack: `source` (the input; the lossless file has its size) can be encoded whole,
-    and the delivery file `target` is free unless `overwrite`. Raises `BadVideoError`,
-    `OutputExistsError`."""
+def check_deliverable(source: Path, *, budget_bytes: int = DELIVERY_MAX_BYTES) -> None:
+    """Before the attack: `source` (the input; the lossless file has its size) can be encoded whole
+    (`BadVideoError` naming it otherwise). Whether the delivery file may be written is the claim's
+    business: it is a kind of the output set."""
     _check_fits(source, budget_bytes)
-    if target is not None and target.exists() and not overwrite:
-        raise OutputExistsError(f"{target} exists (use --overwrite to replace it)")
 
 
 def _load_whole(path: Path, budget_bytes: int) -> Video:
@@ -172,37 +159,6 @@ def deliver(
     return write_delivery(video, path, spec, overwrite=overwrite, copy_audio=True, threads=1)
 
 
-@dataclass(frozen=True)
-class DeliveryPart:
-    """The report's `delivery` section: the delivery encode (`DeliveryFile.describe()`), whether the
-    file was kept (False for `--robust-to`'s check encode), the model's prediction on the decoded
-    delivery file, success judged on it, and the perturbation in 8-bit levels (lossless / delivered /
-    codec / surviving, see `vidattack.delivery.measure`; None when the shapes cannot be compared)."""
-
-    file: DeliveryFile
-    kept: bool
-    prediction: Prediction
-    success_after_delivery: bool
-    perturbation: dict[str, Any] | None
-    notes: tuple[str, ...] = ()
-
-    @property
-    def path(self) -> Path | None:
-        return self.file.path if self.kept else None
-
-    def to_dict(self) -> dict[str, Any]:
-        settings = self.file.describe()
-        return {
-            **settings,
-            "path": str(self.file.path) if self.kept else None,
-            "notes": [*settings["notes"], *self.notes],
-            "kept": self.kept,
-            "prediction": self.prediction.to_dict(),
-            "success_after_delivery": self.success_after_delivery,
-            "perturbation": self.perturbation,
-        }
-
-
 def verify_delivery(
     file: DeliveryFile,
     view: ModelView,
@@ -220,7 +176,6 @@ def verify_delivery(
     `clean` is the input (file or decoded video) and `lossless` the written lossless file; the clean
     video is also delivery-encoded once (in a temporary folder) to separate the codec's own error
     from the surviving perturbation."""
-    from vidattack.pipeline.stages import judge
     from vidattack.video import Video, load_video
 
     pred, whole = predict_delivered(file.path, view, device)
@@ -275,28 +230,30 @@ def _check_spec_for(robust_to: DeliverySpec) -> DeliverySpec:
 
 
 def run_delivery(
+    spec: JobSpec,
     *,
-    source: Path,
     lossless: Path,
-    delivery: DeliverySpec | None,
-    robust_to: DeliverySpec | None,
+    path: Path,
+    source: Path | None,
     view: ModelView,
-    device: torch.device,
     clean_index: int,
     target: int | None,
-    overwrite: bool,
     timing: Timing,
 ) -> DeliveryPart | None:
-    """What `finish_job` runs after writing the lossless file: the `--delivery` file (or, for
-    `--robust-to` alone, a check encode at the median CRF that is not kept), decoded and judged.
-    None when neither option is set, or when `--robust-to`'s check encode cannot hold the video."""
-    if delivery is not None:
+    """What the runner does after writing the lossless file: the `spec.delivery` file at `path` (or,
+    for `spec.robust_to` alone, a check encode at the median CRF that is not kept), decoded and
+    judged. The perturbation it carries is measured against the input `source` when the job writes a
+    report (eval's jobs record only the prediction). None when neither option is set, or when
+    `--robust-to`'s check encode cannot hold the video."""
+    device = torch.device(spec.device)
+    measure = source if "report" in spec.kinds else None
+    if spec.delivery is not None:
         start = time.perf_counter()
         video = _load_whole(lossless, DELIVERY_MAX_BYTES)
-        file = deliver(video, delivery, delivery_path(lossless, delivery), overwrite=overwrite)
+        file = deliver(video, spec.delivery, path, overwrite=True)  # the claim checked the set
         timing.encode += time.perf_counter() - start
-        return _verified(file, view, device, clean_index, target, source, video, kept=True, timing=timing)
-    if robust_to is None:
+        return _verified(file, view, device, clean_index, target, measure, video, kept=True, timing=timing)
+    if spec.robust_to is None:
         return None
     try:
         _check_fits(lossless, DELIVERY_MAX_BYTES)
@@ -305,11 +262,11 @@ def run_delivery(
         return None
     start = time.perf_counter()
     video = _load_whole(lossless, DELIVERY_MAX_BYTES)
-    spec = _check_spec_for(robust_to)
+    check = _check_spec_for(spec.robust_to)
     with tempfile.TemporaryDirectory(prefix="vidattack-delivery-") as tmp:
-        file = deliver(video, spec, Path(tmp) / f"check{spec.extension}", overwrite=True)
+        file = deliver(video, check, Path(tmp) / f"check{check.extension}", overwrite=True)
         timing.encode += time.perf_counter() - start
-        return _verified(file, view, device, clean_index, target, source, video, kept=False, timing=timing)
+        return _verified(file, view, device, clean_index, target, measure, video, kept=False, timing=timing)
 
 
 def _verified(
@@ -318,16 +275,30 @@ def _verified(
     device: torch.device,
     clean_index: int,
     target: int | None,
-    source: Path,
+    source: Path | None,
     lossless: Video,
     *,
     kept: bool,
     timing: Timing,
 ) -> DeliveryPart:
     start = time.perf_counter()
-    part = verify_delivery(
-        file, view, device, clean_index=clean_index, target=target, clean=source, lossless=lossless, kept=kept
-    )
+    if source is None:  # judged, not measured
+        pred, _ = predict_delivered(file.path, view, device)
+        success = judge(pred.index, clean_index, target)
+        part = DeliveryPart(
+            file=file, kept=kept, prediction=pred, success_after_delivery=success, perturbation=None
+        )
+    else:
+        part = verify_delivery(
+            file,
+            view,
+            device,
+            clean_index=clean_index,
+            target=target,
+            clean=source,
+            lossless=lossless,
+            kept=kept,
+        )
     if not kept:
         part = dataclasses.replace(
             part, notes=(*part.notes, f"check encode for --robust-to at crf {file.spec.crf}, not kept")

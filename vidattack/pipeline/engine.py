@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,15 +32,18 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from vidattack.batch_memory import memory_sized
 from vidattack.errors import VidattackError
 
 if TYPE_CHECKING:
     from vidattack.attacks.base import Attack
-    from vidattack.delivery import DeliverySpec
+    from vidattack.attacks.context import StepFn
     from vidattack.models.view import ModelView
-    from vidattack.pipeline import Job
+    from vidattack.pipeline.job import Job
+    from vidattack.pipeline.outputs import Outputs
     from vidattack.pipeline.progress import ProgressFn
-    from vidattack.pipeline.stages import Outputs
+    from vidattack.pipeline.run import Runner
+    from vidattack.pipeline.spec import JobSpec
 
 log = logging.getLogger("vidattack")
 
@@ -87,20 +90,12 @@ def background_priority() -> None:
         pass
 
 
-@dataclass(frozen=True)
-class EngineItem:
-    """One input: its path and output stem (`vidattack.pipeline.batch.Item` has the same shape)."""
-
-    path: Path
-    stem: str
-
-
 def error_record(path: Path, error: BaseException) -> Record:
     """What a failed input reports: its input and one line of error (as the sequential batch does)."""
-    from vidattack.pipeline.batch import Item
+    from vidattack.pipeline.batch import Input
     from vidattack.pipeline.batch import error_record as record
 
-    return record(Item(path, path.stem), error)
+    return record(Input(path, path.stem), error)
 
 
 class _Stopped(BaseException):
@@ -109,77 +104,59 @@ class _Stopped(BaseException):
 
 def perturb_many(
     items: Sequence[Any],
-    attack: Attack,
+    spec: JobSpec | Attack,
     *,
     model: ModelView,
     out_dir: str | Path = "vidattack-out",
-    target: str | int | None = None,
-    seed: int = 0,
-    overwrite: bool = False,
-    resume: bool = False,
-    device: str | torch.device = "auto",
-    heatmaps: bool = True,
-    batch_size: int | None = None,
-    stop_when_fooled: float | None = None,
-    pictures: Collection[str] | None = None,
-    max_memory: int | None = None,
+    schedule: Schedule | None = None,
     progress: ProgressFn | None = None,
-    done: Callable[[Any], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    lookahead: int = 2,
-    delivery: DeliverySpec | None = None,
-    robust_to: DeliverySpec | None = None,
+    **options: Any,
 ) -> Iterator[Record]:
-    """Attack every input and yield its record (the report dict, or an error record) in input order.
+    """Run the job `spec` on every input and yield its record (the report dict, or an error record) in
+    input order.
 
-    `items` have `.path` and either `.outputs` (an `Outputs`, as `vidattack.pipeline.outputs.Planned`
-    has) or `.stem` (`vidattack.pipeline.batch.Item`: the set is named `stem` in `out_dir`); an item
-    whose `.error` is set is that error's record. `overwrite`, `resume`, `max_memory`, `heatmaps` and
-    `pictures` are `perturb_file`'s: a set that `resume` finds finished gives its report marked
-    `skipped`. When `should_stop()` turns true the batch ends early (see the module's docstring): the
-    records yielded are those of the inputs finished. Each video's report equals the
-    one `perturb_file` writes for it (same seed, same outputs), timings apart. `batch_size` videos of
-    the same clip shape and frame plan go through the attack together (default `default_batch_size`);
-    attacks that are not `batchable` run one video at a time. `progress` receives every video's
-    `ProgressEvent`s (videos overlap: events name their video); `done(item)` is called when its job
-    ends, whatever the outcome, before its record is yielded. Bad options (attack, target, margin) raise
-    before the first input is opened.
+    `spec` is a `JobSpec`, or an attack with the spec's fields as keywords (`make_spec`; and
+    `Schedule`'s fields: `batch_size`, `lookahead`, `done`, `should_stop`). `items` have `.path` and
+    either `.outputs` (an `Outputs`, as `vidattack.pipeline.names.Planned` has) or `.stem`
+    (`vidattack.pipeline.batch.Input`: the set is named `stem` in `out_dir`); an item whose `.error` is
+    set is that error's record. A set that `spec.resume` finds finished gives its report marked
+    `skipped`. When `schedule.should_stop()` turns true the batch ends early (see the module's
+    docstring): the records yielded are those of the inputs finished. Each video's report equals the
+    one `perturb_file` writes for it (same seed, same outputs), timings apart. `progress` receives
+    every video's `ProgressEvent`s (videos overlap: events name their video). Bad options (attack,
+    target, margin) raise before the first input is opened.
     """
-    from vidattack.batch_memory import memory_sized
-    from vidattack.pipeline import resolve_device, warnings_for
-    from vidattack.pipeline.stages import resolve_target, run_attack_batch
+    from vidattack.pipeline.run import Runner
+    from vidattack.pipeline.spec import JobSpec, make_spec
+    from vidattack.runtime import resolve_device
 
-    dev = resolve_device(device)
-    view = model.to(dev)
-    attack.check_stop_when_fooled(stop_when_fooled)
-    target_index = resolve_target(view, target)
-    size = default_batch_size(dev) if batch_size is None else int(batch_size)
+    fields = {k: options.pop(k) for k in ("batch_size", "lookahead", "done", "should_stop") if k in options}
+    schedule = schedule if schedule is not None else Schedule(**fields)
+    if not isinstance(spec, JobSpec):
+        spec = make_spec(spec, model.to(resolve_device(options.get("device", "auto"))), **options)
+    runner = Runner.start(spec, model, progress)
+    size = default_batch_size(runner.device) if schedule.batch_size is None else int(schedule.batch_size)
     if size < 1:
         raise ValueError(f"expected a batch size >= 1, got {size}")
-    if robust_to is not None:
+    if spec.robust_to is not None:
         size = 1  # (#17) one DeliveryModel per video: a batch would share the first one's
-    engine = _Engine(
-        list(items),
-        attack,
-        view,
-        dev,
-        out_dir,
-        target_index,
-        seed,
-        overwrite,
-        heatmaps,
-        size,
-        stop_when_fooled,
-        pictures,
-        warnings_for(attack, view),
-        progress,
-        done,
-        max(lookahead, 0),
-    )
-    engine.resume, engine.max_memory, engine.should_stop = resume, max_memory, should_stop
-    engine.delivery, engine.robust_to = delivery, robust_to
-    engine.run_batch = None if batch_size is not None else memory_sized(run_attack_batch)  # (#25)
+    engine = _Engine(runner, list(items), Path(out_dir), replace(schedule, batch_size=size))
+    engine.fit_memory = schedule.batch_size is None  # (#25) a default-sized batch is cut to what fits
     yield from engine.run()
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How the engine schedules the jobs: `batch_size` videos of one clip shape and frame plan per
+    attack call (None: `default_batch_size`; attacks that are not `batchable` run one video at a
+    time), `lookahead` more inputs decoded ahead, `done(item)` called when an item's job ends
+    (whatever the outcome, before its record is yielded), `should_stop()` asked between batches and
+    attack steps."""
+
+    batch_size: int | None = None
+    lookahead: int = 2
+    done: Callable[[Any], None] | None = None
+    should_stop: Callable[[], bool] | None = None
 
 
 @dataclass
@@ -192,36 +169,14 @@ class _Slot:
 
 
 class _Engine:
-    def __init__(
-        self,
-        items: list[Any],
-        attack: Attack,
-        view: ModelView,
-        device: torch.device,
-        out_dir: str | Path,
-        target: int | None,
-        seed: int,
-        overwrite: bool,
-        heatmaps: bool,
-        batch_size: int,
-        stop: float | None,
-        pictures: Collection[str] | None,
-        warnings: list[str],
-        progress: ProgressFn | None,
-        done: Callable[[Any], None] | None,
-        lookahead: int,
-    ) -> None:
-        self.items, self.attack, self.view, self.device = items, attack, view, device
-        self.out_dir, self.target, self.seed, self.overwrite = out_dir, target, seed, overwrite
-        self.heatmaps, self.batch_size, self.stop, self.lookahead = heatmaps, batch_size, stop, lookahead
-        self.pictures, self.warnings = pictures, warnings
-        self.progress, self.done = progress, done
-        self.resume = False
-        self.max_memory: int | None = None
-        self.should_stop: Callable[[], bool] | None = None
-        self.delivery: DeliverySpec | None = None
-        self.robust_to: DeliverySpec | None = None
-        self.run_batch: Callable[..., Any] | None = None  # None: run_attack_batch, not sized to memory
+    def __init__(self, runner: Runner, items: list[Any], out_dir: Path, schedule: Schedule) -> None:
+        self.runner, self.items, self.out_dir = runner, items, out_dir
+        self.attack = runner.spec.attack
+        self.batch_size = schedule.batch_size or 1
+        self.lookahead = max(schedule.lookahead, 0)
+        self.done, self.should_stop = schedule.done, schedule.should_stop
+        self.fit_memory = False  # cut each batch into calls that fit in memory (`batch_memory`)
+        self._fitting: Callable[[list[Job]], list[Any]] | None = None
         self._open: set[int] = set()  # ids of jobs holding a claim (prepared, not yet finished)
         self._jobs: dict[int, Job] = {}
 
@@ -229,14 +184,10 @@ class _Engine:
         return self.should_stop is not None and self.should_stop()
 
     def _outputs(self, item: Any) -> Outputs:
-        from vidattack.pipeline import output_set
+        from vidattack.pipeline.outputs import Outputs
 
         outputs: Outputs | None = getattr(item, "outputs", None)
-        if outputs is None:
-            return output_set(
-                Path(item.path), self.out_dir, item.stem, heatmaps=self.heatmaps, pictures=self.pictures
-            )
-        return outputs if self.heatmaps else replace(outputs, kinds=outputs.kinds - {"heatmaps", "plots"})
+        return outputs if outputs is not None else Outputs.for_stem(self.out_dir, item.stem)
 
     def _hold(self, job: Job) -> None:
         self._jobs[id(job)] = job
@@ -251,51 +202,21 @@ class _Engine:
 
     def _prepare(self, item: Any) -> Job | Record:
         from vidattack.errors import BadVideoError
-        from vidattack.pipeline import Job, prepare_job
+        from vidattack.pipeline.run import Skipped
 
         if getattr(item, "error", None) is not None:  # known when the inputs were expanded
             raise BadVideoError(item.error)
-        prepared = prepare_job(
-            Path(item.path),
-            self.attack,
-            self.view,
-            self.device,
-            self._outputs(item),
-            seed=self.seed,
-            target=self.target,
-            overwrite=self.overwrite,
-            resume=self.resume,
-            progress=self.progress,
-            max_memory=self.max_memory,
-            delivery=self.delivery,
-            robust_to=self.robust_to,
-        )
-        if isinstance(prepared, Job):
-            self._hold(prepared)
+        prepared = self.runner.prepare(Path(item.path), self._outputs(item))
+        if isinstance(prepared, Skipped):
+            return {**prepared.report, "skipped": True}
+        self._hold(prepared)
         return prepared
 
     def _finish(self, item: Any, job: Job, outcome: Any) -> Record:
-        from vidattack.pipeline import finish_job
-
         try:
-            return _guarded(
-                item,
-                lambda: finish_job(
-                    job,
-                    self.attack,
-                    self.view,
-                    outcome,
-                    self.target,
-                    self.seed,
-                    self.device,
-                    pictures=self.pictures,
-                    warnings=self.warnings,
-                    delivery=self.delivery,
-                    robust_to=self.robust_to,
-                ),
-            )
+            return _guarded(item, lambda: self.runner.finish(job, outcome).to_dict())
         finally:
-            self._open.discard(id(job))  # finish_job released the claim, whatever happened
+            self._open.discard(id(job))  # finish released the claim, whatever happened
             self._jobs.pop(id(job), None)
             self._done(item)
 
@@ -303,13 +224,13 @@ class _Engine:
         if self.done is not None:
             self.done(item)
 
-    def _progress(self, jobs: list[Job]) -> Callable[[int, int], None] | None:
+    def _progress(self, jobs: list[Job]) -> StepFn | None:
         # one (done, total) callback for the batch's attack, fanned out to every video's events; it is
         # also where a long attack learns that the batch should stop
-        if self.progress is None and self.should_stop is None:
+        if self.runner.progress is None and self.should_stop is None:
             return None
         unit = "steps" if self.attack.white_box else "queries"
-        counters = [job.tell.counter("attacking", unit) for job in jobs] if self.progress else []
+        counters = [job.tell.counter("attacking", unit) for job in jobs] if self.runner.progress else []
         for job in jobs:
             job.tell("attacking", 0, None, unit)
 
@@ -324,8 +245,8 @@ class _Engine:
     # -- the main loop ---------------------------------------------------------------------------
 
     def run(self) -> Iterator[Record]:
-        from vidattack.pipeline import Job
-        from vidattack.pipeline.stages import batch_key, run_attack_batch
+        from vidattack.pipeline.job import Job
+        from vidattack.pipeline.stages import batch_key
 
         slots = [_Slot(item) for item in self.items]
         ahead = self.batch_size + self.lookahead
@@ -378,7 +299,7 @@ class _Engine:
                         break
                 if batch:
                     try:
-                        self._attack(batch, slots, finisher, self.run_batch or run_attack_batch)
+                        self._attack(batch, slots, finisher)
                     except _Stopped:
                         break
                 # hand back what is finished, in order; bound the jobs waiting to be written
@@ -426,32 +347,34 @@ class _Engine:
         slot.record = error_record(Path(slot.item.path), error)
         self._done(slot.item)
 
-    def _attack(
-        self, batch: list[tuple[int, Job]], slots: list[_Slot], finisher: ThreadPoolExecutor, run: Any
-    ) -> None:
+    def _attack_calls(self, jobs: list[Job]) -> list[Any]:
+        def call(part: list[Job]) -> list[Any]:
+            return self.runner.attack(part, self._progress(part))
+
+        def sampled_of(job: Job) -> Any:
+            return job.sampled
+
+        if not self.fit_memory or len(jobs) == 1:
+            return call(jobs)
+        if self._fitting is None:  # made once: it measures a video's cost once per clip shape
+            self._fitting = memory_sized(call, sampled_of=sampled_of, precision=self.runner.spec.precision)
+        return self._fitting(jobs)
+
+    def _attack(self, batch: list[tuple[int, Job]], slots: list[_Slot], finisher: ThreadPoolExecutor) -> None:
         jobs = [job for _, job in batch]
         try:
-            outcomes = run(
-                [job.sampled for job in jobs],
-                self.attack,
-                target=self.target,
-                seed=self.seed,
-                progress=self._progress(jobs),
-                stop_when_fooled=self.stop,
-            )
+            outcomes = self._attack_calls(jobs)
         except BaseException as e:  # every input of the batch reports it
-            if len(batch) > 1 and not isinstance(e, KeyboardInterrupt | SystemExit | _Stopped):
-                # one bad video must not fail the others: attack them one at a time
-                for one in batch:
-                    self._attack([one], slots, finisher, run)
-                return
             if isinstance(e, KeyboardInterrupt | SystemExit | _Stopped):
                 raise  # the jobs are released, unfinished, when the batch closes
+            if len(batch) > 1:  # one bad video must not fail the others: attack them one at a time
+                for one in batch:
+                    self._attack([one], slots, finisher)
+                return
             for i, _ in batch:
                 self._fail(slots[i], e)
             return
         for (i, job), outcome in zip(batch, outcomes, strict=True):
-            job.timing.attack += outcome.seconds
             slots[i].record = finisher.submit(self._finish, slots[i].item, job, outcome)
 
 

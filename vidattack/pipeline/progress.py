@@ -34,4 +34,7 @@ class ProgressEvent:
     unit: str = ""
 
 
+#: What a job reports its progress to.
 ProgressFn = Callable[[ProgressEvent], None]
+# An attack's `(done, total)` callback is `vidattack.attacks.context.StepFn`; `Reporter.counter` turns
+# it into `ProgressEvent`s of one job.

@@ -19,7 +19,7 @@ from torch import Tensor
 from vidattack.files import write_atomic
 
 if TYPE_CHECKING:
-    from vidattack.pipeline.delivery import DeliveryPart
+    from vidattack.delivery import DeliveryFile
     from vidattack.video import SampledFrames, Video
 
 
@@ -320,7 +320,7 @@ class Target:
 @dataclass(frozen=True)
 class JobPart:
     """Which job wrote the report, for `--resume`: `key` digests the attack and its parameters, the
-    model, the seed, the target and the input's bytes (`vidattack.pipeline.outputs.job_key`);
+    model, the seed, the target and the input's bytes (`vidattack.pipeline.run.Runner.job_key`);
     `input_sha256` is the input's SHA-256 (None when the input is not a regular file)."""
 
     key: str
@@ -328,6 +328,37 @@ class JobPart:
 
     def to_dict(self) -> dict[str, Any]:
         return {"key": self.key, "input_sha256": self.input_sha256}
+
+
+@dataclass(frozen=True)
+class DeliveryPart:
+    """The report's `delivery` section: the delivery encode (`DeliveryFile.describe()`), whether the
+    file was kept (False for `--robust-to`'s check encode), the model's prediction on the decoded
+    delivery file, success judged on it, and the perturbation in 8-bit levels (lossless / delivered /
+    codec / surviving, see `vidattack.delivery.measure`; None when the shapes cannot be compared)."""
+
+    file: DeliveryFile
+    kept: bool
+    prediction: Prediction
+    success_after_delivery: bool
+    perturbation: dict[str, Any] | None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def path(self) -> Path | None:
+        return self.file.path if self.kept else None
+
+    def to_dict(self) -> dict[str, Any]:
+        settings = self.file.describe()
+        return {
+            **settings,
+            "path": str(self.file.path) if self.kept else None,
+            "notes": [*settings["notes"], *self.notes],
+            "kept": self.kept,
+            "prediction": self.prediction.to_dict(),
+            "success_after_delivery": self.success_after_delivery,
+            "perturbation": self.perturbation,
+        }
 
 
 @dataclass(frozen=True)
@@ -348,9 +379,9 @@ class Report:
     target: Target | None
     clean: Prediction
     adversarial: Prediction
-    reencoded: Prediction
+    reencoded: Prediction | None  # None only for a job that writes nothing (eval without --verify)
     success: bool
-    success_after_encode: bool
+    success_after_encode: bool | None
     perturbation: dict[str, Any]
     frame_predictions: dict[str, Any] | None
     queries: int
@@ -377,7 +408,7 @@ class Report:
             "target": None if self.target is None else self.target.to_dict(),
             "clean": self.clean.to_dict(),
             "adversarial": self.adversarial.to_dict(),
-            "reencoded": self.reencoded.to_dict(),
+            "reencoded": None if self.reencoded is None else self.reencoded.to_dict(),
             "success": self.success,
             "success_after_encode": self.success_after_encode,
             "perturbation": self.perturbation,

@@ -12,7 +12,7 @@ frame count and refuses (one line, `BadVideoError`) a video whose sample would n
 only the sampled frames are kept (the whole video too when it is small, `KEEP_ALL_BYTES`), and writing,
 verifying and the heatmap video stream the rest frame by frame (`vidattack.video`).
 
-`perturb_file` runs them in order for one video. They share no state beyond their arguments, so a
+`vidattack.pipeline.run` runs them in order for one job. They share no state beyond their arguments, so a
 batch engine can run them per video in workers and overlap them (decode the next video while this one
 is attacked; write and render the last one meanwhile). Only `run_attack` needs the accelerator.
 """
@@ -20,7 +20,6 @@ is attacked; write and render the last one meanwhile). Only `run_attack` needs t
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,104 +27,16 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from vidattack.errors import OutputExistsError, VidattackError
+from vidattack.errors import VidattackError
 from vidattack.pipeline.report import Prediction, prediction, reportable
-
-ProgressFn = Callable[[int, int], None]
+from vidattack.pipeline.spec import judge
 
 if TYPE_CHECKING:
     from vidattack.attacks.base import Attack
+    from vidattack.attacks.context import StepFn
     from vidattack.attacks.result import AttackResult
     from vidattack.models.view import BoundModel, FramePlan, ModelView
     from vidattack.video import Comparison, SampledFrames
-
-
-@dataclass(frozen=True)
-class Outputs:
-    """The files one job writes, named S (see `vidattack.pipeline.outputs` for how S is chosen), and
-    which kinds of them the job writes (`kinds`, a subset of `adv`, `report`, `heatmaps`, `plots`)."""
-
-    adversarial: Path
-    heatmap_video: Path
-    heatmap_png: Path
-    frames_plot: Path
-    curve_plot: Path
-    report: Path
-    kinds: frozenset[str] = frozenset({"adv", "report", "heatmaps", "plots"})
-
-    @classmethod
-    def for_stem(cls, out_dir: Path, stem: str, kinds: Iterable[str] | None = None) -> Outputs:
-        """The set named `stem` in `out_dir` (every kind unless `kinds`)."""
-        chosen = frozenset(kinds) if kinds is not None else frozenset({"adv", "report", "heatmaps", "plots"})
-        return cls(
-            adversarial=out_dir / f"{stem}.adv.mp4",
-            heatmap_video=out_dir / f"{stem}.heatmap.mp4",
-            heatmap_png=out_dir / f"{stem}.heatmap.png",
-            frames_plot=out_dir / f"{stem}.frames.png",
-            curve_plot=out_dir / f"{stem}.curve.png",
-            report=out_dir / f"{stem}.report.json",
-            kinds=chosen,
-        )
-
-    @property
-    def folder(self) -> Path:
-        return self.report.parent
-
-    @property
-    def name(self) -> str:
-        """S, the name the set's files share."""
-        return self.report.name.removesuffix(".report.json")
-
-    @property
-    def lock(self) -> Path:
-        """The lock file held while a job writes this set (`.S.lock`)."""
-        from vidattack.pipeline.locks import lock_path
-
-        return lock_path(self.folder, self.name)
-
-    def by_kind(self) -> dict[str, tuple[Path, ...]]:
-        return {
-            "adv": (self.adversarial,),
-            "heatmaps": (self.heatmap_video, self.heatmap_png),
-            "plots": (self.frames_plot, self.curve_plot),
-            "report": (self.report,),
-        }
-
-    def all(self) -> tuple[Path, ...]:
-        """Every path of the set, chosen or not, report last."""
-        return tuple(p for paths in self.by_kind().values() for p in paths)
-
-    def chosen(self) -> tuple[Path, ...]:
-        """The paths of the chosen kinds, report last."""
-        return tuple(p for kind, paths in self.by_kind().items() if kind in self.kinds for p in paths)
-
-    def required(self) -> tuple[Path, ...]:
-        """The chosen paths every finished job has written (the curve only exists for attacks with a
-        history)."""
-        return tuple(p for p in self.chosen() if p != self.curve_plot)
-
-    def wants(self, kind: str) -> bool:
-        return kind in self.kinds
-
-    def pictures(self) -> tuple[str, ...]:
-        """The render roles (`vidattack.pipeline.render.ROLES`) of the chosen kinds."""
-        roles = {"heatmaps": ("heatmap_png", "heatmap_video"), "plots": ("frames_plot", "curve_plot")}
-        return tuple(r for kind, rs in roles.items() if kind in self.kinds for r in rs)
-
-    def check_free(self, overwrite: bool) -> None:
-        """Refuse to start when any chosen output exists, unless `overwrite`: never replace a file silently."""
-        if overwrite:
-            return
-        for p in self.chosen():
-            if p.exists():
-                raise OutputExistsError(f"{p} exists (use --overwrite to replace it)")
-
-
-def resolve_target(view: ModelView, target: str | int | None) -> int | None:
-    """A `--target` label or index as a class index of `view` (None stays None)."""
-    from vidattack.criteria import resolve_target as resolve
-
-    return None if target is None else resolve(view, target)
 
 
 # -- decode and sample ----------------------------------------------------------------------------
@@ -203,7 +114,7 @@ def run_attack(
     *,
     target: int | None = None,
     seed: int = 0,
-    progress: ProgressFn | None = None,
+    progress: StepFn | None = None,
     stop_when_fooled: float | None = None,
 ) -> AttackOutcome:
     """Run `attack` on the sampled clip. Pure tensors: the only stage that needs the accelerator."""
@@ -228,7 +139,7 @@ def run_attack_batch(
     *,
     target: int | None = None,
     seed: int = 0,
-    progress: ProgressFn | None = None,
+    progress: StepFn | None = None,
     stop_when_fooled: float | None = None,
 ) -> list[AttackOutcome]:
     """Run `attack` once on the clips of several videos with the same `batch_key`, stacked `(N, ...)`:
@@ -268,7 +179,7 @@ def _call_attack(
     *,
     target: int | None,
     seed: int,
-    progress: ProgressFn | None,
+    progress: StepFn | None,
     stop: float | None,
 ) -> AttackResult:
     # The frame plan reaches the attack through the bound model, never as arguments.
@@ -345,11 +256,6 @@ def verify(
     )
 
 
-def judge(index: int, clean_index: int, target: int | None) -> bool:
-    """Success: the target class when targeted, any other class than the clean one when not."""
-    return index == target if target is not None else index != clean_index
-
-
 def predict_frames(
     view: ModelView, frames: SampledFrames, device: torch.device, top_k: int = 5
 ) -> Prediction:
@@ -375,3 +281,15 @@ def frame_predictions(view: ModelView, clean: Tensor, adv: Tensor, plan: FramePl
         "adversarial": [view.label_of(i) for i in a],
         "flipped": flipped,
     }
+
+
+def unchanged_stats(video: SampledFrames, adversarial: Tensor) -> dict[str, Any]:
+    """The perturbation of a video whose sampled frames became `adversarial` `(T', H, W, 3)` uint8 and
+    whose other frames are unchanged, as `verify` measures it over the whole written video."""
+    from vidattack.video.compare import FrameDiff, frame_diff, summarize
+
+    changed = {
+        i: frame_diff(c, a) for i, c, a in zip(video.frame_ids, video.frames, adversarial, strict=True)
+    }
+    same = FrameDiff(0, 0, 0, 1.0, video.height * video.width * 3)
+    return reportable(summarize([changed.get(i, same) for i in range(video.num_frames)]))

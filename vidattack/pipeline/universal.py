@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import datetime
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from vidattack.attacks.context import StepFn
 from vidattack.attacks.universal import TrainingClip, UniversalAttack, UniversalPerturbation
 from vidattack.errors import BadParameterError
 from vidattack.models.view import ModelView, sampled_frames
 
 VideoSource = Tensor | str | os.PathLike[str]
-ProgressFn = Callable[[int, int], None]
 
 
 def _as_frames(video: VideoSource) -> Tensor:
@@ -75,7 +75,7 @@ def learn_universal(
     target: int | None = None,
     shape: tuple[int, int, int] | None = None,
     seed: int = 0,
-    progress: ProgressFn | None = None,
+    progress: StepFn | None = None,
     **params: Any,
 ) -> UniversalPerturbation:
     """Learn one perturbation that fools `model_view` on `videos` (paper eq. 2-3, or eq. 4 with `target`).

@@ -22,7 +22,7 @@ from torch import Tensor
 from vidattack.errors import BadParameterError
 
 
-class SampledFrames(Protocol):
+class FrameSelection(Protocol):
     """What a frame selection needs to know of a model's frame plan (a `FramePlan`, an `AttackContext`)."""
 
     @property
@@ -103,7 +103,7 @@ class FrameSpec:
             raise BadParameterError(f"expected frame numbers in [0, {num_frames - 1}], got {bad[:5]}")
         return set(self.frames)
 
-    def select(self, plan: SampledFrames, generator: torch.Generator | None = None) -> Tensor:
+    def select(self, plan: FrameSelection, generator: torch.Generator | None = None) -> Tensor:
         """`(T,)` bool over the plan's sampled frames: may each be touched? Frames the model never
         samples cannot matter and are simply absent."""
         chosen = self.chosen(plan.num_frames, generator)

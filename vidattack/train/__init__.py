@@ -1,7 +1,8 @@
 """Adversarial training: `train_model` (what `vidattack train` runs), the Madry-AT loop with any
-white-box attack as inner maximisation (`loop`), AAT/CAT budget schedules (`schedules`), GAT's
-denoiser (`denoiser`) and discriminator (`discriminator`), and the safetensors files trained models
-are saved as (`checkpoint`)."""
+white-box attack as inner maximisation (`loop`), AAT/CAT budget schedules (`schedules`) and GAT's
+discriminator (`discriminator`). The networks it builds, GAT's denoiser and the safetensors files
+trained models are saved as belong to the models they describe (`vidattack.models.trained`,
+`vidattack.models.denoiser`)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from vidattack.errors import UsageError
-from vidattack.train.checkpoint import arch_of, build_network, canonical_arch, save_trained
-from vidattack.train.loop import ClipSet, ProgressFn, TrainConfig, TrainResult, prepare_clips, train
+from vidattack.models.trained import arch_of, build_network, canonical_arch, save_trained
+from vidattack.train.clips import ClipSet, prepare_clips
+from vidattack.train.config import TrainConfig
+from vidattack.train.loop import ProgressFn, TrainResult, train
 from vidattack.train.schedules import AdaptiveBudget, CurriculumBudget, FixedBudget, make_schedule
 
 __all__ = [
@@ -46,11 +49,10 @@ def dataset_labels(spec: str) -> list[str]:
         return sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     suffix = path.suffix.lower()
     if path.is_file() and suffix in (".csv", ".jsonl", ".ndjson"):
-        rows = ds._csv_rows(path) if suffix == ".csv" else ds._jsonl_rows(path)
-        names = {str(label) for _, _, label in rows}
+        names = ds.manifest_labels(path)
         if all(n.lstrip("-").isdigit() for n in names):
             raise UsageError(f"{path}: labels are class indices; pass --labels with the class names")
-        return sorted(names)
+        return names
     raise UsageError(f"expected a folder, a .csv or .jsonl manifest or synthetic:N, got {text}")
 
 

@@ -32,6 +32,14 @@ from vidattack.video.formats import (
     MUXERS,
     Encoding,
 )
+from vidattack.video.mux import (
+    AudioRefused,
+    Muxer,
+    add_video_stream,
+    nominal_rate,
+    open_audio_source,
+    timed_packets,
+)
 from vidattack.video.paths import PathLike, display_path, reason
 from vidattack.video.types import SampledFrames, Timing, Video, check_frames
 
@@ -217,7 +225,7 @@ def _write(
             try:
                 with frames() as it:
                     job.encode(it, tmp, audio)
-            except _AudioError as e:
+            except AudioRefused as e:
                 # The container refused the audio stream: the video matters more, so write it alone.
                 _note(header, f"audio not copied: {e}")
                 tmp.unlink(missing_ok=True)
@@ -256,24 +264,16 @@ def _note(header: Timing, text: str) -> None:
         header.notes.append(text)
 
 
-def _nominal_rate(header: Timing) -> Fraction:
-    return header.rate or Fraction(header.fps).limit_denominator(1001)
-
-
 def _constant_rate_timing(header: Timing) -> tuple[tuple[list[int], Fraction], bool]:
     # Put each frame on the nearest tick of a 1/rate grid, keeping them in order; `regular` says
     # whether that was exact (constant frame rate source).
-    rate = _nominal_rate(header)
+    rate = nominal_rate(header)
     pts: list[int] = []
     for p in header.pts:
         tick = round(p * header.time_base * rate)
         pts.append(max(tick, pts[-1] + 1) if pts else tick)
     regular = all(b - a == 1 for a, b in itertools.pairwise(pts))
     return (pts, 1 / rate), regular
-
-
-class _AudioError(Exception):
-    """The source audio cannot go into this container (raised before or while writing the header)."""
 
 
 def _same_file(a: pathlib.Path, b: pathlib.Path) -> bool:
@@ -301,7 +301,7 @@ class _Job:
         self.codec = codec
         self.rotation = rotation
         self.pts, self.time_base = timing
-        self.rate = _nominal_rate(header)
+        self.rate = nominal_rate(header)
 
     def encode(
         self, frames: Iterator[torch.Tensor], target: pathlib.Path, audio_source: pathlib.Path | None
@@ -315,9 +315,18 @@ class _Job:
         pad = self._padding(height, width)
         with contextlib.ExitStack() as stack:
             output = stack.enter_context(av.open(str(target), mode="w", format=self.muxer))
-            stream = self._video_stream(output, height + pad[0], width + pad[1])
-            end_time = self.pts[-1] * self.time_base + 1 / self.rate
-            mux = _Muxer(output, self.muxer, stack, audio_source, end_time)
+            stream = add_video_stream(
+                output,
+                self.encoding.codec,
+                self.encoding.options,
+                rate=self.rate,
+                size=(width + pad[1], height + pad[0]),
+                pix_fmt=self.encoding.pix_fmt,
+                time_base=self.time_base,
+                rotation=self.rotation,
+            )
+            audio = self._audio(stack, output, audio_source) if audio_source is not None else None
+            mux = Muxer(output, self.muxer, audio)
             count = 0
             for frame in itertools.chain((first,), frames):
                 if count >= len(self.pts):
@@ -327,7 +336,7 @@ class _Job:
             if count != len(self.pts):
                 raise VidattackError(f"expected {len(self.pts)} frames to write, got {count}")
             mux.video(stream.encode(None))
-            mux.audio_until(None)
+            mux.finish()
 
     def _padding(self, height: int, width: int) -> tuple[int, int]:
         pad_h = height % 2 if self.encoding.even_size else 0
@@ -339,23 +348,21 @@ class _Job:
             )
         return pad_h, pad_w
 
-    def _video_stream(
-        self, output: av.container.OutputContainer, height: int, width: int
-    ) -> av.video.stream.VideoStream:
-        stream = output.add_stream(self.encoding.codec, rate=self.rate, options=dict(self.encoding.options))
-        if not isinstance(stream, av.video.stream.VideoStream):
-            raise VidattackError(f"{self.encoding.codec} is not a video encoder")
-        if self.rotation // 90 % 2:  # stored sideways
-            height, width = width, height
-        stream.width = width
-        stream.height = height
-        stream.pix_fmt = self.encoding.pix_fmt
-        # Encode in the source's own time base so each pts is written unchanged (no rounding to 1/rate).
-        stream.codec_context.time_base = self.time_base
-        stream.time_base = self.time_base
-        if self.rotation:
-            stream.set_display_rotation(self.rotation)
-        return stream
+    def _audio(
+        self, stack: contextlib.ExitStack, output: av.container.OutputContainer, source: pathlib.Path
+    ) -> tuple[av.audio.stream.AudioStream, Iterator[tuple[Fraction, av.Packet]]] | None:
+        # The source's first audio stream, copied packet for packet up to the end of the video.
+        opened = open_audio_source(stack, source)
+        if opened is None:
+            return None
+        container, audio_in = opened
+        try:
+            audio_out = output.add_stream_from_template(audio_in)
+        except ValueError as e:
+            raise AudioRefused(f"{self.muxer} cannot hold {audio_in.codec_context.name} audio") from e
+        end = self.pts[-1] * self.time_base + 1 / self.rate
+        demuxed = container.demux(audio_in)
+        return audio_out, timed_packets(demuxed, end, skip_negative=self.muxer == "avi")
 
     def _av_frame(self, frame: torch.Tensor, pad: tuple[int, int], index: int) -> av.VideoFrame:
         # One frame at a time from the tensor (which may live on a GPU): no copy of the whole video.
@@ -369,91 +376,3 @@ class _Job:
         av_frame.pts = self.pts[index]
         av_frame.time_base = self.time_base
         return av_frame
-
-
-class _Muxer:
-    """Muxes video packets as they come and interleaves the source's audio packets by time."""
-
-    def __init__(
-        self,
-        output: av.container.OutputContainer,
-        muxer: str,
-        stack: contextlib.ExitStack,
-        audio_source: pathlib.Path | None,
-        end_time: Fraction,
-    ) -> None:
-        self.output = output
-        self.muxer = muxer
-        self.audio_out: av.audio.stream.AudioStream | None = None
-        self.packets: Iterator[tuple[Fraction, av.Packet]] = iter(())
-        self.pending: tuple[Fraction, av.Packet] | None = None
-        self.header_written = False
-        if audio_source is not None:
-            self._open_audio(stack, audio_source, end_time)
-
-    def _open_audio(
-        self, stack: contextlib.ExitStack, audio_source: pathlib.Path, end_time: Fraction
-    ) -> None:
-        try:
-            source = stack.enter_context(av.open(str(audio_source), mode="r", metadata_errors="replace"))
-        except (av.FFmpegError, OSError) as e:
-            raise _AudioError(f"cannot reopen {display_path(audio_source)}: {reason(e)}") from e
-        if not source.streams.audio:
-            return
-        audio_in = source.streams.audio[0]
-        try:
-            self.audio_out = self.output.add_stream_from_template(audio_in)
-        except ValueError as e:
-            raise _AudioError(f"{self.muxer} cannot hold {audio_in.codec_context.name} audio") from e
-        self.packets = _timed_packets(source.demux(audio_in), end_time, skip_negative=self.muxer == "avi")
-
-    def audio_until(self, limit: Fraction | None) -> None:
-        """Write the audio packets that start before `limit` (seconds; None: all that are left)."""
-        if self.audio_out is None:
-            return
-        while True:
-            if self.pending is None:
-                self.pending = next(self.packets, None)
-                if self.pending is None:
-                    return
-            start, packet = self.pending
-            if limit is not None and start > limit:
-                return
-            packet.stream = self.audio_out
-            try:
-                self.output.mux(packet)
-            except (av.FFmpegError, ValueError) as e:
-                raise _AudioError(
-                    f"{self.muxer} refused the {self.audio_out.codec_context.name} audio"
-                ) from e
-            self.pending = None
-
-    def video(self, packets: list[av.Packet]) -> None:
-        """Mux encoded video packets, the audio that comes before each first."""
-        for packet in packets:
-            if packet.dts is not None and packet.time_base is not None:
-                self.audio_until(packet.dts * packet.time_base)
-            try:
-                self.output.mux(packet)
-            except (av.FFmpegError, ValueError) as e:
-                # The header goes out with the first packet; if it fails while an audio stream is in,
-                # blame the audio once: the caller retries without it.
-                if self.audio_out is not None and not self.header_written:
-                    raise _AudioError(reason(e)) from e
-                raise
-            self.header_written = True
-
-
-def _timed_packets(
-    packets: Iterator[av.Packet], end_time: Fraction, skip_negative: bool
-) -> Iterator[tuple[Fraction, av.Packet]]:
-    # Demuxers end with an empty flush packet and may give packets without dts: neither can be muxed.
-    for packet in packets:
-        if packet.dts is None or packet.size == 0 or packet.time_base is None:
-            continue
-        start = packet.dts * packet.time_base
-        if start < 0 and skip_negative:
-            continue
-        if start >= end_time:
-            return  # audio past the end of the (possibly truncated) video is left out
-        yield start, packet

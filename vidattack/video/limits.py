@@ -14,7 +14,7 @@ from vidattack.errors import BadVideoError
 from vidattack.video.paths import display_path
 
 if TYPE_CHECKING:
-    from vidattack.video.probe import VideoInfo
+    from vidattack.video.info import VideoInfo
 
 #: Default memory budget for one video in bytes (decimal GB, as printed): with the interpreter,
 #: torch and a model (about 1 GB) it keeps a 24 GB machine safe with room for a second job. The CLI's

@@ -4,14 +4,13 @@ from the container without decoding the video, so memory can be budgeted before 
 from __future__ import annotations
 
 import contextlib
-import pathlib
-from dataclasses import dataclass
 from fractions import Fraction
 
 import av
 
 from vidattack.errors import BadVideoError
 from vidattack.video.formats import bit_depth
+from vidattack.video.info import VideoInfo
 from vidattack.video.limits import MAX_FRAMES
 from vidattack.video.paths import (
     PathLike,
@@ -26,41 +25,6 @@ from vidattack.video.paths import (
 # A first frame that has not come out of the decoder after this many packets is not waited for (its
 # rotation is then taken as 0): it bounds the time a damaged stream can take to probe.
 _FIRST_FRAME_PACKETS = 64
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    """What `probe` read from a file's container about its first video stream.
-
-    `width` and `height` are the upright size (after the display `rotation`, counter-clockwise degrees,
-    one of 0/90/180/270); `stored_width`/`stored_height` are as coded. `frames` is the frame count and
-    `frames_from` where it came from: "container" (the header's count), "packets" (video packets counted
-    by demuxing, without decoding) or "duration" (duration x rate: a last resort, may be off by one);
-    decoding may still find fewer (truncated file) or more (a header that lies). `pix_fmt` and
-    `bit_depth` describe the coded samples (10 for `yuv420p10le`); `rate` is the average frame rate
-    (None when the container has none) and `fps` the rate to assume; `duration` is in seconds (None if
-    not declared).
-    """
-
-    path: pathlib.Path
-    size_bytes: int
-    container: str
-    codec: str
-    width: int
-    height: int
-    stored_width: int
-    stored_height: int
-    frames: int
-    frames_from: str
-    pix_fmt: str
-    bit_depth: int
-    rate: Fraction | None
-    fps: float
-    time_base: Fraction
-    duration: float | None
-    rotation: int
-    has_audio: bool
-    video_streams: int
 
 
 def select_stream(container: av.container.InputContainer, path: PathLike) -> av.video.stream.VideoStream:

@@ -41,8 +41,7 @@ back inside and undoes a success.
 from __future__ import annotations
 
 import math
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -53,6 +52,13 @@ from vidattack.attacks.blackbox.nes import nes_signs
 from vidattack.attacks.blackbox.partitions import coefficient_count, make_partition
 from vidattack.attacks.blackbox.query_model import QueryModel
 from vidattack.attacks.blackbox.tentative import Tentative
+from vidattack.attacks.blackbox.vbad_schedule import (
+    Outcome,
+    OutOfQueries,
+    TargetedSchedule,
+    VideoQueries,
+    pgd_step,
+)
 from vidattack.attacks.context import AttackContext
 from vidattack.attacks.params import AUTO, param
 from vidattack.attacks.registry import register_attack
@@ -62,99 +68,7 @@ from vidattack.threat import LinfBall, ThreatModel
 
 PAPER = "Jiang et al., Black-box Adversarial Attacks on Video Recognition Models, ACM MM 2019"
 
-# The official code's delta-eps schedule: (floor, failures before a decay, divisor) per period.
-_DELTA_SCHEDULE: tuple[tuple[float, int, float], ...] = (
-    (0.01, 1, 2.0),
-    (0.003, 10, 1.5),
-    (0.001, 100, 1.5),
-    (0.0, 100, 1.5),
-)
 _LR_WINDOW = 20  # untargeted: iterations between step-size checks
-_EXPLORE_WINDOW = 5  # targeted: plain steps whose success rate halves the step range
-
-
-class _OutOfQueries(Exception):
-    """A video's budget ran out: the schedule stops and returns its best video so far."""
-
-
-@dataclass
-class _Queries:
-    """One attacked video's questions to the black box (all charged to that video)."""
-
-    model: QueryModel
-    video: int
-
-    @property
-    def used(self) -> int:
-        """This video's queries so far, its clean-label query included."""
-        return self.model.video_queries(self.video)
-
-    def ask(self, videos: Tensor) -> Tensor:
-        """Log-probabilities `(P, K)` of all of `videos` `(P, T, 3, H, W)`, or `_OutOfQueries` once the budget
-        cannot answer them all (what was left is still spent: a partial NES population is asked, then
-        dropped)."""
-        if self.model.remaining_of(self.video) == 0:
-            raise _OutOfQueries
-        lp = self.model.log_probs(videos, video=self.video)
-        if lp.shape[0] < videos.shape[0]:
-            raise _OutOfQueries
-        return lp
-
-
-@dataclass
-class _Outcome:
-    video: Tensor
-    success: bool
-    stopped: str
-    iterations: int
-    eps: float
-    success_queries: int | None = None
-
-
-@dataclass
-class _TargetedSchedule:
-    """Algorithm 1's step range and eps decrement, adapted as candidates are accepted or refused."""
-
-    max_lr: float
-    min_lr: float
-    delta: float
-    base_lr: tuple[float, float]
-    explore: deque[bool] = field(default_factory=lambda: deque(maxlen=_EXPLORE_WINDOW))
-    reduce_fail: int = 0
-    period: int = 0
-
-    def shrunk(self) -> None:
-        """eps went down: the step range starts over."""
-        self.max_lr, self.min_lr = self.base_lr
-        self.explore.clear()
-        self.reduce_fail = 0
-
-    def stepped(self, accepted: bool) -> None:
-        """A step at the current eps (eps could not shrink), accepted or not."""
-        self.explore.append(accepted)
-        self.reduce_fail += 1
-
-    def adapt(self) -> bool:
-        """Decay delta after repeated failures to shrink, halve the step range after failed steps;
-        False when delta fell below 1e-5 (the attack has converged)."""
-        floor, patience, divisor = _DELTA_SCHEDULE[self.period]
-        if self.reduce_fail >= patience:
-            self.delta = max(self.delta / divisor, floor)
-            if self.delta <= floor and self.period < len(_DELTA_SCHEDULE) - 1:
-                self.period += 1
-            if self.delta < 1e-5:
-                return False
-            self.reduce_fail = 0
-        window_full = len(self.explore) == _EXPLORE_WINDOW
-        if window_full and self.min_lr > 1e-7 and sum(self.explore) < len(self.explore) / 2:
-            self.max_lr, self.min_lr = self.max_lr / 2, self.min_lr / 2
-            self.explore.clear()
-        return True
-
-
-def _step(x_it: Tensor, direction: Tensor, lr: float, x: Tensor, eps: float) -> Tensor:
-    """One PGD step `(T, 3, H, W)` projected to the Linf ball of radius eps around x and to [0, 1]."""
-    return torch.minimum(torch.maximum(x_it + lr * direction, x - eps), x + eps).clamp(0, 1)
 
 
 @register_attack("vbad")
@@ -285,9 +199,9 @@ class VBAD(Attack):
         )
         n = x.shape[0]
         out = x.clone()
-        outcomes: list[_Outcome] = []
+        outcomes: list[Outcome] = []
         for i in range(n):
-            queries = _Queries(model, i)
+            queries = VideoQueries(model, i)
             label = int(criterion.labels[i])
             index = i if n > 1 else None
             if ctx.starting_points is not None and criterion.targeted:
@@ -320,7 +234,7 @@ class VBAD(Attack):
         label: int,
         targeted: bool,
         tentative: Tentative,
-        queries: _Queries,
+        queries: VideoQueries,
         ctx: AttackContext,
     ) -> tuple[Tensor, int]:
         """The rectified step direction `(T, 3, H, W)` and how many NES samples kept the wanted class on
@@ -341,21 +255,21 @@ class VBAD(Attack):
             generator=ctx.generator,
         )
         if estimate is None:
-            raise _OutOfQueries
+            raise OutOfQueries
         return part.expand(estimate.signs.unsqueeze(0), shape)[0] * h, estimate.kept
 
     # -- schedules -------------------------------------------------------------------------------------
 
     def _untargeted(
         self,
-        queries: _Queries,
+        queries: VideoQueries,
         x: Tensor,
         label: int,
         tentative: Tentative,
         threat: ThreatModel,
         ctx: AttackContext,
         index: int | None,
-    ) -> _Outcome:
+    ) -> Outcome:
         """Untargeted V-BAD on one video `(T, 3, H, W)`: PGD along rectified directions until the clean
         class is no longer top-1 on the 8-bit video."""
         eps = self.grid_eps()
@@ -374,7 +288,7 @@ class VBAD(Attack):
                 if p_label < best_p:
                     best, best_p = checked, p_label
                 if int(lp.argmax()) != label:
-                    return _Outcome(checked, True, "success", iterations, self.eps, queries.used)
+                    return Outcome(checked, True, "success", iterations, self.eps, queries.used)
                 window.append(p_label)
                 if len(window) == _LR_WINDOW:
                     # the official schedule: a window in which the clean class lost ground anneals the step
@@ -383,32 +297,32 @@ class VBAD(Attack):
                     window = []
                 direction, _ = self._direction(x_it, label, False, tentative, queries, ctx)
                 iterations += 1
-                x_it = _step(x_it, direction, lr, x, eps)
-        except _OutOfQueries:
-            return _Outcome(best, False, "budget", iterations, self.eps)
+                x_it = pgd_step(x_it, direction, lr, x, eps)
+        except OutOfQueries:
+            return Outcome(best, False, "budget", iterations, self.eps)
 
     def _targeted(
         self,
-        queries: _Queries,
+        queries: VideoQueries,
         x: Tensor,
         start: Tensor,
         target: int,
         tentative: Tentative,
         ctx: AttackContext,
         index: int | None,
-    ) -> _Outcome:
+    ) -> Outcome:
         """Targeted V-BAD (Algorithm 1) on one video `(T, 3, H, W)`: from `start` (target class, eps 1),
         shrink the eps ball around x while the target stays top-1, until eps reaches `eps`."""
         eps = self.grid_eps()
         x_it, cur_eps, iterations = start.clone(), 1.0, 0
-        sched = _TargetedSchedule(self.lr, self.min_lr, self.delta_eps, base_lr=(self.lr, self.min_lr))
+        sched = TargetedSchedule(self.lr, self.min_lr, self.delta_eps, base_lr=(self.lr, self.min_lr))
         try:
             self._check_start(queries, x_it, target, ctx, index)
             while True:
                 if cur_eps <= eps + 1e-12:
                     judged = LinfBall(eps=self.eps).quantize(x_it.unsqueeze(0), x.unsqueeze(0))[0]
                     if int(queries.ask(judged.unsqueeze(0))[0].argmax()) == target:
-                        return _Outcome(judged, True, "success", iterations, cur_eps, queries.used)
+                        return Outcome(judged, True, "success", iterations, cur_eps, queries.used)
                 direction, kept = self._direction(x_it, target, True, tentative, queries, ctx)
                 iterations += 1
                 if kept == 0:
@@ -416,17 +330,17 @@ class VBAD(Attack):
                 # A zero direction still moves: at the start x_it is the target video itself, whose
                 # features match the target's, so the tentative perturbation is 0 and only the shrinking
                 # eps ball (the projection toward x) changes the video until the two differ.
-                accepted = self._shrink_or_step(queries, x, x_it, direction, cur_eps, target, sched)
+                accepted = self._shrink_orpgd_step(queries, x, x_it, direction, cur_eps, target, sched)
                 if accepted is not None:
                     x_it, cur_eps, lp, lr = accepted
                     self._record(ctx, index, queries, lp, target, loss=-float(lp[target]), eps=cur_eps, lr=lr)
                 if not sched.adapt():
-                    return _Outcome(x_it, False, "converged", iterations, cur_eps)
-        except _OutOfQueries:
-            return _Outcome(x_it, False, "budget", iterations, cur_eps)
+                    return Outcome(x_it, False, "converged", iterations, cur_eps)
+        except OutOfQueries:
+            return Outcome(x_it, False, "budget", iterations, cur_eps)
 
     def _check_start(
-        self, queries: _Queries, start: Tensor, target: int, ctx: AttackContext, index: int | None
+        self, queries: VideoQueries, start: Tensor, target: int, ctx: AttackContext, index: int | None
     ) -> None:
         lp = queries.ask(start.unsqueeze(0))[0]
         self._record(ctx, index, queries, lp, target, loss=-float(lp[target]), eps=1.0, lr=self.lr)
@@ -436,15 +350,15 @@ class VBAD(Attack):
                 f"by the model, got class {int(lp.argmax())} (p = {float(lp.exp().max()):.3f})"
             )
 
-    def _shrink_or_step(
+    def _shrink_orpgd_step(
         self,
-        queries: _Queries,
+        queries: VideoQueries,
         x: Tensor,
         x_it: Tensor,
         direction: Tensor,
         cur_eps: float,
         target: int,
-        sched: _TargetedSchedule,
+        sched: TargetedSchedule,
     ) -> tuple[Tensor, float, Tensor, float] | None:
         """Algorithm 1's line search: try to step with eps shrunk by delta, halving the step down to the
         smallest; failing that, step at the current eps. The accepted `(video, eps, log-probs, step)`,
@@ -452,7 +366,7 @@ class VBAD(Attack):
         lr, delta = sched.max_lr, sched.delta
         while True:
             prop_eps = max(cur_eps - delta, self.grid_eps())
-            cand = _step(x_it, direction, lr, x, prop_eps)
+            cand = pgd_step(x_it, direction, lr, x, prop_eps)
             lp = queries.ask(cand.unsqueeze(0))[0]
             if int(lp.argmax()) == target:
                 if delta > 0:
@@ -472,7 +386,7 @@ class VBAD(Attack):
         self,
         ctx: AttackContext,
         index: int | None,
-        queries: _Queries,
+        queries: VideoQueries,
         lp: Tensor,
         label: int,
         *,

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
 
+from vidattack.pipeline.outputs import OUTPUT_FILES
 from vidattack.pipeline.render.heatmap import (
     HeatmapPainter,
     change_levels,
@@ -40,7 +41,8 @@ from vidattack.pipeline.render.plots import CURVE_NOTES, history_chart, per_fram
 if TYPE_CHECKING:
     from typing import TypeAlias
 
-    from vidattack.pipeline.stages import Outputs
+    from vidattack.attacks.context import StepFn
+    from vidattack.pipeline.outputs import Outputs
     from vidattack.video import SampledFrames, Video
 
     #: A decoded video as the render stage takes it: whole, or streamed from its file.
@@ -60,8 +62,9 @@ __all__ = [
     "render",
 ]
 
-#: The pictures `render` can draw, by their role in `Outputs` and the report's `outputs`.
-ROLES = ("heatmap_png", "frames_plot", "curve_plot", "heatmap_video")
+#: The pictures `render` can draw, by their role in `Outputs` and the report's `outputs` (the picture
+#: rows of `vidattack.pipeline.outputs.OUTPUT_FILES`, in their order).
+ROLES = tuple(f.role for f in OUTPUT_FILES if f.picture)
 
 #: Frames handled at once: bounds the temporaries for long high-resolution videos.
 CHUNK = 8
@@ -99,7 +102,7 @@ def render(
     x_axis: str = "step",
     attack: str = "",
     sampled: Collection[int] | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: StepFn | None = None,
 ) -> Rendered:
     """Draw the pictures named in `which` (default: all of `ROLES`) of the written video `adv` against
     `clean`: contact sheet, per-frame chart, the attack's curve (when it has one, against `x_axis`:

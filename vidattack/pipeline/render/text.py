@@ -8,9 +8,6 @@ so a Chinese or emoji file name never makes matplotlib print "Glyph missing" war
 from __future__ import annotations
 
 import importlib.util
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -55,11 +52,3 @@ def font_safe(text: str) -> str:
     """`text` with every character DejaVu Sans cannot draw replaced by "?" (and controls by spaces)."""
     covered = _covered()
     return "".join(" " if not ch.isprintable() else (ch if ord(ch) in covered else "?") for ch in text)
-
-
-@contextmanager
-def quiet_glyphs() -> Iterator[None]:
-    """Silence matplotlib's per-character "Glyph ... missing from font" warnings while drawing."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*[Gg]lyph .* missing from.*")
-        yield

@@ -1,5 +1,9 @@
 """Networks `vidattack train` can build, and the safetensors files it writes and reads back.
 
+The format lives with the models (not in `vidattack.train`) because `load_model` reads it: loading a
+trained model must not need the training code. `TINY_ARCHS` is the one registry of the bundled tiny
+architectures; `vidattack.models.bundled` builds from it too.
+
 A trained model is one safetensors file whose metadata say how to rebuild it, so `load_model(PATH)` and
 therefore every command load it:
 
@@ -25,9 +29,11 @@ from torch import Tensor, nn
 
 from vidattack.errors import BadCheckpointError
 from vidattack.files import atomic_path
+from vidattack.models.architectures import ARCHITECTURES, BY_MODULE_CLASS, get_architecture
+from vidattack.models.denoiser import DenoisedNet, Denoiser
+from vidattack.models.labels import fit_labels
 from vidattack.models.tiny import TinyC3D, TinyLRCN
 from vidattack.models.view import ModelView, Preprocess
-from vidattack.train.denoiser import DenoisedNet, Denoiser
 
 TRAINED_BY = "vidattack train"
 
@@ -47,8 +53,6 @@ def canonical_arch(name: str) -> str:
         return key
     if key.lower() in _TINY_ALIASES:
         return _TINY_ALIASES[key.lower()]
-    from vidattack.models.architectures import get_architecture
-
     try:
         return get_architecture(key).name
     except BadCheckpointError as e:
@@ -61,8 +65,6 @@ def build_network(arch: str, num_classes: int) -> tuple[nn.Module, Preprocess]:
     if name in TINY_ARCHS:
         make, pre = TINY_ARCHS[name]
         return make(num_classes), pre
-    from vidattack.models.architectures import get_architecture
-
     a = get_architecture(name)
     net = a.build(num_classes)
     net._vidattack_arch = a.name  # type: ignore[assignment]  # variants share a class: remember which
@@ -75,8 +77,6 @@ def arch_of(net: nn.Module) -> str:
     cls = type(inner).__name__
     if cls in TINY_ARCHS:
         return cls
-    from vidattack.models.architectures import ARCHITECTURES, BY_MODULE_CLASS
-
     # torchvision variants share a class (r3d_18, mc3_18, r2plus1d_18 are all VideoResNet): the
     # training settings record the exact one; the class's first architecture is only a fallback
     arch = getattr(inner, "_vidattack_arch", None)
@@ -132,8 +132,6 @@ def load_trained(
     labels: list[str] | None = None,
 ) -> ModelView:
     """The `ModelView` of a file `save_trained` wrote (metadata already JSON-decoded where structured)."""
-    from vidattack.models.labels import fit_labels
-
     arch = str(meta.get("arch", ""))
     file_labels = meta.get("labels")
     if not isinstance(file_labels, list) or not all(isinstance(v, str) for v in file_labels):
