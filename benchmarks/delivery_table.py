@@ -335,7 +335,7 @@ def print_table(rows: dict[str, dict[str, Any]]) -> None:
         )
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="tiny-c3d,tiny-lrcn")
     ap.add_argument("--clips", default="", help="comma-separated clip stems (default: all examples)")
@@ -348,7 +348,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=0, help="override the 20 steps of plain/aware settings")
     ap.add_argument("--table-only", action="store_true")
     ap.add_argument("--sizes", action="store_true", help="measure the long clip's file sizes and stop")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     torch.set_num_threads(1)
     out_path = Path(args.out)
     if args.table_only:

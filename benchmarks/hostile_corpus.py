@@ -5,6 +5,10 @@ went to stderr, whether a traceback appeared, whether partial outputs were left,
 changed, the process's peak memory and its time; then the totals for the note.
 
     python benchmarks/hostile_corpus.py [--long] [--no-huge] [--threads 1] [--steps 2]
+    python benchmarks/hostile_corpus.py --scenarios [--tree /path/to/another/checkout] [--only TEXT]
+
+`--scenarios` runs round two (benchmarks/hostile_scenarios.py): whole commands against damaged
+results files, hostile data sets, signals at each stage, bad checkpoints and options.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from hostile import PEAK_LAUNCHER, Case, digest, make_corpus  # noqa: E402
 
@@ -86,8 +91,29 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--steps", type=int, default=2)
     ap.add_argument("--timeout", type=float, default=600)
+    ap.add_argument(
+        "--scenarios",
+        action="store_true",
+        help="run round two instead (issue #27: results files, data sets, signals, checkpoints, options)",
+    )
+    ap.add_argument("--only", help="with --scenarios: only the cases whose name holds this text")
+    ap.add_argument(
+        "--tree", type=Path, default=ROOT, help="with --scenarios: the checkout to run (the before)"
+    )
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="vidattack-hostile-"))
+    if args.scenarios:
+        from hostile_scenarios import run_scenarios
+
+        try:
+            rows = run_scenarios(args.tree.resolve(), tmp, args.only)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        good = sum(r["good"] for r in rows)
+        print(
+            f"\nscenarios {len(rows)}, as the issue asks {good}/{len(rows)}, time {sum(r['seconds'] for r in rows):.0f} s"
+        )
+        return
     try:
         cases = make_corpus(tmp / "corpus", huge=not args.no_huge, long=args.long)
         rows = []

@@ -28,6 +28,7 @@ FAST = {
     "vbad": {"max_queries": 300},
     "p-bad": {"max_queries": 300},
     "sr-bad": {"max_queries": 300},
+    "hsja": {"max_queries": 200, "init_evals": 20},
     "sparse": {"max_iter": 5},
     "flicker": {"steps": 3},
     "frame-saliency": {"steps": 2},

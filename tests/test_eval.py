@@ -358,13 +358,23 @@ def test_a_rerun_with_the_same_robust_to_adds_nothing(robust_run, tmp_path: Path
 # -- records ---------------------------------------------------------------------------------------
 
 
+def _record(video: str, **fields: Any) -> dict[str, Any]:
+    """A minimal well-formed ok record of configuration `k`."""
+    base = {"key": "k", "video": video, "label": 0, "clean": 0, "adversarial": 1, "success": True}
+    return base | {"queries": 1, "linf": 1.0, "l2": 1.0, "map": 1.0} | fields
+
+
+def _line(record: dict[str, Any]) -> str:
+    return json.dumps(record) + "\n"
+
+
 def test_results_writer_drops_a_torn_last_line(tmp_path: Path) -> None:
     path = tmp_path / "results.jsonl"
-    path.write_text('{"key": "k", "video": "a"}\n{"key": "k", "vi')
+    path.write_text(_line(_record("a")) + '{"key": "k", "vi')
     assert [r["video"] for r in read_records(path)] == ["a"]
     with ResultsWriter(path) as w:
-        w.write({"key": "k", "video": "b"})
-    assert path.read_text() == '{"key": "k", "video": "a"}\n{"key": "k", "video": "b"}\n'
+        w.write(_record("b"))
+    assert path.read_text() == _line(_record("a")) + _line(_record("b"))
 
 
 def test_summary_definitions_on_hand_made_records() -> None:

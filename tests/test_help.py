@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from vidattack.cli import app
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
-COMMANDS = ["", "perturb", "predict", "attacks", "models", "universal", "eval", "train"]
+COMMANDS = ["", "perturb", "predict", "attacks", "models", "universal", "eval", "train", "serve"]
 
 runner = CliRunner()
 

@@ -99,7 +99,7 @@ def test_the_contact_sheet_has_the_expected_size_and_a_colour_bar(tmp_path):
     assert tile >= MIN_HEIGHT and width == 3 * (48 * 7) + 2 * 10 + 2 * 14
     pixels = torch.from_numpy(__import__("numpy").asarray(img).copy())
     lut = level_colours()
-    bar_rows = pixels[-60:]  # the colour bar sits at the bottom
+    bar_rows = pixels[-100:]  # the colour bar sits at the bottom, above its key
     for level in (1, 16, 255):
         colour = lut[level]
         assert bool((bar_rows == colour).all(dim=-1).any()), f"colour of {level}/255 not on the bar"

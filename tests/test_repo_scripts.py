@@ -50,5 +50,5 @@ def test_sizes_counts_a_body_without_its_signature_and_docstring(tmp_path: Path)
         "    b = a + 1\n    return b\n\n\n"
         "class C:\n    def g(self) -> None:\n        pass\n"
     )
-    bodies = {b.qualname: b.lines for b in sizes.function_bodies(source)}
-    assert bodies == {"f": 2, "C.g": 1}
+    bodies = {b.qualname: (b.lines, b.params) for b in sizes.function_bodies(source)}
+    assert bodies == {"f": (2, 1), "C.g": (1, 0)}  # lines of body, parameters (self aside)

@@ -156,3 +156,41 @@ def test_keys_hash_a_file_parameter_by_its_bytes_not_its_path(c3d, tmp_path: Pat
     other = tmp_path / "other.mp4"
     shutil.copy(EXAMPLES / "move_right_1.mp4", other)
     assert build_grid(["vbad"], c3d, settings={"target_video": str(other)})[0].key != keys[0]
+
+
+def test_delivery_is_named_for_the_set_when_the_lossless_file_is_not_kept(clip: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (r,) = perturb(clip, "-a", "fgsm", "-o", out, "--outputs", "report", "--delivery", "h264")
+    # before the table, the copy was named after the hidden temp file the lossless video went to
+    assert r["outputs"]["delivery"] == r["delivery"]["path"] == str(out / "c.delivery.mp4")
+    assert sorted(p.name for p in out.iterdir()) == ["c.delivery.mp4", "c.report.json"]
+
+
+def test_committed_vbad_configurations_hash_to_their_keys_from_this_checkout(monkeypatch) -> None:
+    from vidattack.eval.grid import Config
+
+    root = EXAMPLES.parent
+    monkeypatch.chdir(root)  # the committed file parameters are relative to the repository
+    folders = sorted(root.glob("benchmarks/results/vbad-eval*/*/targeted"))
+    assert folders
+    for folder in folders:
+        configs = json.loads((folder / "configs.json").read_text())["configs"]
+        assert all(Config.from_dict(d).key == d["key"] for d in configs), folder
+        keys = {d["key"] for d in configs}
+        records = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines() if line]
+        assert records and all(r["key"] in keys for r in records), folder
+
+
+def test_eval_records_what_perturb_reports_for_the_same_job(c3d, tmp_path: Path) -> None:
+    from vidattack.eval.worker import video_seed
+
+    (cfg,) = build_grid(["pgd-linf"], c3d, eps=["4/255"], steps="2")
+    item = Item("move_left_1", c3d.labels.index("move_left"), path=MOVE_LEFT)
+    (record,) = evaluate_item(c3d, item, [cfg], WorkOptions(device="cpu"))
+    seed = video_seed(cfg.seed, item.id)  # eval seeds each video apart; perturb takes the seed given
+    report = perturb_file(MOVE_LEFT, cfg.spec.attack, model=c3d, out_dir=tmp_path, device="cpu", seed=seed)
+    assert (record["adversarial"], record["reencoded"]) == (
+        report["adversarial"]["index"],
+        report["reencoded"]["index"],
+    )
+    assert record["linf"] == report["perturbation"]["linf"] * 255 and record["queries"] == report["queries"]

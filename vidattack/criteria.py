@@ -98,6 +98,8 @@ def resolve_target(classes: int | Sequence[str] | HasLabels, value: str | int) -
         return lowered.index(text.lower())
     close = difflib.get_close_matches(text, names, n=3)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    if not close and 0 < len(names) <= 30:  # what fits, when it fits on a line or two
+        hint = f" (labels: {', '.join(names)})"
     name = getattr(classes, "name", None)
     whose = f"a label of model {name}" if isinstance(name, str) else "a class label"
     raise BadParameterError(f"expected {whose} or an index in [0, {count - 1}], got {text!r}{hint}")

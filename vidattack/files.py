@@ -22,6 +22,8 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from vidattack.text import literal
+
 log = logging.getLogger(__name__)
 
 #: Read and hash in blocks of this size: large enough to be fast, small enough for any checkpoint.
@@ -42,18 +44,38 @@ def temp_path_beside(path: str | os.PathLike[str]) -> Path:
     return p.with_name(f".{p.name}.tmp-{secrets.token_hex(4)}{p.suffix}")
 
 
+class WriteFailed(OSError):
+    """Writing a file failed (a full disk, a read-only folder, a quota); `str()` names the file the
+    user asked for (`cannot write out/a.adv.mp4: No space left on device`), not the hidden temp file
+    beside it, nor nothing at all, as an `OSError` raised by `write()` does."""
+
+    def __str__(self) -> str:
+        return f"cannot write {literal(self.filename)}: {self.strerror}"
+
+
+def write_failed(error: OSError, path: str | os.PathLike[str]) -> WriteFailed:
+    """`error` as a `WriteFailed` naming `path` (kept as it is when it already is one)."""
+    if isinstance(error, WriteFailed):
+        return error
+    return WriteFailed(error.errno, error.strerror or str(error), os.fspath(path))
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temp path beside `path` for a writer that needs a file name (PyAV, safetensors).
 
     When the block ends normally the temp file replaces `path` atomically; when it raises, the temp
-    file is removed (if the writer created it) and the exception propagates. The folder must exist.
+    file is removed (if the writer created it) and the exception propagates; an `OSError` (a full disk)
+    as a `WriteFailed` naming `path`. The folder must exist.
     """
     dst = Path(path)
     tmp = temp_path_beside(dst)
     try:
         yield tmp
         os.replace(tmp, dst)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise write_failed(e, dst) from e
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -150,3 +172,9 @@ def read_small_file(path: str | os.PathLike[str], limit: int) -> bytes:
     if len(data) > limit:
         raise ValueError(f"is larger than {limit // 2**20} MiB")
     return data
+
+
+def is_hidden(relative: str | os.PathLike[str]) -> bool:
+    """Whether a path found by searching a folder (given relative to it) is hidden: its name or a
+    folder on the way starts with a dot (`.cache/x.mp4`). Searches leave these out, as `ls` does."""
+    return any(part.startswith(".") for part in Path(relative).parts)

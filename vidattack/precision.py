@@ -138,6 +138,8 @@ def attack_precision(requested: str) -> Iterator[None]:
 
 def is_torchscript(model: torch.nn.Module) -> bool:
     """Whether `model` (or a module inside it, e.g. a bound model's net) is TorchScript."""
+    if not isinstance(model, torch.nn.Module):  # a remote model's stand-in: no autocast to refuse
+        return False
     return any(isinstance(m, torch.jit.ScriptModule) for m in model.modules())
 
 

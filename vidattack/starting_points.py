@@ -29,7 +29,8 @@ def starting_points(attack: Attack, plan: FramePlan, x: Tensor) -> Tensor | None
     Returns the attack's `target_video` (when it has a non-empty one) sampled to the frames `plan` took
     from the attacked video (see `sample_target_video`), on x's device and in x's dtype.
     """
-    path = str(getattr(attack, "target_video", "") or "")
+    # V-BAD names its start target_video; hsja start_video (a video of another class)
+    path = str(getattr(attack, "target_video", "") or getattr(attack, "start_video", "") or "")
     if not path:
         return None
     height, width = int(x.shape[-2]), int(x.shape[-1])

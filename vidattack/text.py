@@ -30,3 +30,27 @@ def literal(text: object) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+def levels(value: object) -> str:
+    """A budget or perturbation in [0, 1] pixel units as 8-bit levels (`4/255`, `2.50/255`): the unit
+    every command and page shows them in; `-` for anything but a number."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return "-"
+    n = float(value) * 255
+    return f"{n:.0f}/255" if abs(n - round(n)) < 1e-6 else f"{n:.2f}/255"
+
+
+#: The most characters of one value (a path, a label) an error message shows: a 100 KB path or a 1 MB
+#: label must not become a 100 KB error line.
+SHORT = 80
+
+
+def shorten(text: object, limit: int = SHORT) -> str:
+    """`literal(text)` cut to `limit` characters with an ellipsis in the middle (`abc…xyz`), so the
+    start and the end of a long name both stay visible."""
+    s = literal(text)
+    if len(s) <= limit:
+        return s
+    head = (limit - 1) // 2
+    return f"{s[:head]}…{s[len(s) - (limit - 1 - head) :]}"

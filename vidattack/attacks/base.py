@@ -29,6 +29,7 @@ from typing import Any, ClassVar, final
 import torch
 from torch import Tensor, nn
 
+from vidattack import cancel
 from vidattack.attacks.blackbox.query_model import QueryModel
 from vidattack.attacks.context import AttackContext, StepFn
 from vidattack.attacks.counting import CountingModel, queries_of, video_queries_of
@@ -377,13 +378,18 @@ class Attack(ABC):
             wrapped.discard_primed()  # frees the clean graph if the attack never used it
         if ctx.restrict_to is not None:
             threat = threat.restricted(ctx.restrict_to)
+        # each phase after the steps is seconds long on a long video: a signal stops between them
+        cancel.check()
         x_adv = threat.quantize(x_adv, x)
         seconds = time.perf_counter() - start
+        cancel.check()
         adv_lp = _judge(model, wrapped, x_adv)
         if isinstance(wrapped, QueryModel):
             ctx.info["queries_per_video"] = wrapped.queries_per_video
         success = criterion.is_adversarial(adv_lp)
+        cancel.check()
         norms = measure_norms(x_adv, x)
+        cancel.check()
         norms[f"threat_{threat.name}"] = threat.measure(x_adv, x).tolist()
         per_video_history = any(ctx.histories)
         n = x.shape[0]

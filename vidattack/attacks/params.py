@@ -228,7 +228,9 @@ def validate(spec: ParamSpec, value: Any) -> Any:
             op = ">" if spec.min_exclusive else ">="
             raise BadParameterError(f"{spec.name}: expected {op} {spec.min:g}, got {value:g}")
         if spec.max is not None and value > spec.max:
-            raise BadParameterError(f"{spec.name}: expected <= {spec.max:g}, got {value:g}")
+            # a budget in [0, 1] given in 8-bit levels (`--eps 8`) most likely meant 8/255
+            hint = f" (did you mean {value:g}/255?)" if spec.max == 1 and 1 < value <= 255 else ""
+            raise BadParameterError(f"{spec.name}: expected <= {spec.max:g}, got {value:g}{hint}")
     if spec.choices is not None and isinstance(value, str) and value not in spec.choices:
         raise BadParameterError(f"{spec.name}: expected one of {', '.join(spec.choices)}, got {value!r}")
     return value

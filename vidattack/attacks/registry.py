@@ -115,4 +115,8 @@ def get_attack_from_text(
             raise BadParameterError(f"{name}: --{option} and --set {own} set the same parameter; give one")
         spec = specs[own]
         parsed[own] = parse_value(spec, value) if isinstance(value, str) else validate(spec, value)
+        if option == "steps" and parsed[own] == 0:
+            # an attack with no iterations is a typo on the command line (`--set STEPS=0` still runs
+            # an attack's start alone, as tests of random starts and initial patches do)
+            raise BadParameterError("expected --steps of at least 1, got 0")
     return get_attack(name, **parsed)

@@ -10,23 +10,29 @@ usage errors: options, the model, `--apply`). torch is imported only inside comm
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 import typer
 
+from vidattack.cancel import Cancelled, raising_on_signals
 from vidattack.cli.attacks import attacks
 from vidattack.cli.emit import print_error
 from vidattack.cli.eval import eval_command
+from vidattack.cli.helptext import use_metavars
 from vidattack.cli.models import models
 from vidattack.cli.perturb import perturb
 from vidattack.cli.predict import predict
+from vidattack.cli.serve import serve
 from vidattack.cli.train import train
 from vidattack.cli.universal import universal
 from vidattack.errors import VidattackError
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+use_metavars()  # help shows `INPUT`, not `INPUT <list[str]>` (vidattack.cli.helptext)
 
 app = typer.Typer(
     name="vidattack",
@@ -39,21 +45,38 @@ app = typer.Typer(
 )
 
 
+#: What to do after a signal stopped a command (perturb says it itself, with what was done).
+_AFTER_A_STOP = {
+    "eval_command": "finished records are kept; run the same command again to continue",
+    "train": "run it again with --resume CHECKPOINT to continue from the last saved state",
+}
+
+
 def exits_on_errors(command: F) -> F:
-    """A library error that stops a command becomes one `Error:` line and its class's exit code."""
+    """A library error that stops a command becomes one `Error:` line and its class's exit code.
+
+    SIGINT and SIGTERM stop every command the same way (`vidattack.cancel`): work under way stops
+    within a frame, temp files and folders are removed, and the exit code is 128 + the signal.
+    """
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return command(*args, **kwargs)
+            with raising_on_signals():
+                return command(*args, **kwargs)
         except VidattackError as e:
             print_error(str(e))
+            raise typer.Exit(e.exit_code) from None
+        except Cancelled as e:
+            logging.getLogger("vidattack").debug("stopped here", exc_info=True)
+            hint = _AFTER_A_STOP.get(command.__name__)
+            print_error(f"interrupted by {e.name}" + (f"; {hint}" if hint else ""))
             raise typer.Exit(e.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
 
 
-for _command in (perturb, predict, attacks, models, universal, train):
+for _command in (perturb, predict, attacks, models, universal, train, serve):
     app.command()(exits_on_errors(_command))
 app.command("eval")(exits_on_errors(eval_command))
 

@@ -72,6 +72,7 @@ def run_engine(
     With `guard`, SIGINT and SIGTERM stop the batch: the engine finishes the writes under way, the
     records of finished inputs still come, and `state.interrupted` says which signal stopped it.
     """
+    from vidattack.cancel import Cancelled
     from vidattack.pipeline.engine import Schedule, perturb_many
     from vidattack.pipeline.signals import Interrupted
 
@@ -79,16 +80,20 @@ def run_engine(
     stop = None if guard is None else (lambda: guard.received is not None)
     schedule = Schedule(batch_size=batch_size, should_stop=stop)
     records = perturb_many(planned, spec, model=view, schedule=schedule, progress=progress)
-    for record in records:
-        if record["status"] != "ok":
-            state.failed += 1
-            item_error(record)
-        elif record.get("skipped"):
-            state.skipped += 1
-        else:
-            state.attacked += 1
-        if progress is not None:
-            progress.finished(record["input"])
-        yield record
+    try:
+        for record in records:
+            if record["status"] != "ok":
+                state.failed += 1
+                item_error(record)
+            elif record.get("skipped"):
+                state.skipped += 1
+            else:
+                state.attacked += 1
+            if progress is not None:
+                progress.finished(record["input"])
+            yield record
+    except Cancelled as e:  # a frame loop stopped for the signal; the engine removed unfinished outputs
+        state.interrupted = Interrupted(e.signum)
+        return
     if guard is not None and guard.received is not None:
         state.interrupted = Interrupted(guard.received)

@@ -300,9 +300,11 @@ def _run(
     threads: int,
     show: bool,
 ) -> list[SummaryRow]:
+    from vidattack.attacks.registry import attack_class
     from vidattack.data.datasets import load_dataset, parse_shard
     from vidattack.eval import build_grid, run_eval
     from vidattack.models import load_model
+    from vidattack.models.capabilities import check_fits
     from vidattack.pipeline import resolve_device, set_cpu_threads
 
     shard_kn = parse_shard(shard) if shard is not None else None
@@ -315,6 +317,8 @@ def _run(
         trust_checkpoint=model_args["trust_checkpoint"],
         device=dev,
     )
+    for name in attacks:  # an ONNX model has no gradients: refused before any video is decoded
+        check_fits(attack_class(name), view, view.name)
     configs = build_grid(
         attacks,
         view,
@@ -351,7 +355,7 @@ def _run(
         stderr_console().print(
             Text(
                 f"{run.written} records written, {run.skipped} already in {run.files['results']}{failed} "
-                f"({time.perf_counter() - start:.1f}s); summary in {run.files['md']}"
+                f"({time.perf_counter() - start:.1f}s); summary in {run.files['md']}, page {run.files['html']}"
             ),
             soft_wrap=True,
         )
@@ -371,9 +375,17 @@ def _ticker(progress: Any, description: str) -> Callable[[int, int], None] | Non
     if progress is None:
         return None
     task = progress.add_task(description, total=None)
+    first: list[tuple[float, int]] = []  # (when, done) at the first call: records resumed count as done
 
     def tick(done: int, total: int) -> None:
-        progress.update(task, completed=done, total=total)
+        now = time.perf_counter()
+        if not first:
+            first.append((now, done))
+        (t0, d0), left = first[0], ""
+        if done > d0:  # an ETA from the first finished job on, at the speed of the jobs run so far
+            s = int((now - t0) / (done - d0) * (total - done))
+            left = f"  ~{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d} left"
+        progress.update(task, completed=done, total=total, description=description + left)
 
     return tick
 
@@ -393,13 +405,29 @@ def summary_table(rows: list[Record], console: Console) -> None:
         hidden.add("settings")
     if all(r.target == "untargeted" for r in typed):
         hidden.add("target")
-    table = Table(title="vidattack eval", title_style="bold", header_style="bold")
-    shown = [(name, head, f) for name, head, f in shown_columns(typed) if name not in hidden]
-    for name, head, _ in shown:
-        left = name in ("attack", "settings", "target", "robust_to", "delivery")
-        table.add_column(head.replace(" ", "\n"), overflow="fold", justify="left" if left else "right")
-    for r in typed:
-        table.add_row(*[cell(format_cell(r, name, f)) for name, _, f in shown])
     if not console.is_terminal:  # a file or a pipe gets the table whole, not folded into 80 columns
         console.width = max(console.width, 200)
+    shown = [(name, head, f) for name, head, f in shown_columns(typed) if name not in hidden]
+
+    def needed(cols: list[tuple[str, str, str]]) -> int:  # cells and headers whole: words never broken
+        widths = [
+            max([len(w) for w in head.split()] + [len(format_cell(r, name, f)) for r in typed])
+            for name, head, f in cols
+        ]
+        return sum(widths) + 3 * len(cols) + 1
+
+    # a narrow terminal drops the measures summary.md and summary.html keep, rather than fold words
+    dropped = []
+    for name in ("mean_l2", "mean_map", "seconds_per_video", "mean_queries", "mean_linf"):
+        if needed(shown) <= console.width:
+            break
+        dropped += [head for n, head, _ in shown if n == name]
+        shown = [c for c in shown if c[0] != name]
+    caption = f"not shown at this width: {', '.join(dropped)} (see summary.md)" if dropped else None
+    table = Table(title="vidattack eval", title_style="bold", header_style="bold", caption=caption)
+    for name, head, _ in shown:
+        left = name in ("attack", "settings", "target", "robust_to", "delivery")
+        table.add_column(head.replace(" ", "\n"), overflow="ellipsis", justify="left" if left else "right")
+    for r in typed:
+        table.add_row(*[cell(format_cell(r, name, f)) for name, _, f in shown])
     console.print(table)

@@ -1,25 +1,84 @@
-"""`vidattack models`: the bundled models and the supported checkpoint architectures."""
+"""`vidattack models`: the bundled models and the supported checkpoint architectures; `vidattack models
+DIR`: what a model folder or ONNX file holds."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
 
 from vidattack.cli import options as o
 from vidattack.cli.emit import Record, cell, emit
+from vidattack.errors import BadCheckpointError
 
 if TYPE_CHECKING:
     from rich.console import Console
 
 
-def models(fmt: o.FormatOption = None) -> None:
-    """List the bundled models and the checkpoint architectures vidattack can load.
+def models(
+    path: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="DIR",
+            help="A HuggingFace folder, an ONNX file or a folder holding one: show what it holds.",
+            show_default=False,
+        ),
+    ] = None,
+    fmt: o.FormatOption = None,
+) -> None:
+    """List the bundled models and the checkpoint architectures vidattack can load, or what a model
+    folder (or ONNX file) DIR holds.
 
     One record per model: name, kind (bundled or architecture), description, preprocessing (frames
     per clip, clips, resize, crop, normalization), pretrained weights and how to name it in --model.
+    With DIR, one record: its kind, architecture, weight files, labels, preprocessing, what it offers
+    (gradients or scores only) and the attacks that fit it.
     """
+    if path is not None:
+        from vidattack.models.folders import describe_path
+
+        if not path.exists():
+            raise BadCheckpointError(f"no such folder or file: {path}")
+        emit([describe_path(path)], o.default_format(fmt), table=folder_table)
+        return
     from vidattack.models import list_models
 
-    emit(model_records(list_models()), o.default_format(fmt), table=model_tables, key="models")
+    # a listing is for reading: a table unless --format says otherwise, piped into `less` too
+    emit(
+        model_records(list_models()),
+        o.default_format(fmt, piped=o.Format.table),
+        table=model_tables,
+        key="models",
+    )
+
+
+def folder_table(rows: list[Record], console: Console) -> None:
+    """What a model folder holds, one field per row; labels shortened to a count and the first few."""
+    from rich.table import Table
+
+    for r in rows:
+        t = Table(title=cell(r["path"]), title_justify="left", header_style="bold", show_header=False)
+        t.add_column("field", style="bold")
+        t.add_column("value", overflow="fold")
+        labels = r.get("labels") or []
+        shown = ", ".join(labels[:5]) + (", ..." if len(labels) > 5 else "")
+        t.add_row("kind", cell(r["kind"]))
+        if r.get("architecture"):
+            t.add_row("architecture", cell(r["architecture"]))
+        weights = ", ".join(r["weights"]) + (
+            " (pickled: needs --trust-checkpoint)" if r["needs_trust"] else ""
+        )
+        t.add_row("weights", cell(weights))
+        if r.get("processor"):
+            t.add_row("processor", cell(r["processor"]))
+        t.add_row("labels", cell(f"{len(labels)}: {shown}" if labels else "(from the model's outputs)"))
+        t.add_row("preprocess", cell(preprocess_text(r["preprocess"])))
+        t.add_row("offers", cell(r["offers"]))
+        t.add_row("attacks", cell(", ".join(r["attacks"])))
+        for note in r.get("notes") or []:
+            t.add_row("note", cell(note))
+        console.print(t)
 
 
 def model_records(listing: dict[str, Any]) -> list[Record]:

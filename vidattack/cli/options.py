@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -18,6 +19,8 @@ from vidattack.pipeline.outputs import KINDS_HELP
 
 if TYPE_CHECKING:
     from rich.progress import Progress
+
+    from vidattack.remote.options import RemoteOptions
 
 
 class Format(StrEnum):
@@ -43,7 +46,8 @@ Model = Annotated[
         "-m",
         metavar="SPEC",
         help="The model: a bundled name (see `vidattack models`), ARCH:WEIGHTS, a TorchScript or "
-        ".safetensors file, or torchvision:ARCH. Default: tiny-c3d.",
+        ".safetensors file, torchvision:ARCH, a HuggingFace folder, or a .onnx file (scores only). "
+        "Default: tiny-c3d.",
     ),
 ]
 Arch = Annotated[
@@ -80,9 +84,24 @@ Seed = Annotated[int, typer.Option(metavar="N", help="Seed of the attack's rando
 Device = Annotated[
     str, typer.Option(metavar="DEVICE", help="auto (CUDA when available), cpu, cuda or cuda:N.")
 ]
+
+
+def _positive_when_given(ctx: typer.Context, param: typer.CallbackParam, value: int) -> int:
+    # 0 is the default's internal value (one thread per core); typed on the command line it is a typo
+    source = ctx.get_parameter_source(param.name or "")
+    if value == 0 and source is not None and source.name == "COMMANDLINE":
+        raise typer.BadParameter("expected at least 1 (leave --threads out for one per core), got 0")
+    return value
+
+
 Threads = Annotated[
     int,
-    typer.Option(metavar="N", help="CPU threads for torch; 0 = one per core. Fewer help on a busy machine."),
+    typer.Option(
+        metavar="N",
+        callback=_positive_when_given,
+        show_default=False,
+        help="CPU threads for torch (at least 1). Default: one per core. Fewer help on a busy machine.",
+    ),
 ]
 Settings = Annotated[
     list[str] | None,
@@ -254,3 +273,96 @@ def progress_bars(enabled: bool) -> Progress | None:
         redirect_stderr=False,
         transient=True,
     )
+
+
+# -- a deployed model (--model http://... or cmd:...) ------------------------------------------------
+
+RemoteModel = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        metavar="SPEC",
+        help="The model: a bundled name (see `vidattack models`), ARCH:WEIGHTS, a TorchScript or "
+        ".safetensors file, torchvision:ARCH, or a deployed model: http(s)://HOST/PATH or 'cmd:COMMAND {}'. "
+        "Default: tiny-c3d.",
+    ),
+]
+HeaderEnv = Annotated[
+    str | None,
+    typer.Option(
+        "--header-env",
+        metavar="VAR",
+        help="Environment variable holding request headers for an http(s) model ('Name: value' lines or "
+        "a JSON object), e.g. an API key; its value is never printed or logged.",
+    ),
+]
+Concurrency = Annotated[
+    int, typer.Option(metavar="N", help="Queries in flight at once to an http(s) or cmd: model.")
+]
+MaxQps = Annotated[
+    float | None, typer.Option("--max-qps", metavar="R", help="At most R queries per second to the model.")
+]
+Start = Annotated[
+    Path | None,
+    typer.Option(
+        "--start",
+        metavar="VIDEO",
+        help="hsja: start from this video (another class; the target class with --target) instead of noise.",
+    ),
+]
+LabelOnly = Annotated[
+    bool,
+    typer.Option("--label-only", help="The http(s)/cmd: model answers labels without scores (use hsja)."),
+]
+
+
+@dataclass(frozen=True)
+class RemoteArgs:
+    """The options of a deployed model, as one value: `--header-env`, `--concurrency`, `--max-qps`,
+    `--label-only`, and hsja's `--start`."""
+
+    header_env: str | None = None
+    concurrency: int = 1
+    max_qps: float | None = None
+    start: Path | None = None
+    label_only: bool = False
+
+    def given(self) -> bool:
+        """True when any remote-only option was given (they need an http(s):// or cmd: model)."""
+        return (
+            self.header_env is not None
+            or self.concurrency != 1
+            or self.max_qps is not None
+            or self.label_only
+        )
+
+    def settings(self, sets: dict[str, str]) -> dict[str, str]:
+        """The attack settings with `--start` as `start_video`."""
+        if self.start is None:
+            return sets
+        if "start_video" in sets:
+            raise BadParameterError("expected --start or --set start_video=..., not both")
+        return {**sets, "start_video": str(self.start)}
+
+    def options(self, model: str | None, out: Path, resume: bool, overwrite: bool) -> RemoteOptions | None:
+        """The library's `RemoteOptions` for `model` (its query log in `out`); None for a local model."""
+        from vidattack.remote.options import RemoteOptions
+        from vidattack.remote.transport import is_remote_spec
+
+        if not is_remote_spec(model):
+            if self.given():
+                raise BadParameterError(
+                    "expected --model http(s)://... or cmd:... with --header-env, --concurrency, --max-qps "
+                    "or --label-only"
+                )
+            return None
+        return RemoteOptions(
+            header_env=self.header_env,
+            concurrency=self.concurrency,
+            max_qps=self.max_qps,
+            label_only=self.label_only,
+            query_log=out / "queries.jsonl",
+            resume=resume,
+            overwrite=overwrite,
+        )

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from vidattack.attacks.base import Attack
     from vidattack.cli.progress import BatchProgress
     from vidattack.models.view import ModelView
+    from vidattack.page import PageUpdater
     from vidattack.pipeline.names import Planned
     from vidattack.pipeline.spec import JobSpec
 
@@ -32,7 +33,7 @@ def perturb(
     attack: Annotated[
         str, typer.Option("--attack", "-a", metavar="NAME", help="Attack name (see `vidattack attacks`).")
     ] = "pgd-linf",
-    model: o.Model = None,
+    model: o.RemoteModel = None,
     arch: o.Arch = None,
     labels: o.Labels = None,
     trust_checkpoint: o.TrustCheckpoint = False,
@@ -67,6 +68,11 @@ def perturb(
     stop_when_fooled: b.StopWhenFooled = None,
     delivery: d.Delivery = None,
     robust_to: d.RobustTo = None,
+    header_env: o.HeaderEnv = None,
+    concurrency: o.Concurrency = 1,
+    max_qps: o.MaxQps = None,
+    start: o.Start = None,
+    label_only: o.LabelOnly = False,
 ) -> None:
     """Attack videos; write the adversarial video, its pictures and a report for each.
 
@@ -83,6 +89,10 @@ def perturb(
       S.report.json  every number measured, written last: its presence means
                      the job finished
       S.delivery.mp4 with --delivery: a lossy copy that plays everywhere
+      S.clean.preview.mp4, S.adv.preview.mp4
+                     H.264 yuv420p previews for the page (lossy)
+      index.html     the run's page: every video side by side with its
+                     pictures and predictions; open it in a browser
 
     S is the input's name without its last suffix (clip.2020.mp4 gives clip.2020), or --name; files
     found in subfolders of a folder input go to the same subfolders of --out. Every option, the names
@@ -122,6 +132,7 @@ def perturb(
         stop_when_fooled=stop_when_fooled,
         delivery=delivery,
         robust_to=robust_to,
+        remote=o.RemoteArgs(header_env, concurrency, max_qps, start, label_only),
         precision=precision,
     )
     with InterruptGuard() as guard:
@@ -138,13 +149,18 @@ def perturb(
         with progress if progress is not None else nullcontext():
             # the pipelined engine: decoding and writing overlap the attack, same records in input order
             run = b.run_engine(planned, spec, view, progress, guard=guard, state=state, batch_size=batch_size)
-            records = emit(run, chosen, table=summary_table)
-    if chosen is not o.Format.table and show:
-        from vidattack.cli.emit import stderr_console
+            page = _page_updater(outputs, out, len(planned))
+            # the table waits until the bars are gone: printed under a live display, it left the last
+            # bar frozen on screen with the table's title written onto it (#26)
+            records = emit(run if page is None else page.follow(run), chosen, table=lambda *_: None)
+    if chosen is o.Format.table or show:
+        from vidattack.cli.emit import stderr_console, stdout_console
 
-        summary_table(records, stderr_console())
+        summary_table(records, stdout_console() if chosen is o.Format.table else stderr_console())
     if not quiet:
         _say_what_was_done(state, out, resume)
+        if show or chosen is o.Format.table:  # for a person; a script reading JSON has the records
+            _say_totals(records, out, page, where=state.interrupted is None)  # (an interruption says where)
     if state.interrupted is not None:
         raise typer.Exit(state.interrupted.exit_code)
     raise typer.Exit(1 if any(r["status"] != "ok" for r in records) else 0)
@@ -179,6 +195,7 @@ class PerturbArgs:
     stop_when_fooled: float | None
     delivery: str | None
     robust_to: str | None
+    remote: o.RemoteArgs  # an http(s):// or cmd: model's options, and hsja's --start
     precision: str = "auto"
 
 
@@ -186,6 +203,7 @@ def _prepare(args: PerturbArgs) -> tuple[list[Planned], JobSpec, ModelView]:
     """Every check that can fail for all inputs alike, done once before the first input (usage errors,
     exit 2): options, attack, model, target, --out, names of all outputs; the one `JobSpec` of them."""
     from vidattack.models import load_model
+    from vidattack.models.capabilities import check_fits
     from vidattack.pipeline.batch import expand_inputs
     from vidattack.pipeline.names import NameTemplate, plan_outputs
     from vidattack.pipeline.outputs import parse_outputs
@@ -202,16 +220,23 @@ def _prepare(args: PerturbArgs) -> tuple[list[Planned], JobSpec, ModelView]:
             "expected --outputs with report for --resume (the report is how a finished input is recognised)"
         )
     template = NameTemplate(args.name)
-    budget = parse_budget(args.eps, args.alpha, args.steps)
+    steps = d.robust_steps(args.attack, args.steps, args.robust_to) if args.apply is None else args.steps
+    budget = parse_budget(args.eps, args.alpha, steps)
     delivery_spec, robust_spec = d.parse_delivery_options(args.delivery, args.robust_to)
-    atk = build_attack(args.attack, o.parse_sets(args.set_), budget, args.apply)
+    atk = build_attack(args.attack, args.remote.settings(o.parse_sets(args.set_)), budget, args.apply)
     atk.check_stop_when_fooled(args.stop_when_fooled)  # refused before any model is loaded
     o.checked_precision(args.precision, args.device)  # refused before any model is loaded
     o.check_out_folder(args.out)
     dev = resolve_device(args.device)
     view = load_model(
-        args.model, arch=args.arch, labels=args.labels, trust_checkpoint=args.trust_checkpoint, device=dev
+        args.model,
+        arch=args.arch,
+        labels=args.labels,
+        trust_checkpoint=args.trust_checkpoint,
+        device=dev,
+        remote=args.remote.options(args.model, args.out, args.resume, args.overwrite),
     )
+    check_fits(atk, view, view.name)  # an ONNX model has no gradients: refused before any decoding
     spec = JobSpec(
         attack=atk,
         target=check_target(args.target, view),
@@ -248,6 +273,28 @@ def build_attack(name: str, settings: dict[str, str], budget: Budget, apply: Pat
     return UniversalAttack(perturbation=load_perturbation(apply))
 
 
+def _page_updater(outputs: str, out: Path, total: int) -> PageUpdater | None:
+    """Draws `OUT/index.html` as videos finish, when `--outputs` keeps the page."""
+    from vidattack.page import PageUpdater
+    from vidattack.pipeline.outputs import parse_outputs
+
+    return PageUpdater(out, total) if "page" in parse_outputs(outputs) else None
+
+
+def _say_totals(records: list[Record], out: Path, page: PageUpdater | None, *, where: bool) -> None:
+    """On stderr: `N of M fooled`, a --robust-to hint when a delivery undid the attack, and (`where`)
+    where the outputs and the page are."""
+    from vidattack.cli.totals import outputs_line, robust_to_hint, totals_line
+
+    if any(r.get("status") == "ok" for r in records):  # (a lone failure's error line says it all)
+        print_note(totals_line(records))
+    hint = robust_to_hint(records)
+    if hint is not None:
+        print_note(hint)
+    if where and any(r.get("status") == "ok" for r in records):
+        print_note(outputs_line(out, None if page is None else page.path))
+
+
 def _progress(total: int) -> BatchProgress:
     from vidattack.cli.progress import BatchProgress
 
@@ -278,32 +325,43 @@ def summary_table(rows: list[Record], console: Console) -> None:
     decoded delivery file), Linf, queries, time."""
     from rich.table import Table
 
+    from vidattack.cli.fit import fit_widths
+
     delivered = any(isinstance(r.get("delivery"), dict) for r in rows)
-    table = Table(title="vidattack perturb", title_style="bold", header_style="bold")
     columns = ["input", "clean -> adversarial", "success", "after encode"]
     columns += ["after delivery"] if delivered else []
-    for col in (*columns, "Linf", "queries", "time"):
-        table.add_column(col, overflow="fold")
-    for r in rows:
-        if r.get("status") != "ok":
-            table.add_row(cell(r["input"]), cell(f"error: {r['error']}", "red"), *["-"] * (len(columns) + 1))
-            continue
-        pert = r["perturbation"]
-        clean, adv, file = r["clean"], r["adversarial"], r["reencoded"]
-        labels = f"{clean['label']} ({clean['confidence']:.2f}) -> {adv['label']} ({adv['confidence']:.2f})"
-        if file["index"] != adv["index"]:
-            labels += f"; file: {file['label']} ({file['confidence']:.2f})"
-        time_text = "done before" if r.get("skipped") else f"{r['timing']['total']:.1f}s"
-        after = [yes_no(r["success"]), yes_no(r["success_after_encode"])]
-        if delivered:
-            part = r.get("delivery")
-            after.append(yes_no(part["success_after_delivery"]) if isinstance(part, dict) else "-")
-        table.add_row(
-            cell(Path(r["input"]).name),
-            cell(labels),
-            *after,
-            f"{pert['linf'] * 255:.1f}/255",
-            str(r["queries"]),
-            time_text,
-        )
+    columns += ["Linf", "queries", "time"]
+    cells = [_summary_row(r, delivered) for r in rows]
+    widths = fit_widths(console.width, cells, columns, name=0, labels=1)
+    table = Table(title="vidattack perturb", title_style="bold", header_style="bold")
+    for col, width in zip(columns, widths, strict=True):
+        # a cell wraps at spaces; a word wider than its column (a long file name) is cut with an ellipsis
+        table.add_column(col, overflow="ellipsis", width=width)
+    for r, row in zip(rows, cells, strict=True):
+        failed = r.get("status") != "ok"
+        table.add_row(*(cell(text, "red" if failed and i == 1 else "") for i, text in enumerate(row)))
     console.print(table)
+
+
+def _summary_row(r: Record, delivered: bool) -> list[str]:
+    """One input's cells of the summary table, as plain text."""
+    if r.get("status") != "ok":
+        return [Path(r["input"]).name, f"error: {r['error']}", *["-"] * (6 if delivered else 5)]
+    pert = r["perturbation"]
+    clean, adv, file = r["clean"], r["adversarial"], r["reencoded"]
+    labels = f"{clean['label']} ({clean['confidence']:.2f}) -> {adv['label']} ({adv['confidence']:.2f})"
+    if file["index"] != adv["index"]:
+        labels += f"; file: {file['label']} ({file['confidence']:.2f})"
+    after = [yes_no(r["success"]), yes_no(r["success_after_encode"])]
+    if delivered:
+        part = r.get("delivery")
+        after.append(yes_no(part["success_after_delivery"]) if isinstance(part, dict) else "-")
+    time_text = "done before" if r.get("skipped") else f"{r['timing']['total']:.1f}s"
+    return [
+        Path(r["input"]).name,
+        labels,
+        *after,
+        f"{pert['linf'] * 255:.1f}/255",
+        str(r["queries"]),
+        time_text,
+    ]

@@ -10,6 +10,7 @@ import typer
 from vidattack.cli import options as o
 from vidattack.cli.emit import Record, cell, emit, stderr_console
 from vidattack.errors import BadParameterError, OutputExistsError
+from vidattack.text import levels
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -88,6 +89,7 @@ def train(
         Path | None, typer.Option(help="Continue the run saved in this training-state file.")
     ] = None,
     overwrite: o.Overwrite = False,
+    trust_checkpoint: o.TrustCheckpoint = False,
     threads: o.Threads = 0,
     precision: o.PrecisionOption = o.DEFAULT_PRECISION,
     fmt: o.FormatOption = None,
@@ -156,6 +158,7 @@ def train(
                 progress=progress,
                 checkpoint=state,
                 resume=resume,
+                trust_checkpoint=trust_checkpoint,
             )
     finally:
         if bars is not None:
@@ -199,7 +202,7 @@ class _Progress:
                 if "id" in self.task:
                     self.bars.remove_task(self.task["id"])
                 self.task.update(what=what, id=self.bars.add_task(what, total=total))
-            desc = what if kind == "load" else f"{what} loss {event['loss']:.3f} eps {event['eps']:.4f}"
+            desc = what if kind == "load" else f"{what} loss {event['loss']:.3f} eps {levels(event['eps'])}"
             self.bars.update(self.task["id"], completed=done, description=desc)
         elif kind == "epoch" and not self.quiet:
             parts = [
@@ -212,13 +215,17 @@ class _Progress:
             if "clean_acc" in event:
                 parts.append(f"held-out clean acc {event['clean_acc']:.3f}")
             if "robust_acc" in event:
-                parts.append(f"robust acc {event['robust_acc']:.3f} (eps {event['robust_eps']:.4f})")
+                parts.append(f"robust acc {event['robust_acc']:.3f} (eps {levels(event['robust_eps'])})")
             if "probs" in event:
                 parts.append("P(eps) " + " ".join(f"{p:.2f}" for p in event["probs"]))
             parts.append(f"{event['seconds']:.0f}s")
-            self.console.print(", ".join(parts), soft_wrap=True)
+            self._print(", ".join(parts))
         elif kind == "resume" and not self.quiet:
-            self.console.print(f"resuming after epoch {event['epoch']}/{event['epochs']}")
+            self._print(f"resuming after epoch {event['epoch']}/{event['epochs']}")
+
+    def _print(self, line: str) -> None:
+        # through the bars' console while they show: it prints above the live bars, not onto them
+        (self.bars.console if self.bars is not None else self.console).print(line, soft_wrap=True)
 
 
 def _table(rows: list[Record], console: Console) -> None:

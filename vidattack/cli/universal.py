@@ -80,6 +80,7 @@ def universal(
     """
     import vidattack.models
     from vidattack.attacks.registry import get_attack_from_text
+    from vidattack.models.capabilities import check_fits
     from vidattack.pipeline import resolve_device, set_cpu_threads
     from vidattack.pipeline.spec import check_target, resolve_target
 
@@ -90,6 +91,7 @@ def universal(
     held_files = _video_files(holdout, "--holdout") if holdout is not None else []
     set_cpu_threads(threads)
     view = vidattack.models.load_model(model, device=resolve_device(device))
+    check_fits(attack, view, view.name)  # learning needs gradients: an ONNX model is refused here
     target_index = resolve_target(check_target(target, view), view)
     pert = _learn(train_files, view, attack, target_index, seed)
     result = _evaluate(pert, train_files, held_files, view, target_index)

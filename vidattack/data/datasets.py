@@ -32,6 +32,8 @@ import torch
 from torch import Tensor
 
 from vidattack.errors import DatasetError, UsageError
+from vidattack.files import is_hidden
+from vidattack.text import shorten
 
 if TYPE_CHECKING:
     from vidattack.video import Video
@@ -42,6 +44,10 @@ __all__ = ["Dataset", "DatasetError", "Item", "load_dataset", "manifest_labels",
 # their held-out accuracy measured on 777; this one is neither, so an eval measures unseen clips.
 DEFAULT_SYNTHETIC_SEED = 13
 SYNTHETIC_FPS = 25
+
+# `synthetic:N` makes N items per class up front (clips are rendered when loaded): a bound keeps a typo
+# such as synthetic:99999999999999999999 from asking torch for an impossible tensor.
+MAX_SYNTHETIC_PER_CLASS = 1_000_000
 
 _SYNTHETIC = re.compile(r"^synthetic:(\d+)(?::(\d+))?$")
 
@@ -145,14 +151,20 @@ def parse_shard(text: str) -> tuple[int, int]:
 def _resolve_label(value: object, labels: Sequence[str], where: str) -> int:
     """A manifest or folder label (name, case-insensitive name, or index) -> index into `labels`."""
     if isinstance(value, bool):
-        raise DatasetError(f"{where}: expected a label name or index, got {value!r}")
+        raise DatasetError(f"{where}: expected a label name or index, got {shorten(repr(value))}")
     if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
+        if isinstance(value, str) and len(value.strip()) > 9:  # int() of a 1 MB digit string is slow
+            raise DatasetError(
+                f"{where}: expected a class index in [0, {len(labels) - 1}], got {shorten(value)}"
+            )
         idx = int(value)
         if not 0 <= idx < len(labels):
-            raise DatasetError(f"{where}: expected a class index in [0, {len(labels) - 1}], got {idx}")
+            raise DatasetError(
+                f"{where}: expected a class index in [0, {len(labels) - 1}], got {shorten(idx)}"
+            )
         return idx
     if not isinstance(value, str) or not value.strip():
-        raise DatasetError(f"{where}: expected a label name or index, got {value!r}")
+        raise DatasetError(f"{where}: expected a label name or index, got {shorten(repr(value))}")
     name = value.strip()
     if name in labels:
         return list(labels).index(name)
@@ -161,9 +173,10 @@ def _resolve_label(value: object, labels: Sequence[str], where: str) -> int:
         return lowered.index(name.lower())
     import difflib
 
-    close = difflib.get_close_matches(name, list(labels), n=3)
+    # difflib is quadratic: a 1 MB label would take minutes to compare
+    close = difflib.get_close_matches(name, list(labels), n=3) if len(name) <= 200 else []
     hint = f" (did you mean {', '.join(close)}?)" if close else f" (the model has {len(labels)} labels)"
-    raise DatasetError(f"{where}: the model has no label {name!r}{hint}")
+    raise DatasetError(f"{where}: the model has no label {shorten(repr(name))}{hint}")
 
 
 def load_dataset(
@@ -188,20 +201,26 @@ def load_dataset(
     if m:
         return _synthetic(text, int(m.group(1)), m.group(2), labels, synthetic_frames, synthetic_size)
     if text.startswith("synthetic"):
-        raise DatasetError(f"expected synthetic:N or synthetic:N:SEED (N clips per class), got {text!r}")
-    path = Path(text)
-    if path.is_dir():
-        return _folder(path, labels)
-    if not path.exists():
         raise DatasetError(
-            f"no such data set: {text} (expected a folder, a .csv/.jsonl manifest or synthetic:N)"
+            f"expected synthetic:N or synthetic:N:SEED (N clips per class), got {shorten(text)!r}"
+        )
+    path = Path(text)
+    try:
+        if path.is_dir():
+            return _folder(path, labels)
+        exists = path.exists()
+    except OSError as e:  # a name too long for the file system, a folder that cannot be listed
+        raise DatasetError(f"{shorten(text)}: cannot be read ({e.strerror or e})") from None
+    if not exists:
+        raise DatasetError(
+            f"no such data set: {shorten(text)} (expected a folder, a .csv/.jsonl manifest or synthetic:N)"
         )
     suffix = path.suffix.lower()
     if suffix == ".csv":
         return _manifest(path, labels, _csv_rows(path))
     if suffix in (".jsonl", ".ndjson"):
         return _manifest(path, labels, _jsonl_rows(path))
-    raise DatasetError(f"expected a folder, a .csv or .jsonl manifest or synthetic:N, got {text}")
+    raise DatasetError(f"expected a folder, a .csv or .jsonl manifest or synthetic:N, got {shorten(text)}")
 
 
 def _synthetic(
@@ -209,9 +228,13 @@ def _synthetic(
 ) -> Dataset:
     from vidattack.data.synthetic import CLASSES
 
-    if per_class < 1:
-        raise DatasetError(f"expected synthetic:N with N >= 1 clips per class, got {text!r}")
+    if not 1 <= per_class <= MAX_SYNTHETIC_PER_CLASS:
+        raise DatasetError(
+            f"expected synthetic:N with 1 <= N <= {MAX_SYNTHETIC_PER_CLASS} clips per class, got {shorten(text)}"
+        )
     seed = int(seed_text) if seed_text is not None else DEFAULT_SYNTHETIC_SEED
+    if seed >= 2**63:  # torch's generators take a signed 64-bit seed
+        raise DatasetError(f"expected synthetic:N:SEED with SEED < 2**63, got {shorten(text)}")
     model_index = {}
     for name in CLASSES:
         model_index[name] = _resolve_label(name, labels, f"{text}: class {name!r} of the synthetic generator")
@@ -243,7 +266,7 @@ def _folder(root: Path, labels: tuple[str, ...]) -> Dataset:
     for folder in classes:
         idx = _resolve_label(folder.name, labels, f"{folder}")
         for f in sorted(folder.rglob("*")):
-            if f.is_file() and is_video_path(f) and not f.name.startswith("."):
+            if f.is_file() and is_video_path(f) and not is_hidden(f.relative_to(folder)):
                 rel = f.relative_to(root).as_posix()
                 items.append(Item(id=rel, label=idx, path=f, source=str(f)))
     if not items:
@@ -251,32 +274,62 @@ def _folder(root: Path, labels: tuple[str, ...]) -> Dataset:
     return Dataset(spec=str(root), items=tuple(items), labels=labels)
 
 
+def _manifest_lines(path: Path) -> list[str]:
+    """The manifest's lines as text: UTF-8, with or without the byte order mark spreadsheet programs
+    write. Any other encoding is refused naming the line (guessing one would misread names)."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise DatasetError(f"{path}: cannot be read ({e.strerror or e})") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        lineno = data[: e.start].count(b"\n") + 1
+        raise DatasetError(
+            f"{path}:{lineno}: not UTF-8 (byte 0x{data[e.start]:02x}); save the manifest as UTF-8"
+        ) from None
+    return text.splitlines(keepends=True)
+
+
 def _csv_rows(path: Path) -> Iterator[tuple[int, object, object]]:
-    with path.open(newline="", encoding="utf-8") as f:
-        for lineno, row in enumerate(csv.reader(f), start=1):
-            if not row or all(not c.strip() for c in row) or row[0].lstrip().startswith("#"):
-                continue
-            if lineno == 1 and [c.strip().lower() for c in row[:2]] == ["path", "label"]:
-                continue
-            if len(row) != 2:
-                raise DatasetError(f"{path}:{lineno}: expected two columns path,label, got {len(row)}")
-            yield lineno, row[0].strip(), row[1].strip()
+    lines = _manifest_lines(path)
+    reader = csv.reader(lines)
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:  # a field over the csv module's limit (131072), a NUL byte
+            raise DatasetError(
+                f"{path}:{reader.line_num}: not a CSV line a manifest can hold ({e})"
+            ) from None
+        lineno = reader.line_num
+        if not row or all(not c.strip() for c in row) or row[0].lstrip().startswith("#"):
+            continue
+        if lineno == 1 and [c.strip().lower() for c in row[:2]] == ["path", "label"]:
+            continue
+        if len(row) != 2:
+            raise DatasetError(f"{path}:{lineno}: expected two columns path,label, got {len(row)}")
+        yield lineno, row[0].strip(), row[1].strip()
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[int, object, object]]:
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DatasetError(
-                    f"{path}:{lineno}: expected a JSON object, got invalid JSON ({e.msg})"
-                ) from None
-            if not isinstance(obj, dict) or "path" not in obj or "label" not in obj:
-                raise DatasetError(f'{path}:{lineno}: expected an object with "path" and "label"')
-            yield lineno, obj["path"], obj["label"]
+    for lineno, line in enumerate(_manifest_lines(path), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DatasetError(
+                f"{path}:{lineno}: expected a JSON object, got invalid JSON ({e.msg})"
+            ) from None
+        except (ValueError, RecursionError):  # nested past the parser, an integer of 5000 digits
+            raise DatasetError(
+                f"{path}:{lineno}: expected a JSON object, got one nested too deep or a number too long"
+            ) from None
+        if not isinstance(obj, dict) or "path" not in obj or "label" not in obj:
+            raise DatasetError(f'{path}:{lineno}: expected an object with "path" and "label"')
+        yield lineno, obj["path"], obj["label"]
 
 
 def manifest_labels(path: Path) -> list[str]:
@@ -293,21 +346,36 @@ def manifest_labels(path: Path) -> list[str]:
 def _manifest(path: Path, labels: tuple[str, ...], rows: Iterator[tuple[int, object, object]]) -> Dataset:
     base = path.parent
     items: list[Item] = []
-    seen: dict[str, int] = {}
+    seen: dict[Path, tuple[int, int]] = {}  # the file, resolved -> (line, label) where it was first listed
     for lineno, raw_path, raw_label in rows:
         where = f"{path}:{lineno}"
         if not isinstance(raw_path, str) or not raw_path:
-            raise DatasetError(f"{where}: expected a video path, got {raw_path!r}")
+            raise DatasetError(f"{where}: expected a video path, got {shorten(repr(raw_path))}")
+        if "\0" in raw_path:
+            raise DatasetError(f"{where}: expected a video path, got one with a NUL byte")
         file = Path(raw_path)
         file = file if file.is_absolute() else base / file
-        if not file.is_file():
-            raise DatasetError(f"{where}: no such video file {raw_path}")
-        if raw_path in seen:
-            raise DatasetError(f"{where}: {raw_path} is listed twice (first on line {seen[raw_path]})")
-        seen[raw_path] = lineno
-        items.append(
-            Item(id=raw_path, label=_resolve_label(raw_label, labels, where), path=file, source=where)
-        )
+        try:
+            is_file = file.is_file()
+            # `./sub/x`, `sub//x` and `sub/../sub/x` are one video: compare where the names lead
+            real = file.resolve()
+        except OSError as e:  # a name too long for the file system
+            raise DatasetError(f"{where}: {shorten(raw_path)}: {e.strerror or e}") from None
+        if not is_file:
+            raise DatasetError(f"{where}: no such video file {shorten(raw_path)}")
+        label = _resolve_label(raw_label, labels, where)
+        if real in seen:
+            first, first_label = seen[real]
+            conflict = (
+                f" with another label ({labels[first_label]} there, {labels[label]} here)"
+                if first_label != label
+                else ""
+            )
+            raise DatasetError(
+                f"{where}: {shorten(raw_path)} is listed twice (first on line {first}){conflict}"
+            )
+        seen[real] = (lineno, label)
+        items.append(Item(id=raw_path, label=label, path=file, source=where))
     if not items:
         raise DatasetError(f"{path}: the manifest lists no videos")
     return Dataset(spec=str(path), items=tuple(items), labels=labels)

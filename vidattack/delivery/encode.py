@@ -40,6 +40,7 @@ import av
 import numpy as np
 import torch
 
+from vidattack import cancel
 from vidattack.delivery.spec import CODECS, DeliverySpec
 from vidattack.errors import BadParameterError, OutputExistsError, VidattackError
 from vidattack.video import Video
@@ -209,6 +210,7 @@ def _encode_raw(
     with av.open(buffer, mode="w", format=CODECS[spec.codec].raw_muxer) as output:
         stream = _add_video_stream(output, spec, crf, (width, height), rate, 1 / rate, matrix, threads)
         for i in range(offset + array.shape[0]):
+            cancel.check()
             frame = _to_yuv420p(array[max(i - offset, 0)], matrix)
             frame.pts = i
             output.mux(stream.encode(frame))
@@ -220,6 +222,7 @@ def _decode_raw(data: bytes, spec: DeliverySpec) -> list[np.ndarray]:
     decoded: list[np.ndarray] = []
     with av.open(io.BytesIO(data), mode="r", format=CODECS[spec.codec].raw_muxer) as source:
         for frame in source.decode(source.streams.video[0]):
+            cancel.check()
             # np.array copies at once: to_ndarray's result may be a view into the frame's buffer.
             decoded.append(np.array(frame.to_ndarray(format="rgb24")))
     return decoded
@@ -326,6 +329,7 @@ def _encode_file(
             audio = (audio_out, packets)
         mux = Muxer(output, spec.muxer, audio)
         for i in range(video.num_frames):
+            cancel.check()  # a signal stops the delivery encode at the next frame
             array = _even_pad(video.frames[i].cpu().numpy())
             if k:
                 array = np.rot90(array, -k)  # back to the source's stored orientation

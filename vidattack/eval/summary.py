@@ -254,7 +254,10 @@ def plot_robust_accuracy(rows: Sequence[SummaryRow], path: str | Path) -> Path |
     for r in rows:
         if r.budget_value is None or r.robust_accuracy is None:
             continue
-        lines.setdefault(line_name(r), []).append((r.budget_value, r.robust_accuracy))
+        points = lines.setdefault(line_name(r), [])
+        points.append((r.budget_value, r.robust_accuracy))
+        if r.clean_accuracy is not None and not any(b == 0 for b, _ in points):
+            points.append((0.0, r.clean_accuracy))  # budget 0: the clean accuracy, where each line starts
     if not lines:
         return None
     path = Path(path)
@@ -265,7 +268,12 @@ def plot_robust_accuracy(rows: Sequence[SummaryRow], path: str | Path) -> Path |
         for name, pts in sorted(lines.items()):
             pts.sort()
             ax.plot([p[0] * scale for p in pts], [p[1] * 100 for p in pts], marker="o", label=name)
-        ax.set_xlabel("budget (/255)" if scale == 255.0 else "budget (each attack's own units)")
+        # ticks only at the budgets that were run (and 0): no 2.25 between a run at 2 and one at 4
+        ticks = sorted({p[0] * scale for pts in lines.values() for p in pts})
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.set_xlabel(
+            "budget (/255; 0: clean accuracy)" if scale == 255.0 else "budget (each attack's own units)"
+        )
         ax.set_ylabel("robust accuracy (%)")
         ax.set_ylim(-2, 102)
         ax.grid(alpha=0.3)
@@ -281,8 +289,9 @@ def plot_robust_accuracy(rows: Sequence[SummaryRow], path: str | Path) -> Path |
 
 
 def write_summary(out_dir: str | Path, rows: Sequence[SummaryRow]) -> dict[str, Path]:
-    """Write `summary.csv`, `summary.json`, `summary.md` and `robust_accuracy.png` (when a budget
-    is numeric) into `out_dir`, each atomically; return what was written by kind."""
+    """Write `summary.csv`, `summary.json`, `summary.md`, `robust_accuracy.png` (when a budget is
+    numeric) and `summary.html` (the page, `vidattack.page.eval_page`) into `out_dir`, each
+    atomically; return what was written by kind."""
     out = Path(out_dir)
     files = {
         "csv": out / SUMMARY_CSV,
@@ -295,6 +304,12 @@ def write_summary(out_dir: str | Path, rows: Sequence[SummaryRow]) -> dict[str, 
     plot = plot_robust_accuracy(rows, out / PLOT_PNG)
     if plot is not None:
         files["plot"] = plot
+    # the page reads the records on disk (its worst and best cases), as every page reads reports
+    from vidattack.page.eval_page import write_summary_page
+
+    results = out / RESULTS_NAME
+    records = read_records(results) if results.is_file() else []
+    files["html"] = write_summary_page(out, rows, latest(records), plot=plot)
     return files
 
 
@@ -321,7 +336,7 @@ def merge(dirs: Sequence[str | Path], out_dir: str | Path | None = None) -> list
         path = Path(d)
         if not (path / RESULTS_NAME).exists():
             raise UsageError(f"{path} holds no {RESULTS_NAME}: is it an eval output folder?")
-        records += read_records(path / RESULTS_NAME)
+        records += read_records(path / RESULTS_NAME, strict=True)
         for key, cfg in read_configs(path).items():
             configs.setdefault(key, cfg)
     merged = latest(records)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import tempfile
 import time
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from vidattack.data.names import kept_name
 from vidattack.eval.grid import Config
 from vidattack.pipeline.outputs import Outputs
 from vidattack.pipeline.spec import jsonable
@@ -71,13 +71,8 @@ def video_seed(seed: int, video_id: str) -> int:
     return int.from_bytes(digest[:8], "big") % (2**31)
 
 
-def safe_name(video_id: str) -> str:
-    """A file name for a video id (ids are relative paths and may hold anything)."""
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", video_id.replace("/", "__")).strip("._")
-    return name[:150] or "video"
-
-
-def _failed(cfg: Config, item: Item, error: str) -> dict[str, Any]:
+def _pair(cfg: Config, item: Item) -> dict[str, Any]:
+    # what every record of a (configuration, video) pair starts with, failed or not
     return {
         "key": cfg.key,
         "video": item.id,
@@ -85,9 +80,11 @@ def _failed(cfg: Config, item: Item, error: str) -> dict[str, Any]:
         "budget": cfg.budget,
         "target_mode": cfg.target,
         "label": item.label,
-        "status": "error",
-        "error": error,
     }
+
+
+def _failed(cfg: Config, item: Item, error: str) -> dict[str, Any]:
+    return {**_pair(cfg, item), "status": "error", "error": error}
 
 
 def evaluate_item(
@@ -157,7 +154,7 @@ def _attack_one(
 
     precision = resolve_for_model(options.precision, options.device, view.net)
     spec = replace(cfg.spec, device=options.device, verify=options.verify, precision=precision)
-    name = safe_name(item.id)
+    name = kept_name(item.id)  # distinct for distinct ids (sub/a b.mp4, sub/a_b.mp4)
     with tempfile.TemporaryDirectory(prefix="vidattack-eval-") as tmp:
         folder = Path(options.outputs) / cfg.key if options.outputs is not None else Path(tmp)
         known = Known(video, item.id, item.label, clean_lp, video_seed(cfg.seed, item.id))
@@ -198,12 +195,7 @@ def _record(
     info = {} if report is None else report.attack.info
     robust = None if report is None else report.attack.robust_to
     record: dict[str, Any] = {
-        "key": cfg.key,
-        "video": item.id,
-        "attack": cfg.attack,
-        "budget": cfg.budget,
-        "target_mode": cfg.target,
-        "label": item.label,
+        **_pair(cfg, item),
         "label_name": view.label_of(item.label),
         "target": target,
         "clean": clean,

@@ -42,8 +42,12 @@ class Capability(enum.IntEnum):
 
 
 def model_offers(model: Any) -> Capability:
-    """A model's capability: its `capabilities` attribute, or gradients for an in-process torch model."""
-    return Capability(getattr(model, "capabilities", Capability.GRADIENTS))
+    """A model's capability: its `capabilities` attribute, else its network's (a `ModelView` whose `net`
+    runs outside torch, such as an ONNX session), else gradients for an in-process torch model."""
+    declared: Any = getattr(model, "capabilities", None)
+    if declared is None:
+        declared = getattr(getattr(model, "net", None), "capabilities", Capability.GRADIENTS)
+    return Capability(declared)
 
 
 def attack_needs(attack: Any) -> Capability:

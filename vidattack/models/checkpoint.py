@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import re
 import struct
@@ -26,9 +27,11 @@ import torch
 from torch import Tensor, nn
 
 from vidattack.errors import BadCheckpointError
+from vidattack.files import file_kind
 from vidattack.models.labels import LABEL_KEYS, labels_from_obj
-from vidattack.models.messages import SHOWN, first_line, parse_json
+from vidattack.models.messages import SHOWN, few, first_line, parse_json
 from vidattack.models.view import Preprocess
+from vidattack.text import literal as display_path
 
 WRAPPER_KEYS = (
     "state_dict",
@@ -122,6 +125,8 @@ def sniff(path: Path) -> FileKind:
 
 def torch_load(path: Path, trust: bool) -> tuple[Any, list[str]]:
     """The unpickled checkpoint, and the unsafe globals it needed (empty when loaded safely)."""
+    from safetensors import SafetensorError
+
     try:
         return torch.load(path, map_location="cpu", weights_only=True), []
     except pickle.UnpicklingError as e:
@@ -136,6 +141,11 @@ def torch_load(path: Path, trust: bool) -> tuple[Any, list[str]]:
                 f"{path} holds Python objects besides tensors ({shown}): pass --trust-checkpoint to load "
                 "it with full pickle (only for files you trust)"
             ) from e
+    except SafetensorError as e:  # torch.load reads a `.safetensors` name as safetensors, whatever it holds
+        raise BadCheckpointError(
+            f"{path} is named .safetensors but is not a safetensors file ({first_line(e)}); a torch.save "
+            "file should end in .pt"
+        ) from e
     except (RuntimeError, EOFError, KeyError, ValueError, OSError, zipfile.BadZipFile) as e:
         raise BadCheckpointError(f"corrupt or truncated checkpoint {path}: {first_line(e)}") from e
     # Trusted by the caller, and only after the safe load failed: full pickle, said in the notes.
@@ -223,3 +233,56 @@ def read_sidecar(path: Path) -> dict[str, Any]:
                 raise BadCheckpointError(f"expected a JSON object in {candidate}, got {type(data).__name__}")
             return data
     return {}
+
+
+def check_state_file(path: Path) -> None:
+    """Refuse a `train --resume` file that cannot be a training state, before any data is loaded:
+    missing, not a regular file, empty, not a zip archive (`torch.save`) or one cut short. Cheap: the
+    zip's directory is read, not the tensors. Raises `BadCheckpointError` naming the file."""
+    shown = display_path(path)
+    try:
+        info = os.stat(path)
+    except OSError as e:
+        raise BadCheckpointError(f"cannot read the training state {shown}: {e.strerror or e}") from None
+    kind = file_kind(info.st_mode)
+    if kind is not None:
+        raise BadCheckpointError(f"the training state {shown} is {kind}, not a file")
+    if info.st_size == 0:
+        raise BadCheckpointError(f"the training state {shown} is empty (0 bytes)")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            zf.namelist()
+        # reads the pickle's opcodes only (nothing runs): a state holds tensors and plain values
+        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except (zipfile.BadZipFile, OSError, RuntimeError, ValueError, pickle.UnpicklingError):
+        raise BadCheckpointError(
+            f"the training state {shown} is truncated or not one (expected the zip archive train writes)"
+        ) from None
+    if unsafe:
+        raise BadCheckpointError(
+            f"the training state {shown} holds Python objects besides tensors ({few(sorted(unsafe))}); "
+            "refused: the states train writes hold tensors only"
+        )
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    """The training state `train` saved to `path` (tensors and plain values only; never unpickled in
+    full). Raises `BadCheckpointError` naming the file."""
+    from safetensors import SafetensorError
+
+    check_state_file(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise BadCheckpointError(
+            f"the training state {display_path(path)} is refused: {_weights_only_reason(e).split('. ')[0]}"
+        ) from None
+    except (RuntimeError, EOFError, KeyError, ValueError, OSError, zipfile.BadZipFile, SafetensorError) as e:
+        raise BadCheckpointError(
+            f"the training state {display_path(path)} is damaged: {first_line(e)}"
+        ) from None
+    if not isinstance(state, dict):
+        raise BadCheckpointError(
+            f"expected a training state in {display_path(path)}, got {type(state).__name__}"
+        )
+    return state

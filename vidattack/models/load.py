@@ -14,7 +14,10 @@ Specifications (`load_model(spec, ...)`, the CLI's `--model`):
   default (with a note) (`whole_modules`).
 - `torchvision:ARCH`: torchvision's Kinetics-400 weights, from the torch hub cache or downloaded once
   (`pretrained`).
+- `DIR` of a HuggingFace folder, or `FILE.onnx` / a folder holding `onnx/model.onnx` (`folders`).
 - A pickled whole module or a checkpoint holding Python objects is refused unless `trust_checkpoint`.
+- `http://...`, `https://...` or `cmd:COMMAND {}`: a deployed model asked by its answers alone
+  (`vidattack.remote`), with `remote=` options.
 
 Explicit arguments win over the sidecar JSON, which wins over metadata embedded in the checkpoint.
 """
@@ -27,7 +30,7 @@ import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -43,6 +46,7 @@ from vidattack.models.checkpoint import (
     torch_load,
     unwrap,
 )
+from vidattack.models.folders import hub_hint, is_model_folder_or_onnx, load_path
 from vidattack.models.labels import fit_labels, read_labels_arg
 from vidattack.models.messages import SHOWN, first_line
 from vidattack.models.pretrained import load_torchvision
@@ -50,6 +54,10 @@ from vidattack.models.state_dict import view_from_state_dict
 from vidattack.models.trained import is_trained_file, load_trained
 from vidattack.models.view import ModelView
 from vidattack.models.whole_modules import view_from_pickled, view_from_torchscript
+from vidattack.remote.transport import is_remote_spec
+
+if TYPE_CHECKING:
+    from vidattack.remote.options import RemoteOptions
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +70,7 @@ def load_model(
     trust_checkpoint: bool = False,
     device: str | torch.device = "cpu",
     num_classes: int | None = None,
+    remote: RemoteOptions | None = None,
 ) -> ModelView:
     """Load the classifier `spec` names, ready for attacks: eval mode, frozen, on `device`.
 
@@ -75,6 +84,7 @@ def load_model(
             files you trust: unpickling can run arbitrary code.
         device: where the network goes.
         num_classes: the expected class count; an error if the checkpoint disagrees.
+        remote: how to talk to an `http(s)://` or `cmd:` model (headers, concurrency, query log...).
 
     Raises:
         BadCheckpointError: the model cannot be loaded; the message says why in one line.
@@ -88,6 +98,10 @@ def load_model(
         raise UsageError(f"expected a positive number of classes, got {num_classes}")
     label_list = read_labels_arg(labels) if labels is not None else None
     spec = (spec or "").strip()
+    if is_remote_spec(spec):
+        from vidattack.remote.view import load_remote
+
+        return load_remote(spec, remote, label_list)
 
     bundled = _bundled_module()
     if not spec or (bundled is not None and spec in bundled.bundled_names()):
@@ -99,6 +113,8 @@ def load_model(
             raise UsageError("--arch does not apply to torchvision:ARCH, which names its architecture")
         return _finish(load_torchvision(spec, spec.split(":", 1)[1], req), dev)
     path = _checkpoint_path(spec, req, bundled)
+    if is_model_folder_or_onnx(path):  # a HuggingFace folder, an ONNX file or folder
+        return _finish(load_path(spec, path, req), dev)
     return _finish(_load_file(spec, path, req), dev)
 
 
@@ -150,10 +166,10 @@ def _checkpoint_path(spec: str, req: LoadRequest, bundled: Any) -> Path:
     path = Path(path_text).expanduser()
     if not path.exists():
         raise BadCheckpointError(
-            f"no such model or checkpoint file: {path_text}{_bundled_hint(spec, bundled)}"
+            f"no such model or checkpoint file: {path_text}{_bundled_hint(spec, bundled)}{hub_hint(path_text)}"
         )
     kind = files.file_kind(path.stat().st_mode)
-    if kind is not None:
+    if kind is not None and not path.is_dir():
         raise BadCheckpointError(f"expected a checkpoint file, got {kind}: {path}")
     return path
 
@@ -209,8 +225,11 @@ def _bundled_module() -> Any:
 def _bundled_hint(spec: str, bundled: Any) -> str:
     if bundled is None:
         return ""
-    close = difflib.get_close_matches(spec, bundled.bundled_names(), n=3)
-    return f" (did you mean {', '.join(close)}?)" if close else ""
+    names = bundled.bundled_names()
+    close = difflib.get_close_matches(spec, names, n=3)
+    if close:
+        return f" (did you mean {', '.join(close)}?)"
+    return f" (bundled models: {', '.join(names)}; `vidattack models` lists every kind)"
 
 
 def _finish(view: ModelView, device: torch.device) -> ModelView:

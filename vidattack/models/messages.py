@@ -4,6 +4,7 @@ few key names, and says where a bad value came from."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,11 @@ SHOWN = 5
 def first_line(e: BaseException) -> str:
     """The first line of an exception's text (torch's messages run to pages), or its type's name."""
     text = str(e).strip() or type(e).__name__
+    if "weights_only" in text and "Weights only load failed" in text:
+        # torch's page of advice ends in "weights_only set to False will likely succeed": never
+        # repeat it (a full pickle load runs whatever code the file holds); the cause is on its own line
+        cause = re.search(r"WeightsUnpickler error: (.*)", text)
+        return f"it holds more than tensors ({cause.group(1).strip() if cause else 'refused'})"
     return text.splitlines()[0].strip()
 
 

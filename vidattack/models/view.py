@@ -30,7 +30,10 @@ class Preprocess:
 
     `resize` is the short side (int) or an exact `(height, width)`; `None` keeps the size. `crop` is a
     centre crop (int for square). `layout` is the network's input layout: 3D CNNs take `NCTHW`,
-    frame-wise CNN+RNN models `NTCHW`.
+    frame-wise CNN+RNN models `NTCHW`. `rounding` is how a resized long side and a crop offset that
+    fall between pixels are rounded: `round` as torchvision does, `floor` as HuggingFace's processors
+    do (a 128x171 frame resized to 112 is 112x149 there, 112x150 here), so each model sees the frames
+    its own pipeline would give it.
     """
 
     clip_len: int = 16
@@ -41,6 +44,7 @@ class Preprocess:
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
     layout: Literal["NCTHW", "NTCHW"] = "NCTHW"
+    rounding: Literal["round", "floor"] = "round"
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -52,6 +56,9 @@ class Preprocess:
             "mean": list(self.mean),
             "std": list(self.std),
             "layout": self.layout,
+            # only when not the default: reports, perturbation files and eval keys written before the
+            # field existed keep comparing equal
+            **({"rounding": self.rounding} if self.rounding != "round" else {}),
         }
 
     @classmethod
@@ -73,6 +80,9 @@ class Preprocess:
         layout = d.get("layout", "NCTHW")
         if layout not in ("NCTHW", "NTCHW"):
             raise ValueError(f"expected layout NCTHW or NTCHW, got {layout!r}")
+        rounding = d.get("rounding", "round")
+        if rounding not in ("round", "floor"):
+            raise ValueError(f"expected rounding round or floor, got {rounding!r}")
         return cls(
             clip_len=int(d.get("clip_len", 16)),  # type: ignore[call-overload]
             num_clips=int(d.get("num_clips", 1)),  # type: ignore[call-overload]
@@ -82,6 +92,7 @@ class Preprocess:
             mean=triple(d.get("mean"), (0.0, 0.0, 0.0)),
             std=triple(d.get("std"), (1.0, 1.0, 1.0)),
             layout=layout,
+            rounding=rounding,
         )
 
 
@@ -122,15 +133,16 @@ def plan_frames(num_frames: int, pre: Preprocess) -> FramePlan:
     return FramePlan(num_frames=num_frames, frame_ids=tuple(frame_ids), clips=clips)
 
 
-def _resize_short_side(x: Tensor, size: int | tuple[int, int]) -> Tensor:
+def _resize_short_side(x: Tensor, size: int | tuple[int, int], floor: bool = False) -> Tensor:
     # x: (B, C, H, W)
     h, w = x.shape[-2:]
+    to_int = int if floor else round
     if isinstance(size, tuple):
         new_h, new_w = size
     elif h <= w:
-        new_h, new_w = size, max(1, round(w * size / h))
+        new_h, new_w = size, max(1, to_int(w * size / h))
     else:
-        new_h, new_w = max(1, round(h * size / w)), size
+        new_h, new_w = max(1, to_int(h * size / w)), size
     if (new_h, new_w) == (h, w):
         return x
     # antialias matters when shrinking 1080p to 112: without it, the model sees aliased pixels and the
@@ -138,7 +150,7 @@ def _resize_short_side(x: Tensor, size: int | tuple[int, int]) -> Tensor:
     return F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=True)
 
 
-def _center_crop(x: Tensor, size: int | tuple[int, int]) -> Tensor:
+def _center_crop(x: Tensor, size: int | tuple[int, int], floor: bool = False) -> Tensor:
     ch, cw = (size, size) if isinstance(size, int) else size
     h, w = x.shape[-2:]
     if ch > h or cw > w:
@@ -147,7 +159,9 @@ def _center_crop(x: Tensor, size: int | tuple[int, int]) -> Tensor:
         x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))
         h, w = x.shape[-2:]
     # rounded like torchvision's center_crop, so a 171-wide frame is cropped from column 30 as it is there
-    top, left = round((h - ch) / 2.0), round((w - cw) / 2.0)
+    # (HuggingFace's processors floor instead: `floor`)
+    to_int = int if floor else round
+    top, left = to_int((h - ch) / 2.0), to_int((w - cw) / 2.0)
     return x[..., top : top + ch, left : left + cw]
 
 
@@ -245,10 +259,11 @@ class BoundModel(nn.Module):
         frames = x.reshape(n * t, c, h, w)
         # Spatial preprocessing once per sampled frame, before clips are gathered: overlapping clips
         # share frames, so this is never more work than per clip.
+        floor = pre.rounding == "floor"
         if pre.resize is not None:
-            frames = _resize_short_side(frames, pre.resize)
+            frames = _resize_short_side(frames, pre.resize, floor)
         if pre.crop is not None:
-            frames = _center_crop(frames, pre.crop)
+            frames = _center_crop(frames, pre.crop, floor)
         frames = (frames - self._mean) / self._std
         frames = frames.reshape(n, t, c, *frames.shape[-2:])  # (N, T', C, h, w)
         k, length = clip_index.shape

@@ -37,6 +37,7 @@ class Input:
 
 def _video_files(folder: Path, exclude: Path | None, skip_own: bool) -> list[tuple[Path, Path]]:
     """(file, its folder relative to `folder`) for every video file under `folder`, sorted."""
+    from vidattack.files import is_hidden
     from vidattack.pipeline.outputs import is_own_output
     from vidattack.video import is_video_path
 
@@ -44,7 +45,7 @@ def _video_files(folder: Path, exclude: Path | None, skip_own: bool) -> list[tup
     for p in sorted(folder.rglob("*")):
         if exclude is not None and (p == exclude or exclude in p.parents):
             continue  # never attack our own outputs when the output folder is inside the input folder
-        if p.name.startswith(".") or not is_video_path(p) or (skip_own and is_own_output(p)):
+        if is_hidden(p.relative_to(folder)) or not is_video_path(p) or (skip_own and is_own_output(p)):
             continue
         if p.is_file():
             found.append((p, p.parent.relative_to(folder)))
@@ -54,10 +55,11 @@ def _video_files(folder: Path, exclude: Path | None, skip_own: bool) -> list[tup
 def read_paths(stream: IO[Any], *, null: bool = False) -> list[Path]:
     """Paths from a stream, one per line (only the newline is removed: trailing spaces are part of a
     name) or, with `null`, separated by NUL bytes (`find -print0`), in which a name may hold newlines.
-    Bytes that are not UTF-8 are kept (`os.fsdecode`), so every file name can be given."""
+    Bytes that are not UTF-8 are kept (`os.fsdecode`), so every file name can be given. Lines ending in
+    CR LF (written on Windows) lose the CR as well."""
     raw = stream.buffer.read() if hasattr(stream, "buffer") else stream.read()
     data = raw if isinstance(raw, bytes) else os.fsencode(raw)
-    parts = data.split(b"\0" if null else b"\n")
+    parts = data.split(b"\0") if null else [p.removesuffix(b"\r") for p in data.split(b"\n")]
     return [Path(os.fsdecode(p)) for p in parts if p]
 
 
@@ -79,13 +81,18 @@ def expand_inputs(
     command line itself is always kept.
     """
     from vidattack.pipeline.outputs import is_own_output
+    from vidattack.video.paths import unnameable
 
     excl = exclude.resolve() if exclude is not None else None
     items: list[Input] = []
     seen: set[str] = set()
-    skipped = 0
+    skipped = {"inside the output folder": 0, "named like this tool's outputs": 0}
 
     def add(p: Path, subdir: Path = Path()) -> None:
+        problem = unnameable(p)
+        if problem is not None:  # one error record; the rest of the batch runs
+            items.append(Input(p, "video", subdir, error=problem))
+            return
         key = os.path.abspath(p)
         if key not in seen:
             seen.add(key)
@@ -94,14 +101,17 @@ def expand_inputs(
     for raw in inputs:
         if raw == "-":
             for p in read_paths(stdin if stdin is not None else sys.stdin, null=null):
+                if unnameable(p) is not None:
+                    add(p)
+                    continue
                 inside = excl is not None and (excl == p.resolve() or excl in p.resolve().parents)
                 if inside or (skip_own_outputs and is_own_output(p)):
-                    skipped += 1
+                    skipped["inside the output folder" if inside else "named like this tool's outputs"] += 1
                     continue
                 add(p)
             continue
         p = Path(raw)
-        if p.is_dir():
+        if unnameable(p) is None and p.is_dir():
             found = _video_files(p.resolve(), excl, skip_own_outputs)
             for f, sub in found:
                 add(p / sub / f.name, sub)
@@ -111,8 +121,10 @@ def expand_inputs(
                 )
         else:
             add(p)
-    if skipped:
-        log.info("left out %d paths from stdin: our own outputs or inside the output folder", skipped)
+    if any(skipped.values()):  # said by default: a path that vanishes silently looks like a bug
+        why = ", ".join(f"{n} {reason}" for reason, n in skipped.items() if n)
+        log.warning("left out %d paths from stdin (%s): results of a run are never attacked again",
+                    sum(skipped.values()), why)  # fmt: skip
     return items
 
 

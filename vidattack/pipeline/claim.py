@@ -138,7 +138,7 @@ def claim(outputs: Outputs, *, key: str, overwrite: bool = False, resume: bool =
             done = finished_report(outputs, key)
             if done is not None:
                 return Claim(outputs, fd, done)
-        existing = [p for p in outputs.chosen() if p.exists()]
+        existing = [p for p in outputs.chosen() if os.path.lexists(p)]  # a dangling link counts
         if existing and not overwrite:
             if not resume:
                 raise OutputExistsError(

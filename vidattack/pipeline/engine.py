@@ -26,12 +26,14 @@ import logging
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from vidattack import cancel
 from vidattack.batch_memory import memory_sized
 from vidattack.errors import VidattackError
 
@@ -181,7 +183,7 @@ class _Engine:
         self._jobs: dict[int, Job] = {}
 
     def _stopping(self) -> bool:
-        return self.should_stop is not None and self.should_stop()
+        return cancel.requested() is not None or (self.should_stop is not None and self.should_stop())
 
     def _outputs(self, item: Any) -> Outputs:
         from vidattack.pipeline.outputs import Outputs
@@ -300,7 +302,7 @@ class _Engine:
                 if batch:
                     try:
                         self._attack(batch, slots, finisher)
-                    except _Stopped:
+                    except (_Stopped, cancel.Cancelled):  # a signal, from a tick or a frame loop
                         break
                 # hand back what is finished, in order; bound the jobs waiting to be written
                 while emitted < len(slots) and _ready(slots[emitted], wait=self._too_many(slots, emitted)):
@@ -340,6 +342,8 @@ class _Engine:
     def _fail(self, slot: _Slot, error: BaseException) -> None:
         if slot.job is not None:
             self._let_go(slot.job, failed=True)
+        if isinstance(error, cancel.Cancelled) and cancel.requested() is not None:
+            return  # its decode stopped for the signal: unfinished, like the inputs not yet started
         if isinstance(error, KeyboardInterrupt | SystemExit | _Stopped):
             raise error
         if not isinstance(error, VidattackError):
@@ -395,7 +399,9 @@ def _ready(slot: _Slot, *, wait: bool) -> bool:
         if slot.record.cancelled():
             return False
         if wait:
-            slot.record.result()
+            futures_wait([slot.record])
+        if slot.record.done() and isinstance(slot.record.exception(), cancel.Cancelled):
+            return False  # its write or render stopped for a signal: unfinished, its files removed
         return slot.record.done()
     return slot.record is not None
 

@@ -12,6 +12,7 @@ How a set is named (`--name`, subfolders) is `names.py`; how a job claims it is 
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -52,13 +53,20 @@ OUTPUT_FILES: tuple[OutputFile, ...] = (
     OutputFile("curve_plot", "plots", (".curve.png",), picture=True, required=False),
     OutputFile("heatmap_video", "heatmaps", (".heatmap.mp4",), video=True, picture=True),
     OutputFile("delivery", "delivery", (".delivery.mp4", ".delivery.webm"), video=True, option="--delivery"),
+    # browser-playable copies of the clean and adversarial videos for the run page (vidattack.page)
+    OutputFile("clean_preview", "preview", (".clean.preview.mp4",), video=True),
+    OutputFile("adversarial_preview", "preview", (".adv.preview.mp4",), video=True),
     OutputFile("report", "report", (".report.json",)),
 )
 
 _BY_ROLE = {f.role: f for f in OUTPUT_FILES}
 
-#: The kinds `--outputs` chooses from (the others come with their own option, such as `--delivery`).
-OUTPUT_KINDS: tuple[str, ...] = tuple(dict.fromkeys(f.kind for f in OUTPUT_FILES if f.option is None))
+#: The kinds `--outputs` chooses from (the others come with their own option, such as `--delivery`),
+#: and `page`: the run's `index.html` in the output folder, drawn from the reports (no set's file).
+OUTPUT_KINDS: tuple[str, ...] = (
+    *dict.fromkeys(f.kind for f in OUTPUT_FILES if f.option is None),
+    "page",
+)
 
 #: The kinds a job writes when not told otherwise.
 DEFAULT_KINDS: frozenset[str] = frozenset(OUTPUT_KINDS)
@@ -167,5 +175,5 @@ class Outputs:
         if overwrite:
             return
         for p in self.chosen():
-            if p.exists():
+            if os.path.lexists(p):  # a dangling symlink too: writing would follow or replace it
                 raise OutputExistsError(f"{p} exists (use --overwrite to replace it)")

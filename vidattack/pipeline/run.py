@@ -236,6 +236,11 @@ class Runner:
                 if delivered is not None and delivered.path is not None:
                     paths["delivery"] = delivered.path
                 paths.update(self._render(job, verified, outcome, f"{clean.label} -> {adversarial.label}"))
+                if outputs.wants("preview"):  # H.264 yuv420p copies the run page plays (vidattack.page)
+                    from vidattack.page.preview import write_previews
+
+                    job.tell("rendering", 0, None, "previews")
+                    paths.update(write_previews(job.video, adv_path, outputs.folder, outputs.name))
         finally:
             if not keep:
                 adv_path.unlink(missing_ok=True)
@@ -333,12 +338,18 @@ def _input_sha256(path: Path | None) -> str | None:
     import stat
 
     from vidattack.files import sha256_file
+    from vidattack.video.probe import probe
 
     if path is None:
         return None
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
             return None
+    except OSError:
+        return None
+    # Probe first (BadVideoError): hashing a 50 GB file of zeros takes a minute, refusing it a moment.
+    probe(path)
+    try:
         return sha256_file(path)
     except OSError:
         return None

@@ -23,21 +23,13 @@ from collections.abc import Iterator
 from types import FrameType, TracebackType
 from typing import Any
 
+from vidattack import cancel
+from vidattack.cancel import Cancelled
 
-class Interrupted(KeyboardInterrupt):
-    """The batch was asked to stop by `signum`; `exit_code` is 128 + signum (130 SIGINT, 143 SIGTERM)."""
 
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-    @property
-    def name(self) -> str:
-        return signal.Signals(self.signum).name
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + self.signum
+class Interrupted(Cancelled):
+    """The batch was asked to stop by `signum`; `exit_code` is 128 + signum (130 SIGINT, 143 SIGTERM).
+    A `vidattack.cancel.Cancelled`, so the frame loops' `check()` and this guard stop work alike."""
 
 
 _active: InterruptGuard | None = None
@@ -72,6 +64,7 @@ class InterruptGuard:
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.received is None:
             self.received = signum
+        cancel.request(signum)  # background encodes and renders stop at their next frame
         if self._raising and not self._raised:
             self._raised = True
             raise Interrupted(signum)
@@ -92,6 +85,8 @@ class InterruptGuard:
             signal.signal(s, handler)
         self._previous.clear()
         _active = self._outer
+        if self._outer is None:
+            cancel.clear()
 
     def check(self) -> None:
         """Raise `Interrupted` if a signal came (between jobs)."""

@@ -270,8 +270,8 @@ def kinds_for(
     whose render roles are named in `pictures` (None: every picture)."""
     from vidattack.pipeline.outputs import OUTPUT_FILES
 
-    if not heatmaps:
-        return kinds - {f.kind for f in OUTPUT_FILES if f.picture}
+    if not heatmaps:  # no pictures, nor the page's previews
+        return kinds - {f.kind for f in OUTPUT_FILES if f.picture} - {"preview"}
     if pictures is None:
         return kinds
     wanted = set(pictures)

@@ -13,8 +13,8 @@ from typing import Any
 from vidattack.errors import UsageError
 from vidattack.models.trained import arch_of, build_network, canonical_arch, save_trained
 from vidattack.train.clips import ClipSet, prepare_clips
-from vidattack.train.config import TrainConfig
-from vidattack.train.loop import ProgressFn, TrainResult, train
+from vidattack.train.config import TrainConfig, TrainEventFn
+from vidattack.train.loop import TrainResult, train
 from vidattack.train.schedules import AdaptiveBudget, CurriculumBudget, FixedBudget, make_schedule
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "CurriculumBudget",
     "FixedBudget",
     "TrainConfig",
+    "TrainEventFn",
     "TrainResult",
     "dataset_labels",
     "make_schedule",
@@ -66,9 +67,10 @@ def train_model(
     init: str | None = None,
     labels: list[str] | None = None,
     holdout_fraction: float = 0.1,
-    progress: ProgressFn | None = None,
+    progress: TrainEventFn | None = None,
     checkpoint: Path | None = None,
     resume: Path | None = None,
+    trust_checkpoint: bool = False,
 ) -> TrainResult:
     """Train a model on DATASET `data` and write it to `out` (safetensors, loadable by `load_model`).
 
@@ -80,12 +82,15 @@ def train_model(
 
     from vidattack.data.datasets import Dataset, load_dataset
     from vidattack.models import load_model
+    from vidattack.models.checkpoint import check_state_file
     from vidattack.models.view import ModelView
 
     if (arch is None) == (init is None):
         raise UsageError("expected exactly one of --arch (train from scratch) or --init MODEL (fine-tune)")
+    if resume is not None:  # a damaged state is found before minutes of data loading
+        check_state_file(resume)
     if init is not None:
-        view = load_model(init)
+        view = load_model(init, trust_checkpoint=trust_checkpoint)
         arch_name = arch_of(view.net)
         if labels is not None and len(labels) != view.num_classes:
             raise UsageError(f"expected {view.num_classes} labels for {init}, got {len(labels)}")

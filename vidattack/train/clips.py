@@ -4,7 +4,6 @@ pixels the network sees."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -13,6 +12,7 @@ from torch import Tensor
 
 from vidattack.errors import BadParameterError
 from vidattack.models.view import FramePlan, Preprocess, _center_crop, _resize_short_side, plan_frames
+from vidattack.train.config import TrainEventFn
 
 
 @dataclass
@@ -45,7 +45,7 @@ def prepare_clips(
     dataset: Any,
     preprocess: Preprocess,
     *,
-    progress: Callable[[dict[str, Any]], None] | None = None,
+    progress: TrainEventFn | None = None,
     what: str = "train",
 ) -> ClipSet:
     """Decode (or render) every item of a `vidattack.data.datasets.Dataset`, sample the frames the model
@@ -61,9 +61,9 @@ def prepare_clips(
         order = [plan.frame_ids[p] for clip in clips for p in clip]
         frames = video.index_select(0, torch.tensor(order)).permute(0, 3, 1, 2).float()  # (K*L, 3, H, W)
         if preprocess.resize is not None:
-            frames = _resize_short_side(frames, preprocess.resize)
+            frames = _resize_short_side(frames, preprocess.resize, preprocess.rounding == "floor")
         if preprocess.crop is not None:
-            frames = _center_crop(frames, preprocess.crop)
+            frames = _center_crop(frames, preprocess.crop, preprocess.rounding == "floor")
         if out is None:
             out = torch.empty(len(dataset), k * length, *frames.shape[-2:], 3, dtype=torch.uint8)
         elif tuple(frames.shape[-2:]) != tuple(out.shape[2:4]):

@@ -1,10 +1,17 @@
 """`TrainConfig`: everything that decides a training run, as one value (stored in the model's metadata
-and in the resumable training state, which must match it to resume)."""
+and in the resumable training state, which must match it to resume), and `TrainEventFn`, the callback
+a run reports its progress through."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
+
+#: Training progress: dict events with "event" one of "load" (`what`, `done`, `total`), "batch"
+#: (`epoch`, `epochs`, `batch`, `batches`, `loss`, `eps`), "epoch" (the epoch's history row) and
+#: "resume" (`epoch`, `epochs`). Not the pipeline's `ProgressFn`: a run's events are its own.
+TrainEventFn = Callable[[dict[str, Any]], None]
 
 
 @dataclass

@@ -38,7 +38,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -51,7 +50,7 @@ from vidattack.errors import BadParameterError
 from vidattack.models.denoiser import DenoisedNet, Denoiser
 from vidattack.models.view import BoundModel, ModelView
 from vidattack.train.clips import ClipSet, training_preprocess
-from vidattack.train.config import TrainConfig
+from vidattack.train.config import TrainConfig, TrainEventFn
 from vidattack.train.discriminator import Discriminator, new_discriminator
 from vidattack.train.gat import discriminator_step, generator_gan_loss, kept_output
 from vidattack.train.inner import InnerAttack, budget_losses, clean_accuracy, robust_accuracy
@@ -59,8 +58,6 @@ from vidattack.train.schedules import Schedule, make_schedule
 from vidattack.train.state import TrainingState
 
 log = logging.getLogger(__name__)
-
-ProgressFn = Callable[[dict[str, Any]], None]
 
 
 @dataclass
@@ -81,7 +78,7 @@ def train(
     heldout: ClipSet | None,
     config: TrainConfig,
     *,
-    progress: ProgressFn | None = None,
+    progress: TrainEventFn | None = None,
     checkpoint: Path | None = None,
     resume: Path | None = None,
 ) -> TrainResult:
@@ -207,7 +204,7 @@ class _Run:
     view: ModelView
     train_set: ClipSet
     attacker: InnerAttack | None
-    progress: ProgressFn | None
+    progress: TrainEventFn | None
     denoiser: torch.nn.Module | None = None
 
     def __post_init__(self) -> None:
@@ -322,6 +319,6 @@ def _result(
     )
 
 
-def _emit(progress: ProgressFn | None, **event: Any) -> None:
+def _emit(progress: TrainEventFn | None, **event: Any) -> None:
     if progress is not None:
         progress(event)

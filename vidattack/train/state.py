@@ -54,7 +54,9 @@ class TrainingState:
 
     def restore(self, path: Path, config: TrainConfig) -> None:
         """Continue from a state `save` wrote; the settings must be `config`'s (epochs included)."""
-        state = torch.load(path, weights_only=True, map_location="cpu")
+        from vidattack.models.checkpoint import read_state
+
+        state = read_state(path)  # named errors, never a full pickle load
         saved = TrainConfig.from_dict(state["config"])
         if saved.to_dict() | {"epochs": 0} != config.to_dict() | {"epochs": 0}:
             raise BadParameterError(f"expected the settings of the run in {path}, got different ones")

@@ -14,6 +14,7 @@ import av
 import numpy as np
 import torch
 
+from vidattack import cancel
 from vidattack.errors import BadVideoError
 from vidattack.video.formats import bit_depth, has_alpha
 from vidattack.video.limits import DEFAULT_MAX_MEMORY, KEEP_ALL_BYTES, MAX_FRAMES, check_budget
@@ -128,6 +129,7 @@ class FrameReader:
 
     def __iter__(self) -> Iterator[tuple[int, int, av.VideoFrame]]:
         for frame in self._decoded():
+            cancel.check()  # a signal stops decode and verify at the next frame, in any thread
             if self.count >= self._max_frames:
                 raise BadVideoError(f"{self.shown} yields more than {self._max_frames} frames")
             if self.count == 0:

@@ -20,6 +20,7 @@ import av
 import numpy as np
 import torch
 
+from vidattack import cancel
 from vidattack.errors import BadParameterError, OutputExistsError, VidattackError
 from vidattack.files import atomic_path
 from vidattack.video.decode import Source, decode_sampled, iter_frames
@@ -254,7 +255,7 @@ def _check_target(header: Timing, out: pathlib.Path, ext: str, codec: str, overw
         raise VidattackError(f"{shown} is a directory")
     if not out.parent.is_dir():
         raise VidattackError(f"output folder {display_path(out.parent)} does not exist")
-    if out.exists() and not overwrite:
+    if os.path.lexists(out) and not overwrite:  # a dangling symlink is an existing output
         raise OutputExistsError(f"{shown} exists (use --overwrite)")
 
 
@@ -329,6 +330,7 @@ class _Job:
             mux = Muxer(output, self.muxer, audio)
             count = 0
             for frame in itertools.chain((first,), frames):
+                cancel.check()  # a signal stops the encode (and the heatmap video) at the next frame
                 if count >= len(self.pts):
                     raise VidattackError(f"expected {len(self.pts)} frames to write, got more")
                 mux.video(stream.encode(self._av_frame(frame, pad, count)))

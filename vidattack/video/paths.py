@@ -41,6 +41,23 @@ def reason(error: BaseException) -> str:
     return str(strerror) if strerror else (str(error) or type(error).__name__)
 
 
+def unnameable(path: PathLike) -> str | None:
+    """Why `path` cannot name any file (None when it can): a NUL byte, or a name or path longer than
+    the file system allows. A batch turns such an input into one error record instead of stopping on
+    it (`os.stat` raises for these where it says "no such file" for a name that could exist)."""
+    if "\0" in os.fsdecode(path):
+        return "the path holds a NUL byte, which no file name can"
+    try:
+        os.lstat(path)
+    except OSError as e:
+        if e.errno == errno.ENAMETOOLONG:
+            size = len(os.fsencode(os.path.basename(path)))
+            return f"the file name is too long for the file system ({size} bytes; at most 255 are allowed)"
+    except ValueError:
+        return "the path cannot be a file name"
+    return None
+
+
 def check_input_file(path: PathLike) -> int:
     """Raise `BadVideoError` unless `path` is a regular, readable, non-empty file; return its size.
 

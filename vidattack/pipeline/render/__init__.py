@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
 
+from vidattack import cancel
 from vidattack.pipeline.outputs import OUTPUT_FILES
 from vidattack.pipeline.render.heatmap import (
     HeatmapPainter,
@@ -74,6 +75,7 @@ def magnitude_scale(clean: Tensor, adv: Tensor) -> int:
     """The largest per-pixel change in 8-bit levels (at least 1), a few frames at a time."""
     top = 0
     for s in range(0, clean.shape[0], CHUNK):
+        cancel.check()
         top = max(top, int(change_levels(clean[s : s + CHUNK], adv[s : s + CHUNK]).amax()))
     return max(top, 1)
 
@@ -155,6 +157,7 @@ def render(
                 frame_predictions=frame_predictions,
                 sampled=sampled,
                 title=title,
+                linf=stats["linf"],
             )
             paths[role] = outputs.frames_plot
         elif role == "curve_plot":
@@ -164,7 +167,14 @@ def render(
                 paths[role] = outputs.curve_plot
         elif role == "heatmap_video":
             kept = heatmap_video(
-                clean, adv, outputs.heatmap_video, scale, sampled, overwrite=overwrite, keep=shown
+                clean,
+                adv,
+                outputs.heatmap_video,
+                scale,
+                sampled,
+                overwrite=overwrite,
+                keep=shown,
+                title=title,
             )
             paths[role] = outputs.heatmap_video
         seconds[role] = time.perf_counter() - start
@@ -200,6 +210,7 @@ def heatmap_video(
     *,
     overwrite: bool,
     keep: Collection[int] = (),
+    title: str = "",
 ) -> dict[int, tuple[Tensor, Tensor]]:
     """Write the annotated heatmap video (H.264 for players), one frame at a time while both videos are
     decoded in lockstep: scaled up when small, with a colour bar strip; frames the model never sampled
@@ -207,7 +218,7 @@ def heatmap_video(
     from vidattack.video import map_frames
 
     height, width = _size(clean)
-    painter = HeatmapPainter.for_video(height, width, max_level=scale, sampled=sampled)
+    painter = HeatmapPainter.for_video(height, width, max_level=scale, sampled=sampled, title=title)
     wanted = set(keep)
     kept: dict[int, tuple[Tensor, Tensor]] = {}
 

@@ -23,8 +23,9 @@ from torch import Tensor
 from vidattack.files import write_atomic
 from vidattack.pipeline.render.text import font_safe, pil_font
 
-#: Where 1/255 sits on the colour map (0..255): far enough from black to be seen.
-FLOOR = 64
+#: Where 1/255 sits on the colour map (0..255): far enough from black to be told apart from an
+#: unchanged pixel at a glance (at 64, a dark purple, it was not).
+FLOOR = 96
 #: Levels labelled on every colour bar.
 TICKS = (1, 2, 4, 8, 16, 32, 64, 128, 255)
 #: Contact sheets scale small clips up to at least this height (nearest neighbour)...
@@ -37,6 +38,7 @@ MAX_TILE_WIDTH = 640
 _BG = (24, 24, 24)
 _FG = (235, 235, 235)
 _DIM = (160, 160, 160)
+_MARK = (80, 200, 255)
 
 
 def level_position(level: float) -> float:
@@ -109,7 +111,8 @@ def colour_bar(width: int, *, max_level: int | None, note: str | None = None, sc
     pad = round(6 * scale)
     bar_h = max(6, round(10 * scale))
     line = small.getbbox("0/255g")[3] + round(3 * scale)
-    height = pad + line + bar_h + round(3 * scale) + line + pad // 2
+    mark = max(3, round(4 * scale))  # the largest-change marker, between the caption and the bar
+    height = pad + line + mark + 2 + bar_h + round(3 * scale) + 2 * line + pad // 2
     img = Image.new("RGB", (width, height), _BG)
     draw = ImageDraw.Draw(img)
     if note is not None:
@@ -124,7 +127,7 @@ def colour_bar(width: int, *, max_level: int | None, note: str | None = None, sc
     )  # the longest that fits: narrow frames get the short forms
     caption = next((c for c in captions if small.getlength(c) <= width - 2 * pad), captions[-1])
     draw.text((pad, pad), caption, font=small, fill=_FG)
-    top = pad + line
+    top = pad + line + mark + 2
     zero_w = bar_h + round(2 * scale)
     draw.rectangle([(pad, top), (pad + bar_h, top + bar_h)], fill=(0, 0, 0), outline=_DIM)
     x0, x1 = pad + zero_w + round(4 * scale), width - pad
@@ -145,10 +148,21 @@ def colour_bar(width: int, *, max_level: int | None, note: str | None = None, sc
         text = str(level)
         w = small.getlength(text)
         draw.text((min(max(x - w / 2, x0), x1 - w), y_label), text, font=small, fill=_FG)
+    # the key: what black and the marker mean (black holes in the change column are pixels the
+    # attack left exactly as they were, not missing data)
+    y_key = y_label + line
+    draw.rectangle([(pad, y_key + 2), (pad + bar_h, y_key + 2 + bar_h)], fill=(0, 0, 0), outline=_DIM)
+    key = "black: unchanged (0)" if width >= 300 else "black: 0"
+    draw.text((pad + zero_w + round(4 * scale), y_key), key, font=small, fill=_FG)
     if max_level:
         x = x_of(max_level)
-        s = max(3, round(4 * scale))
-        draw.polygon([(x - s, top - s - 1), (x + s, top - s - 1), (x, top - 1)], fill=(80, 200, 255))
+        draw.polygon([(x - mark, top - mark - 2), (x + mark, top - mark - 2), (x, top - 2)], fill=_MARK)
+        kx = pad + zero_w + round(4 * scale) + small.getlength(key) + round(16 * scale)
+        draw.polygon([(kx, y_key + 3), (kx + 2 * mark, y_key + 3), (kx + mark, y_key + 3 + mark)], fill=_MARK)
+        tx = kx + 2 * mark + round(5 * scale)
+        texts = (f"this video's largest change ({max_level}/255)", f"largest ({max_level}/255)", "largest")
+        text = next((t for t in texts if tx + small.getlength(t) <= width - pad), texts[-1])
+        draw.text((tx, y_key), text, font=small, fill=_FG)
     return img
 
 
@@ -178,10 +192,17 @@ class HeatmapPainter:
     sampled: frozenset[int] | None
     strip: Tensor  # (S, W', 3) uint8: the colour bar
     strip_unsampled: Tensor  # (S, W', 3) uint8: "not sampled by the model"
+    title: str = ""  # when given, stamped with the frame number at the top left of each frame
 
     @classmethod
     def for_video(
-        cls, height: int, width: int, *, max_level: int, sampled: Collection[int] | None = None
+        cls,
+        height: int,
+        width: int,
+        *,
+        max_level: int,
+        sampled: Collection[int] | None = None,
+        title: str = "",
     ) -> HeatmapPainter:
         zoom = zoom_for(height, MIN_VIDEO_HEIGHT)
         w = width * zoom
@@ -199,6 +220,7 @@ class HeatmapPainter:
             None if sampled is None else frozenset(sampled),
             _pad_rows(strip, rows),
             _pad_rows(unsampled, rows),
+            font_safe(title),
         )
 
     @property
@@ -230,6 +252,28 @@ class HeatmapPainter:
             out[:, h:] = self.strip
         if unsampled:
             out[unsampled, -s:] = self.strip_unsampled[-s:]
+        if self.title:  # which video and which frame: a paused player says so
+            for i, f in enumerate(frame_ids):
+                out[i] = self._stamp(out[i], f)
+        return out
+
+    def _stamp(self, frame: Tensor, index: int) -> Tensor:
+        """`frame` with the title and `frame N` in a dark box at its top left."""
+        from PIL import Image, ImageDraw
+
+        w = frame.shape[1]
+        small = pil_font(max(9, round(11 * max(1.0, w / 480))))
+        text = f"{self.title}   frame {index}"
+        while small.getlength(text) > w - 8 and len(text) > 12:  # too long for a narrow frame: cut the title
+            text = "…" + text[len(text) // 4 :]
+        line = small.getbbox("Hg")[3] + 4
+        band = frame[:line].numpy().copy()
+        img = Image.fromarray(band)
+        draw = ImageDraw.Draw(img)
+        draw.rectangle([(0, 0), (min(w, small.getlength(text) + 8), line)], fill=_BG)
+        draw.text((4, 1), text, font=small, fill=_FG)
+        out = frame.clone()
+        out[:line] = _pil_array(img)
         return out
 
 

@@ -30,6 +30,8 @@ CURVE_NOTES = {
 
 _WHITE, _INK, _GRID, _MUTED = (255, 255, 255), (30, 30, 30), (228, 228, 228), (110, 110, 110)
 _TEAL, _RED, _SHADE = (0, 121, 140), (209, 73, 91), (225, 225, 225)
+#: The per-frame bars: a neutral slate, no class colour of the strip below them.
+_BAR = (92, 110, 132)
 #: Class colours of the per-frame strip (matplotlib's tab10).
 _CLASSES = [
     (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
@@ -144,8 +146,11 @@ def per_frame_chart(
     frame_predictions: dict[str, Any] | None = None,
     sampled: Collection[int] | None = None,
     title: str = "",
+    linf: float | None = None,
 ) -> None:
-    """Mean absolute perturbation per frame, in 8-bit levels; frames the model never sampled shaded.
+    """Mean absolute perturbation per frame, in 8-bit levels; frames the model never sampled shaded;
+    with `linf` (the largest change of any pixel, in [0, 1]: an Linf attack's budget when it used it
+    all), a dashed line at it, so each bar reads against the bound.
 
     With frame-level predictions (CNN+RNN models), a strip under the bars shows each sampled frame's
     clean and adversarial class, the sparse-attack paper's way of showing that clean frames after the
@@ -158,10 +163,11 @@ def per_frame_chart(
     plot_bottom = top + 200
     img, draw = _canvas(width, plot_bottom + (104 if frame_predictions else 50))
     _title(draw, title or "perturbation per frame", left, width - left - right)
+    cap = None if linf is None else linf * 255
     panel = _Panel(
         (left, top, width - right, plot_bottom),
         (-0.5, t - 0.5),
-        (0.0, max(max(values, default=0) * 1.15, 0.05)),
+        (0.0, max(max([*values, cap or 0.0], default=0) * 1.15, 0.05)),
     )
     unsampled = [] if sampled is None else [f for f in range(t) if f not in set(sampled)]
     for f in unsampled:
@@ -171,9 +177,15 @@ def per_frame_chart(
     for f, v in enumerate(values):
         if v > 0:
             draw.rectangle(
-                [(panel.px(f - 0.5 + gap), panel.py(v)), (panel.px(f + 0.5 - gap), plot_bottom)], fill=_RED
+                [(panel.px(f - 0.5 + gap), panel.py(v)), (panel.px(f + 0.5 - gap), plot_bottom)], fill=_BAR
             )
     small = pil_font(11)
+    if cap is not None and cap > 0:
+        y, x0, x1 = panel.py(cap), panel.box[0], panel.box[2]
+        for x in range(int(x0), int(x1), 10):  # dashed
+            draw.line([(x, y), (min(x + 5, x1), y)], fill=_INK, width=1)
+        key = f"largest change of any pixel (Linf): {cap:.3g}/255"
+        draw.text((x0 + 6, y - 15), key, font=small, fill=_INK)
     if unsampled:
         key = "shaded: not sampled by the model"
         x = width - right - 16 - small.getlength(key)
@@ -263,7 +275,11 @@ def history_chart(
         panel = _Panel((left, y0, width - right, y0 + panel_h), xlim, (lo - pad, hi + pad))
         last = i == len(finite) - 1
         panel.axes(img, draw, xticks=last, ylabel=key.replace("_", " "), xlabel=x_label if last else "")
-        draw.line([(panel.px(a), panel.py(b)) for a, b in zip(xs, ys, strict=True)], fill=_TEAL, width=2)
+        points = [(panel.px(a), panel.py(b)) for a, b in zip(xs, ys, strict=True)]
+        draw.line(points, fill=_TEAL, width=2)
+        if len(points) <= 60:  # a marker per recorded step, while they stay apart
+            for px, py in points:
+                draw.ellipse([(px - 3, py - 3), (px + 3, py + 3)], fill=_TEAL)
     small = pil_font(11)
     y = top + len(finite) * (panel_h + gap) + 28
     for line in lines:

@@ -1,0 +1,154 @@
+"""`vidattack perturb --model http://...` and `cmd:` against a real local service, through the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+from remote_support import serving, small_clip
+from typer.testing import CliRunner
+
+from vidattack.cli import app
+
+runner = CliRunner()
+
+
+def run(*args: object):
+    result = runner.invoke(app, [str(a) for a in args])
+    assert "Traceback" not in (result.stdout + result.stderr), result.stderr
+    return result
+
+
+def summary(out: Path) -> dict:
+    return json.loads((out / "queries.summary.json").read_text())
+
+
+def log_entries(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "queries.jsonl").read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture
+def clip(tmp_path: Path) -> Path:
+    return small_clip(tmp_path / "clip.mp4")
+
+
+@pytest.mark.slow  # ~11 s: the surrogate, 60 queries encoded and decoded
+def test_vbad_against_a_service_counts_what_the_service_counts(c3d, clip, tmp_path):
+    out = tmp_path / "out"
+    with serving(c3d) as server:
+        result = run(
+            "perturb", clip, "-a", "vbad", "--model", server.url, "-o", out, "-f", "jsonl", "-q",
+            "--set", "max_queries=60", "--set", "population=8", "--outputs", "adv,report",
+        )  # fmt: skip
+        assert result.exit_code == 0, result.stderr
+        record = json.loads(result.stdout.splitlines()[-1])
+        assert record["queries"] <= 60
+        # every request the service received is in the summary; repeats were answered from the cache
+        traffic = summary(out)
+        assert traffic["requests"] == server.requests == traffic["answered"]
+        assert traffic["requests"] + traffic["cache_hits"] >= record["queries"] - 1
+        assert traffic["codec"].startswith("libx264rgb") and traffic["bytes_per_query"] > 0
+    assert (out / "clip.adv.mp4").exists() and (out / "clip.report.json").exists()
+
+
+@pytest.mark.slow  # ~11 s
+def test_hsja_against_a_label_only_service(c3d, clip, tmp_path):
+    out = tmp_path / "out"
+    with serving(c3d, mode="label") as server:
+        result = run(
+            "perturb", clip, "-a", "hsja", "--label-only", "--model", server.url, "-o", out, "-f", "jsonl",
+            "-q", "--set", "max_queries=80", "--set", "init_evals=10", "--outputs", "report",
+        )  # fmt: skip
+        assert result.exit_code == 0, result.stderr
+        record = json.loads(result.stdout.splitlines()[-1])
+        assert record["success"] and record["queries"] <= 80
+        assert summary(out)["requests"] == server.requests
+
+
+def test_a_score_attack_on_a_label_only_service_is_refused_before_any_query(c3d, clip, tmp_path):
+    with serving(c3d, mode="label") as server:
+        result = run(
+            "perturb", clip, "-a", "vbad", "--label-only", "--model", server.url, "-o", tmp_path / "o"
+        )
+        assert result.exit_code == 2
+        assert "gives labels only, and vbad needs scores: use hsja" in result.stderr
+        assert server.requests == 0
+
+
+def test_remote_options_need_a_remote_model(clip, tmp_path):
+    result = run("perturb", clip, "--concurrency", "4", "-o", tmp_path / "o")
+    assert result.exit_code == 2 and "expected --model http(s)://... or cmd:..." in result.stderr
+
+
+def test_a_service_answering_garbage_fails_the_input_with_one_line(c3d, clip, tmp_path):
+    with serving(c3d, garbage=True) as server:
+        result = run(
+            "perturb", clip, "-a", "vbad", "--model", server.url, "-o", tmp_path / "o", "-f", "jsonl"
+        )
+    assert result.exit_code == 1
+    assert f"{server.url}: expected a JSON answer" in result.stdout + result.stderr
+
+
+BRIGHTNESS = """
+import json, sys
+import av
+with av.open(sys.argv[1]) as c:
+    mean = sum(f.to_ndarray(format="gray").mean() for f in c.decode(video=0)) / c.streams.video[0].frames
+with open(sys.argv[2], "a") as log:
+    log.write("x\\n")
+print(json.dumps({"label": "bright" if mean > 120 else "dark"}))
+"""
+
+
+@pytest.mark.slow  # ~0.7 s per query: a Python process each
+def test_hsja_against_a_command(clip, tmp_path):
+    script, calls = tmp_path / "classify.py", tmp_path / "calls.txt"
+    script.write_text(BRIGHTNESS)
+    out = tmp_path / "out"
+    result = run(
+        "perturb", clip, "-a", "hsja", "--label-only", "--model", f"cmd:{sys.executable} {script} {{}} {calls}",
+        "-o", out, "-f", "jsonl", "-q", "--set", "max_queries=20", "--set", "init_evals=5", "--outputs", "report",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert len(calls.read_text().splitlines()) == summary(out)["requests"] <= 20
+
+
+@pytest.mark.slow  # ~80 s on a shared core: two subprocess runs of the CLI
+def test_kill_9_mid_attack_then_resume_spends_no_query_twice(c3d, clip, tmp_path):
+    out = tmp_path / "out"
+    args = [
+        sys.executable, "-m", "vidattack", "perturb", str(clip), "-a", "hsja", "--label-only", "-o", str(out),
+        "-f", "jsonl", "-q", "--set", "max_queries=400", "--set", "init_evals=20", "--outputs", "report",
+        "--threads", "1",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    with serving(c3d, mode="label") as server:
+        args[7:7] = ["--model", server.url]
+        proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and server.requests < 60:
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        killed_at = server.requests
+        assert 60 <= killed_at < 400, "the attack was not killed mid-way"
+        done = subprocess.run([*args, "--resume"], env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        traffic = summary(out)
+        assert traffic["requests"] == server.requests  # the service's own count equals the report's
+        assert traffic["requests_before_resume"] >= killed_at - 1  # at most one request on the wire
+    # no answered candidate was ever sent again
+    answered: set[str] = set()
+    for entry in log_entries(out):
+        if entry["event"] == "sent":
+            assert entry["key"] not in answered
+        elif entry["event"] == "answer":
+            answered.add(entry["key"])
+    assert json.loads(done.stdout.splitlines()[-1])["queries"] <= 400
