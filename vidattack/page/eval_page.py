@@ -96,14 +96,14 @@ def _cases(out_dir: Path, row: Any, records: Sequence[Mapping[str, Any]]) -> str
 
 
 def _case_list(out_dir: Path, key: str, title: str, cases: Sequence[Mapping[str, Any]]) -> str:
-    from vidattack.eval.worker import safe_name
+    from vidattack.data.names import kept_name
 
     if not cases:
         return f'<p class="muted">{esc(title)}: none</p>'
     items = []
     for x in cases:
         video = str(x.get("video"))
-        kept = sorted((out_dir / key).glob(f"{safe_name(video)}.adv.*")) if (out_dir / key).is_dir() else []
+        kept = sorted((out_dir / key).glob(f"{kept_name(video)}.adv.*")) if (out_dir / key).is_dir() else []
         name = f'<a href="{href(kept[0], out_dir)}">{esc(video)}</a>' if kept else esc(video)
         items.append(
             f"<li>{name}: label {esc(x.get('label_name'))}, mean change {number(x.get('map'))}/255, "
