@@ -13,6 +13,7 @@ from conftest import toy_view, write_clip
 from typer.testing import CliRunner
 
 from vidattack.cli import app
+from vidattack.pipeline.outputs import KINDS_HELP
 
 runner = CliRunner()
 
@@ -133,7 +134,7 @@ def test_existing_outputs_need_overwrite(videos, toy_model, tmp_path):
         (["--name", "{stem}.{colour}"], "got {colour}"),
         (["--name", "{stem:q}"], "expected a --name template"),
         (["--name", "{}"], "got {} in"),
-        (["--outputs", "adv,pictures"], "expected --outputs from adv,heatmaps,plots,report"),
+        (["--outputs", "adv,pictures"], f"expected --outputs from {KINDS_HELP} (or all), got pictures"),
         (["--outputs", "adv", "--resume"], "expected --outputs with report for --resume"),
         (["--max-memory", "lots"], "expected --max-memory as a size"),
     ],
