@@ -10,7 +10,8 @@ the attack (the stricter reading: a run's own attack time grows when its workers
 
     python benchmarks/throughput.py                      # every configuration
     python benchmarks/throughput.py --batch-sizes 1,8 --repeat 2
-    python benchmarks/throughput.py --random-weights r3d_18 --device cuda --batch-sizes 1,8   # the GPU check
+    python benchmarks/throughput.py --random-weights r3d_18 --device cuda --batch-sizes 1,8 \
+        --precision fp32,bf16                                            # the GPU check (#25)
 
 Configurations: the sequential loop over `perturb_file` (the batch before the engine), the engine with
 default outputs at each `--batch-sizes`, the same at the first batch size with its workers at the
@@ -44,13 +45,15 @@ from pathlib import Path
 from vidattack.attacks.registry import get_attack_from_text
 from vidattack.pipeline import load_view, perturb_file, resolve_device, set_cpu_threads
 from vidattack.pipeline.batch import expand_inputs
+from vidattack.precision import attack_precision
 set_cpu_threads(2)
 model, device, steps = sys.argv[3], resolve_device(sys.argv[4]), int(sys.argv[5])
 view = load_view(model, device)
 atk = get_attack_from_text("pgd-linf", {}, steps=steps)
-for item in expand_inputs([sys.argv[1]]):
-    r = perturb_file(item.path, atk, model=view, out_dir=sys.argv[2], stem=item.stem, device=device, overwrite=True)
-    print(json.dumps(r))
+with attack_precision(sys.argv[6]):
+    for item in expand_inputs([sys.argv[1]]):
+        r = perturb_file(item.path, atk, model=view, out_dir=sys.argv[2], stem=item.stem, device=device, overwrite=True)
+        print(json.dumps(r))
 """
 
 
@@ -93,6 +96,11 @@ def main() -> None:
         help="instead of --model: ARCH (e.g. r3d_18) with seeded random weights, saved to a temp file",
     )
     ap.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    ap.add_argument(
+        "--precision",
+        default="fp32",
+        help="comma-separated --precision values (auto, fp32, bf16, fp16): every configuration runs at each",
+    )
     args = ap.parse_args()
     if args.random_weights:
         args.model = random_weights(args.random_weights)
@@ -104,6 +112,9 @@ def main() -> None:
     base = [PY, "-m", "vidattack", "perturb", args.inputs, "--steps", args.steps, "--threads", "2"]
     base += ["--model", args.model, "--device", args.device]
     base += ["-f", "jsonl", "-q", "--overwrite"]
+    precisions = args.precision.split(",")
+    if precisions != ["fp32"] and not has_option("--precision", env):
+        sys.exit("this perturb has no --precision option")
     configs: list[tuple[str, list[str] | None, dict[str, str]]] = [("sequential perturb_file loop", None, {})]
     configs += [
         (f"engine, default outputs, --batch-size {b}", ["--batch-size", b], {})
@@ -129,6 +140,12 @@ def main() -> None:
             for b in args.batch_sizes.split(",")
         ]
 
+    if precisions != ["fp32"]:  # each configuration at each precision (the attack's steps; judged in fp32)
+        configs = [
+            (f"{name} [{p}]", None if extra is None else [*extra, "--precision", p], {**env_, "PRECISION": p})
+            for p in precisions
+            for name, extra, env_ in configs
+        ]
     rows = []
     alone: float | None = None  # the attack time of the sequential loop, where nothing runs beside it
     for name, extra, more_env in configs:
@@ -136,7 +153,8 @@ def main() -> None:
         for _ in range(max(args.repeat, 1)):
             with tempfile.TemporaryDirectory() as out:
                 if extra is None:
-                    cmd = [PY, "-c", SEQUENTIAL, args.inputs, out, args.model, args.device, args.steps]
+                    p = more_env.get("PRECISION", "fp32")
+                    cmd = [PY, "-c", SEQUENTIAL, args.inputs, out, args.model, args.device, args.steps, p]
                 else:
                     cmd = [*base, "-o", out, *extra]
                 wall, rc, stdout, stderr = run(cmd, {**env, **more_env})
@@ -149,6 +167,8 @@ def main() -> None:
         if best is None:
             continue
         wall, records = best
+        ran = sorted({r.get("attack", {}).get("precision", "fp32") for r in records})
+        name = f"{name} (ran {','.join(ran)})" if precisions != ["fp32"] else name
         n = len(records)
         attack = sum(r["timing"]["attack"] for r in records)
         outside = wall - startup - attack

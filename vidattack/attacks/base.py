@@ -37,6 +37,13 @@ from vidattack.attacks.params import ParamSpec, param_specs, plain_value, valida
 from vidattack.attacks.result import AttackResult, measure_norms
 from vidattack.criteria import Criterion, make_criterion, resolve_target
 from vidattack.errors import BadParameterError
+from vidattack.precision import (
+    Precision,
+    active_loss_scale,
+    optimising,
+    requested_precision,
+    resolve_for_model,
+)
 from vidattack.threat import ThreatModel
 
 # The options every attack understands, each meaning the attack's own budget, step and iterations.
@@ -57,7 +64,9 @@ def loss_and_grad(
     """The gradient hook of white-box attacks: `(log_probs, objective (N,), d objective / d x)`.
 
     Gradients are taken with respect to `x` only (`autograd.grad`), so the model's parameters never
-    accumulate `.grad` even when they require it.
+    accumulate `.grad` even when they require it. Under an attack's reduced precision (see
+    `vidattack.precision`) the model runs under autocast while the objective is computed in float32
+    from its log-probabilities; in fp16 the backward runs on a scaled objective (`LossScale`).
     """
     primed = model.take_primed(x) if isinstance(model, CountingModel) else None
     with torch.enable_grad():
@@ -66,9 +75,15 @@ def loss_and_grad(
         else:
             x_req = x.detach().requires_grad_(True)
             log_probs = model(x_req)
-        value = objective(log_probs)
-        (grad,) = torch.autograd.grad(value.sum(), x_req)
-    return log_probs.detach(), value.detach(), grad
+        value = objective(log_probs.float())
+        scale = active_loss_scale()
+        if scale is None:
+            (grad,) = torch.autograd.grad(value.sum(), x_req)
+        else:
+            total = value.sum()
+            # the graph is kept: an overflowed backward is recomputed on it at half the scale
+            grad = scale.grad_of(lambda f: torch.autograd.grad(total * f, x_req, retain_graph=True)[0])
+    return log_probs.detach().float(), value.detach(), grad
 
 
 def _check_video(x: Tensor) -> None:
@@ -285,10 +300,12 @@ class Attack(ABC):
         x: Tensor,
         target: int | Tensor | None,
         labels: Tensor | None,
+        precision: Precision = "fp32",
     ) -> tuple[Tensor, Criterion]:
-        # The clean log-probabilities and the criterion. A black box answers this as a counted query;
-        # a white-box attack's clean forward keeps its graph, primed for its first gradient.
-        x_req = x.detach().requires_grad_(True) if self.white_box else None
+        # The clean log-probabilities and the criterion, always in float32. A black box answers this as
+        # a counted query; a white-box attack's clean forward keeps its graph, primed for its first
+        # gradient, when that gradient is float32 too (in bf16/fp16 the first step runs its own pass).
+        x_req = x.detach().requires_grad_(True) if self.white_box and precision == "fp32" else None
         if isinstance(wrapped, QueryModel):
             clean_graph = _black_box_clean(wrapped, x)
         else:
@@ -321,6 +338,7 @@ class Attack(ABC):
         max_queries: int | None = None,
         starting_points: Tensor | None = None,
         stop_when_fooled: float | None = None,
+        precision: str | None = None,
     ) -> AttackResult:
         """Attack `x` `(N, T, 3, H, W)` in [0, 1] against `model` (video -> log-probabilities).
 
@@ -337,15 +355,23 @@ class Attack(ABC):
         model's own arithmetic, see `AttackResult.split`). `stop_when_fooled` (an iterative attack's
         option, off by default) stops each video once its 8-bit quantized iterate is fooled by this
         log-probability margin; `info["stopped_at"]` says after how many steps (None: all of them).
+
+        `precision` (`auto|fp32|bf16|fp16`, see `vidattack.precision`) is the arithmetic of the attack's
+        own forward and backward passes (autocast); the clean label, the judging of the quantized
+        result and the stop-when-fooled checks stay float32. A black-box attack always runs fp32.
+        None takes the innermost `vidattack.precision.attack_precision` block's (fp32 outside any);
+        `result.precision` says what ran.
         """
         _check_video(x)
         self.check_stop_when_fooled(stop_when_fooled)
+        requested = requested_precision() if precision is None else precision
+        ran = resolve_for_model(requested, x.device, model) if self.white_box else "fp32"
         x = x.detach()
         ctx = self._context(model, x, seed, progress, max_queries, starting_points, stop_when_fooled)
         wrapped = self.wrap_model(model, ctx)
-        clean_lp, criterion = self._clean_pass(model, wrapped, x, target, labels)
+        clean_lp, criterion = self._clean_pass(model, wrapped, x, target, labels, ran)
         start = time.perf_counter()
-        with _judging_held(wrapped):
+        with _judging_held(wrapped), optimising(ran, x.device):
             threat = self.threat_model(wrapped, x, criterion, ctx)
             x_adv = self.run(wrapped, x, criterion, threat, ctx).detach()
         if isinstance(wrapped, CountingModel):
@@ -386,6 +412,7 @@ class Attack(ABC):
             video_queries=video_queries_of(wrapped, n),
             video_histories=ctx.histories if per_video_history else [],
             per_video_info=self.per_video_info,
+            precision=ran,
         )
 
 

@@ -116,5 +116,7 @@ class AttackContext:
     def record_each(self, videos: list[int], **columns: Sequence[float] | Tensor) -> None:
         """Append one row to the history of each of `videos`, column values given per video (in the
         order of `videos`): a batch's curves stay per video."""
+        # one conversion per column, not one tensor index per value: this runs after every step
+        lists = {k: col.tolist() if isinstance(col, Tensor) else col for k, col in columns.items()}
         for j, v in enumerate(videos):
-            self.histories[v].append({k: float(col[j]) for k, col in columns.items()})
+            self.histories[v].append({k: float(col[j]) for k, col in lists.items()})

@@ -20,6 +20,7 @@ from vidattack.attacks.context import AttackContext
 from vidattack.attacks.counting import CountingModel, counting_for, queries_of
 from vidattack.attacks.params import AUTO
 from vidattack.criteria import Criterion
+from vidattack.precision import full_precision
 from vidattack.threat import ThreatModel
 
 
@@ -123,7 +124,8 @@ def _fooled(
     videos: list[int],
 ) -> Tensor:
     """`(k,)` bool: is each video's iterate, quantized as the file will hold it, fooled by `margin`?"""
-    with torch.no_grad(), counting_for(model, videos):
+    # a decision on the result: float32 even inside a bf16/fp16 optimisation
+    with torch.no_grad(), counting_for(model, videos), full_precision(it.device):
         log_probs = model(threat.quantize(it, x))
     return criterion.margin(log_probs) > margin
 

@@ -33,6 +33,7 @@ class AttackResult:
     video_queries: list[int] = field(default_factory=list)  # (N,) queries of each video
     video_histories: list[list[dict[str, float]]] = field(default_factory=list)  # (N,) when per video
     per_video_info: frozenset[str] = frozenset()  # dotted `info` keys holding one entry per video
+    precision: str = "fp32"  # the arithmetic of the attack's steps (`vidattack.precision`); judged in fp32
 
     def split(self) -> list[AttackResult]:
         """One result per video, each as if its video had been attacked alone: tensors sliced, queries

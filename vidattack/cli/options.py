@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -162,6 +163,18 @@ FormatOption = Annotated[
         "jsonl (one JSON object per line; default when stdout is a file or a pipe).",
     ),
 ]
+# `--precision` when not given: chosen from the measurements in the README (benchmarks/precision.py)
+DEFAULT_PRECISION = "auto"
+PrecisionOption = Annotated[
+    str,
+    typer.Option(
+        "--precision",
+        metavar="P",
+        help="Arithmetic of the attack's gradient steps: auto (bf16 where the device computes it natively: "
+        "CPUs with AVX512-BF16 or AMX, CUDA with bf16), fp32, bf16, or fp16 (CUDA only, scaled loss). "
+        "Clean labels, judging, verification and budgets are always float32.",
+    ),
+]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary on stderr.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs, FFmpeg's own messages.")]
 
@@ -223,6 +236,23 @@ def parse_sets(values: list[str] | None) -> dict[str, str]:
         key, value = item.split("=", 1)
         settings[key.strip().replace("-", "_")] = value.strip()
     return settings
+
+
+def checked_precision(precision: str, device: str) -> str:
+    """`--precision` checked against `--device` before any work: a usage error (exit 2) when it cannot
+    run there (an unknown name, bf16 without native support, fp16 off CUDA)."""
+    from vidattack.pipeline import resolve_device
+    from vidattack.precision import resolve_precision
+
+    resolve_precision(precision, resolve_device(device))
+    return precision
+
+
+def precision_scope(precision: str, device: str) -> AbstractContextManager[None]:
+    """The block in which every attack runs at `--precision` (checked first, see `checked_precision`)."""
+    from vidattack.precision import attack_precision
+
+    return attack_precision(checked_precision(precision, device))
 
 
 def progress_bars(enabled: bool) -> Progress | None:

@@ -47,6 +47,7 @@ def perturb(
     seed: o.Seed = 0,
     device: o.Device = "auto",
     threads: o.Threads = 0,
+    precision: o.PrecisionOption = o.DEFAULT_PRECISION,
     max_memory: o.MaxMemory = None,
     set_: o.Settings = None,
     apply: Annotated[
@@ -132,6 +133,7 @@ def perturb(
         delivery=delivery,
         robust_to=robust_to,
         remote=o.RemoteArgs(header_env, concurrency, max_qps, start, label_only),
+        precision=precision,
     )
     with InterruptGuard() as guard:
         try:
@@ -194,6 +196,7 @@ class PerturbArgs:
     delivery: str | None
     robust_to: str | None
     remote: o.RemoteArgs  # an http(s):// or cmd: model's options, and hsja's --start
+    precision: str = "auto"
 
 
 def _prepare(args: PerturbArgs) -> tuple[list[Planned], JobSpec, ModelView]:
@@ -205,6 +208,7 @@ def _prepare(args: PerturbArgs) -> tuple[list[Planned], JobSpec, ModelView]:
     from vidattack.pipeline.names import NameTemplate, plan_outputs
     from vidattack.pipeline.outputs import parse_outputs
     from vidattack.pipeline.spec import UNTARGETED, JobSpec, check_target
+    from vidattack.precision import resolve_for_model
     from vidattack.runtime import check_seed, resolve_device, set_cpu_threads
 
     check_seed(args.seed)
@@ -221,6 +225,7 @@ def _prepare(args: PerturbArgs) -> tuple[list[Planned], JobSpec, ModelView]:
     delivery_spec, robust_spec = d.parse_delivery_options(args.delivery, args.robust_to)
     atk = build_attack(args.attack, args.remote.settings(o.parse_sets(args.set_)), budget, args.apply)
     atk.check_stop_when_fooled(args.stop_when_fooled)  # refused before any model is loaded
+    o.checked_precision(args.precision, args.device)  # refused before any model is loaded
     o.check_out_folder(args.out)
     dev = resolve_device(args.device)
     view = load_model(
@@ -241,6 +246,7 @@ def _prepare(args: PerturbArgs) -> tuple[list[Planned], JobSpec, ModelView]:
         robust_to=robust_spec,
         kinds=kinds,
         device=str(dev),
+        precision=resolve_for_model(args.precision, dev, view.net),
         max_memory=memory,
         overwrite=args.overwrite,
         resume=args.resume,

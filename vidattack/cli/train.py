@@ -91,6 +91,7 @@ def train(
     overwrite: o.Overwrite = False,
     trust_checkpoint: o.TrustCheckpoint = False,
     threads: o.Threads = 0,
+    precision: o.PrecisionOption = o.DEFAULT_PRECISION,
     fmt: o.FormatOption = None,
     quiet: o.Quiet = False,
     verbose: o.Verbose = False,
@@ -110,6 +111,7 @@ def train(
         raise BadParameterError(f"expected --schedule fixed, adaptive or curriculum, got {schedule!r}")
     if direction not in ("up", "down"):
         raise BadParameterError(f"expected --direction up or down, got {direction!r}")
+    scope = o.precision_scope(precision, "cpu")  # refused before any data is read
     # --eps means what it means in perturb and eval (`vidattack.budget`: 1 + e for MultAV's ratio)
     budget = o.parse_budget(eps, alpha, steps, alpha_words=("auto", "eps"))
     if adversarial is not None:
@@ -145,18 +147,19 @@ def train(
     if bars is not None:
         bars.start()
     try:
-        result = train_model(
-            config,
-            data=data,
-            heldout=heldout,
-            out=out,
-            arch=arch,
-            init=init,
-            progress=progress,
-            checkpoint=state,
-            resume=resume,
-            trust_checkpoint=trust_checkpoint,
-        )
+        with scope:  # training runs on the CPU; the attacks inside it at --precision
+            result = train_model(
+                config,
+                data=data,
+                heldout=heldout,
+                out=out,
+                arch=arch,
+                init=init,
+                progress=progress,
+                checkpoint=state,
+                resume=resume,
+                trust_checkpoint=trust_checkpoint,
+            )
     finally:
         if bars is not None:
             bars.stop()

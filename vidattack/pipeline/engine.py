@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from vidattack import cancel
+from vidattack.batch_memory import memory_sized
 from vidattack.errors import VidattackError
 
 if TYPE_CHECKING:
@@ -141,7 +142,9 @@ def perturb_many(
         raise ValueError(f"expected a batch size >= 1, got {size}")
     if spec.robust_to is not None:
         size = 1  # (#17) one DeliveryModel per video: a batch would share the first one's
-    yield from _Engine(runner, list(items), Path(out_dir), replace(schedule, batch_size=size)).run()
+    engine = _Engine(runner, list(items), Path(out_dir), replace(schedule, batch_size=size))
+    engine.fit_memory = schedule.batch_size is None  # (#25) a default-sized batch is cut to what fits
+    yield from engine.run()
 
 
 @dataclass(frozen=True)
@@ -174,6 +177,8 @@ class _Engine:
         self.batch_size = schedule.batch_size or 1
         self.lookahead = max(schedule.lookahead, 0)
         self.done, self.should_stop = schedule.done, schedule.should_stop
+        self.fit_memory = False  # cut each batch into calls that fit in memory (`batch_memory`)
+        self._fitting: Callable[[list[Job]], list[Any]] | None = None
         self._open: set[int] = set()  # ids of jobs holding a claim (prepared, not yet finished)
         self._jobs: dict[int, Job] = {}
 
@@ -346,10 +351,23 @@ class _Engine:
         slot.record = error_record(Path(slot.item.path), error)
         self._done(slot.item)
 
+    def _attack_calls(self, jobs: list[Job]) -> list[Any]:
+        def call(part: list[Job]) -> list[Any]:
+            return self.runner.attack(part, self._progress(part))
+
+        def sampled_of(job: Job) -> Any:
+            return job.sampled
+
+        if not self.fit_memory or len(jobs) == 1:
+            return call(jobs)
+        if self._fitting is None:  # made once: it measures a video's cost once per clip shape
+            self._fitting = memory_sized(call, sampled_of=sampled_of, precision=self.runner.spec.precision)
+        return self._fitting(jobs)
+
     def _attack(self, batch: list[tuple[int, Job]], slots: list[_Slot], finisher: ThreadPoolExecutor) -> None:
         jobs = [job for _, job in batch]
         try:
-            outcomes = self.runner.attack(jobs, self._progress(jobs))
+            outcomes = self._attack_calls(jobs)
         except BaseException as e:  # every input of the batch reports it
             if isinstance(e, KeyboardInterrupt | SystemExit | _Stopped):
                 raise  # the jobs are released, unfinished, when the batch closes

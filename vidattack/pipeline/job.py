@@ -108,6 +108,7 @@ def attack_part(attack: Attack, result: AttackResult) -> AttackPart:
         paper=attack.paper,
         info=info,
         white_box=attack.white_box,
+        precision=result.precision,
     )
 
 

@@ -199,6 +199,7 @@ class AttackPart:
     info: dict[str, Any]
     white_box: bool
     robust_to: dict[str, Any] | None = None  # --robust-to: the delivery encode the attack optimised through
+    precision: str = "fp32"  # the arithmetic of the attack's steps (`vidattack.precision`); judged in fp32
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -208,6 +209,7 @@ class AttackPart:
             "paper": self.paper,
             "info": self.info,
             "white_box": self.white_box,
+            "precision": self.precision,
         }
         if self.robust_to is not None:
             out["robust_to"] = self.robust_to

@@ -35,6 +35,7 @@ from vidattack.pipeline.report import (
 )
 from vidattack.pipeline.spec import JobSpec, judge, model_identity, resolve_target
 from vidattack.pipeline.stages import AttackOutcome, Verified, decode, run_attack_batch, sample, verify, write
+from vidattack.precision import attack_precision
 from vidattack.text import literal
 
 if TYPE_CHECKING:
@@ -164,14 +165,15 @@ class Runner:
         first = jobs[0]
         if any(j.target != first.target or j.seed != first.seed for j in jobs):
             raise ValueError("expected jobs of one target and seed in a batch")
-        outcomes = run_attack_batch(
-            [job.sampled for job in jobs],
-            self.spec.attack,
-            target=first.target,
-            seed=first.seed,
-            progress=tick,
-            stop_when_fooled=self.spec.stop_when_fooled,
-        )
+        with attack_precision(self.spec.precision):
+            outcomes = run_attack_batch(
+                [job.sampled for job in jobs],
+                self.spec.attack,
+                target=first.target,
+                seed=first.seed,
+                progress=tick,
+                stop_when_fooled=self.spec.stop_when_fooled,
+            )
         for job, outcome in zip(jobs, outcomes, strict=True):
             job.timing.attack += outcome.seconds
         return outcomes

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 UNTARGETED = "untargeted"
 #: Targets chosen per video (eval only: they need the video's true label or clean prediction).
 TARGET_MODES = ("random", "least-likely")
-PRECISIONS = ("fp32",)
+PRECISIONS = ("fp32", "bf16", "fp16")  # resolved (`vidattack.precision.resolve_for_model`)
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class JobSpec:
     the attack optimises through (and, without `delivery`, a check encode at its median CRF judges);
     `kinds`: the output kinds written (`vidattack.pipeline.outputs`; `delivery` joins them with
     `delivery`); `pictures`: the render roles drawn (None: all of the chosen kinds); `device`,
-    `precision` (`fp32` only for now); `max_memory`: refuse a video whose sample needs more bytes;
+    `precision` (the attack steps' arithmetic, resolved: `fp32`, `bf16` or `fp16`, see `vidattack.precision`); `max_memory`: refuse a video whose sample needs more bytes;
     `overwrite`, `resume`: what the claim may do with existing outputs; `verify`: write the lossless
     file, decode it and classify it again (off, eval's `--no-verify`: nothing is written, and the
     perturbation is measured on the frames in memory).
@@ -284,8 +284,15 @@ def make_spec(
 ) -> JobSpec:
     """A `JobSpec` from the Python API's loose keywords: `attack` an instance or a registered name,
     `target` a label or class index of `view` (None: untargeted), `heatmaps=False` or `pictures` (render
-    roles) narrowing the kinds; every other keyword a `JobSpec` field."""
+    roles) narrowing the kinds, `precision` any of `auto|fp32|bf16|fp16` (resolved here for `view` on
+    `device`); every other keyword a `JobSpec` field."""
     from vidattack.attacks import get_attack
+    from vidattack.precision import resolve_for_model
+    from vidattack.runtime import resolve_device
+
+    if "precision" in fields:
+        device = resolve_device(fields.get("device", "auto"))
+        fields["precision"] = resolve_for_model(fields["precision"], device, view.net)
 
     heatmaps = fields.pop("heatmaps", True)
     pictures = fields.pop("pictures", None)
