@@ -280,3 +280,18 @@ def test_fp16_on_the_cpu_is_a_one_line_usage_error(command: str, tmp_path: Path)
     assert r.stderr.startswith("Error: expected a CUDA device for --precision fp16, got cpu")
     assert r.stderr.count("\n") == 1
     assert not (tmp_path / "o").exists() and not (tmp_path / "m").exists()
+
+
+def test_an_eval_cell_keys_the_precision_its_steps_ran_in(native_bf16) -> None:
+    # eval resumes by key: records made in bf16 must not be taken for the fp32 cell, as in perturb
+    from vidattack.eval import build_grid
+    from vidattack.models import load_model
+
+    view = load_model("tiny-c3d")
+    (fp32,) = build_grid(["fgsm"], view, eps=["2/255"])
+    (bf16,) = build_grid(["fgsm"], view, eps=["2/255"], precision="bf16")
+    (auto,) = build_grid(["fgsm"], view, eps=["2/255"], precision="auto")
+    assert (fp32.precision, bf16.precision, auto.precision) == ("fp32", "bf16", "bf16")
+    assert fp32.key != bf16.key == auto.key  # `auto` is keyed as what it became
+    assert bf16.spec.precision == "bf16" and "precision=bf16" in bf16.label
+    assert type(bf16).from_dict(bf16.to_dict()) == bf16

@@ -224,13 +224,13 @@ def eval_command(
             stop_when_fooled=stop_when_fooled,
             delivery=delivery_spec,
             robust_to=robust_spec,
+            precision=o.checked_precision(precision, device),
             model_args={"spec": model, "arch": arch, "labels": labels, "trust_checkpoint": trust_checkpoint},
             run_args={
                 "executor": executor.value,
                 "ray_address": ray_address or "auto",
                 "save_outputs": outputs,
                 "threads": threads,
-                "precision": o.checked_precision(precision, device),
             },
             shard=shard,
             device=device,
@@ -293,6 +293,7 @@ def _run(
     stop_when_fooled: float | None,
     delivery: DeliverySpec | None,
     robust_to: DeliverySpec | None,
+    precision: str,
     model_args: Mapping[str, Any],
     run_args: Mapping[str, Any],
     shard: str | None,
@@ -331,6 +332,7 @@ def _run(
         stop_when_fooled=stop_when_fooled,
         delivery=delivery,
         robust_to=robust_to,
+        precision=precision,
     )
     data = load_dataset(dataset, view.labels)
     progress = o.progress_bars(show)

@@ -15,9 +15,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import torch
+
 from vidattack.budget import Budget, attack_with_budget, parse_budget
 from vidattack.errors import BadParameterError, UsageError
 from vidattack.pipeline.spec import UNTARGETED, JobSpec, check_target, jsonable, model_identity, result_key
+from vidattack.precision import resolve_for_model
 
 if TYPE_CHECKING:
     from vidattack.attacks.base import Attack
@@ -48,7 +51,8 @@ class Config:
     #17); it does not change the attack, but the records hold its results, so it is in the key.
     `robust_to`: the delivery encode the attack optimises through (`--robust-to`, a
     `parse_robust_to` spec): the attack sees the model behind that codec, the records still judge
-    the lossless output.
+    the lossless output. `precision`: what the attack's steps ran in (`vidattack.precision`, resolved
+    for the model and device: `fp32`, `bf16` or `fp16`); in the key unless fp32, as in perturb's.
     """
 
     attack: str
@@ -63,12 +67,13 @@ class Config:
     stop_when_fooled: float | None = None
     delivery: DeliverySpec | None = None
     robust_to: DeliverySpec | None = None
+    precision: str = "fp32"
 
     @property
     def key(self) -> str:
         """The key of this cell's job (`JobSpec.key`): 16 hex digits digesting attack, resolved
         params, model identity, seed, target mode, and when set the early-stop margin, the delivery
-        encode and the robust-to encode."""
+        encode, the robust-to encode and a precision other than fp32."""
         return result_key(self.attack, self.params, self.model, self)
 
     @functools.cached_property
@@ -82,6 +87,7 @@ class Config:
             stop_when_fooled=self.stop_when_fooled,
             delivery=self.delivery,
             robust_to=self.robust_to,
+            precision=self.precision,
             kinds=frozenset({"adv"}),
             overwrite=True,  # a rerun redoes only pairs without a record, whose file is a leftover
         )
@@ -106,6 +112,8 @@ class Config:
             parts.append(f"robust_to={self.robust_to}")
         if self.delivery is not None:
             parts.append(f"delivery={self.delivery}")
+        if self.precision != "fp32":
+            parts.append(f"precision={self.precision}")
         return " ".join(parts)
 
     def make_attack(self) -> Attack:
@@ -132,6 +140,7 @@ class Config:
             "stop_when_fooled": self.stop_when_fooled,
             "delivery": str(self.delivery) if self.delivery is not None else None,
             "robust_to": str(self.robust_to) if self.robust_to is not None else None,
+            "precision": self.precision,
             "label": self.label,
         }
 
@@ -152,12 +161,18 @@ class Config:
             stop_when_fooled=d.get("stop_when_fooled"),
             delivery=parse_delivery(d["delivery"]) if d.get("delivery") else None,
             robust_to=parse_robust_to(d["robust_to"]) if d.get("robust_to") else None,
+            precision=str(d.get("precision") or "fp32"),
         )
         if "key" in d and d["key"] != cfg.key:
             raise UsageError(
                 f"configuration {d['key']} does not hash to its key (got {cfg.key}); was it edited?"
             )
         return cfg
+
+
+def _device_of(view: ModelView) -> torch.device:
+    """Where `view`'s network lives (the CPU for one with no parameters, e.g. a scores-only model)."""
+    return next((p.device for p in view.net.parameters()), torch.device("cpu"))
 
 
 def build_grid(
@@ -173,6 +188,7 @@ def build_grid(
     stop_when_fooled: float | None = None,
     delivery: DeliverySpec | None = None,
     robust_to: DeliverySpec | None = None,
+    precision: str = "fp32",
 ) -> list[Config]:
     """Every configuration of `attacks` x `eps` x `targets`, in that order, validated now.
 
@@ -187,6 +203,8 @@ def build_grid(
     of its written lossless file (`run_eval` needs `verify` for it); it is part of every key.
     `robust_to` (a `parse_robust_to` spec) makes every attack, white- or black-box, optimise through
     that encode (`vidattack.pipeline.delivery.robust_model`); it too is part of every key.
+    `precision` (`auto|fp32|bf16|fp16`) is resolved here for `view` and its device, once, so the keys
+    name what the steps ran in (`auto` would hash differently from the bf16 it becomes).
     """
     from vidattack.attacks.registry import attack_class
     from vidattack.delivery.spec import DeliverySpec
@@ -203,6 +221,7 @@ def build_grid(
                 raise UsageError(f"--eps for {name}, which is not among the attacks {', '.join(attacks)}")
     if not attacks:
         raise UsageError("expected at least one attack")
+    ran = resolve_for_model(precision, _device_of(view), view.net)
     settings = dict(settings or {})
     classes = {name: attack_class(name) for name in attacks}
     for k in settings:
@@ -246,6 +265,7 @@ def build_grid(
                     stop_when_fooled=stop,
                     delivery=delivery,
                     robust_to=robust_to,
+                    precision=ran,
                 )
                 if cfg.key not in seen:  # `--eps 1/255,0.00392156862745098` is one configuration
                     seen.add(cfg.key)

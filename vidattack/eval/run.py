@@ -66,7 +66,6 @@ def run_eval(
     attack_misclassified: bool = False,
     chunk_size: int = 1,
     threads: int = 0,
-    precision: str = "fp32",
     fsync_every: int = 16,
     info: Sequence[str] = (),
     progress: StepFn | None = None,
@@ -80,7 +79,6 @@ def run_eval(
     `OUT/videos/KEY/`. `progress(done, total)` is called per record (done counts skipped ones).
     `info` names entries of the attack's `result.info` that each record keeps under `info`
     (sparse's `iterations`, V-BAD's `final_eps`): records already in OUT keep what they had.
-    `precision` is the attacks' `vidattack.precision` (clean and robust accuracy are judged in fp32).
     Configurations with a `delivery` (`build_grid(delivery=...)`) encode the written lossless file
     again, so they need `verify`; their videos are kept as `ID.delivery.mp4` with `save_outputs`.
 
@@ -118,7 +116,6 @@ def run_eval(
         attack_misclassified=attack_misclassified,
         threads=threads,
         info=tuple(info),
-        precision=precision,
     )
     runner = get_executor(executor, address=ray_address)
     written = failed = 0

@@ -29,7 +29,6 @@ from vidattack.eval.grid import Config
 from vidattack.pipeline.outputs import Outputs
 from vidattack.pipeline.spec import jsonable
 from vidattack.pipeline.stages import unchanged_stats
-from vidattack.precision import resolve_for_model
 
 if TYPE_CHECKING:
     from vidattack.data.datasets import Item
@@ -50,8 +49,7 @@ class WorkOptions:
     adversarial videos (`KEY/ID.adv.mp4`, and `KEY/ID.delivery.mp4` with a delivery); None
     writes them to a temporary folder only to verify. `attack_misclassified`: also attack videos the
     model already gets wrong (off: they count as not robust without spending an attack on them).
-    `threads`: torch CPU threads in a worker (0 leaves torch's setting). `precision`: the attacks'
-    `--precision` (`auto|fp32|bf16|fp16`, resolved per model; judged in fp32). `info`: entries of the
+    `threads`: torch CPU threads in a worker (0 leaves torch's setting). `info`: entries of the
     attack's `result.info` to copy into each record's `info` field, as JSON (those the attack
     reports; none for a video not attacked); empty, records have no `info` field.
     """
@@ -62,7 +60,6 @@ class WorkOptions:
     attack_misclassified: bool = False
     threads: int = 0
     info: tuple[str, ...] = ()
-    precision: str = "fp32"
 
 
 def video_seed(seed: int, video_id: str) -> int:
@@ -152,8 +149,7 @@ def _attack_one(
         return _record(cfg, item, view, None, clean=clean, stats=unchanged, start=start, options=options)
     from vidattack.pipeline.run import Known, Skipped, run_job
 
-    precision = resolve_for_model(options.precision, options.device, view.net)
-    spec = replace(cfg.spec, device=options.device, verify=options.verify, precision=precision)
+    spec = replace(cfg.spec, device=options.device, verify=options.verify)
     name = kept_name(item.id)  # distinct for distinct ids (sub/a b.mp4, sub/a_b.mp4)
     with tempfile.TemporaryDirectory(prefix="vidattack-eval-") as tmp:
         folder = Path(options.outputs) / cfg.key if options.outputs is not None else Path(tmp)
