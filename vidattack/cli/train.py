@@ -34,7 +34,12 @@ def train(
     data: Annotated[
         str, typer.Option(help="DATASET: class folder, .csv/.jsonl manifest or synthetic:N[:SEED].")
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="The model file to write (.safetensors).")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", "-o", help="The model file to write (.safetensors); a folder for a HuggingFace --init."
+        ),
+    ],
     arch: Annotated[
         str | None,
         typer.Option(help="Train a fresh network: tiny-c3d, tiny-lrcn or a torchvision arch (r3d_18)."),
@@ -97,7 +102,8 @@ def train(
     verbose: o.Verbose = False,
 ) -> None:
     """Train a model on a labelled DATASET, clean or adversarially, and write a .safetensors model that
-    every other command loads (--model OUT). Progress and per-epoch loss and clean/robust accuracy go
+    every other command loads (--model OUT); a HuggingFace folder given as --init is written back as a
+    folder. Progress and per-epoch loss and clean/robust accuracy go
     to stderr; the training state is saved after every epoch to OUT.resume.pt for --resume."""
     from vidattack.pipeline import set_cpu_threads
     from vidattack.train import TrainConfig, train_model

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Iterator
+import json
+import os
+import shutil
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -68,10 +71,12 @@ def is_hf_folder(folder: Path) -> bool:
 class HFVideoNet(nn.Module):
     """A `transformers` video classifier as a plain network: `(B, T, 3, H, W)` -> logits `(B, K)`."""
 
-    def __init__(self, model: nn.Module, input_name: str) -> None:
+    def __init__(self, model: nn.Module, input_name: str, processor_path: Path | None = None) -> None:
         super().__init__()
         self.model = model
         self.input_name = input_name
+        # the processor JSON the view's preprocessing came from: a trained copy is saved beside it
+        self.processor_path = processor_path
 
     def forward(self, clips: Tensor) -> Tensor:
         return self.model(**{self.input_name: clips}).logits
@@ -100,7 +105,7 @@ def load_hf_folder(spec: str, folder: Path, req: LoadRequest) -> ModelView:
     pre = cfg.preprocess()  # checked before the weights are read: a full-size model is 350 MB
     _check_input_size(cfg, pre.crop, folder)
     model = _from_pretrained(folder, safe)
-    net = HFVideoNet(model, _input_name(arch))
+    net = HFVideoNet(model, _input_name(arch), cfg.processor_path)
     k = int(model.config.num_labels)
     if req.num_classes is not None and req.num_classes != k:
         raise BadCheckpointError(f"expected {req.num_classes} classes, got a model with {k} in {folder}")
@@ -179,6 +184,56 @@ def _quiet_transformers() -> Iterator[None]:
         tlog.set_verbosity(verbosity)
         if bars:
             tlog.enable_progress_bar()
+
+
+#: The file beside a trained folder's weights that says how `vidattack train` made it.
+TRAINING_FILE = "vidattack_training.json"
+
+
+def save_hf_folder(net: HFVideoNet, labels: list[str], out: Path, *, info: Mapping[str, Any]) -> Path:
+    """Write `net` as a HuggingFace folder `out` that `load_model(out)` loads with the same predictions:
+    `save_pretrained` (config.json with `labels` as `id2label`, model.safetensors), the processor JSON
+    it was loaded with, and `info` (training settings, held-out accuracies) as `vidattack_training.json`.
+
+    The folder is written beside `out` under a hidden name and renamed into place, so a half-written
+    folder never loads; an existing `out` (the caller checked --overwrite) is moved aside first and
+    removed after.
+    """
+    model: Any = net.model
+    model.config.id2label = dict(enumerate(labels))
+    model.config.label2id = {name: i for i, name in enumerate(labels)}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = files.temp_path_beside(out)
+    try:
+        tmp.mkdir()
+        with _quiet_transformers():
+            model.save_pretrained(str(tmp), safe_serialization=True)
+        if net.processor_path is not None:
+            shutil.copyfile(net.processor_path, tmp / net.processor_path.name)
+        (tmp / TRAINING_FILE).write_text(json.dumps(dict(info), indent=1) + "\n", encoding="utf-8")
+        old = files.temp_path_beside(out) if out.exists() or out.is_symlink() else None
+        if old is not None:
+            os.replace(out, old)
+        os.replace(tmp, out)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise files.write_failed(e, out) from e
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if old is not None:
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
+    return out
+
+
+def read_training_info(folder: Path) -> dict[str, Any]:
+    """The `training` and `heldout` a trained folder's `vidattack_training.json` holds (empty if absent)."""
+    path = folder / TRAINING_FILE
+    data = read_json(path) if path.is_file() else {}
+    return {k: data.get(k) or {} for k in ("training", "heldout")}
 
 
 def _check_input_size(cfg: FolderConfig, crop: Any, folder: Path) -> None:

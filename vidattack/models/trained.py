@@ -173,8 +173,14 @@ def load_trained(
 
 
 def read_training_metadata(path: Path) -> dict[str, Any]:
-    """The `training` and `heldout` metadata of a trained model file (empty dicts if absent)."""
+    """The `training` and `heldout` metadata of a trained model file or HuggingFace folder (empty dicts
+    if absent)."""
     from safetensors import safe_open
+
+    if path.is_dir():
+        from vidattack.models.huggingface import read_training_info
+
+        return read_training_info(path)
 
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from vidattack.errors import UsageError
+from vidattack.models.huggingface import HFVideoNet, save_hf_folder
 from vidattack.models.trained import arch_of, build_network, canonical_arch, save_trained
 from vidattack.train.clips import ClipSet, prepare_clips
 from vidattack.train.config import TrainConfig, TrainEventFn
@@ -72,7 +73,8 @@ def train_model(
     resume: Path | None = None,
     trust_checkpoint: bool = False,
 ) -> TrainResult:
-    """Train a model on DATASET `data` and write it to `out` (safetensors, loadable by `load_model`).
+    """Train a model on DATASET `data` and write it to `out`, loadable by `load_model`: a safetensors
+    file, or for a HuggingFace `init` a `save_pretrained` folder with its processor JSON.
 
     The network is a fresh `arch` (bundled tiny or torchvision) or the model `init` names (any
     `load_model` spec; fine-tuning). Held-out accuracies are measured on `heldout`, or on a seeded
@@ -91,7 +93,7 @@ def train_model(
         check_state_file(resume)
     if init is not None:
         view = load_model(init, trust_checkpoint=trust_checkpoint)
-        arch_name = arch_of(view.net)
+        arch_name = _hf_architecture(view.net, out, config) or arch_of(view.net)
         if labels is not None and len(labels) != view.num_classes:
             raise UsageError(f"expected {view.num_classes} labels for {init}, got {len(labels)}")
         if labels is not None:
@@ -137,6 +139,14 @@ def train_model(
         "train_clips": len(train_clips),
         "torch_threads": torch.get_num_threads(),
     }
+    if isinstance(result.view.net, HFVideoNet):  # a folder, as it came: save_pretrained + processor
+        save_hf_folder(
+            result.view.net,
+            result.view.labels,
+            out,
+            info={"training": training, "heldout": {**result.heldout, "history": result.history}},
+        )
+        return result
     # only G and F (the view's net) go into the model file: inference needs nothing else, and GAT's
     # discriminator (result.discriminator) lives on only in the --resume training state
     save_trained(
@@ -149,3 +159,17 @@ def train_model(
         heldout={**result.heldout, "history": result.history},
     )
     return result
+
+
+def _hf_architecture(net: Any, out: Path, config: TrainConfig) -> str | None:
+    """The architecture of a HuggingFace network (None for others), once `out` and `config` are checked
+    to fit it: it is saved as a folder, and a `save_pretrained` folder has no place for GAT's denoiser."""
+    if not isinstance(net, HFVideoNet):
+        return None
+    if out.suffix.lower() == ".safetensors":
+        raise UsageError(
+            f"a HuggingFace model is saved as a folder (save_pretrained): expected --out FOLDER, got {out}"
+        )
+    if config.denoiser:
+        raise UsageError("--denoiser does not apply to a HuggingFace model: its folder cannot hold one")
+    return type(net.model).__name__
