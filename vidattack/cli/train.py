@@ -103,8 +103,8 @@ def train(
 ) -> None:
     """Train a model on a labelled DATASET, clean or adversarially, and write a .safetensors model that
     every other command loads (--model OUT); a HuggingFace folder given as --init is written back as a
-    folder. Progress and per-epoch loss and clean/robust accuracy go
-    to stderr; the training state is saved after every epoch to OUT.resume.pt for --resume."""
+    folder. Progress and per-epoch loss and clean/robust accuracy go to stderr; the training state is
+    saved after every epoch to OUT.resume.pt for --resume."""
     from vidattack.pipeline import set_cpu_threads
     from vidattack.train import TrainConfig, train_model
 
