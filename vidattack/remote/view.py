@@ -17,6 +17,9 @@ log-probabilities over a fixed label table:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from fractions import Fraction
+
 import torch
 from torch import Tensor, nn
 
@@ -24,13 +27,22 @@ from vidattack.errors import BadParameterError
 from vidattack.models.capabilities import Capability
 from vidattack.models.view import FramePlan, ModelView, Preprocess
 from vidattack.remote.answers import Answer, BadAnswerError
-from vidattack.remote.candidate import CODEC_NOTE, to_uint8
+from vidattack.remote.candidate import CODEC_NOTE, CandidateTiming, to_uint8
 from vidattack.remote.client import RemoteClient
 from vidattack.remote.options import RemoteOptions
 from vidattack.remote.transport import make_target, read_headers
+from vidattack.video.types import SampledFrames
 
 OPEN_SLOTS = 1000  # Kinetics has 400 classes, Moments in Time 339, ImageNet-21k-style services more
 _FLOOR = 1e-12  # the probability of a class an answer rules out: finite, so log-probabilities stay finite
+
+
+@dataclass(frozen=True)
+class TimedPlan(FramePlan):
+    """Every frame of a video and when each is shown: candidates are sent at the source's timestamps
+    (the service samples by time), not at a fixed rate."""
+
+    timing: CandidateTiming | None = None
 
 
 class RemoteView(ModelView):
@@ -57,6 +69,13 @@ class RemoteView(ModelView):
             raise ValueError(f"expected a video with at least one frame, got {num_frames}")
         ids = tuple(range(num_frames))
         return FramePlan(num_frames=num_frames, frame_ids=ids, clips=(ids,))
+
+    def plan_for(self, frames: SampledFrames) -> TimedPlan:
+        """Every frame, with the source's own timestamps and rate (its fps when the file has no rate)."""
+        plan = self.plan(frames.num_frames)
+        rate = frames.rate or Fraction(self.client.options.fps)
+        timing = CandidateTiming(tuple(frames.pts[: frames.num_frames]), frames.time_base, rate)
+        return TimedPlan(plan.num_frames, plan.frame_ids, plan.clips, timing)
 
     def bind(self, plan: FramePlan) -> RemoteBound:  # type: ignore[override]
         return RemoteBound(self, plan)
@@ -123,12 +142,18 @@ class RemoteBound(nn.Module):
         return False
 
     def forward(self, x: Tensor) -> Tensor:
+        return self.metered(x, None)[0]
+
+    def metered(self, x: Tensor, allowance: int | None) -> tuple[Tensor, int]:
+        """`forward(x)` and the queries it cost, at most `allowance` (None: no limit): one per video
+        plus one per retried request (`RemoteClient.ask`); a `QueryModel` charges that to the budget."""
         if x.dim() != 5 or x.shape[1] != self.plan.num_sampled or x.shape[2] != 3:
             raise ValueError(
                 f"expected every frame (N, {self.plan.num_sampled}, 3, H, W), got {tuple(x.shape)}"
             )
-        answers = self.view.client.answers([to_uint8(v) for v in x])
-        return torch.stack([self.view.log_probs(a) for a in answers]).to(x.device)
+        timing = self.plan.timing if isinstance(self.plan, TimedPlan) else None
+        asked = self.view.client.ask([to_uint8(v) for v in x], timing, allowance)
+        return torch.stack([self.view.log_probs(a) for a in asked.answers]).to(x.device), asked.cost
 
 
 def load_remote(spec: str, options: RemoteOptions | None, labels: list[str] | None) -> RemoteView:
