@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -195,6 +195,11 @@ class ModelView:
     def plan_for(self, frames: SampledFrames) -> FramePlan:
         """The plan for a decoded video: `plan(num_frames)`; a remote view's also holds its timing."""
         return self.plan(frames.num_frames)
+
+    def sent_by(self, plan: FramePlan) -> dict[str, Any] | None:
+        """What querying the model on `plan` sent over the wire (a remote view's codec, requests and
+        bytes: the report's `model.sent`); None for a model in this process."""
+        return None
 
     def bind(self, plan: FramePlan) -> BoundModel:
         return BoundModel(self, plan)

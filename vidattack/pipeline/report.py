@@ -226,6 +226,7 @@ class ModelPart:
     preprocess: dict[str, Any]
     frames_sampled: list[int]
     notes: list[str]
+    sent: dict[str, Any] | None = None  # a deployed model: what this input sent it (codec, requests, bytes)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -235,6 +236,7 @@ class ModelPart:
             "preprocess": self.preprocess,
             "frames_sampled": self.frames_sampled,
             "notes": self.notes,
+            "sent": self.sent,
         }
 
 

@@ -14,6 +14,7 @@ make that charge exceed `A`: the target never receives more requests than the bu
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tempfile
 import threading
@@ -65,6 +66,26 @@ class Traffic:
             "requests_per_second": round(self.requests / self.seconds, 3) if self.seconds else None,
         }
 
+    def add(self, other: Traffic, sign: int = 1) -> None:
+        """Add (or with `sign=-1` subtract) `other`'s counts to these."""
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, getattr(self, f.name) + sign * getattr(other, f.name))
+
+    def sent(self) -> dict[str, Any]:
+        """What one input sent (the report's `model.sent`): the codec, the requests that reached the
+        target (failed ones included), the candidates answered from the cache or the replayed log, and
+        the bytes sent, total and per request."""
+        return {
+            "codec": CODEC_NOTE,
+            "requests": self.requests,
+            "answered": self.answered,
+            "failed": self.failed,
+            "cache_hits": self.cache_hits,
+            "replayed_from_log": self.replayed,
+            "bytes_total": self.bytes_sent,
+            "bytes_per_query": round(self.bytes_sent / self.requests, 1) if self.requests else None,
+        }
+
 
 class _Batch:
     """One `ask` call's shared state: the candidates' timing and the retries its allowance has room for
@@ -110,6 +131,7 @@ class Asked:
 
     answers: list[Answer]
     cost: int
+    traffic: Traffic
 
 
 class RemoteClient:
@@ -156,6 +178,7 @@ class RemoteClient:
         if when is None and videos:
             when = CandidateTiming.steady(int(videos[0].shape[0]), self.options.fps)
         keys = [candidate_key(v, when) for v in videos] if when is not None else []
+        before = dataclasses.replace(self.traffic)  # this call's traffic is the difference
         todo: dict[str, Tensor] = {}
         replayed_retries = 0
         for key, video in zip(keys, videos, strict=True):
@@ -182,7 +205,10 @@ class RemoteClient:
         finally:
             self.traffic.seconds += time.perf_counter() - start
             self._write_summary()
-        return Asked([self._cache[k] for k in keys], len(videos) + replayed_retries + batch.retries)
+        used = dataclasses.replace(self.traffic)
+        used.add(before, -1)
+        used.requests_before = 0
+        return Asked([self._cache[k] for k in keys], len(videos) + replayed_retries + batch.retries, used)
 
     def _ask(self, key: str, video: Tensor, batch: _Batch) -> Answer:
         assert batch.timing is not None  # a batch with candidates to send has their timing

@@ -17,8 +17,9 @@ log-probabilities over a fixed label table:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -28,7 +29,7 @@ from vidattack.models.capabilities import Capability
 from vidattack.models.view import FramePlan, ModelView, Preprocess
 from vidattack.remote.answers import Answer, BadAnswerError
 from vidattack.remote.candidate import CODEC_NOTE, CandidateTiming, to_uint8
-from vidattack.remote.client import RemoteClient
+from vidattack.remote.client import RemoteClient, Traffic
 from vidattack.remote.options import RemoteOptions
 from vidattack.remote.transport import make_target, read_headers
 from vidattack.video.types import SampledFrames
@@ -40,9 +41,11 @@ _FLOOR = 1e-12  # the probability of a class an answer rules out: finite, so log
 @dataclass(frozen=True)
 class TimedPlan(FramePlan):
     """Every frame of a video and when each is shown: candidates are sent at the source's timestamps
-    (the service samples by time), not at a fixed rate."""
+    (the service samples by time), not at a fixed rate. `traffic` adds up what the models bound to
+    this plan sent (one plan per input: the input's own traffic, for its report)."""
 
     timing: CandidateTiming | None = None
+    traffic: Traffic = field(default_factory=Traffic, compare=False, hash=False)
 
 
 class RemoteView(ModelView):
@@ -56,7 +59,7 @@ class RemoteView(ModelView):
             labels=list(labels) if labels else [f"(unseen {i})" for i in range(width)],
             name=client.target.name,
             source="remote",
-            notes=[f"candidates sent as {CODEC_NOTE}, every frame at the file's resolution"],
+            notes=[f"candidates sent as {CODEC_NOTE}, every frame at the file's resolution and timestamps"],
         )
         self.client = client
         self._fixed = bool(labels)
@@ -76,6 +79,10 @@ class RemoteView(ModelView):
         rate = frames.rate or Fraction(self.client.options.fps)
         timing = CandidateTiming(tuple(frames.pts[: frames.num_frames]), frames.time_base, rate)
         return TimedPlan(plan.num_frames, plan.frame_ids, plan.clips, timing)
+
+    def sent_by(self, plan: FramePlan) -> dict[str, Any] | None:
+        """What the models bound to `plan` sent (see `Traffic.sent`); None for a plan without timing."""
+        return plan.traffic.sent() if isinstance(plan, TimedPlan) else None
 
     def bind(self, plan: FramePlan) -> RemoteBound:  # type: ignore[override]
         return RemoteBound(self, plan)
@@ -153,6 +160,8 @@ class RemoteBound(nn.Module):
             )
         timing = self.plan.timing if isinstance(self.plan, TimedPlan) else None
         asked = self.view.client.ask([to_uint8(v) for v in x], timing, allowance)
+        if isinstance(self.plan, TimedPlan):
+            self.plan.traffic.add(asked.traffic)
         return torch.stack([self.view.log_probs(a) for a in asked.answers]).to(x.device), asked.cost
 
 
