@@ -220,8 +220,14 @@ class QueryModel(nn.Module):
         for start in range(0, self.videos, self._batch_size):
             chunk = x[start : start + self._batch_size]
             size = int(chunk.shape[0])
-            # retried requests are charged to the chunk's first video, so each video's budget still holds
-            spare = None if self._max_queries is None else self._max_queries - self._used[start] - 1
+            # retried requests are charged to the chunk's first video, so each video's budget still holds;
+            # a video's first query (the template's clean label) leaves the judging query's slot alone
+            first = 1 if self._used[start] == 0 else 0
+            spare = (
+                None
+                if self._max_queries is None
+                else max(self._max_queries - self._used[start] - 1 - first, 0)
+            )
             for v in range(start, start + size):
                 self._used[v] += 1
             out, cost = self._run(chunk, None if spare is None else size + spare)
