@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 #: The version of the report's layout, `schema_version` in every report. Published as the JSON Schema
 #: `vidattack/schema/report.schema.json`; a minor bump adds keys, a major one changes or removes them.
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"  # 1.3: model.sent (what a deployed model was sent)
 
 #: Why `ratio_max` is null: the only way the ratio max(a/x, x/a) has no finite value.
 RATIO_UNBOUNDED = "a pixel that was 0 (black) changed: the ratio a/x is unbounded"
