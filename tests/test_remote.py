@@ -278,3 +278,20 @@ def test_retried_requests_count_against_the_budget_so_the_service_never_gets_mor
         with pytest.raises(RemoteError, match="no room to send it again"):
             qm.log_probs(torch.cat([clip * 0.25 + i / 255 for i in range(4)]))  # request 6 fails at once
         assert server.requests == 6  # a 4-query budget for 4 candidates has no room for a second try
+
+
+def test_a_replayed_answer_costs_again_the_retries_it_took(c3d, clip, tmp_path):
+    log = tmp_path / "queries.jsonl"
+    videos = [
+        (v * 255).round().to(torch.uint8).permute(0, 2, 3, 1)
+        for v in torch.cat([clip, clip * 0.9, clip * 0.8])
+    ]
+    with serving(c3d, fail_every=3) as server:
+        first = remote(server.url, query_log=log)
+        spent = first.client.ask(videos, allowance=10).cost
+        first.close()
+        again = remote(server.url, query_log=log, resume=True)
+        replayed = again.client.ask(videos, allowance=10)
+        again.close()
+        assert server.requests == spent == 4  # the third request failed and was sent again
+    assert replayed.cost == spent and replayed.traffic.requests == 0 and replayed.traffic.replayed == 3
