@@ -10,7 +10,7 @@ import pytest
 import torch
 from remote_support import serving, small_clip
 
-from vidattack.errors import BadParameterError, UsageError
+from vidattack.errors import BadParameterError, QueryBudgetExceeded, UsageError
 from vidattack.models import load_model
 from vidattack.models.capabilities import Capability
 from vidattack.remote.answers import BadAnswerError
@@ -229,3 +229,69 @@ def test_without_labels_each_new_label_takes_the_next_slot(c3d, clip):
     assert view.labels[: c3d.num_classes] != [f"(unseen {i})" for i in range(c3d.num_classes)]
     assert sorted(view.labels[: c3d.num_classes]) == sorted(c3d.labels)
     assert view.labels[c3d.num_classes] == f"(unseen {c3d.num_classes})"
+
+
+RATE_AND_TIMES = """
+import json, sys
+import av
+with av.open(sys.argv[1]) as c:
+    stream = c.streams.video[0]
+    times = [float(f.pts * f.time_base) for f in c.decode(stream)]
+    rate = str(stream.average_rate)
+with open(sys.argv[2], "w") as f:
+    json.dump({"rate": rate, "times": times}, f)
+print(json.dumps({"label": "seen"}))
+"""
+
+
+def test_a_candidate_is_sent_at_the_inputs_frame_rate_and_timestamps(tmp_path):
+    from conftest import write_clip
+
+    from vidattack.video import SampledFrames
+
+    frames = torch.randint(
+        0, 256, (6, 16, 16, 3), generator=torch.Generator().manual_seed(1), dtype=torch.uint8
+    )
+    video = load_video(write_clip(tmp_path / "thirty.mp4", frames, fps=30))
+    script, seen = tmp_path / "rate.py", tmp_path / "seen.json"
+    script.write_text(RATE_AND_TIMES)
+    view = remote(f"cmd:{sys.executable} {script} {{}} {seen}", label_only=True)
+    plan = view.plan_for(SampledFrames.of_video(video, range(6)))
+    view.bind(plan)(video.frames.permute(0, 3, 1, 2).float().div(255).unsqueeze(0))
+    sent = json.loads(seen.read_text())
+    assert sent["rate"] == str(video.rate) == "30"  # not the fixed 25 fps of a candidate without a source
+    assert sent["times"] == pytest.approx([i / 30 for i in range(6)])
+
+
+def test_retried_requests_count_against_the_budget_so_the_service_never_gets_more(c3d, clip):
+    from vidattack.attacks.blackbox.query_model import QueryModel
+
+    candidates = torch.cat([clip * 0.5 + i / 255 for i in range(4)])
+    with serving(c3d, fail_every=3) as server:
+        view = remote(server.url)
+        qm = QueryModel(view.bind(view.plan(8)), max_queries=5)
+        assert qm.log_probs(candidates).shape[0] == 4  # request 3 failed and was sent again: 5 requests
+        assert server.requests == qm.queries == 5
+        with pytest.raises(QueryBudgetExceeded):
+            qm.log_probs(candidates[:1])
+        qm = QueryModel(view.bind(view.plan(8)), max_queries=4)
+        with pytest.raises(RemoteError, match="no room to send it again"):
+            qm.log_probs(torch.cat([clip * 0.25 + i / 255 for i in range(4)]))  # request 6 fails at once
+        assert server.requests == 6  # a 4-query budget for 4 candidates has no room for a second try
+
+
+def test_a_replayed_answer_costs_again_the_retries_it_took(c3d, clip, tmp_path):
+    log = tmp_path / "queries.jsonl"
+    videos = [
+        (v * 255).round().to(torch.uint8).permute(0, 2, 3, 1)
+        for v in torch.cat([clip, clip * 0.9, clip * 0.8])
+    ]
+    with serving(c3d, fail_every=3) as server:
+        first = remote(server.url, query_log=log)
+        spent = first.client.ask(videos, allowance=10).cost
+        first.close()
+        again = remote(server.url, query_log=log, resume=True)
+        replayed = again.client.ask(videos, allowance=10)
+        again.close()
+        assert server.requests == spent == 4  # the third request failed and was sent again
+    assert replayed.cost == spent and replayed.traffic.requests == 0 and replayed.traffic.replayed == 3

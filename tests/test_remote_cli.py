@@ -152,3 +152,30 @@ def test_kill_9_mid_attack_then_resume_spends_no_query_twice(c3d, clip, tmp_path
         elif entry["event"] == "answer":
             answered.add(entry["key"])
     assert json.loads(done.stdout.splitlines()[-1])["queries"] <= 400
+
+
+def test_a_failing_service_gets_at_most_the_budget_and_the_report_says_what_was_sent(c3d, clip, tmp_path):
+    import jsonschema
+
+    from vidattack.pipeline.report import report_schema
+
+    out = tmp_path / "out"
+    with serving(c3d, mode="label", fail_every=3) as server:
+        result = run(
+            "perturb", clip, "-a", "hsja", "--label-only", "--model", server.url, "-o", out, "-f", "jsonl",
+            "-q", "--set", "max_queries=24", "--set", "init_evals=4", "--outputs", "adv,report",
+        )  # fmt: skip
+        assert result.exit_code == 0, result.stderr
+        report = json.loads((out / "clip.report.json").read_text())
+        jsonschema.Draft202012Validator(report_schema()).validate(report)
+        sent = report["model"]["sent"]
+        # the service's own count is the report's, failed requests included, and within the budget
+        assert server.requests == sent["requests"] == summary(out)["requests"] <= 24
+        assert (
+            sent["failed"] == server.requests // 3 > 0
+            and sent["answered"] == sent["requests"] - sent["failed"]
+        )
+        assert sent["codec"].startswith("libx264rgb")
+        assert sent["bytes_total"] > 0 and sent["bytes_per_query"] == round(
+            sent["bytes_total"] / sent["requests"], 1
+        )

@@ -17,11 +17,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from vidattack.video.types import SampledFrames
 
 
 @dataclass(frozen=True)
@@ -188,6 +191,15 @@ class ModelView:
 
     def plan(self, num_frames: int) -> FramePlan:
         return plan_frames(num_frames, self.preprocess)
+
+    def plan_for(self, frames: SampledFrames) -> FramePlan:
+        """The plan for a decoded video: `plan(num_frames)`; a remote view's also holds its timing."""
+        return self.plan(frames.num_frames)
+
+    def sent_by(self, plan: FramePlan) -> dict[str, Any] | None:
+        """What querying the model on `plan` sent over the wire (a remote view's codec, requests and
+        bytes: the report's `model.sent`); None for a model in this process."""
+        return None
 
     def bind(self, plan: FramePlan) -> BoundModel:
         return BoundModel(self, plan)

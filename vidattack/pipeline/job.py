@@ -140,4 +140,5 @@ def model_part(view: ModelView, sampled: Sampled) -> ModelPart:
         preprocess=view.preprocess.to_dict(),
         frames_sampled=list(sampled.plan.frame_ids),
         notes=view.notes,
+        sent=view.sent_by(sampled.plan),
     )

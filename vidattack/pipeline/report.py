@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 #: The version of the report's layout, `schema_version` in every report. Published as the JSON Schema
 #: `vidattack/schema/report.schema.json`; a minor bump adds keys, a major one changes or removes them.
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"  # 1.3: model.sent (what a deployed model was sent)
 
 #: Why `ratio_max` is null: the only way the ratio max(a/x, x/a) has no finite value.
 RATIO_UNBOUNDED = "a pixel that was 0 (black) changed: the ratio a/x is unbounded"
@@ -226,6 +226,7 @@ class ModelPart:
     preprocess: dict[str, Any]
     frames_sampled: list[int]
     notes: list[str]
+    sent: dict[str, Any] | None = None  # a deployed model: what this input sent it (codec, requests, bytes)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -235,6 +236,7 @@ class ModelPart:
             "preprocess": self.preprocess,
             "frames_sampled": self.frames_sampled,
             "notes": self.notes,
+            "sent": self.sent,
         }
 
 

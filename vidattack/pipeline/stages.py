@@ -68,7 +68,7 @@ class Sampled:
 
 def plan_of(frames: SampledFrames, view: ModelView) -> FramePlan:
     """`view`'s frame plan for the decoded video, which must be the frames `decode` kept."""
-    plan = view.plan(frames.num_frames)
+    plan = view.plan_for(frames)
     if tuple(plan.frame_ids) != tuple(frames.frame_ids):
         raise VidattackError(
             f"expected the frames {list(plan.frame_ids)} the model samples, got {list(frames.frame_ids)}"

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import io
+from dataclasses import dataclass
+from fractions import Fraction
 
 import av
 import torch
 from torch import Tensor
 
 from vidattack.video.formats import LOSSLESS
+from vidattack.video.mux import add_video_stream
 
 #: What every candidate is encoded with: the lossless writer's MP4 encoding (RGB H.264 at qp 0), so
 #: the service decodes exactly the 8-bit frames the attack chose.
@@ -22,26 +25,56 @@ def to_uint8(video: Tensor) -> Tensor:
     return (video.detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).cpu()
 
 
-def candidate_key(frames: Tensor, fps: int) -> str:
-    """The SHA-256 of the frames `(T, H, W, 3)` uint8, their shape and the rate: equal keys, equal files."""
+@dataclass(frozen=True)
+class CandidateTiming:
+    """When each frame of a candidate is shown: `pts` in `time_base` units and the declared `rate`.
+
+    The service samples the file by time, so a candidate carries the source's own timestamps (variable
+    frame rate included); `steady(T, fps)` is a constant rate for frames that come without a source."""
+
+    pts: tuple[int, ...]
+    time_base: Fraction
+    rate: Fraction
+
+    @classmethod
+    def steady(cls, num_frames: int, fps: int | Fraction) -> CandidateTiming:
+        """`num_frames` frames at a constant `fps`, the first at 0."""
+        return cls(tuple(range(num_frames)), Fraction(1, 1) / Fraction(fps), Fraction(fps))
+
+    def describe(self) -> str:
+        return f"{self.rate}@{self.time_base}:{','.join(map(str, self.pts))}"
+
+
+def candidate_key(frames: Tensor, timing: CandidateTiming) -> str:
+    """The SHA-256 of the frames `(T, H, W, 3)` uint8, their shape and timing: equal keys, equal files."""
     h = hashlib.sha256()
-    h.update(f"{tuple(frames.shape)}@{fps};".encode())
+    h.update(f"{tuple(frames.shape)}@{timing.describe()};".encode())
     h.update(frames.contiguous().numpy().tobytes())
     return h.hexdigest()
 
 
-def encode_candidate(frames: Tensor, fps: int) -> bytes:
-    """The MP4 bytes of `frames` `(T, H, W, 3)` uint8 at `fps`, lossless (decodes to the same frames)."""
+def encode_candidate(frames: Tensor, timing: CandidateTiming) -> bytes:
+    """The MP4 bytes of `frames` `(T, H, W, 3)` uint8 shown at `timing`, lossless (decodes to the same
+    frames, at the same times)."""
+    if len(timing.pts) != int(frames.shape[0]):
+        raise ValueError(f"expected {frames.shape[0]} timestamps, got {len(timing.pts)}")
     buf = io.BytesIO()
     with av.open(buf, mode="w", format="mp4") as out:
-        stream = out.add_stream(ENCODING.codec, rate=fps, options=dict(ENCODING.options))
-        if not isinstance(stream, av.VideoStream):
-            raise TypeError(f"expected a video stream from {ENCODING.codec}")
-        stream.pix_fmt = ENCODING.pix_fmt
-        stream.height, stream.width = int(frames.shape[1]), int(frames.shape[2])
+        size = (int(frames.shape[2]), int(frames.shape[1]))
+        stream = add_video_stream(
+            out,
+            ENCODING.codec,
+            ENCODING.options,
+            rate=timing.rate,
+            size=size,
+            pix_fmt=ENCODING.pix_fmt,
+            time_base=timing.time_base,
+        )
         stream.thread_count = 1  # one encoder thread per request: concurrency comes from requests
-        for frame in frames.numpy():
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+        for frame, pts in zip(frames.numpy(), timing.pts, strict=True):
+            picture = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            picture.pts, picture.time_base = pts, timing.time_base
+            for packet in stream.encode(picture):
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)

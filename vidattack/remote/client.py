@@ -4,10 +4,17 @@
 (same content hash) are asked once and then answered from the cache, within a batch too; answers an
 earlier run logged are replayed on `--resume`. The rest go out `concurrency` at a time, never faster than
 `max_qps`. Every request that leaves is counted (`requests`, failed ones included) and logged first.
+
+The query budget holds for requests, not only candidates: `ask(videos, allowance=A)` charges each
+candidate one query (sent, cached or replayed alike, so a remote attack follows the in-process one's
+trajectory) plus one per request it took beyond the first (a failed-then-retried candidate costs 2,
+and a replayed one costs again the retries the log shows it took), and refuses a retry that would
+make that charge exceed `A`: the target never receives more requests than the budget allows.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tempfile
 import threading
@@ -21,7 +28,7 @@ from torch import Tensor
 
 from vidattack import files
 from vidattack.remote.answers import Answer, BadAnswerError, parse_answer
-from vidattack.remote.candidate import CODEC_NOTE, candidate_key, encode_candidate
+from vidattack.remote.candidate import CODEC_NOTE, CandidateTiming, candidate_key, encode_candidate
 from vidattack.remote.options import RemoteOptions
 from vidattack.remote.querylog import QueryLog
 from vidattack.remote.transport import CommandTarget, HttpTarget, RemoteError, Retryable
@@ -59,6 +66,45 @@ class Traffic:
             "requests_per_second": round(self.requests / self.seconds, 3) if self.seconds else None,
         }
 
+    def add(self, other: Traffic, sign: int = 1) -> None:
+        """Add (or with `sign=-1` subtract) `other`'s counts to these."""
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, getattr(self, f.name) + sign * getattr(other, f.name))
+
+    def sent(self) -> dict[str, Any]:
+        """What one input sent (the report's `model.sent`): the codec, the requests that reached the
+        target (failed ones included), the candidates answered from the cache or the replayed log, and
+        the bytes sent, total and per request."""
+        return {
+            "codec": CODEC_NOTE,
+            "requests": self.requests,
+            "answered": self.answered,
+            "failed": self.failed,
+            "cache_hits": self.cache_hits,
+            "replayed_from_log": self.replayed,
+            "bytes_total": self.bytes_sent,
+            "bytes_per_query": round(self.bytes_sent / self.requests, 1) if self.requests else None,
+        }
+
+
+class _Batch:
+    """One `ask` call's shared state: the candidates' timing and the retries its allowance has room for
+    (`spare`, None: no limit), taken by the worker threads under a lock."""
+
+    def __init__(self, timing: CandidateTiming | None, spare: int | None) -> None:
+        self.timing = timing
+        self.spare = spare
+        self.retries = 0
+        self._lock = threading.Lock()
+
+    def take_retry(self) -> bool:
+        """Charge one more request to the batch; False (nothing charged) when the allowance is spent."""
+        with self._lock:
+            if self.spare is not None and self.retries >= self.spare:
+                return False
+            self.retries += 1
+            return True
+
 
 class _RateLimit:
     """At most `qps` request starts per second, shared by the worker threads."""
@@ -77,6 +123,15 @@ class _RateLimit:
             self._next = start + self._gap
         if start > now:
             time.sleep(start - now)
+
+
+@dataclass(frozen=True)
+class Asked:
+    """The answers to a batch, in order, and the queries it cost against the budget (see `ask`)."""
+
+    answers: list[Answer]
+    cost: int
+    traffic: Traffic
 
 
 class RemoteClient:
@@ -106,43 +161,69 @@ class RemoteClient:
         log = self.options.query_log
         return log.with_name(log.stem + ".summary.json") if log is not None else None
 
-    def answers(self, videos: list[Tensor]) -> list[Answer]:
-        """The answers to `videos`, each `(T, H, W, 3)` uint8, in order. Raises `RemoteError` when the
-        target keeps failing and `BadAnswerError` for an answer that is not a classification."""
-        fps = self.options.fps
-        keys = [candidate_key(v, fps) for v in videos]
+    def answers(self, videos: list[Tensor], timing: CandidateTiming | None = None) -> list[Answer]:
+        """The answers to `videos`, each `(T, H, W, 3)` uint8, in order, without a budget (see `ask`)."""
+        return self.ask(videos, timing).answers
+
+    def ask(
+        self, videos: list[Tensor], timing: CandidateTiming | None = None, allowance: int | None = None
+    ) -> Asked:
+        """The answers to `videos` (each `(T, H, W, 3)` uint8, shown at `timing`; default: a steady
+        `options.fps`) and their cost, never more than `allowance` queries (None: no limit; see the
+        module docstring). Raises `RemoteError` when the target keeps failing or a retry would exceed
+        the allowance, and `BadAnswerError` for an answer that is not a classification."""
+        if allowance is not None and allowance < len(videos):
+            raise ValueError(f"expected an allowance of at least {len(videos)} queries, got {allowance}")
+        when = timing
+        if when is None and videos:
+            when = CandidateTiming.steady(int(videos[0].shape[0]), self.options.fps)
+        keys = [candidate_key(v, when) for v in videos] if when is not None else []
+        before = dataclasses.replace(self.traffic)  # this call's traffic is the difference
         todo: dict[str, Tensor] = {}
+        replayed_retries = 0
         for key, video in zip(keys, videos, strict=True):
             if key in self._cache:
                 if key in self._replayable:
                     self._replayable.discard(key)
                     self.traffic.replayed += 1
+                    replayed_retries += self.log.retries.get(key, 0) if self.log is not None else 0
                 else:
                     self.traffic.cache_hits += 1
             elif key in todo:
                 self.traffic.cache_hits += 1
             else:
                 todo[key] = video
+        spare = None if allowance is None else max(allowance - len(videos) - replayed_retries, 0)
+        batch = _Batch(when, spare)
         start = time.perf_counter()
         try:
             if self._pool is not None and len(todo) > 1:
-                list(self._pool.map(self._ask, todo.keys(), todo.values()))
+                list(self._pool.map(lambda k, v: self._ask(k, v, batch), todo.keys(), todo.values()))
             else:
                 for key, video in todo.items():
-                    self._ask(key, video)
+                    self._ask(key, video, batch)
         finally:
             self.traffic.seconds += time.perf_counter() - start
             self._write_summary()
-        return [self._cache[k] for k in keys]
+        used = dataclasses.replace(self.traffic)
+        used.add(before, -1)
+        used.requests_before = 0
+        return Asked([self._cache[k] for k in keys], len(videos) + replayed_retries + batch.retries, used)
 
-    def _ask(self, key: str, video: Tensor) -> Answer:
-        data = encode_candidate(video, self.options.fps)
+    def _ask(self, key: str, video: Tensor, batch: _Batch) -> Answer:
+        assert batch.timing is not None  # a batch with candidates to send has their timing
+        data = encode_candidate(video, batch.timing)
         path = Path(self._tmp.name) / f"{key[:16]}.mp4"
         if isinstance(self.target, CommandTarget):
             path.write_bytes(data)
         last = ""
         try:
             for attempt in range(self.options.retries + 1):
+                if attempt and not batch.take_retry():
+                    raise RemoteError(
+                        f"{self.target.name}: failed ({last}) and the query budget has no room to send it "
+                        f"again{self._kept()}"
+                    )
                 self._limit.wait()
                 with self._lock:
                     self.traffic.requests += 1
@@ -167,10 +248,12 @@ class RemoteClient:
                 return answer
         finally:
             path.unlink(missing_ok=True)
-        kept = f"; the query log {self.log.path} is kept" if self.log is not None else ""
         raise RemoteError(
-            f"{self.target.name}: no answer after {self.options.retries + 1} tries (last: {last}){kept}"
+            f"{self.target.name}: no answer after {self.options.retries + 1} tries (last: {last}){self._kept()}"
         )
+
+    def _kept(self) -> str:
+        return f"; the query log {self.log.path} is kept" if self.log is not None else ""
 
     def _failed(self, key: str, reason: str) -> None:
         with self._lock:

@@ -23,7 +23,7 @@ class RemoteOptions:
     service that answers a label without scores (decision-based attacks only: hsja); scores it may send
     are then ignored. `query_log` is the JSON-lines file every query and answer is appended to; with
     `resume`, answers already in it are replayed instead of asked again. `fps` is the frame rate
-    written into every candidate file.
+    of a candidate without a source's timing (the pipeline sends the source's own timestamps and rate).
     """
 
     header_env: str | None = None

@@ -9,7 +9,8 @@ One JSON object per line:
 `K` is the content hash of the candidate (`candidate.candidate_key`). A "sent" line is synced to disk
 before its request is made, so after a kill -9 the log counts every request that may have reached the
 target (one still on the wire shows as sent without an answer, and is counted as spent). Reading back
-(`--resume`) gives the answers by key and the number of requests already spent; a last line cut short
+(`--resume`) gives the answers by key, the number of requests already spent, and the retries each
+answered candidate took (replayed, they are charged to the budget again); a last line cut short
 by the kill is ignored, any other bad line is an error naming the log.
 """
 
@@ -26,12 +27,15 @@ from vidattack.remote.answers import Answer
 
 
 class QueryLog:
-    """An open query log (append-only); `answers` and `sent_before` are what an earlier run left."""
+    """An open query log (append-only); `answers`, `sent_before` and `retries` (requests beyond the first
+    for each answered key) are what an earlier run left."""
 
     def __init__(self, path: Path, *, resume: bool, overwrite: bool, target: str) -> None:
         self.path = path
         self.answers: dict[str, Answer] = {}
         self.sent_before = 0
+        self.retries: dict[str, int] = {}
+        self._sends: dict[str, int] = {}
         if path.exists() and not resume:
             if not overwrite:
                 raise UsageError(
@@ -60,8 +64,10 @@ class QueryLog:
                 raise VidattackError(f"{self.path}: line {number} is not a query log entry")
             if entry.get("event") == "sent":
                 self.sent_before += 1
+                self._sends[entry["key"]] = self._sends.get(entry["key"], 0) + 1
             elif entry.get("event") == "answer":
                 self.answers[entry["key"]] = Answer.from_json(entry.get("answer"), target)
+                self.retries[entry["key"]] = max(self._sends.get(entry["key"], 1) - 1, 0)
 
     def sent(self, key: str, size: int, attempt: int) -> None:
         """Record a request about to be made (synced before it leaves)."""

@@ -17,6 +17,10 @@ log-probabilities over a fixed label table:
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -24,13 +28,24 @@ from vidattack.errors import BadParameterError
 from vidattack.models.capabilities import Capability
 from vidattack.models.view import FramePlan, ModelView, Preprocess
 from vidattack.remote.answers import Answer, BadAnswerError
-from vidattack.remote.candidate import CODEC_NOTE, to_uint8
-from vidattack.remote.client import RemoteClient
+from vidattack.remote.candidate import CODEC_NOTE, CandidateTiming, to_uint8
+from vidattack.remote.client import RemoteClient, Traffic
 from vidattack.remote.options import RemoteOptions
 from vidattack.remote.transport import make_target, read_headers
+from vidattack.video.types import SampledFrames
 
 OPEN_SLOTS = 1000  # Kinetics has 400 classes, Moments in Time 339, ImageNet-21k-style services more
 _FLOOR = 1e-12  # the probability of a class an answer rules out: finite, so log-probabilities stay finite
+
+
+@dataclass(frozen=True)
+class TimedPlan(FramePlan):
+    """Every frame of a video and when each is shown: candidates are sent at the source's timestamps
+    (the service samples by time), not at a fixed rate. `traffic` adds up what the models bound to
+    this plan sent (one plan per input: the input's own traffic, for its report)."""
+
+    timing: CandidateTiming | None = None
+    traffic: Traffic = field(default_factory=Traffic, compare=False, hash=False)
 
 
 class RemoteView(ModelView):
@@ -44,7 +59,7 @@ class RemoteView(ModelView):
             labels=list(labels) if labels else [f"(unseen {i})" for i in range(width)],
             name=client.target.name,
             source="remote",
-            notes=[f"candidates sent as {CODEC_NOTE}, every frame at the file's resolution"],
+            notes=[f"candidates sent as {CODEC_NOTE}, every frame at the file's resolution and timestamps"],
         )
         self.client = client
         self._fixed = bool(labels)
@@ -57,6 +72,17 @@ class RemoteView(ModelView):
             raise ValueError(f"expected a video with at least one frame, got {num_frames}")
         ids = tuple(range(num_frames))
         return FramePlan(num_frames=num_frames, frame_ids=ids, clips=(ids,))
+
+    def plan_for(self, frames: SampledFrames) -> TimedPlan:
+        """Every frame, with the source's own timestamps and rate (its fps when the file has no rate)."""
+        plan = self.plan(frames.num_frames)
+        rate = frames.rate or Fraction(self.client.options.fps)
+        timing = CandidateTiming(tuple(frames.pts[: frames.num_frames]), frames.time_base, rate)
+        return TimedPlan(plan.num_frames, plan.frame_ids, plan.clips, timing)
+
+    def sent_by(self, plan: FramePlan) -> dict[str, Any] | None:
+        """What the models bound to `plan` sent (see `Traffic.sent`); None for a plan without timing."""
+        return plan.traffic.sent() if isinstance(plan, TimedPlan) else None
 
     def bind(self, plan: FramePlan) -> RemoteBound:  # type: ignore[override]
         return RemoteBound(self, plan)
@@ -123,12 +149,20 @@ class RemoteBound(nn.Module):
         return False
 
     def forward(self, x: Tensor) -> Tensor:
+        return self.metered(x, None)[0]
+
+    def metered(self, x: Tensor, allowance: int | None) -> tuple[Tensor, int]:
+        """`forward(x)` and the queries it cost, at most `allowance` (None: no limit): one per video
+        plus one per retried request (`RemoteClient.ask`); a `QueryModel` charges that to the budget."""
         if x.dim() != 5 or x.shape[1] != self.plan.num_sampled or x.shape[2] != 3:
             raise ValueError(
                 f"expected every frame (N, {self.plan.num_sampled}, 3, H, W), got {tuple(x.shape)}"
             )
-        answers = self.view.client.answers([to_uint8(v) for v in x])
-        return torch.stack([self.view.log_probs(a) for a in answers]).to(x.device)
+        timing = self.plan.timing if isinstance(self.plan, TimedPlan) else None
+        asked = self.view.client.ask([to_uint8(v) for v in x], timing, allowance)
+        if isinstance(self.plan, TimedPlan):
+            self.plan.traffic.add(asked.traffic)
+        return torch.stack([self.view.log_probs(a) for a in asked.answers]).to(x.device), asked.cost
 
 
 def load_remote(spec: str, options: RemoteOptions | None, labels: list[str] | None) -> RemoteView:

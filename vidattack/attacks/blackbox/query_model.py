@@ -23,6 +23,10 @@ Truncation rather than refusal lets an attack spend its budget exactly (the pape
 "queries used", and the report's count is then exact to the last video); an attack that cannot use a
 partial batch simply stops there.
 
+A model that meters its own cost (a deployed one: `metered(x, allowance) -> (log_probs, cost)`, where
+a request that failed and was sent again costs one more) is charged what it reports, and is never
+allowed more than what the video has left, so the budget holds for every request that reaches it.
+
 Queries are run in the float precision of the model (float32 for the bundled ones), never rounded to
 8 bits: NES samples one millionth apart must reach the model as they are.
 """
@@ -41,12 +45,17 @@ from vidattack.errors import BadParameterError, QueryBudgetExceeded
 __all__ = ["QueryModel"]
 
 
-def _make_query_fn(model: nn.Module) -> Callable[[Tensor], Tensor]:
+def _make_query_fn(model: nn.Module) -> Callable[[Tensor, int | None], tuple[Tensor, int]]:
     # The model lives only in this closure: no attribute, submodule or parameter of the QueryModel
     # leads back to it, so `.parameters()`, `.model`, `state_dict()` and `.apply()` all come up empty.
-    def query(x: Tensor) -> Tensor:
+    metered = getattr(model, "metered", None)
+
+    def query(x: Tensor, allowance: int | None) -> tuple[Tensor, int]:
         with torch.no_grad():
-            return model(x).detach().float()
+            if metered is not None:
+                out, cost = metered(x, allowance)
+                return out.detach().float(), int(cost)
+            return model(x).detach().float(), int(x.shape[0])
 
     return query
 
@@ -181,9 +190,13 @@ class QueryModel(nn.Module):
         outs = []
         for start in range(0, n, self._batch_size):
             chunk = x[start : min(n, start + self._batch_size)]
+            size = int(chunk.shape[0])
+            allowance = None if left is None else left - start
             # count before running: a query that raised inside the model was still asked
-            self._used[video] += int(chunk.shape[0])
-            outs.append(self._run(chunk))
+            self._used[video] += size
+            out, cost = self._run(chunk, allowance)
+            self._used[video] += cost - size  # a metered model's retried requests
+            outs.append(out)
         if not outs:
             return torch.empty(0, self._num_classes or 0)
         return torch.cat(outs, dim=0)
@@ -206,9 +219,20 @@ class QueryModel(nn.Module):
         outs = []
         for start in range(0, self.videos, self._batch_size):
             chunk = x[start : start + self._batch_size]
-            for v in range(start, start + int(chunk.shape[0])):
+            size = int(chunk.shape[0])
+            # retried requests are charged to the chunk's first video, so each video's budget still holds;
+            # a video's first query (the template's clean label) leaves the judging query's slot alone
+            first = 1 if self._used[start] == 0 else 0
+            spare = (
+                None
+                if self._max_queries is None
+                else max(self._max_queries - self._used[start] - 1 - first, 0)
+            )
+            for v in range(start, start + size):
                 self._used[v] += 1
-            outs.append(self._run(chunk))
+            out, cost = self._run(chunk, None if spare is None else size + spare)
+            self._used[start] += cost - size
+            outs.append(out)
         return torch.cat(outs, dim=0)
 
     def probs(self, x: Tensor, *, video: int = 0) -> Tensor:
@@ -225,10 +249,10 @@ class QueryModel(nn.Module):
         finally:
             self._held -= per_video
 
-    def _run(self, chunk: Tensor) -> Tensor:
+    def _run(self, chunk: Tensor, allowance: int | None) -> tuple[Tensor, int]:
         self._forward_passes += 1
         chunk = chunk.detach()
-        return self._query(chunk if chunk.dtype == self._dtype else chunk.to(self._dtype))
+        return self._query(chunk if chunk.dtype == self._dtype else chunk.to(self._dtype), allowance)
 
     # -- what it refuses ---------------------------------------------------------------------------
 
