@@ -46,7 +46,7 @@ def _alive(pid: int, start: int) -> bool:
         return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # no such process (or no such pid at all)
         return False
     except PermissionError:  # a process of another user has that pid: ours is gone only if the start differs
         pass
