@@ -57,20 +57,17 @@ def test_symlinks_and_files_named_like_ours_are_left_alone(tmp_path: Path) -> No
     assert (target / "clean.mp4").exists() and len(list(tmp_path.iterdir())) == 3
 
 
-def test_eval_sweeps_orphans_when_it_starts(tmp_path: Path, monkeypatch) -> None:
+def test_eval_sweeps_orphans_when_it_starts_even_if_it_then_fails(tmp_path: Path, monkeypatch) -> None:
     temp = tmp_path / "tmp"
     temp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(temp))
     orphan = folder(temp, f"vidattack-eval-p{dead_pid()}s99-q1w2e3")
     live = Path(tempfile.mkdtemp(prefix=tempdirs.prefix("eval")))
-    out = tmp_path / "out"
-    args = ["eval", "synthetic:1", "-a", "pgd-linf", "--steps", "1", "--threads", "1", "--out", str(out)]
 
-    result = CliRunner().invoke(app, args)
+    result = CliRunner().invoke(app, ["eval", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "o")])
 
-    assert result.exit_code == 0, result.stderr
-    assert not orphan.exists() and live.exists()
-    assert list(temp.iterdir()) == [live]  # eval's own folders removed as it went
+    assert result.exit_code == 2, result.stderr  # the data set is refused, after the sweep
+    assert not orphan.exists() and list(temp.iterdir()) == [live]
 
 
 @pytest.mark.slow
