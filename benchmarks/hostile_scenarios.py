@@ -306,6 +306,36 @@ def _sig_eval(run: Runner, d: Path) -> tuple[bool, str]:
     )
 
 
+@scenario(
+    "temp: kill -9 during eval, then the same eval again",
+    "test_tempdirs::test_a_rerun_after_kill_9_during_eval_leaves_no_temp_folder",
+)
+def _kill9_eval(run: Runner, d: Path) -> tuple[bool, str]:
+    out, temp = d / "out", d / "tmp"
+    temp.mkdir()
+    own = Runner(run.tree, temp)  # a temp folder of its own, so only this run's leftovers count
+    args = ("eval", "synthetic:1", "-a", "pgd-linf", "--out", out, "--steps", "30", "--threads", "1", "-q")
+    killed = own.signalled(*args, ready=lambda: any(temp.glob("vidattack-eval-*")), sig=signal.SIGKILL)
+    before = len(list(temp.glob("vidattack-eval-*")))
+    o = own(*args)
+    left = sorted(p.name for p in temp.iterdir())
+    return (
+        killed.exit == -signal.SIGKILL and o.exit == 0 and not left,
+        f"killed: exit {killed.exit}, {before} folder(s) left; rerun: exit {o.exit}, temp left {left}",
+    )
+
+
+@scenario("signal: SIGINT 0.2 s after start (imports)", "test_tempdirs::test_a_signal_while_starting...")
+def _sig_startup(run: Runner, d: Path) -> tuple[bool, str]:
+    # timed, so it may land before Python runs any of our code (then Python's own traceback shows)
+    start = time.monotonic()
+    o = run.signalled(
+        "eval", "synthetic:1", "--out", d / "out", *FAST, ready=lambda: time.monotonic() > start + 0.2,
+        sig=signal.SIGINT,
+    )  # fmt: skip
+    return one_clean_line(o, 130, "interrupted by SIGINT"), said(o)
+
+
 def _train_resume(run: Runner, d: Path, name: str, *needles: str) -> tuple[bool, str]:
     files = torch_files(d / "ckpt")
     o = run(

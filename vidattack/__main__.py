@@ -1,5 +1,5 @@
 """`python -m vidattack` runs the command line."""
 
-from vidattack.cli import main
+from vidattack.startup import main
 
 main()

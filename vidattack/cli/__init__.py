@@ -1,4 +1,5 @@
-"""The `vidattack` command line (`vidattack.cli:main`); see `vidattack.cli.app`."""
+"""The `vidattack` command line (`vidattack.cli:main`; the console script starts in `vidattack.startup`); see
+`vidattack.cli.app`."""
 
 from vidattack.cli.app import app, main
 

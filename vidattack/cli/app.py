@@ -29,6 +29,7 @@ from vidattack.cli.serve import serve
 from vidattack.cli.train import train
 from vidattack.cli.universal import universal
 from vidattack.errors import VidattackError
+from vidattack.tempdirs import sweep_orphans
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -56,13 +57,18 @@ def exits_on_errors(command: F) -> F:
     """A library error that stops a command becomes one `Error:` line and its class's exit code.
 
     SIGINT and SIGTERM stop every command the same way (`vidattack.cancel`): work under way stops
-    within a frame, temp files and folders are removed, and the exit code is 128 + the signal.
+    within a frame, temp files and folders are removed, and the exit code is 128 + the signal. Before
+    the command, the temporary folders that runs killed outright (kill -9) left behind are removed
+    (`vidattack.tempdirs`).
     """
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             with raising_on_signals():
+                swept = sweep_orphans()
+                if swept:
+                    logging.getLogger("vidattack").info("removed %d orphaned temporary folders", len(swept))
                 return command(*args, **kwargs)
         except VidattackError as e:
             print_error(str(e))

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from vidattack import tempdirs
 from vidattack.data.names import kept_name
 from vidattack.eval.grid import Config
 from vidattack.pipeline.outputs import Outputs
@@ -151,7 +152,7 @@ def _attack_one(
 
     spec = replace(cfg.spec, device=options.device, verify=options.verify)
     name = kept_name(item.id)  # distinct for distinct ids (sub/a b.mp4, sub/a_b.mp4)
-    with tempfile.TemporaryDirectory(prefix="vidattack-eval-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=tempdirs.prefix("eval")) as tmp:
         folder = Path(options.outputs) / cfg.key if options.outputs is not None else Path(tmp)
         known = Known(video, item.id, item.label, clean_lp, video_seed(cfg.seed, item.id))
         report = run_job(spec, item.path, view, Outputs.for_stem(folder, name), known=known)

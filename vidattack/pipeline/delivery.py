@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from vidattack import tempdirs
 from vidattack.criteria import make_criterion
 from vidattack.delivery import (
     DEFAULT_SIGMA,
@@ -192,7 +193,7 @@ def verify_delivery(
             f"the input to {tuple(clean_video.frames.shape)}"
         )
     else:
-        with tempfile.TemporaryDirectory(prefix="vidattack-delivery-") as tmp:
+        with tempfile.TemporaryDirectory(prefix=tempdirs.prefix("delivery")) as tmp:
             ref = write_delivery(
                 dataclasses.replace(clean_video, path=None),
                 Path(tmp) / f"clean{file.spec.extension}",
@@ -263,7 +264,7 @@ def run_delivery(
     start = time.perf_counter()
     video = _load_whole(lossless, DELIVERY_MAX_BYTES)
     check = _check_spec_for(spec.robust_to)
-    with tempfile.TemporaryDirectory(prefix="vidattack-delivery-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=tempdirs.prefix("delivery")) as tmp:
         file = deliver(video, check, Path(tmp) / f"check{check.extension}", overwrite=True)
         timing.encode += time.perf_counter() - start
         return _verified(file, view, device, clean_index, target, measure, video, kept=False, timing=timing)

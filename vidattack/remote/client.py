@@ -26,7 +26,7 @@ from typing import Any
 
 from torch import Tensor
 
-from vidattack import files
+from vidattack import files, tempdirs
 from vidattack.remote.answers import Answer, BadAnswerError, parse_answer
 from vidattack.remote.candidate import CODEC_NOTE, CandidateTiming, candidate_key, encode_candidate
 from vidattack.remote.options import RemoteOptions
@@ -145,7 +145,7 @@ class RemoteClient:
         self._lock = threading.Lock()
         self._limit = _RateLimit(options.max_qps)
         self._pool = ThreadPoolExecutor(options.concurrency) if options.concurrency > 1 else None
-        self._tmp = tempfile.TemporaryDirectory(prefix="vidattack-remote-")
+        self._tmp = tempfile.TemporaryDirectory(prefix=tempdirs.prefix("remote"))
         self.log: QueryLog | None = None
         if options.query_log is not None:
             self.log = QueryLog(
