@@ -70,8 +70,13 @@ def ascend(
     going_index = torch.arange(n, device=x.device)
     for i in range(steps):
         with counting_for(model, going):
-            _, value, grad = loss_and_grad(model, it, crit.objective)
-        ctx.record_each(going, step=[i] * len(going), objective=value, queries=_queries(model, going))
+            log_probs, value, grad = loss_and_grad(model, it, crit.objective)
+        # `fooled`: does this step's iterate (before quantization) already meet the criterion? The
+        # curve marks where the label flipped from it, at no extra query
+        fooled = crit.is_adversarial(log_probs)
+        ctx.record_each(
+            going, step=[i] * len(going), objective=value, queries=_queries(model, going), fooled=fooled
+        )
         if th.mask is not None:
             grad = grad * th.mask
         # in place from the second step on: the iterate is ours then, and a fresh video-sized tensor per
