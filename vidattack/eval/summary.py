@@ -280,10 +280,12 @@ def plot_robust_accuracy(rows: Sequence[SummaryRow], path: str | Path, *, title:
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
         # parse_math off: a dataset path with `$` in it is text, not mathtext
-        ax.set_title(_fit(title or "Robust accuracy against budget", 72), parse_math=False)
+        title = title or "Robust accuracy against budget"
+        ax.set_title(_fit(title, 72), parse_math=False)
         fig.tight_layout()
         buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110)
+        # the whole title also in the PNG's text (Title), where a long one is not cut
+        fig.savefig(buf, format="png", dpi=110, metadata={"Title": title})
     finally:
         plt.close(fig)
     write_atomic(path, buf.getvalue())
