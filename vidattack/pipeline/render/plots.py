@@ -334,8 +334,6 @@ def history_chart(
         last = i == len(panels) - 1
         ylabel = "probability" if shared else names.get(key, key.replace("_", " "))
         panel.axes(img, draw, xticks=last, ylabel=ylabel, xlabel=x_label if last else "")
-        if flip is not None:
-            _dashed_vertical(draw, panel, flip, label="label flipped" if i == 0 else "")
         if shared:
             _curve(draw, panel, xs, series[0], _PALE, 6)
             for ys in series[1:]:
@@ -343,6 +341,8 @@ def history_chart(
             _legend(draw, panel, [(names.get(k, k), c) for k, c in ((key, _PALE), (shared[0], _TEAL))])
         else:
             _curve(draw, panel, xs, series[0], _TEAL, 2)
+        if flip is not None:  # over the curves, so its words are never hidden by them
+            _dashed_vertical(draw, panel, flip, label="label flipped" if i == 0 else "")
     small = pil_font(11)
     y = top + len(panels) * (panel_h + gap) + 28
     for line in lines:
@@ -373,6 +373,8 @@ def _dashed_vertical(draw: Any, panel: _Panel, x: float, *, label: str = "") -> 
         # right of the line, or left of it when the line is near the right edge
         w = small.getlength(label)
         tx = px + 5 if px + 5 + w < x1 - 4 else px - 5 - w
+        # on white: the words stay readable where the curve passes under them
+        draw.rectangle([(tx - 2, y0 + 3), (tx + w + 2, y0 + 17)], fill=_WHITE)
         draw.text((tx, y0 + 4), label, font=small, fill=_RED)
 
 
