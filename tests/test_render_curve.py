@@ -68,3 +68,13 @@ def test_vbad_probabilities_share_one_panel(tmp_path):
     both, one = Image.open(tmp_path / "both.png"), Image.open(tmp_path / "one.png")
     # the same two panels (loss, probability): label_prob adds a caption line, not a third panel
     assert both.height - one.height < 60
+
+
+def test_an_early_stop_ends_the_history_on_the_flip():
+    x = torch.full((1, 4, 3, 8, 8), 0.45)
+    attack = get_attack("pgd-linf", eps=20 / 255, alpha=1 / 255, steps=16)
+    result = attack(Brightness(), x, labels=torch.tensor([0]), stop_when_fooled=0.0)
+    # the check after step 13 stops it: its judged iterate is the last record, the one that fools
+    assert result.info["stopped_at"] == [13]
+    assert [row["fooled"] for row in result.history] == [0.0] * 13 + [1.0]
+    assert flip_point(result.history) == 13
