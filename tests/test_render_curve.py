@@ -78,3 +78,11 @@ def test_an_early_stop_ends_the_history_on_the_flip():
     assert result.info["stopped_at"] == [13]
     assert [row["fooled"] for row in result.history] == [0.0] * 13 + [1.0]
     assert flip_point(result.history) == 13
+
+
+def test_a_flip_after_the_last_record_is_said_in_the_caption(tmp_path):
+    rows = [{"step": i, "objective": float(i), "fooled": 0.0} for i in range(3)]
+    assert history_chart(tmp_path / "after.png", rows, fooled=True)
+    assert history_chart(tmp_path / "never.png", rows, fooled=False)
+    after, never = Image.open(tmp_path / "after.png"), Image.open(tmp_path / "never.png")
+    assert after.height > never.height  # one caption line more

@@ -294,6 +294,7 @@ class Runner:
                 sampled=job.sampled.plan.frame_ids,
                 progress=job.tell.counter("rendering", "pictures"),
                 curve_labels=curve_names(atk.name, clean, target),
+                fooled=adversarial != clean if target is None else adversarial == target,
             )
         return rendered.paths
 

@@ -107,6 +107,7 @@ def render(
     sampled: Collection[int] | None = None,
     progress: StepFn | None = None,
     curve_labels: Mapping[str, str] | None = None,
+    fooled: bool | None = None,
 ) -> Rendered:
     """Draw the pictures named in `which` (default: all of `ROLES`) of the written video `adv` against
     `clean`: contact sheet, per-frame chart, the attack's curve (when it has one, against `x_axis`:
@@ -117,8 +118,8 @@ def render(
     `stats` are the perturbation's measures (`Comparison.stats()` or `perturbation_stats`): the key
     frames and the colour scale come from them. `sampled` are the frames the model looks at (others
     are shown as such); `attack` picks a caption for curves that need one; `curve_labels` name the
-    curve's y axes (`curve_names`: the objective and its class); `progress(done, total)` is called
-    after each picture.
+    curve's y axes (`curve_names`: the objective and its class) and `fooled` (does the written video
+    fool the model) completes its caption; `progress(done, total)` is called after each picture.
     """
     wanted = [r for r in ROLES if which is None or r in which]
     unknown = set(which or ()) - set(ROLES)
@@ -171,6 +172,7 @@ def render(
                 title=title,
                 note=CURVE_NOTES.get(attack),
                 names=curve_labels,
+                fooled=fooled,
             ):
                 paths[role] = outputs.curve_plot
         elif role == "heatmap_video":

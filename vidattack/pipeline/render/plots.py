@@ -282,12 +282,14 @@ def history_chart(
     title: str = "",
     note: str | None = None,
     names: Mapping[str, str] | None = None,
+    fooled: bool | None = None,
 ) -> bool:
     """Plot an attack's history against `x` ("step" for white-box iterations, "queries" for black-box
     attacks): one panel per recorded series that changes (a constant one, like V-BAD's eps when it
     never shrinks, is named in the caption instead), a marker per record, and a dashed line where the
-    label flipped (`flip_point`). `names` label the y axes (`curve_names`). False if there is nothing
-    to plot."""
+    label flipped (`flip_point`). `names` label the y axes (`curve_names`); `fooled` (does the
+    written video fool the model) lets the caption say when the flip came after the last record.
+    False if there is nothing to plot."""
     rows = [r for r in history if x in r] or list(history)
     if len(rows) < 2:
         return False
@@ -309,6 +311,9 @@ def history_chart(
     if flip is not None:
         where = f"step {flip:g}" if x == "step" else f"{flip:g} {x_label}"
         captions.append(f"red dashed line: the label flipped (first record that fools the model, {where})")
+    elif fooled and rows and not any(r.get("fooled", 1) for r in rows):
+        # a record is the iterate a step starts from: the last step's result is judged only in the report
+        captions.append("the label flipped after the last record (the written video fools the model)")
     for k, p in under.items():
         captions.append(
             f"{names.get(p, p)} and {names.get(k, k)} are the same number while that class is the "
