@@ -107,7 +107,10 @@ def test_stop_when_fooled_freezes_each_video_at_the_step_it_was_fooled():
         assert torch.equal(part.adversarial, plain.adversarial)
         assert float(result.adversarial_log_probs[i].topk(2).values.diff().abs()) > 0.5 or part.success
         assert part.success.all()
-        assert len(part.history) == k
+        # a row per step taken, then the judged iterate after step k that stopped it (fooled)
+        assert (
+            len(part.history) == k + 1 and part.history[-1]["step"] == k and part.history[-1]["fooled"] == 1
+        )
         # queries: k steps (the first on the clean pass) and a judging pass after each
         assert part.queries == 2 * k
 

@@ -216,3 +216,26 @@ def test_a_failed_video_makes_exit_code_1(tmp_path: Path) -> None:
     assert result.exit_code == 1
     (row,) = json.loads(result.stdout)["rows"]
     assert (row["videos"], row["failed"]) == (0, 1)
+
+
+def test_the_plot_names_the_model_and_the_dataset(one_run, tmp_path: Path, monkeypatch) -> None:
+    from matplotlib.axes import Axes
+    from PIL import Image
+
+    from vidattack.eval import summarize_dir
+    from vidattack.eval.summary import plot_robust_accuracy
+
+    out, _ = one_run
+    assert (
+        Image.open(out / "robust_accuracy.png").text["Title"] == "Robust accuracy of tiny-c3d on synthetic:1"
+    )
+    titles: list[tuple[str, Any]] = []
+    drawn = Axes.set_title
+    monkeypatch.setattr(
+        Axes,
+        "set_title",
+        lambda ax, text, **kw: titles.append((text, kw.get("parse_math"))) or drawn(ax, text, **kw),
+    )
+    # a dataset path is text: no mathtext for its `$`
+    plot_robust_accuracy(summarize_dir(out, write=False), tmp_path / "p.png", title="tiny-c3d on /d/$x$")
+    assert titles == [("tiny-c3d on /d/$x$", False)]

@@ -70,8 +70,13 @@ def ascend(
     going_index = torch.arange(n, device=x.device)
     for i in range(steps):
         with counting_for(model, going):
-            _, value, grad = loss_and_grad(model, it, crit.objective)
-        ctx.record_each(going, step=[i] * len(going), objective=value, queries=_queries(model, going))
+            log_probs, value, grad = loss_and_grad(model, it, crit.objective)
+        # `fooled`: does this step's iterate (before quantization) already meet the criterion? The
+        # curve marks where the label flipped from it, at no extra query
+        fooled = crit.is_adversarial(log_probs)
+        ctx.record_each(
+            going, step=[i] * len(going), objective=value, queries=_queries(model, going), fooled=fooled
+        )
         if th.mask is not None:
             grad = grad * th.mask
         # in place from the second step on: the iterate is ours then, and a fresh video-sized tensor per
@@ -85,9 +90,19 @@ def ascend(
         ctx.step(i + 1, steps)
         if margin is None or i + 1 == steps:
             continue
-        fooled = _fooled(model, it, xs, crit, th, margin, going)
+        fooled, judged = _fooled(model, it, xs, crit, th, margin, going)
         if not bool(fooled.any()):
             continue
+        # the judged (quantized) iterate is a stopping video's last record, from the check's own
+        # forward pass: without it the curve would end before the step where its label flipped
+        done = [going[j] for j in fooled.nonzero().flatten().tolist()]
+        ctx.record_each(
+            done,
+            step=[i + 1] * len(done),
+            objective=crit.objective(judged)[fooled],
+            queries=_queries(model, done),
+            fooled=crit.is_adversarial(judged)[fooled],
+        )
         # from here on `it` is a gathered copy of the videos going, written back into `x_adv` each step
         keep = (~fooled).nonzero().flatten()
         for j in fooled.nonzero().flatten().tolist():
@@ -122,12 +137,13 @@ def _fooled(
     threat: ThreatModel,
     margin: float,
     videos: list[int],
-) -> Tensor:
-    """`(k,)` bool: is each video's iterate, quantized as the file will hold it, fooled by `margin`?"""
+) -> tuple[Tensor, Tensor]:
+    """`(k,)` bool: is each video's iterate, quantized as the file will hold it, fooled by `margin`?
+    With the log-probabilities `(k, K)` it was judged on."""
     # a decision on the result: float32 even inside a bf16/fp16 optimisation
     with torch.no_grad(), counting_for(model, videos), full_precision(it.device):
         log_probs = model(threat.quantize(it, x))
-    return criterion.margin(log_probs) > margin
+    return criterion.margin(log_probs) > margin, log_probs
 
 
 class LinfSteps:

@@ -133,7 +133,7 @@ def run_eval(
                     progress(counted, total)
 
     rows = summarize(read_records(results), read_configs(out))
-    files = write_summary(out, rows)
+    files = write_summary(out, rows, title=f"Robust accuracy of {model.name} on {dataset.spec}")
     files["results"] = results
     return EvalRun(
         out_dir=out,

@@ -241,10 +241,11 @@ def line_name(row: SummaryRow) -> str:
     return name
 
 
-def plot_robust_accuracy(rows: Sequence[SummaryRow], path: str | Path) -> Path | None:
+def plot_robust_accuracy(rows: Sequence[SummaryRow], path: str | Path, *, title: str = "") -> Path | None:
     """Robust accuracy against budget, one line per attack (and target mode); None if no row has a
     numeric budget. Attacks whose budgets live on different scales (eps vs MultAV's eps_m) share the
-    axis as given; the legend names each (with its robust-to and delivery encodes)."""
+    axis as given; the legend names each (with its robust-to and delivery encodes). `title` names
+    what was attacked (`run_eval`: the model and the dataset); it is drawn as plain text."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -278,20 +279,27 @@ def plot_robust_accuracy(rows: Sequence[SummaryRow], path: str | Path) -> Path |
         ax.set_ylim(-2, 102)
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
-        ax.set_title("Robust accuracy against budget")
+        # parse_math off: a dataset path with `$` in it is text, not mathtext
+        title = title or "Robust accuracy against budget"
+        ax.set_title(_fit(title, 72), parse_math=False)
         fig.tight_layout()
         buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110)
+        # the whole title also in the PNG's text (Title), where a long one is not cut
+        fig.savefig(buf, format="png", dpi=110, metadata={"Title": title})
     finally:
         plt.close(fig)
     write_atomic(path, buf.getvalue())
     return path
 
 
-def write_summary(out_dir: str | Path, rows: Sequence[SummaryRow]) -> dict[str, Path]:
+def _fit(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def write_summary(out_dir: str | Path, rows: Sequence[SummaryRow], *, title: str = "") -> dict[str, Path]:
     """Write `summary.csv`, `summary.json`, `summary.md`, `robust_accuracy.png` (when a budget is
-    numeric) and `summary.html` (the page, `vidattack.page.eval_page`) into `out_dir`, each
-    atomically; return what was written by kind."""
+    numeric, titled `title`) and `summary.html` (the page, `vidattack.page.eval_page`) into
+    `out_dir`, each atomically; return what was written by kind."""
     out = Path(out_dir)
     files = {
         "csv": out / SUMMARY_CSV,
@@ -301,7 +309,7 @@ def write_summary(out_dir: str | Path, rows: Sequence[SummaryRow]) -> dict[str, 
     write_atomic(files["csv"], to_csv(rows).encode())
     write_atomic(files["json"], (to_json({"rows": [r.to_dict() for r in rows]}) + "\n").encode())
     write_atomic(files["md"], to_markdown(rows).encode())
-    plot = plot_robust_accuracy(rows, out / PLOT_PNG)
+    plot = plot_robust_accuracy(rows, out / PLOT_PNG, title=title)
     if plot is not None:
         files["plot"] = plot
     # the page reads the records on disk (its worst and best cases), as every page reads reports

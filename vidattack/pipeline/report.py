@@ -31,7 +31,7 @@ SCHEMA_VERSION = "1.3"  # 1.3: model.sent (what a deployed model was sent)
 RATIO_UNBOUNDED = "a pixel that was 0 (black) changed: the ratio a/x is unbounded"
 
 #: History keys that count something (steps, queries, videos...): integers in the report.
-_COUNT_KEYS = frozenset({"step", "queries", "iteration", "epoch", "video", "frame"})
+_COUNT_KEYS = frozenset({"step", "queries", "iteration", "epoch", "video", "frame", "fooled"})
 
 
 @dataclass(frozen=True)

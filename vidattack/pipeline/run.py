@@ -235,7 +235,7 @@ class Runner:
                 )  # fmt: skip
                 if delivered is not None and delivered.path is not None:
                     paths["delivery"] = delivered.path
-                paths.update(self._render(job, verified, outcome, f"{clean.label} -> {adversarial.label}"))
+                paths.update(self._render(job, verified, outcome, clean.label, adversarial.label))
                 if outputs.wants("preview"):  # H.264 yuv420p copies the run page plays (vidattack.page)
                     from vidattack.page.preview import write_previews
 
@@ -266,14 +266,17 @@ class Runner:
                 target=job.target,
             )
 
-    def _render(self, job: Job, verified: Verified, outcome: AttackOutcome, labels: str) -> dict[str, Path]:
-        from vidattack.pipeline.render import render
+    def _render(
+        self, job: Job, verified: Verified, outcome: AttackOutcome, clean: str, adversarial: str
+    ) -> dict[str, Path]:
+        from vidattack.pipeline.render import curve_names, render
 
         wanted = self.spec.pictures
         pictures = [r for r in job.outputs.pictures() if wanted is None or r in wanted]
         if not pictures:
             return {}
         atk = self.spec.attack
+        target = None if job.target is None else self.view.label_of(job.target)
         job.tell("rendering", 0, None, "pictures")
         with timed(job.timing, "heatmaps"):
             rendered = render(
@@ -283,13 +286,15 @@ class Runner:
                 job.outputs,
                 history=outcome.result.history,
                 frame_predictions=verified.frame_predictions,
-                title=f"{literal(Path(job.name).name)}: {labels} ({atk.name})",
+                title=f"{literal(Path(job.name).name)}: {clean} -> {adversarial} ({atk.name})",
                 overwrite=True,
                 which=pictures,
                 x_axis="step" if atk.white_box else "queries",
                 attack=atk.name,
                 sampled=job.sampled.plan.frame_ids,
                 progress=job.tell.counter("rendering", "pictures"),
+                curve_labels=curve_names(atk.name, clean, target),
+                fooled=adversarial != clean if target is None else adversarial == target,
             )
         return rendered.paths
 

@@ -284,7 +284,9 @@ class VBAD(Attack):
                 checked = threat.quantize(x_it.unsqueeze(0), x.unsqueeze(0))[0]  # what the file would hold
                 lp = queries.ask(checked.unsqueeze(0))[0]
                 p_label = float(lp[label].exp())
-                self._record(ctx, index, queries, lp, label, loss=float(lp[label]), eps=self.eps, lr=lr)
+                self._record(
+                    ctx, index, queries, lp, label, loss=float(lp[label]), eps=self.eps, lr=lr, targeted=False
+                )
                 if p_label < best_p:
                     best, best_p = checked, p_label
                 if int(lp.argmax()) != label:
@@ -333,7 +335,17 @@ class VBAD(Attack):
                 accepted = self._shrink_orpgd_step(queries, x, x_it, direction, cur_eps, target, sched)
                 if accepted is not None:
                     x_it, cur_eps, lp, lr = accepted
-                    self._record(ctx, index, queries, lp, target, loss=-float(lp[target]), eps=cur_eps, lr=lr)
+                    self._record(
+                        ctx,
+                        index,
+                        queries,
+                        lp,
+                        target,
+                        loss=-float(lp[target]),
+                        eps=cur_eps,
+                        lr=lr,
+                        targeted=True,
+                    )
                 if not sched.adapt():
                     return Outcome(x_it, False, "converged", iterations, cur_eps)
         except OutOfQueries:
@@ -343,7 +355,9 @@ class VBAD(Attack):
         self, queries: VideoQueries, start: Tensor, target: int, ctx: AttackContext, index: int | None
     ) -> None:
         lp = queries.ask(start.unsqueeze(0))[0]
-        self._record(ctx, index, queries, lp, target, loss=-float(lp[target]), eps=1.0, lr=self.lr)
+        self._record(
+            ctx, index, queries, lp, target, loss=-float(lp[target]), eps=1.0, lr=self.lr, targeted=True
+        )
         if int(lp.argmax()) != target:
             raise BadParameterError(
                 f"expected the starting point (target_video) to be classified as the target class {target} "
@@ -393,6 +407,7 @@ class VBAD(Attack):
         loss: float,
         eps: float,
         lr: float,
+        targeted: bool,
     ) -> None:
         # the video index only matters (and is only recorded) when several videos share the call
         row = {} if index is None else {"video": float(index)}
@@ -402,6 +417,9 @@ class VBAD(Attack):
             loss=loss,
             top1_prob=float(lp.exp().max()),
             label_prob=float(lp[label].exp()),
+            # `label` is the clean class untargeted and the target targeted: fooled is leaving or
+            # reaching it (where the curve marks the flip)
+            fooled=float((int(lp.argmax()) == label) == targeted),
             eps=eps,
             lr=lr,
         )

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,7 +37,7 @@ from vidattack.pipeline.render.heatmap import (
     key_frames,
     level_colours,
 )
-from vidattack.pipeline.render.plots import CURVE_NOTES, history_chart, per_frame_chart
+from vidattack.pipeline.render.plots import CURVE_NOTES, curve_names, history_chart, per_frame_chart
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -54,6 +54,7 @@ __all__ = [
     "HeatmapPainter",
     "Rendered",
     "contact_sheet",
+    "curve_names",
     "heatmap_rgb",
     "history_chart",
     "key_frames",
@@ -105,6 +106,8 @@ def render(
     attack: str = "",
     sampled: Collection[int] | None = None,
     progress: StepFn | None = None,
+    curve_labels: Mapping[str, str] | None = None,
+    fooled: bool | None = None,
 ) -> Rendered:
     """Draw the pictures named in `which` (default: all of `ROLES`) of the written video `adv` against
     `clean`: contact sheet, per-frame chart, the attack's curve (when it has one, against `x_axis`:
@@ -114,8 +117,9 @@ def render(
     one (`Comparison.written`, a `Video`, or its frames `(T, H, W, 3)` uint8 when `clean` is a `Video`).
     `stats` are the perturbation's measures (`Comparison.stats()` or `perturbation_stats`): the key
     frames and the colour scale come from them. `sampled` are the frames the model looks at (others
-    are shown as such); `attack` picks a caption for curves that need one; `progress(done, total)` is
-    called after each picture.
+    are shown as such); `attack` picks a caption for curves that need one; `curve_labels` name the
+    curve's y axes (`curve_names`: the objective and its class) and `fooled` (does the written video
+    fool the model) completes its caption; `progress(done, total)` is called after each picture.
     """
     wanted = [r for r in ROLES if which is None or r in which]
     unknown = set(which or ()) - set(ROLES)
@@ -162,7 +166,13 @@ def render(
             paths[role] = outputs.frames_plot
         elif role == "curve_plot":
             if history_chart(
-                outputs.curve_plot, history, x=x_axis, title=title, note=CURVE_NOTES.get(attack)
+                outputs.curve_plot,
+                history,
+                x=x_axis,
+                title=title,
+                note=CURVE_NOTES.get(attack),
+                names=curve_labels,
+                fooled=fooled,
             ):
                 paths[role] = outputs.curve_plot
         elif role == "heatmap_video":

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import math
 import textwrap
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,8 @@ CURVE_NOTES = {
 
 _WHITE, _INK, _GRID, _MUTED = (255, 255, 255), (30, 30, 30), (228, 228, 228), (110, 110, 110)
 _TEAL, _RED, _SHADE = (0, 121, 140), (209, 73, 91), (225, 225, 225)
+#: The wide line under a shared panel's other series (the top-1 probability under p(label)).
+_PALE = (150, 200, 210)
 #: The per-frame bars: a neutral slate, no class colour of the strip below them.
 _BAR = (92, 110, 132)
 #: Class colours of the per-frame strip (matplotlib's tab10).
@@ -232,6 +234,46 @@ def panel_range(panel: _Panel) -> range:
     return range(math.ceil(panel.xlim[0]), math.floor(panel.xlim[1]) + 1)
 
 
+#: Series drawn in another's panel, under it: V-BAD's probability of the label and the top-1
+#: probability are one number while the label is the top-1 class, so in panels of their own they
+#: look like one panel drawn twice, and drawn in one panel the upper line hides the lower.
+_SHARED_PANEL = {"label_prob": "top1_prob"}
+#: History keys that are not curves: the x axes, the video index and the per-record verdict.
+_NOT_CURVES = ("queries", "step", "video", "fooled")
+#: The attacks whose `loss` is V-BAD's: log p(clean label) untargeted, -log p(target) targeted.
+_VBAD_LOSS = frozenset({"vbad", "p-bad", "sr-bad"})
+
+
+def curve_names(attack: str, clean: str, target: str | None = None) -> dict[str, str]:
+    """Axis labels of an attack's history keys that name the objective and the class it is about:
+    the shared gradient loop's `objective` is -log p(clean label) untargeted, log p(target) targeted
+    (both ascended); V-BAD's `loss` is the opposite sign (descended) and `label_prob` is p(that
+    class). Keys not named here keep their own name."""
+    cls = font_safe(clean if target is None else target)
+    names = {
+        "objective": f"log p({cls})" if target is not None else f"-log p({cls})",
+        "label_prob": f"p({cls})",
+        "top1_prob": "top-1 prob",
+    }
+    if attack in _VBAD_LOSS:
+        names["loss"] = f"-log p({cls})" if target is not None else f"log p({cls})"
+    return names
+
+
+def flip_point(history: Sequence[dict[str, float]], x: str = "step") -> float | None:
+    """The `x` (step or queries) of the first record whose iterate fools the model after records that
+    did not: where the label flipped. None when the history records no verdict (`fooled`), never
+    fools, or fools from its first record (a targeted start from a video of the target class)."""
+    rows = [r for r in history if x in r] or list(history)
+    flags = [r.get("fooled") for r in rows]
+    if not flags or any(f is None for f in flags):
+        return None
+    first = next((i for i, f in enumerate(flags) if f), None)
+    if not first:  # never fooled (None), or fooled from the start (0)
+        return None
+    return float(rows[first][x]) if x in rows[first] else float(first)
+
+
 def history_chart(
     path: Path,
     history: Sequence[dict[str, float]],
@@ -239,23 +281,44 @@ def history_chart(
     x: str = "step",
     title: str = "",
     note: str | None = None,
+    names: Mapping[str, str] | None = None,
+    fooled: bool | None = None,
 ) -> bool:
     """Plot an attack's history against `x` ("step" for white-box iterations, "queries" for black-box
     attacks): one panel per recorded series that changes (a constant one, like V-BAD's eps when it
-    never shrinks, is named in the caption instead). False if there is nothing to plot."""
+    never shrinks, is named in the caption instead), a marker per record, and a dashed line where the
+    label flipped (`flip_point`). `names` label the y axes (`curve_names`); `fooled` (does the
+    written video fool the model) lets the caption say when the flip came after the last record.
+    False if there is nothing to plot."""
     rows = [r for r in history if x in r] or list(history)
     if len(rows) < 2:
         return False
-    keys = [k for k in rows[0] if k not in ("queries", "step", "video") and all(k in r for r in rows)]
+    keys = [k for k in rows[0] if k not in _NOT_CURVES and all(k in r for r in rows)]
     moving = [k for k in keys if len({r[k] for r in rows}) > 1]
     constant = [k for k in keys if k not in moving]
     finite = [k for k in moving if all(math.isfinite(r[k]) for r in rows)]
     if not finite:
         return False
+    names = dict(names or {})
+    # a shared series goes under its partner's panel, or keeps its own when the partner is not drawn
+    under = {k: p for k, p in _SHARED_PANEL.items() if k in finite and p in finite}
+    panels = [k for k in finite if k not in under]
     has_x = x in rows[0]
     xs = [float(r[x]) for r in rows] if has_x else [float(i) for i in range(len(rows))]
     x_label = {"step": "step", "queries": "queries to the model"}.get(x, x) if has_x else "record"
+    flip = flip_point(rows, x) if has_x else None
     captions = []
+    if flip is not None:
+        where = f"step {flip:g}" if x == "step" else f"{flip:g} {x_label}"
+        captions.append(f"red dashed line: the label flipped (first record that fools the model, {where})")
+    elif fooled and rows and not any(r.get("fooled", 1) for r in rows):
+        # a record is the iterate a step starts from: the last step's result is judged only in the report
+        captions.append("the label flipped after the last record (the written video fools the model)")
+    for k, p in under.items():
+        captions.append(
+            f"{names.get(p, p)} and {names.get(k, k)} are the same number while that class is the "
+            "top-1 class, so their lines coincide there: the wide pale line is the top-1 one"
+        )
     if constant:
         captions.append("constant: " + ", ".join(f"{k} = {rows[0][k]:.4g}" for k in constant))
     if note:
@@ -263,27 +326,69 @@ def history_chart(
     lines = [line for c in captions for line in textwrap.wrap(c, 120)]
     width, left, right, panel_h, gap = 820, 78, 20, 118, 14
     top = 38
-    height = top + len(finite) * (panel_h + gap) + 34 + 15 * len(lines) + (8 if lines else 0)
+    height = top + len(panels) * (panel_h + gap) + 34 + 15 * len(lines) + (8 if lines else 0)
     img, draw = _canvas(width, height)
     _title(draw, title or "attack progress", left, width - left - right)
-    xlim = (min(xs), max(xs))
-    for i, key in enumerate(finite):
-        ys = [float(r[key]) for r in rows]
-        lo, hi = min(ys), max(ys)
+    for i, key in enumerate(panels):
+        shared = [k for k, p in under.items() if p == key]
+        series = [[float(r[k]) for r in rows] for k in [key, *shared]]
+        lo, hi = min(min(s) for s in series), max(max(s) for s in series)
         pad = (hi - lo) * 0.08
         y0 = top + i * (panel_h + gap)
-        panel = _Panel((left, y0, width - right, y0 + panel_h), xlim, (lo - pad, hi + pad))
-        last = i == len(finite) - 1
-        panel.axes(img, draw, xticks=last, ylabel=key.replace("_", " "), xlabel=x_label if last else "")
-        points = [(panel.px(a), panel.py(b)) for a, b in zip(xs, ys, strict=True)]
-        draw.line(points, fill=_TEAL, width=2)
-        if len(points) <= 60:  # a marker per recorded step, while they stay apart
-            for px, py in points:
-                draw.ellipse([(px - 3, py - 3), (px + 3, py + 3)], fill=_TEAL)
+        panel = _Panel((left, y0, width - right, y0 + panel_h), (min(xs), max(xs)), (lo - pad, hi + pad))
+        last = i == len(panels) - 1
+        ylabel = "probability" if shared else names.get(key, key.replace("_", " "))
+        panel.axes(img, draw, xticks=last, ylabel=ylabel, xlabel=x_label if last else "")
+        if shared:
+            _curve(draw, panel, xs, series[0], _PALE, 6)
+            for ys in series[1:]:
+                _curve(draw, panel, xs, ys, _TEAL, 2)
+            _legend(draw, panel, [(names.get(k, k), c) for k, c in ((key, _PALE), (shared[0], _TEAL))])
+        else:
+            _curve(draw, panel, xs, series[0], _TEAL, 2)
+        if flip is not None:  # over the curves, so its words are never hidden by them
+            _dashed_vertical(draw, panel, flip, label="label flipped" if i == 0 else "")
     small = pil_font(11)
-    y = top + len(finite) * (panel_h + gap) + 28
+    y = top + len(panels) * (panel_h + gap) + 28
     for line in lines:
         draw.text((left, y), line, font=small, fill=_MUTED)
         y += 15
     _save(img, path)
     return True
+
+
+def _curve(
+    draw: Any, panel: _Panel, xs: Sequence[float], ys: Sequence[float], colour: Any, width: int
+) -> None:
+    """A line through the points, with a marker per record while they stay apart."""
+    points = [(panel.px(a), panel.py(b)) for a, b in zip(xs, ys, strict=True)]
+    draw.line(points, fill=colour, width=width)
+    if len(points) <= 60:
+        r = 3 if width <= 2 else 5
+        for px, py in points:
+            draw.ellipse([(px - r, py - r), (px + r, py + r)], fill=colour)
+
+
+def _dashed_vertical(draw: Any, panel: _Panel, x: float, *, label: str = "") -> None:
+    px, (_, y0, x1, y1) = panel.px(x), panel.box
+    for y in range(int(y0), int(y1), 8):
+        draw.line([(px, y), (px, min(y + 4, y1))], fill=_RED, width=2)
+    if label:
+        small = pil_font(11)
+        # right of the line, or left of it when the line is near the right edge
+        w = small.getlength(label)
+        tx = px + 5 if px + 5 + w < x1 - 4 else px - 5 - w
+        # on white: the words stay readable where the curve passes under them
+        draw.rectangle([(tx - 2, y0 + 3), (tx + w + 2, y0 + 17)], fill=_WHITE)
+        draw.text((tx, y0 + 4), label, font=small, fill=_RED)
+
+
+def _legend(draw: Any, panel: _Panel, entries: Sequence[tuple[str, Any]]) -> None:
+    small = pil_font(11)
+    x, y = panel.box[2] - 8, panel.box[1] + 6
+    for name, colour in reversed(entries):
+        x -= int(small.getlength(name))
+        draw.text((x, y), name, font=small, fill=_INK)
+        x -= 18
+        draw.rectangle([(x, y + 4), (x + 12, y + 9)], fill=colour)
+        x -= 14
