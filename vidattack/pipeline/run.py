@@ -267,7 +267,7 @@ class Runner:
             )
 
     def _render(self, job: Job, verified: Verified, outcome: AttackOutcome, labels: str) -> dict[str, Path]:
-        from vidattack.pipeline.render import render
+        from vidattack.pipeline.render import RenderJob, render
 
         wanted = self.spec.pictures
         pictures = [r for r in job.outputs.pictures() if wanted is None or r in wanted]
@@ -276,7 +276,7 @@ class Runner:
         atk = self.spec.attack
         job.tell("rendering", 0, None, "pictures")
         with timed(job.timing, "heatmaps"):
-            rendered = render(
+            drawn = RenderJob(
                 job.video,
                 verified.comparison.written,
                 verified.stats,
@@ -285,12 +285,11 @@ class Runner:
                 frame_predictions=verified.frame_predictions,
                 title=f"{literal(Path(job.name).name)}: {labels} ({atk.name})",
                 overwrite=True,
-                which=pictures,
                 x_axis="step" if atk.white_box else "queries",
                 attack=atk.name,
                 sampled=job.sampled.plan.frame_ids,
-                progress=job.tell.counter("rendering", "pictures"),
             )
+            rendered = render(drawn, which=pictures, progress=job.tell.counter("rendering", "pictures"))
         return rendered.paths
 
     def _report(
