@@ -237,6 +237,6 @@ def test_report_to_dict_keeps_the_keys_reports_always_had(clip, toy, tmp_path):
         "success_after_encode", "perturbation", "frame_predictions", "queries", "history", "video",
         "outputs", "timing", "seed", "device", "versions", "warnings", "job", "delivery", "schema_version",
     ]  # fmt: skip
-    assert list(report["attack"]) == ["name", "params", "threat", "paper", "info", "white_box"]
+    assert list(report["attack"]) == ["name", "params", "threat", "paper", "info", "white_box", "precision"]
     assert list(report["timing"]) == ["decode", "attack", "encode", "verify", "heatmaps", "total"]
     assert list(report["clean"]) == ["index", "label", "confidence", "top"]
