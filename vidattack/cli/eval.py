@@ -4,7 +4,9 @@ A thin layer over `vidattack.eval`: parse the options, `load_dataset`, `build_gr
 `merge` for `--merge`), then print the summary rows through the one emitter. `--delivery SPEC`
 and `--robust-to SPEC` (`parse_delivery_options`, before anything runs, as `perturb` parses them) go
 to `build_grid`: every configuration then also judges each attacked video after that lossy encode
-("after delivery" in the table), or attacks through that encode ("robust to" in the table).
+("after delivery" in the table), or attacks through that encode ("robust to" in the table), with
+the iterative attacks' default steps raised as `perturb` raises them (`grid_steps`). The options
+travel as two values, `GridOptions` and `RunOptions` (`vidattack.eval.options`), built once here.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
 RobustTo = Annotated[
     str | None,
     d.robust_to_option(
+        "Raises the iterative attacks' default --steps to 40, as perturb does (the others keep theirs). "
         "Success too is judged on it; records count the real encodes. Part of each configuration "
         "(new rows beside runs without it)."
     ),
