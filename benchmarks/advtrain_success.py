@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 from vidattack.data.datasets import load_dataset
-from vidattack.eval import Config, build_grid, run_eval
+from vidattack.eval import Config, RunOptions, build_grid, run_eval
 from vidattack.models import load_model
 from vidattack.models.view import ModelView
 
@@ -82,7 +82,10 @@ def main() -> None:
             specs = args.attacks.split(",")
             configs = [spec_config(spec, view) for spec in specs]
             run = run_eval(
-                data, configs, view, out_dir=out / model_name, device=args.device, threads=args.threads
+                data,
+                configs,
+                view,
+                RunOptions(out_dir=out / model_name, device=args.device, threads=args.threads),
             )
             rows = {r.key: r for r in run.rows}
             frames = data.items[0].load_video().num_frames

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from vidattack.data.datasets import load_dataset
-from vidattack.eval import build_grid, run_eval
+from vidattack.eval import RunOptions, build_grid, run_eval
 from vidattack.models import load_model
 
 ATTACKS = [
@@ -62,7 +62,7 @@ def main() -> None:
             view = load_model(model_name)
             data = load_dataset(args.dataset, view.labels)
             configs = build_grid(args.attacks.split(","), view, seed=0)
-            run = run_eval(data, configs, view, out_dir=out / model_name, threads=args.threads)
+            run = run_eval(data, configs, view, RunOptions(out_dir=out / model_name, threads=args.threads))
             rows = {r.key: r for r in run.rows}
             for cfg in configs:  # in the order asked for
                 r = rows[cfg.key]

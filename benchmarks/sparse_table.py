@@ -24,7 +24,7 @@ pruning of weak frames (`prune`, off by default in the attack; reported in separ
 - propagation (fooled): for models with per-frame predictions, the share of the frames left clean
   whose own prediction flipped (`info["propagation_rate"]`), averaged over the fooled clips.
 
-Those attack-side measures come from the eval records' `info` field (`run_eval(info=...)`).
+Those attack-side measures come from the eval records' `info` field (`RunOptions(info=...)`).
 
 Changes from the hand-rolled script: DATASET (`--dataset`, default `examples/labels.csv`, labels from
 the manifest) replaces `--examples DIR` and its label-from-file-name rule; `--out` (an eval folder,
@@ -52,7 +52,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from vidattack.attacks import get_attack  # noqa: E402
 from vidattack.data.datasets import load_dataset  # noqa: E402
-from vidattack.eval import Config, build_grid, read_records, run_eval  # noqa: E402
+from vidattack.eval import Config, RunOptions, build_grid, read_records, run_eval  # noqa: E402
 from vidattack.eval.records import latest  # noqa: E402
 from vidattack.models import load_model  # noqa: E402
 from vidattack.models.view import ModelView, sampled_frames  # noqa: E402
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     ]
     if not args.table_only:
-        run_eval(data, configs, view, out_dir=out, threads=args.threads, info=INFO)
+        run_eval(data, configs, view, RunOptions(out_dir=out, threads=args.threads, info=INFO))
     print(f"model {view.name}, {len(data)} clips, eval folder {out}, params {extra or 'defaults'}\n")
     print("## Fooling rate, sparsity and MAP versus perturbed frames (first K frames; paper Table 1)\n")
     print_table(configs, latest(read_records(out / "results.jsonl")), {item.id for item in data}, 16)

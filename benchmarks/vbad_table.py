@@ -54,7 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from vidattack.data.datasets import Dataset, Item, load_dataset  # noqa: E402
-from vidattack.eval import Config, build_grid, read_records, run_eval  # noqa: E402
+from vidattack.eval import Config, RunOptions, build_grid, read_records, run_eval  # noqa: E402
 from vidattack.eval.records import latest  # noqa: E402
 from vidattack.models import load_model  # noqa: E402
 from vidattack.models.view import ModelView, sampled_frames  # noqa: E402
@@ -182,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
         for mode, clips, configs in plan_model(view, data, args, attacks):
             out = args.out / model_name / mode
             if not args.table_only:
-                run = run_eval(clips, configs, view, out_dir=out, threads=args.threads, info=["final_eps"])
+                run = run_eval(
+                    clips, configs, view, RunOptions(out_dir=out, threads=args.threads, info=["final_eps"])
+                )
                 print(
                     f"[{model_name}] {mode}: {run.written} runs added, {run.skipped} found in {out}",
                     flush=True,

@@ -15,7 +15,7 @@ import torch
 from vidattack.data.datasets import Dataset, load_dataset
 from vidattack.delivery import parse_delivery, parse_robust_to
 from vidattack.errors import BadParameterError, UsageError
-from vidattack.eval import build_grid, merge, read_records, run_eval, summarize_dir
+from vidattack.eval import RunOptions, build_grid, merge, read_records, run_eval, summarize_dir
 from vidattack.eval.grid import Config
 from vidattack.eval.records import ResultsWriter, comparable
 from vidattack.eval.summary import SummaryRow, line_name, summarize, to_markdown
@@ -47,7 +47,7 @@ def configs(c3d: ModelView) -> list[Config]:
 def reference(tmp_path_factory: pytest.TempPathFactory, data: Dataset, configs: list[Config], c3d: ModelView):
     """One local run: the records and summary every other way of running must reproduce."""
     out = tmp_path_factory.mktemp("local")
-    return run_eval(data, configs, c3d, out_dir=out)
+    return run_eval(data, configs, c3d, RunOptions(out_dir=out))
 
 
 def _sorted(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -115,7 +115,9 @@ def test_stop_when_fooled_goes_to_the_attacks_that_can_stop_early(c3d: ModelView
 
 def test_an_early_stop_is_recorded(tmp_path: Path, data: Dataset, c3d: ModelView) -> None:
     configs = build_grid(["pgd-linf"], c3d, eps=["8/255"], stop_when_fooled=0.0)
-    run = run_eval(replace(data, items=data.items[:2]), configs, c3d, out_dir=tmp_path, verify=False)
+    run = run_eval(
+        replace(data, items=data.items[:2]), configs, c3d, RunOptions(out_dir=tmp_path, verify=False)
+    )
     records = read_records(tmp_path / "results.jsonl")
     fooled = [r for r in records if r["success"]]
     assert fooled and all(r["stopped_at"] is not None and r["stopped_at"] < 5 for r in fooled)  # of 5 steps
@@ -166,7 +168,7 @@ def delivered_run(tmp_path_factory: pytest.TempPathFactory, data: Dataset, c3d: 
     out = tmp_path_factory.mktemp("delivery")
     configs = build_grid(["fgsm"], c3d, delivery=H264)
     three = replace(data, items=data.items[:3])
-    return three, configs, run_eval(three, configs, c3d, out_dir=out, save_outputs=True)
+    return three, configs, run_eval(three, configs, c3d, RunOptions(out_dir=out, save_outputs=True))
 
 
 def test_records_judge_the_delivered_file(delivered_run, c3d: ModelView) -> None:
@@ -202,7 +204,7 @@ def test_delivery_shards_merge_to_the_same_records(delivered_run, tmp_path: Path
     three, configs, run = delivered_run
     dirs = [tmp_path / "s1", tmp_path / "s2"]
     for k, d in enumerate(dirs, 1):
-        run_eval(three, configs, c3d, out_dir=d, shard=(k, 2))
+        run_eval(three, configs, c3d, RunOptions(out_dir=d, shard=(k, 2)))
     rows = merge(dirs, tmp_path / "merged")
     assert _untimed(rows) == _untimed(run.rows)
     assert _sorted(read_records(tmp_path / "merged" / "results.jsonl")) == _sorted(
@@ -212,8 +214,8 @@ def test_delivery_shards_merge_to_the_same_records(delivered_run, tmp_path: Path
 
 def test_a_rerun_without_delivery_adds_rows_beside(delivered_run, tmp_path: Path, c3d: ModelView) -> None:
     three, configs, _ = delivered_run
-    run_eval(three, configs, c3d, out_dir=tmp_path)
-    again = run_eval(three, build_grid(["fgsm"], c3d), c3d, out_dir=tmp_path)
+    run_eval(three, configs, c3d, RunOptions(out_dir=tmp_path))
+    again = run_eval(three, build_grid(["fgsm"], c3d), c3d, RunOptions(out_dir=tmp_path))
     assert (again.written, again.skipped) == (3, 0)
     assert [r.delivery for r in again.rows] == [None, "h264:crf=23"]
     md = (tmp_path / "summary.md").read_text()
@@ -232,7 +234,9 @@ def test_the_delivery_columns_show_only_with_a_delivery(reference, delivered_run
 
 def test_a_delivery_needs_the_lossless_file(data: Dataset, c3d: ModelView, tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=r"expected verify=True with a delivery \(h264:crf=23\)"):
-        run_eval(data, build_grid(["fgsm"], c3d, delivery=H264), c3d, out_dir=tmp_path, verify=False)
+        run_eval(
+            data, build_grid(["fgsm"], c3d, delivery=H264), c3d, RunOptions(out_dir=tmp_path, verify=False)
+        )
     assert not (tmp_path / "results.jsonl").exists()
 
 
@@ -281,7 +285,7 @@ def robust_run(tmp_path_factory: pytest.TempPathFactory, data: Dataset, c3d: Mod
     out = tmp_path_factory.mktemp("robust")
     configs = build_grid(["fgsm"], c3d, robust_to=parse_robust_to("h264:crf=51"), delivery=CRF_51)
     three = replace(data, items=data.items[:3])
-    return three, configs, run_eval(three, configs, c3d, out_dir=out, save_outputs=True)
+    return three, configs, run_eval(three, configs, c3d, RunOptions(out_dir=out, save_outputs=True))
 
 
 def test_robust_records_count_encodes_and_judge_the_lossless_file(robust_run, reference, c3d) -> None:
@@ -313,7 +317,7 @@ def test_a_black_box_attack_queries_through_the_encode(data: Dataset, c3d: Model
     # SR-BAD's static start needs no surrogate model; a few queries of two samples each
     settings = {"max_queries": "10", "population": "2", "tentative": "static", "batch_size": "2"}
     configs = build_grid(["sr-bad"], c3d, settings=settings, robust_to=parse_robust_to("h264:crf=23"))
-    run = run_eval(replace(data, items=data.items[:1]), configs, c3d, out_dir=tmp_path)
+    run = run_eval(replace(data, items=data.items[:1]), configs, c3d, RunOptions(out_dir=tmp_path))
     (record,) = read_records(run.files["results"])
     assert record["attacked"] and record["queries"] > 0
     assert record["encodes"] == record["queries"]  # every query answered after one real encode
@@ -327,7 +331,7 @@ def test_records_without_robust_to_count_no_encodes(reference) -> None:
 
 def test_the_robust_to_column_shows_only_with_one(robust_run, tmp_path: Path, c3d: ModelView) -> None:
     three, _, run = robust_run
-    plain = run_eval(three, build_grid(["fgsm"], c3d, delivery=CRF_51), c3d, out_dir=tmp_path)
+    plain = run_eval(three, build_grid(["fgsm"], c3d, delivery=CRF_51), c3d, RunOptions(out_dir=tmp_path))
     assert "robust to" not in to_markdown(plain.rows)
     md = to_markdown([*plain.rows, *run.rows])
     assert md.splitlines()[0].startswith("| attack | eps | target | settings | robust to | delivery |")
@@ -339,7 +343,7 @@ def test_a_rerun_with_the_same_robust_to_adds_nothing(robust_run, tmp_path: Path
     three, _, first = robust_run
     two = replace(three, items=three.items[:2])
     configs = build_grid(["fgsm"], c3d, robust_to=parse_robust_to("h264:crf=18-28,eot=2"))
-    run = run_eval(two, configs, c3d, out_dir=tmp_path)
+    run = run_eval(two, configs, c3d, RunOptions(out_dir=tmp_path))
     records = read_records(run.files["results"])
     # eot=2 averages two encodes per forward pass: twice the encodes of one draw
     once = {r["video"]: r["encodes"] for r in read_records(first.files["results"])}
@@ -350,7 +354,7 @@ def test_a_rerun_with_the_same_robust_to_adds_nothing(robust_run, tmp_path: Path
     # the same spec spelled with its defaults is the same configuration: resumed, not redone
     spelled = parse_robust_to("h264:crf=18-28,preset=medium,eot=2,sigma=2")
     for spec in (configs[0].robust_to, spelled):
-        again = run_eval(two, build_grid(["fgsm"], c3d, robust_to=spec), c3d, out_dir=tmp_path)
+        again = run_eval(two, build_grid(["fgsm"], c3d, robust_to=spec), c3d, RunOptions(out_dir=tmp_path))
         assert (again.written, again.skipped) == (0, 2)
     assert run.files["results"].read_bytes() == before
 
@@ -427,7 +431,7 @@ def test_eval_counts_and_accuracies(reference, configs: list[Config]) -> None:
 
 
 def test_rerun_skips_everything_done(reference, data: Dataset, configs: list[Config], c3d: ModelView) -> None:
-    again = run_eval(data, configs, c3d, out_dir=reference.out_dir, verify=True)
+    again = run_eval(data, configs, c3d, RunOptions(out_dir=reference.out_dir, verify=True))
     assert (again.written, again.skipped) == (0, VIDEOS * len(configs))
 
 
@@ -437,7 +441,9 @@ def test_records_keep_the_info_entries_asked_for(
     assert all("info" not in r for r in read_records(reference.files["results"]))  # none asked
     two = replace(data, items=data.items[:2])
     configs = build_grid(["sparse"], c3d, settings={"max_iter": "2", "frames": "4"})
-    run = run_eval(two, configs, c3d, out_dir=tmp_path, info=["iterations", "sparsity", "no_such_entry"])
+    run = run_eval(
+        two, configs, c3d, RunOptions(out_dir=tmp_path, info=["iterations", "sparsity", "no_such_entry"])
+    )
     records = read_records(run.files["results"])
     assert len(records) == 2
     for r in records:
@@ -460,13 +466,13 @@ def test_resume_after_a_kill_gives_the_same_summary(
             raise Killed
 
     with pytest.raises(Killed):
-        run_eval(data, configs, c3d, out_dir=tmp_path, progress=kill_after_five)
+        run_eval(data, configs, c3d, RunOptions(out_dir=tmp_path), progress=kill_after_five)
     results = tmp_path / "results.jsonl"
     text = results.read_bytes()
     results.write_bytes(text[: len(text) - 40])  # the last record half written when the kill came
     assert len(read_records(results)) == 4
 
-    resumed = run_eval(data, configs, c3d, out_dir=tmp_path)
+    resumed = run_eval(data, configs, c3d, RunOptions(out_dir=tmp_path))
     assert (resumed.skipped, resumed.written) == (4, VIDEOS * len(configs) - 4)
     assert _untimed(resumed.rows) == _untimed(reference.rows)
     assert _sorted(read_records(results)) == _sorted(read_records(reference.out_dir / "results.jsonl"))
@@ -477,7 +483,7 @@ def test_two_shards_merged_equal_one_run(
 ) -> None:
     dirs = [tmp_path / "s1", tmp_path / "s2"]
     for k, d in enumerate(dirs, 1):
-        run_eval(data, configs, c3d, out_dir=d, shard=(k, 2))
+        run_eval(data, configs, c3d, RunOptions(out_dir=d, shard=(k, 2)))
     sizes = [len(read_records(d / "results.jsonl")) for d in dirs]
     assert sum(sizes) == VIDEOS * len(configs) and min(sizes) > 0
     rows = merge(dirs, tmp_path / "merged")
@@ -493,7 +499,7 @@ def test_a_broken_video_fails_its_records_and_the_run_goes_on(
     (tmp_path / "still").mkdir()
     (tmp_path / "still" / "broken.mp4").write_bytes(b"not a video")
     data = load_dataset(tmp_path, c3d.labels)
-    run = run_eval(data, configs, c3d, out_dir=tmp_path / "out")
+    run = run_eval(data, configs, c3d, RunOptions(out_dir=tmp_path / "out"))
     assert run.failed == len(configs)
     records = read_records(tmp_path / "out" / "results.jsonl")
     assert all(r["status"] == "error" and "BadVideoError" in r["error"] for r in records)
@@ -504,7 +510,7 @@ def test_unknown_executor_is_a_usage_error(
     data: Dataset, configs: list[Config], c3d: ModelView, tmp_path: Path
 ) -> None:
     with pytest.raises(UsageError, match="expected --executor local or ray"):
-        run_eval(data, configs, c3d, out_dir=tmp_path, executor="dask")
+        run_eval(data, configs, c3d, RunOptions(out_dir=tmp_path, executor="dask"))
 
 
 # -- Ray -------------------------------------------------------------------------------------------
@@ -528,7 +534,7 @@ def ray_local():
 def test_ray_gives_the_same_records_as_local(
     ray_local, reference, tmp_path: Path, data: Dataset, configs: list[Config], c3d: ModelView
 ) -> None:
-    run = run_eval(data, configs, c3d, out_dir=tmp_path, executor="ray", chunk_size=2, threads=1)
+    run = run_eval(data, configs, c3d, RunOptions(out_dir=tmp_path, executor="ray", chunk_size=2, threads=1))
     assert run.written == VIDEOS * len(configs)
     assert _sorted(read_records(tmp_path / "results.jsonl")) == _sorted(
         read_records(reference.out_dir / "results.jsonl")
@@ -539,7 +545,7 @@ def test_ray_gives_the_same_records_as_local(
 
 def test_ray_gives_the_same_delivery_records_as_local(ray_local, delivered_run, tmp_path: Path, c3d) -> None:
     three, configs, run = delivered_run
-    ray_run = run_eval(three, configs, c3d, out_dir=tmp_path, executor="ray", threads=1)
+    ray_run = run_eval(three, configs, c3d, RunOptions(out_dir=tmp_path, executor="ray", threads=1))
     assert _sorted(read_records(tmp_path / "results.jsonl")) == _sorted(read_records(run.files["results"]))
     assert _untimed(ray_run.rows) == _untimed(run.rows)
 
@@ -567,7 +573,7 @@ def test_a_video_too_large_to_deliver_is_refused_before_its_attack(
     manifest = tmp_path / "one.csv"
     manifest.write_text(f"path,label\n{EXAMPLES / 'move_left_1.mp4'},move_left\n")
     one = load_dataset(manifest, c3d.labels)
-    run = run_eval(one, build_grid(["fgsm"], c3d, delivery=H264), c3d, out_dir=tmp_path / "out")
+    run = run_eval(one, build_grid(["fgsm"], c3d, delivery=H264), c3d, RunOptions(out_dir=tmp_path / "out"))
     (record,) = read_records(run.files["results"])
     assert record["status"] == "error" and "whole in memory" in record["error"]
     assert not attacks  # refused from the header, before the attack

@@ -239,3 +239,22 @@ def test_the_plot_names_the_model_and_the_dataset(one_run, tmp_path: Path, monke
     # a dataset path is text: no mathtext for its `$`
     plot_robust_accuracy(summarize_dir(out, write=False), tmp_path / "p.png", title="tiny-c3d on /d/$x$")
     assert titles == [("tiny-c3d on /d/$x$", False)]
+
+
+def test_robust_to_gives_the_iterative_attacks_40_steps_unless_steps_is_set(tmp_path, monkeypatch):
+    # What `eval --robust-to` hands run_eval, caught before any (slow, encoded) step runs.
+    seen: list[list[Any]] = []
+
+    def caught(data: Any, configs: Any, model: Any, options: Any, **kwargs: Any) -> Any:
+        seen.append(list(configs))
+        raise UsageError("caught")
+
+    monkeypatch.setattr("vidattack.eval.run_eval", caught)
+    robust = ["synthetic:1", "--robust-to", "h264:crf=23", "--out", tmp_path]
+    assert run(*robust, "--attack", "pgd-linf,fgsm").exit_code == 2
+    assert run(*robust, "--attack", "pgd-linf", "--steps", "3").exit_code == 2
+    assert run("synthetic:1", "--attack", "pgd-linf", "--out", tmp_path).exit_code == 2
+    [defaults, given, plain] = [[(c.attack, c.params.get("steps")) for c in configs] for configs in seen]
+    assert defaults == [("pgd-linf", 40), ("fgsm", None)]  # FGSM is one step by definition
+    assert given == [("pgd-linf", 3)]
+    assert plain[0][1] < 40  # without --robust-to, PGD keeps its own default

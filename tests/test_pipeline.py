@@ -197,7 +197,7 @@ def test_write_and_verify_judge_the_file_as_written(clip, toy, tmp_path):
 
 def test_render_draws_every_picture_and_reports_its_scale(clip, toy, tmp_path):
     from vidattack.pipeline.outputs import Outputs
-    from vidattack.pipeline.render import render
+    from vidattack.pipeline.render import RenderJob, render
     from vidattack.video import load_video
 
     video = load_video(clip)
@@ -207,14 +207,9 @@ def test_render_draws_every_picture_and_reports_its_scale(clip, toy, tmp_path):
     history = [{"step": 1.0, "loss": 2.0}, {"step": 2.0, "loss": 1.0}]
 
     rendered = render(
-        video,
-        adv,
-        perturbation_stats(video.frames, adv),
-        outputs,
-        history=history,
-        frame_predictions=None,
-        title="[bold]not markup",
-        overwrite=False,
+        RenderJob(
+            video, adv, perturbation_stats(video.frames, adv), outputs, history, title="[bold]not markup"
+        )
     )
 
     assert rendered.scale == 3

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import itertools
 import warnings
+from dataclasses import replace
 
 import pytest
 import torch
 from PIL import Image
 
 from vidattack.pipeline.outputs import Outputs
-from vidattack.pipeline.render import ROLES, render
+from vidattack.pipeline.render import ROLES, RenderJob, render
 from vidattack.pipeline.render.heatmap import (
     MIN_HEIGHT,
     HeatmapPainter,
@@ -114,18 +115,16 @@ def test_render_draws_only_the_pictures_asked_for(tmp_path):
     outputs = Outputs.for_stem(tmp_path, "s")
     history = [{"step": i, "loss": float(5 - i)} for i in range(5)]
     stats = perturbation_stats(clean, adv)
-    kwargs = {"history": history, "frame_predictions": None, "title": "s", "overwrite": False}
+    job = RenderJob(video, adv.clone(), stats, outputs, history, title="s")
 
-    rendered = render(video, adv.clone(), stats, outputs, which={"frames_plot"}, **kwargs)
+    rendered = render(job, which={"frames_plot"})
     assert set(rendered.paths) == {"frames_plot"} and not outputs.heatmap_video.exists()
-    everything = render(
-        video, adv.clone(), stats, outputs, sampled=[0, 1, 2, 3, 4], **{**kwargs, "overwrite": True}
-    )
+    everything = render(replace(job, adv=adv.clone(), sampled=[0, 1, 2, 3, 4], overwrite=True))
     assert set(everything.paths) == set(ROLES) and everything.scale == 200
     heat = load_video(outputs.heatmap_video)
     assert heat.height > 40 and heat.num_frames == 6
     with pytest.raises(ValueError, match="expected pictures among"):
-        render(video, adv.clone(), stats, outputs, which={"contact"}, **kwargs)
+        render(job, which={"contact"})
 
 
 def test_curves_plot_against_steps_or_queries_and_skip_constant_series(tmp_path):

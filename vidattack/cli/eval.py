@@ -4,7 +4,9 @@ A thin layer over `vidattack.eval`: parse the options, `load_dataset`, `build_gr
 `merge` for `--merge`), then print the summary rows through the one emitter. `--delivery SPEC`
 and `--robust-to SPEC` (`parse_delivery_options`, before anything runs, as `perturb` parses them) go
 to `build_grid`: every configuration then also judges each attacked video after that lossy encode
-("after delivery" in the table), or attacks through that encode ("robust to" in the table).
+("after delivery" in the table), or attacks through that encode ("robust to" in the table), with
+the iterative attacks' default steps raised as `perturb` raises them (`grid_steps`). The options
+travel as two values, `GridOptions` and `RunOptions` (`vidattack.eval.options`), built once here.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ if TYPE_CHECKING:
 
     from rich.console import Console
 
-    from vidattack.delivery import DeliverySpec
+    from vidattack.eval.options import GridOptions, RunOptions
     from vidattack.eval.summary import SummaryRow
 
 
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
 RobustTo = Annotated[
     str | None,
     d.robust_to_option(
+        "Raises the iterative attacks' default --steps to 40, as perturb does (the others keep theirs). "
         "Success too is judged on it; records count the real encodes. Part of each configuration "
         "(new rows beside runs without it)."
     ),
@@ -210,14 +213,16 @@ def eval_command(
             )
         if ray_address is not None and executor is not ExecutorName.ray:
             raise UsageError("--ray-address goes with --executor ray")
+        from vidattack.data.datasets import parse_shard
+        from vidattack.eval.options import GridOptions, RunOptions
+
         delivery_spec, robust_spec = d.parse_delivery_options(delivery, robust_to)
-        rows = _run(
-            inputs[0],
-            out,
-            attacks=split_list(attack) or ["pgd-linf"],
-            eps=parse_eps(eps),
+        attacks = split_list(attack) or ["pgd-linf"]
+        grid = GridOptions(
+            attacks,
+            eps=_budgets(parse_eps(eps), attacks),
             alpha=alpha,
-            steps=steps,
+            steps=grid_steps(attacks, steps, robust_to),
             settings=o.parse_sets(set_),
             targets=split_list(target) or ["untargeted"],
             seed=seed,
@@ -225,18 +230,18 @@ def eval_command(
             delivery=delivery_spec,
             robust_to=robust_spec,
             precision=o.checked_precision(precision, device),
-            model_args={"spec": model, "arch": arch, "labels": labels, "trust_checkpoint": trust_checkpoint},
-            run_args={
-                "executor": executor.value,
-                "ray_address": ray_address or "auto",
-                "save_outputs": outputs,
-                "threads": threads,
-            },
-            shard=shard,
-            device=device,
-            threads=threads,
-            show=show,
         )
+        run = RunOptions(
+            out,
+            executor=executor.value,
+            ray_address=ray_address or "auto",
+            shard=parse_shard(shard) if shard is not None else None,
+            device=device,  # resolved in `_run`, as the model is loaded
+            save_outputs=outputs,
+            threads=threads,
+        )
+        model_args = {"spec": model, "arch": arch, "labels": labels, "trust_checkpoint": trust_checkpoint}
+        rows = _run(inputs[0], model_args, grid, run, show=show)
     records = emit((r.to_dict() for r in rows), chosen, table=summary_table, key="rows")
     if chosen is not o.Format.table and show:
         from vidattack.cli.emit import stderr_console
@@ -279,38 +284,29 @@ def _budgets(eps: list[str] | dict[str, list[str]], attacks: Sequence[str]) -> A
     return {name: eps.get(name) or eps["*"] for name in attacks}
 
 
+def grid_steps(
+    attacks: Sequence[str], steps: str | None, robust_to: str | None
+) -> str | dict[str, str | None] | None:
+    """`--steps` as given, or (with `--robust-to` and no `--steps`) each attack's own: the iterative
+    ones raised to `ROBUST_STEPS` as `perturb` raises them, the others left at their defaults."""
+    own = {name: d.robust_steps(name, steps, robust_to) for name in attacks}
+    return steps if set(own.values()) == {steps} else own
+
+
 def _run(
-    dataset: str,
-    out: Path,
-    *,
-    attacks: list[str],
-    eps: list[str] | dict[str, list[str]],
-    alpha: str | None,
-    steps: str | None,
-    settings: dict[str, str],
-    targets: list[str],
-    seed: int,
-    stop_when_fooled: float | None,
-    delivery: DeliverySpec | None,
-    robust_to: DeliverySpec | None,
-    precision: str,
-    model_args: Mapping[str, Any],
-    run_args: Mapping[str, Any],
-    shard: str | None,
-    device: str,
-    threads: int,
-    show: bool,
+    dataset: str, model_args: Mapping[str, Any], grid: GridOptions, run: RunOptions, *, show: bool
 ) -> list[SummaryRow]:
+    from dataclasses import replace
+
     from vidattack.attacks.registry import attack_class
-    from vidattack.data.datasets import load_dataset, parse_shard
-    from vidattack.eval import build_grid, run_eval
+    from vidattack.data.datasets import load_dataset
+    from vidattack.eval import run_eval
     from vidattack.models import load_model
     from vidattack.models.capabilities import check_fits
     from vidattack.pipeline import resolve_device, set_cpu_threads
 
-    shard_kn = parse_shard(shard) if shard is not None else None
-    set_cpu_threads(threads)
-    dev = resolve_device(device)
+    set_cpu_threads(run.threads)
+    dev = resolve_device(run.device)
     view = load_model(
         model_args["spec"],
         arch=model_args["arch"],
@@ -318,50 +314,34 @@ def _run(
         trust_checkpoint=model_args["trust_checkpoint"],
         device=dev,
     )
-    for name in attacks:  # an ONNX model has no gradients: refused before any video is decoded
+    for name in grid.attacks:  # an ONNX model has no gradients: refused before any video is decoded
         check_fits(attack_class(name), view, view.name)
-    configs = build_grid(
-        attacks,
-        view,
-        eps=_budgets(eps, attacks),
-        alpha=alpha,
-        steps=steps,
-        settings=settings,
-        targets=targets,
-        seed=seed,
-        stop_when_fooled=stop_when_fooled,
-        delivery=delivery,
-        robust_to=robust_to,
-        precision=precision,
-    )
+    configs = grid.configs(view)
     data = load_dataset(dataset, view.labels)
     progress = o.progress_bars(show)
     start = time.perf_counter()
     with progress if progress is not None else nullcontext():
-        run = run_eval(
+        done = run_eval(
             data,
             configs,
             view,
-            out_dir=out,
-            shard=shard_kn,
-            device=str(dev),
-            progress=_ticker(progress, f"eval {out}"),
-            **run_args,
+            replace(run, device=str(dev)),
+            progress=_ticker(progress, f"eval {run.out_dir}"),
         )
     if show:
         from rich.text import Text
 
         from vidattack.cli.emit import stderr_console
 
-        failed = f", {run.failed} failed" if run.failed else ""
+        failed = f", {done.failed} failed" if done.failed else ""
         stderr_console().print(
             Text(
-                f"{run.written} records written, {run.skipped} already in {run.files['results']}{failed} "
-                f"({time.perf_counter() - start:.1f}s); summary in {run.files['md']}, page {run.files['html']}"
+                f"{done.written} records written, {done.skipped} already in {done.files['results']}{failed} "
+                f"({time.perf_counter() - start:.1f}s); summary in {done.files['md']}, page {done.files['html']}"
             ),
             soft_wrap=True,
         )
-    return run.rows
+    return done.rows
 
 
 def _merge(dirs: list[str], out: Path | None) -> list[SummaryRow]:

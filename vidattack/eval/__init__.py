@@ -2,15 +2,17 @@
 
     from vidattack import load_model
     from vidattack.data.datasets import load_dataset
-    from vidattack.eval import build_grid, run_eval
+    from vidattack.eval import RunOptions, build_grid, run_eval
 
     model = load_model("tiny-c3d")
     data = load_dataset("synthetic:10", model.labels)
     configs = build_grid(["pgd-linf", "multav-linf"], model, eps=["1/255", "2/255"])
-    run = run_eval(data, configs, model, out_dir="runs/x")   # executor="ray", shard=(1, 2)
+    run = run_eval(data, configs, model, RunOptions(out_dir="runs/x"))   # executor="ray", shard=(1, 2)
     run.rows                                                  # one SummaryRow per configuration
 
-Modules: `grid` (configurations and keys), `records` (results.jsonl), `worker` (one video),
+`GridOptions(attacks, eps=...).configs(model)` is `build_grid` from one value, as the command builds it.
+
+Modules: `options` (`GridOptions`, `RunOptions`), `grid` (configurations and keys), `records` (results.jsonl), `worker` (one video),
 `executors` (local, Ray), `run` (the driver), `summary` (tables, files, plot, merge of shards).
 
 The command is `vidattack eval` (`vidattack/cli/eval.py`): it parses DATASET and the options and
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 from vidattack.eval.executors import LocalExecutor, RayExecutor, get_executor
 from vidattack.eval.grid import Config, build_grid
+from vidattack.eval.options import GridOptions, RunOptions
 from vidattack.eval.records import read_records
 from vidattack.eval.run import EvalRun, run_eval
 from vidattack.eval.summary import SummaryRow, merge, summarize_dir
@@ -45,8 +48,10 @@ from vidattack.eval.worker import WorkOptions
 __all__ = [
     "Config",
     "EvalRun",
+    "GridOptions",
     "LocalExecutor",
     "RayExecutor",
+    "RunOptions",
     "SummaryRow",
     "WorkOptions",
     "build_grid",

@@ -181,7 +181,7 @@ def build_grid(
     *,
     eps: Sequence[str] | Mapping[str, Sequence[str]] = (),
     alpha: str | None = None,
-    steps: str | None = None,
+    steps: str | Mapping[str, str | None] | None = None,
     settings: Mapping[str, str] | None = None,
     targets: Sequence[str] = (UNTARGETED,),
     seed: int = 0,
@@ -195,7 +195,9 @@ def build_grid(
     `eps` are budget texts (`"1/255"`), each meaning the attack's own budget parameter (`eps_m`, a
     ratio, for MultAV); empty means the attacks' defaults. Attacks whose budgets live on different
     scales get their own lists from a mapping, `{"pgd-linf": ["1/255"], "multav-linf": ["1.02"]}`
-    (an attack missing from it keeps its default budget). `settings` (`--set k=v`) apply to every attack that takes `k`; a key no
+    (an attack missing from it keeps its default budget). `steps` is one text for every attack, or a
+    mapping from attack to its own (`vidattack eval --robust-to` raises only the iterative attacks'
+    default). `settings` (`--set k=v`) apply to every attack that takes `k`; a key no
     listed attack takes is an error, as is any value an attack refuses. `stop_when_fooled` (a
     log-probability margin) stops the attacks that can stop early once a video is fooled; the others
     run every step, and none of them being able to is an error rather than a silent no-op.
@@ -243,10 +245,11 @@ def build_grid(
         mine = {k: v for k, v in settings.items() if k in own}
         stop = stop_when_fooled if classes[name].stops_when_fooled else None
         texts = eps.get(name, ()) if isinstance(eps, Mapping) else eps
+        my_steps = steps.get(name) if isinstance(steps, Mapping) else steps
         budgets: list[str | None] = list(texts) or [None]
         for budget in budgets:
             try:
-                instance = attack_with_budget(name, mine, parse_budget(budget, alpha, steps))
+                instance = attack_with_budget(name, mine, parse_budget(budget, alpha, my_steps))
             except BadParameterError as e:
                 where = f"--eps {budget} for {name}" if budget is not None else name
                 raise BadParameterError(f"{where}: {e}") from None
@@ -261,7 +264,7 @@ def build_grid(
                     budget=budget,
                     settings=mine,
                     alpha=alpha,
-                    steps=steps,
+                    steps=my_steps,
                     stop_when_fooled=stop,
                     delivery=delivery,
                     robust_to=robust_to,

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vidattack.errors import UsageError, VidattackError
-from vidattack.eval.executors import Executor, get_executor
+from vidattack.eval.executors import get_executor
 from vidattack.eval.grid import Config
 from vidattack.eval.records import (
     RESULTS_NAME,
@@ -32,6 +32,7 @@ from vidattack.eval.worker import WorkOptions
 if TYPE_CHECKING:
     from vidattack.attacks.context import StepFn
     from vidattack.data.datasets import Dataset, Item
+    from vidattack.eval.options import RunOptions
     from vidattack.models.view import ModelView
 
 log = logging.getLogger("vidattack")
@@ -55,29 +56,17 @@ def run_eval(
     dataset: Dataset,
     configs: Sequence[Config],
     model: ModelView,
+    options: RunOptions,
     *,
-    out_dir: str | Path,
-    executor: str | Executor = "local",
-    ray_address: str | None = "auto",
-    shard: tuple[int, int] | None = None,
-    device: str = "cpu",
-    verify: bool = True,
-    save_outputs: bool = False,
-    attack_misclassified: bool = False,
-    chunk_size: int = 1,
-    threads: int = 0,
-    fsync_every: int = 16,
-    info: Sequence[str] = (),
     progress: StepFn | None = None,
 ) -> EvalRun:
-    """Run every configuration on every video of `dataset` (or of its shard `(K, N)`) into `out_dir`.
+    """Run every configuration on every video of `dataset` (or of its shard `options.shard`) into
+    `options.out_dir` (`RunOptions` says what each option does).
 
     Writes `results.jsonl` (one record per configuration and video, appended as they finish),
     `configs.json`, and the summary (`summary.csv`, `summary.json`, `summary.md`,
-    `robust_accuracy.png`). `executor` is `"local"`, `"ray"` (joining `ray_address`, see
-    `RayExecutor`) or an executor object. `save_outputs` keeps the adversarial videos under
-    `OUT/videos/KEY/`. `progress(done, total)` is called per record (done counts skipped ones).
-    `info` names entries of the attack's `result.info` that each record keeps under `info`
+    `robust_accuracy.png`). `progress(done, total)` is called per record (done counts skipped ones).
+    `options.info` names entries of the attack's `result.info` that each record keeps under `info`
     (sparse's `iterations`, V-BAD's `final_eps`): records already in OUT keep what they had.
     Configurations with a `delivery` (`build_grid(delivery=...)`) encode the written lossless file
     again, so they need `verify`; their videos are kept as `ID.delivery.mp4` with `save_outputs`.
@@ -87,14 +76,14 @@ def run_eval(
             without `verify`.
     """
     start = time.perf_counter()
-    _check(configs, verify=verify, chunk_size=chunk_size)
-    out = Path(out_dir)
+    _check(configs, verify=options.verify, chunk_size=options.chunk_size)
+    out = Path(options.out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise VidattackError(f"cannot create the output folder {out}: {e.strerror}") from None
-    if shard is not None:
-        dataset = dataset.shard(*shard)
+    if options.shard is not None:
+        dataset = dataset.shard(*options.shard)
 
     known = read_configs(out)
     for c in configs:
@@ -106,24 +95,24 @@ def run_eval(
     results = out / RESULTS_NAME
     done = done_pairs(read_records(results))
     total = len(dataset) * len(configs)
-    chunks, skipped = _chunks(dataset, configs, done, chunk_size)
+    chunks, skipped = _chunks(dataset, configs, done, options.chunk_size)
     log.info("%d of %d records already in %s", skipped, total, results)
 
-    options = WorkOptions(
-        device=device,
-        verify=verify,
-        outputs=str(out / "videos") if save_outputs else None,
-        attack_misclassified=attack_misclassified,
-        threads=threads,
-        info=tuple(info),
+    work = WorkOptions(
+        device=options.device,
+        verify=options.verify,
+        outputs=str(out / "videos") if options.save_outputs else None,
+        attack_misclassified=options.attack_misclassified,
+        threads=options.threads,
+        info=tuple(options.info),
     )
-    runner = get_executor(executor, address=ray_address)
+    runner = get_executor(options.executor, address=options.ray_address)
     written = failed = 0
     counted = skipped
     if progress is not None:
         progress(counted, total)
-    with ResultsWriter(results, fsync_every=fsync_every) as writer:
-        for records in runner.map(model, chunks, options):
+    with ResultsWriter(results, fsync_every=options.fsync_every) as writer:
+        for records in runner.map(model, chunks, work):
             for rec in records:
                 writer.write(rec)
                 written += 1

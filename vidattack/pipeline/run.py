@@ -269,7 +269,7 @@ class Runner:
     def _render(
         self, job: Job, verified: Verified, outcome: AttackOutcome, clean: str, adversarial: str
     ) -> dict[str, Path]:
-        from vidattack.pipeline.render import curve_names, render
+        from vidattack.pipeline.render import RenderJob, curve_names, render
 
         wanted = self.spec.pictures
         pictures = [r for r in job.outputs.pictures() if wanted is None or r in wanted]
@@ -279,7 +279,7 @@ class Runner:
         target = None if job.target is None else self.view.label_of(job.target)
         job.tell("rendering", 0, None, "pictures")
         with timed(job.timing, "heatmaps"):
-            rendered = render(
+            drawn = RenderJob(
                 job.video,
                 verified.comparison.written,
                 verified.stats,
@@ -288,14 +288,13 @@ class Runner:
                 frame_predictions=verified.frame_predictions,
                 title=f"{literal(Path(job.name).name)}: {clean} -> {adversarial} ({atk.name})",
                 overwrite=True,
-                which=pictures,
                 x_axis="step" if atk.white_box else "queries",
                 attack=atk.name,
                 sampled=job.sampled.plan.frame_ids,
-                progress=job.tell.counter("rendering", "pictures"),
                 curve_labels=curve_names(atk.name, clean, target),
                 fooled=adversarial != clean if target is None else adversarial == target,
             )
+            rendered = render(drawn, which=pictures, progress=job.tell.counter("rendering", "pictures"))
         return rendered.paths
 
     def _report(

@@ -5,7 +5,7 @@
     run_attack(sampled, attack, target, seed, progress) -> AttackOutcome   # pure tensors
     write(frames, sampled, outcome, path, overwrite) -> Path       # lossless file, streamed, atomic
     verify(frames, written, sampled, view, ...) -> Verified        # decode what was written once
-    render(frames, comparison.written, stats, outputs, ...)        # heatmaps and plots (render/)
+    render(RenderJob(frames, comparison.written, stats, outputs, ...))  # heatmaps, plots (render/)
 
 Memory is bounded before decoding: `decode` plans the model's frames on the container's declared
 frame count and refuses (one line, `BadVideoError`) a video whose sample would not fit `max_memory`;

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ROLES",
     "HeatmapPainter",
+    "RenderJob",
     "Rendered",
     "contact_sheet",
     "curve_names",
@@ -91,35 +92,113 @@ class Rendered:
     seconds: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
-def render(
-    clean: Frames,
-    adv: Frames | Tensor,
-    stats: dict[str, Any],
-    outputs: Outputs,
-    *,
-    history: Sequence[dict[str, float]],
-    frame_predictions: dict[str, Any] | None,
-    title: str,
-    overwrite: bool,
-    which: Collection[str] | None = None,
-    x_axis: str = "step",
-    attack: str = "",
-    sampled: Collection[int] | None = None,
-    progress: StepFn | None = None,
-    curve_labels: Mapping[str, str] | None = None,
-    fooled: bool | None = None,
-) -> Rendered:
-    """Draw the pictures named in `which` (default: all of `ROLES`) of the written video `adv` against
-    `clean`: contact sheet, per-frame chart, the attack's curve (when it has one, against `x_axis`:
-    "step" for white-box attacks, "queries" for black-box ones) and the heatmap video.
+@dataclass(frozen=True)
+class RenderJob:
+    """What `render` draws from: the source video `clean` (`decode`'s `SampledFrames`, or a whole
+    `Video`) and the written one `adv` (`Comparison.written`, a `Video`, or its frames `(T, H, W, 3)`
+    uint8 when `clean` is a `Video`); the perturbation's measures `stats` (`Comparison.stats()` or
+    `perturbation_stats`: the key frames and the colour scale come from them); where the pictures go
+    (`outputs`); the attack's `history` and its curve's `x_axis` ("step" for white-box attacks,
+    "queries" for black-box ones), `attack` (which picks a caption for curves that need one), the
+    model's `frame_predictions`, the pictures' `title`, whether the heatmap video may `overwrite`,
+    the frames the model looks at (`sampled`; others are shown as such), the curve's y-axis names
+    (`curve_labels`, from `curve_names`: the objective and its class) and whether the written video
+    fools the model (`fooled`, which completes the curve's caption)."""
 
-    `clean` is the source video (`decode`'s `SampledFrames`, or a whole `Video`); `adv` the written
-    one (`Comparison.written`, a `Video`, or its frames `(T, H, W, 3)` uint8 when `clean` is a `Video`).
-    `stats` are the perturbation's measures (`Comparison.stats()` or `perturbation_stats`): the key
-    frames and the colour scale come from them. `sampled` are the frames the model looks at (others
-    are shown as such); `attack` picks a caption for curves that need one; `curve_labels` name the
-    curve's y axes (`curve_names`: the objective and its class) and `fooled` (does the written video
-    fool the model) completes its caption; `progress(done, total)` is called after each picture.
+    clean: Frames
+    adv: Frames | Tensor
+    stats: dict[str, Any]
+    outputs: Outputs
+    history: Sequence[dict[str, float]] = ()
+    frame_predictions: dict[str, Any] | None = None
+    title: str = ""
+    overwrite: bool = False
+    x_axis: str = "step"
+    attack: str = ""
+    sampled: Collection[int] | None = None
+    curve_labels: Mapping[str, str] | None = None
+    fooled: bool | None = None
+
+
+@dataclass
+class _Drawing:
+    """One `render` call's shared state: the job (with `adv` as frames the drawers can read), the
+    colour scale, the contact sheet's key frames and the frames kept for it on the way."""
+
+    job: RenderJob
+    adv: Frames
+    scale: int
+    shown: list[int]
+    kept: dict[int, tuple[Tensor, Tensor]] = dataclasses.field(default_factory=dict)
+
+
+def _draw_contact_sheet(d: _Drawing, path: Path) -> bool:
+    if not d.kept:  # the heatmap video's pass keeps them when it ran first
+        d.kept = frames_at(d.job.clean, d.adv, d.shown)
+    contact_sheet(
+        path,
+        {f: c for f, (c, _) in d.kept.items()},
+        {f: a for f, (_, a) in d.kept.items()},
+        d.shown,
+        title=d.job.title,
+        sampled=d.job.sampled,
+        num_frames=d.job.clean.num_frames,
+    )
+    return True
+
+
+def _draw_frames_plot(d: _Drawing, path: Path) -> bool:
+    job = d.job
+    per_frame_chart(
+        path,
+        job.stats["per_frame_map"],
+        frame_predictions=job.frame_predictions,
+        sampled=job.sampled,
+        title=job.title,
+        linf=job.stats["linf"],
+    )
+    return True
+
+
+def _draw_curve_plot(d: _Drawing, path: Path) -> bool:
+    job = d.job  # an attack without a history (or a flat one) has no curve
+    return history_chart(
+        path,
+        job.history,
+        x=job.x_axis,
+        title=job.title,
+        note=CURVE_NOTES.get(job.attack),
+        names=job.curve_labels,
+        fooled=job.fooled,
+    )
+
+
+def _draw_heatmap_video(d: _Drawing, path: Path) -> bool:
+    job = d.job
+    d.kept = heatmap_video(
+        job.clean, d.adv, path, d.scale, job.sampled, overwrite=job.overwrite, keep=d.shown, title=job.title
+    )
+    return True
+
+
+#: How each picture role of `OUTPUT_FILES` is drawn: `(state, path) -> whether a file was written`.
+DRAWERS: dict[str, Callable[[_Drawing, Path], bool]] = {
+    "heatmap_png": _draw_contact_sheet,
+    "frames_plot": _draw_frames_plot,
+    "curve_plot": _draw_curve_plot,
+    "heatmap_video": _draw_heatmap_video,
+}
+if set(DRAWERS) != set(ROLES):  # a new picture row in the outputs table needs its drawer here
+    raise ImportError(f"render draws {sorted(DRAWERS)}, the outputs table declares {sorted(ROLES)}")
+
+
+def render(
+    job: RenderJob, *, which: Collection[str] | None = None, progress: StepFn | None = None
+) -> Rendered:
+    """Draw the pictures named in `which` (default: all of `ROLES`) of `job`'s written video against
+    its clean one (`RenderJob` says what each field is), each by its role's function in `DRAWERS`:
+    contact sheet, per-frame chart, the attack's curve (when it has one) and the heatmap video.
+    `progress(done, total)` is called after each picture.
     """
     wanted = [r for r in ROLES if which is None or r in which]
     unknown = set(which or ()) - set(ROLES)
@@ -127,66 +206,23 @@ def render(
         raise ValueError(f"expected pictures among {', '.join(ROLES)}, got {', '.join(sorted(unknown))}")
     from vidattack.video import Video
 
+    adv = job.adv
     if isinstance(adv, Tensor):
-        if not isinstance(clean, Video):
+        if not isinstance(job.clean, Video):
             raise ValueError("expected the written video as decoded frames only beside a whole clean Video")
-        adv = clean.with_frames(adv)
-    scale = max(round(stats["linf"] * 255), 1)  # the largest change in levels, as magnitude_scale
-    per_frame = stats["per_frame_map"]
-    shown = key_frames(per_frame) if "heatmap_png" in wanted else []
+        adv = job.clean.with_frames(adv)
+    scale = max(round(job.stats["linf"] * 255), 1)  # the largest change in levels, as magnitude_scale
+    shown = key_frames(job.stats["per_frame_map"]) if "heatmap_png" in wanted else []
+    drawing = _Drawing(job, adv, scale, shown)
     # the heatmap video goes first: the pass that paints it also keeps the contact sheet's frames
     order = sorted(wanted, key=lambda r: r != "heatmap_video")
-    kept: dict[int, tuple[Tensor, Tensor]] = {}
     paths: dict[str, Path] = {}
     seconds: dict[str, float] = {}
     for done, role in enumerate(order, start=1):
         start = time.perf_counter()
-        if role == "heatmap_png":
-            if not kept:
-                kept = frames_at(clean, adv, shown)
-            contact_sheet(
-                outputs.heatmap_png,
-                {f: c for f, (c, _) in kept.items()},
-                {f: a for f, (_, a) in kept.items()},
-                shown,
-                title=title,
-                sampled=sampled,
-                num_frames=clean.num_frames,
-            )
-            paths[role] = outputs.heatmap_png
-        elif role == "frames_plot":
-            per_frame_chart(
-                outputs.frames_plot,
-                per_frame,
-                frame_predictions=frame_predictions,
-                sampled=sampled,
-                title=title,
-                linf=stats["linf"],
-            )
-            paths[role] = outputs.frames_plot
-        elif role == "curve_plot":
-            if history_chart(
-                outputs.curve_plot,
-                history,
-                x=x_axis,
-                title=title,
-                note=CURVE_NOTES.get(attack),
-                names=curve_labels,
-                fooled=fooled,
-            ):
-                paths[role] = outputs.curve_plot
-        elif role == "heatmap_video":
-            kept = heatmap_video(
-                clean,
-                adv,
-                outputs.heatmap_video,
-                scale,
-                sampled,
-                overwrite=overwrite,
-                keep=shown,
-                title=title,
-            )
-            paths[role] = outputs.heatmap_video
+        path = job.outputs.path(role)
+        if DRAWERS[role](drawing, path):
+            paths[role] = path
         seconds[role] = time.perf_counter() - start
         if progress is not None:
             progress(done, len(order))
