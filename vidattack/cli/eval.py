@@ -373,11 +373,11 @@ def _ticker(progress: Any, description: str) -> Callable[[int, int], None] | Non
 
 
 def summary_table(rows: list[Record], console: Console) -> None:
-    """One row per configuration, the columns of `vidattack.eval.summary.COLUMNS` (rates in %; the
+    """One row per configuration, the columns of `vidattack.eval.rows.COLUMNS` (rates in %; the
     delivery and robust-to ones only when a row has one)."""
     from rich.table import Table
 
-    from vidattack.eval.summary import SummaryRow, format_cell, shown_columns
+    from vidattack.eval.rows import SummaryRow, format_cell, shown_columns
 
     typed = [SummaryRow(**r) for r in rows]
     # Columns that say nothing in this grid (no --set, no target modes) are left out, and the median

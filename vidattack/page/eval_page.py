@@ -23,9 +23,9 @@ CASES = 5
 def render_summary_page(
     out_dir: Path, rows: Sequence[Any], records: Sequence[Mapping[str, Any]], *, plot: Path | None = None
 ) -> str:
-    """The HTML of an eval's summary page. `rows` are `vidattack.eval.summary.SummaryRow`s, `records`
+    """The HTML of an eval's summary page. `rows` are `vidattack.eval.rows.SummaryRow`s, `records`
     the records they were summarised from, `plot` the robust-accuracy picture (when drawn)."""
-    from vidattack.eval.summary import format_cell, shown_columns
+    from vidattack.eval.rows import format_cell, shown_columns
 
     out_dir = Path(out_dir)
     columns = shown_columns(rows)
@@ -74,7 +74,7 @@ def write_summary_page(
 
 
 def _cases(out_dir: Path, row: Any, records: Sequence[Mapping[str, Any]]) -> str:
-    from vidattack.eval.summary import line_name
+    from vidattack.eval.rows import line_name
 
     mine = [x for x in records if x.get("key") == row.key and x.get("status") == "ok" and x.get("attacked")]
     # judged where the configuration's attack ends: after delivery when it has one
