@@ -30,16 +30,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from vidattack.page.browser import CHROMIUM_ARGS
+
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ["move_left", "move_right", "move_up", "move_down", "rotate_cw", "rotate_ccw", "zoom_in", "still"]
-BROWSER_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 
 
 def one_real_run(folder: Path) -> Path:
@@ -86,7 +80,7 @@ def measure(page: Path, repeat: int) -> dict[str, float]:
     }
     requests = 0
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=BROWSER_ARGS)
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         for _ in range(repeat):
             tab = browser.new_page(viewport={"width": 1280, "height": 900})
             tab.goto(page.as_uri(), wait_until="load")

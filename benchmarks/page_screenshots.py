@@ -15,14 +15,7 @@ import argparse
 import shutil
 from pathlib import Path
 
-BROWSER_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
+from vidattack.page.browser import CHROMIUM_ARGS
 
 
 def main() -> None:
@@ -42,7 +35,7 @@ def main() -> None:
         raise SystemExit("no Chromium installed (apt-get install chromium)")
     args.out.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=BROWSER_ARGS)
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         tab = browser.new_page(viewport={"width": 1280, "height": 1000})
         tab.goto((args.run / "index.html").as_uri())
         tab.screenshot(path=str(args.out / "run-page.png"))

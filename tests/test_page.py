@@ -21,18 +21,11 @@ from typer.testing import CliRunner
 from vidattack.cli import app
 from vidattack.eval.summary import write_summary
 from vidattack.page import PageUpdater, render_run_page, write_run_page
+from vidattack.page.browser import CHROMIUM_ARGS
 from vidattack.pipeline.outputs import is_own_output
 
 HOSTILE = "<img src=x onerror=document.title='pwned'>.mp4"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-BROWSER_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +132,7 @@ def browser() -> Iterator[object]:
         "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
     )
     with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b
         b.close()
 

@@ -39,15 +39,18 @@ Inputs = Annotated[
         show_default=False,
     ),
 ]
+# What --model takes in every command; perturb's adds the deployed models (`RemoteModel`).
+_MODEL_KINDS = (
+    "a bundled name (see `vidattack models`), ARCH:WEIGHTS, a TorchScript or .safetensors file, "
+    "torchvision:ARCH, a HuggingFace folder, or a .onnx file (scores only)"
+)
 Model = Annotated[
     str | None,
     typer.Option(
         "--model",
         "-m",
         metavar="SPEC",
-        help="The model: a bundled name (see `vidattack models`), ARCH:WEIGHTS, a TorchScript or "
-        ".safetensors file, torchvision:ARCH, a HuggingFace folder, or a .onnx file (scores only). "
-        "Default: tiny-c3d.",
+        help=f"The model: {_MODEL_KINDS}. Default: tiny-c3d.",
     ),
 ]
 Arch = Annotated[
@@ -283,8 +286,7 @@ RemoteModel = Annotated[
         "--model",
         "-m",
         metavar="SPEC",
-        help="The model: a bundled name (see `vidattack models`), ARCH:WEIGHTS, a TorchScript or "
-        ".safetensors file, torchvision:ARCH, or a deployed model: http(s)://HOST/PATH or 'cmd:COMMAND {}'. "
+        help=f"The model: {_MODEL_KINDS}; or a deployed model: http(s)://HOST/PATH or 'cmd:COMMAND {{}}'. "
         "Default: tiny-c3d.",
     ),
 ]
