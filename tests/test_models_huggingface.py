@@ -24,6 +24,8 @@ transformers = pytest.importorskip("transformers", reason="the [hf] extra (in [t
 #: The bundled examples' classes, so that the tiny models can be evaluated on examples/labels.csv.
 CLASSES = ["flash", "move_down", "move_left", "move_right", "move_up"]
 SMALL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+#: The architectures tested, each built tiny by `save_tiny`.
+KINDS = ("videomae", "timesformer", "vivit", "vjepa2", "videoprism")
 runner = CliRunner()
 
 
@@ -50,8 +52,16 @@ def save_tiny(folder: Path, kind: str) -> Path:
         )  # fmt: skip
         model, proc = t.VJEPA2ForVideoClassification, t.VJEPA2VideoProcessor
         sizes = {"crop_size": 112}
+    elif kind == "videoprism":  # 16x16 tubelets at 112 (its 18x18 do not tile 112); frames in [0, 1]
+        config = t.VideoPrismVisionConfig(
+            image_size=112, num_frames=16, tubelet_size=[1, 16, 16], num_spatial_layers=1, num_temporal_layers=1,
+            **{k: v for k, v in SMALL.items() if k != "num_hidden_layers"}, **labels,
+        )  # fmt: skip
+        # VideoPrism's video processor, set as the hub's: an exact resize (no crop), no normalisation
+        model, proc = t.VideoPrismForVideoClassification, t.LlavaOnevisionVideoProcessor
+        sizes = {"size": {"height": 112, "width": 112}, "do_normalize": False}
     else:
-        raise ValueError(f"expected videomae, timesformer, vivit or vjepa2, got {kind}")
+        raise ValueError(f"expected one of {', '.join(KINDS)}, got {kind}")
     torch.manual_seed(0)
     model(config).eval().save_pretrained(folder)
     proc(**sizes).save_pretrained(folder)
@@ -61,7 +71,7 @@ def save_tiny(folder: Path, kind: str) -> Path:
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("hf")
-    return {kind: save_tiny(root / kind, kind) for kind in ("videomae", "timesformer", "vivit", "vjepa2")}
+    return {kind: save_tiny(root / kind, kind) for kind in KINDS}
 
 
 def invoke(*args: Any) -> Any:
@@ -80,7 +90,7 @@ def processor_probabilities(folder: Path, frames: torch.Tensor) -> torch.Tensor:
     model = transformers.AutoModelForVideoClassification.from_pretrained(folder).eval()
     batch = processor(frames, return_tensors="pt")
     with torch.no_grad():
-        return model(**batch).logits.softmax(-1)[0]
+        return model(**batch).logits.flatten(1).softmax(-1)[0]  # VideoPrism's logits are (B, 1, K)
 
 
 def decoded_sampled_frames(folder: Path, clip: Path) -> torch.Tensor:
@@ -93,7 +103,7 @@ def decoded_sampled_frames(folder: Path, clip: Path) -> torch.Tensor:
     return video.frames[ids].permute(0, 3, 1, 2)
 
 
-@pytest.mark.parametrize("kind", ["videomae", "timesformer", "vivit", "vjepa2"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_predict_on_a_folder_matches_the_transformers_processor(folders, example_clip, kind) -> None:
     folder = folders[kind]
     (got,) = records(invoke("predict", example_clip, "-m", folder, "--top-k", 5, "--format", "json"))
@@ -131,7 +141,7 @@ def test_a_folder_is_a_differentiable_model_with_its_labels_and_preprocessing(fo
     assert x.grad is not None and x.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("kind", ["videomae", "timesformer", "vivit", "vjepa2"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_pgd_fools_each_architecture_within_its_budget_on_the_written_file(
     folders, example_clip, tmp_path, kind
 ):
