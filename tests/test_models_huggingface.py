@@ -157,11 +157,12 @@ def test_pgd_fools_each_architecture_within_its_budget_on_the_written_file(
     assert (out / f"{example_clip.stem}.adv.mp4").is_file()
 
 
-def test_batch_size_and_eval_work_on_a_folder(folders, example_clips, tmp_path) -> None:
+@pytest.mark.parametrize("kind", ["timesformer", "videoprism"])
+def test_batch_size_and_eval_work_on_a_folder(folders, example_clips, tmp_path, kind) -> None:
     clips = [c for c in example_clips if c.stem.rsplit("_", 1)[0] in CLASSES][:2]
     batched = records(
         invoke(
-            "perturb", *clips, "-m", folders["timesformer"], "--eps", "4/255", "--steps", 3,
+            "perturb", *clips, "-m", folders[kind], "--eps", "4/255", "--steps", 3,
             "--batch-size", 2, "--out", tmp_path / "out", "--outputs", "report", "--format", "json",
         )
     )  # fmt: skip
@@ -171,7 +172,7 @@ def test_batch_size_and_eval_work_on_a_folder(folders, example_clips, tmp_path) 
     rows = records(
         key="rows",
         result=invoke(
-            "eval", data, "-m", folders["timesformer"], "-a", "pgd-linf", "--eps", "4/255", "--steps", 3,
+            "eval", data, "-m", folders[kind], "-a", "pgd-linf", "--eps", "4/255", "--steps", 3,
             "--out", tmp_path / "eval", "--format", "json",
         )
     )  # fmt: skip
@@ -254,3 +255,91 @@ def test_a_half_precision_folder_is_attacked_in_float32(folders, tmp_path) -> No
     with torch.no_grad():
         got, want = view.bind(view.plan(16))(x).exp(), full.bind(full.plan(16))(x).exp()
     assert (got - want).abs().max() < 1e-2  # the weights rounded to float16, nothing else
+
+
+def copy_folder(src: Path, dst: Path, *names: str) -> Path:
+    """`dst` holding copies of the files `names` of `src`."""
+    dst.mkdir()
+    for name in names:
+        (dst / name).write_bytes((src / name).read_bytes())
+    return dst
+
+
+def test_a_whole_videoprism_processor_is_read_for_its_video_part_without_the_tokenizer(
+    folders, tmp_path
+) -> None:
+    # VideoPrismProcessor (video processor + tokenizer) saves one processor_config.json, the video
+    # processor's settings nested in it, beside the tokenizer's files; a classifier needs only the first
+    source = folders["videoprism"]
+    folder = copy_folder(source, tmp_path / "whole", "config.json", "model.safetensors")
+    video_processor = transformers.AutoVideoProcessor.from_pretrained(source)
+    transformers.VideoPrismProcessor(video_processor, transformers.VideoPrismTokenizer()).save_pretrained(
+        folder
+    )
+    assert not (folder / "video_preprocessor_config.json").exists()
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (folder / name).unlink()
+    (info,) = records(invoke("models", folder, "--format", "json"))
+    assert info["processor"] == "processor_config.json"
+    view, plain = load_model(str(folder)), load_model(str(source))
+    assert view.preprocess == plain.preprocess
+    assert (view.preprocess.resize, view.preprocess.crop, view.preprocess.std) == (
+        (112, 112),
+        None,
+        (1.0,) * 3,
+    )
+    x = torch.rand(1, 16, 3, 112, 112)
+    with torch.no_grad():
+        assert torch.equal(view.bind(view.plan(16))(x), plain.bind(plain.plan(16))(x))
+
+
+def test_videoprism_squashes_frames_to_its_exact_size_as_transformers_does(folders, tmp_path) -> None:
+    # its processor resizes both sides to 112 (a 123x171 frame is squashed, not cropped); the hub's
+    # file says bicubic, which the view does as bilinear and says so, so the exact comparison is made
+    # on a copy whose file says bilinear
+    source = folders["videoprism"]
+    assert load_model(str(source)).notes == ["the processor's resample 3 is done as bilinear (antialiased)"]
+    folder = copy_folder(source, tmp_path / "bilinear", "config.json", "model.safetensors")
+    proc = json.loads((source / "video_preprocessor_config.json").read_text())
+    (folder / "video_preprocessor_config.json").write_text(json.dumps({**proc, "resample": 2}))
+    frames = torch.randint(0, 256, (16, 3, 123, 171), generator=torch.Generator().manual_seed(0)).float()
+    want = processor_probabilities(folder, frames)
+    view = load_model(str(folder))
+    with torch.no_grad():
+        got = view.bind(view.plan(16))(frames[None] / 255).exp()[0]
+    assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_a_videoprism_processor_of_another_size_is_refused_at_load(folders, example_clip, tmp_path) -> None:
+    source = folders["videoprism"]
+    folder = copy_folder(source, tmp_path / "96", "config.json", "model.safetensors")
+    proc = json.loads((source / "video_preprocessor_config.json").read_text())
+    (folder / "video_preprocessor_config.json").write_text(
+        json.dumps({**proc, "size": {"height": 96, "width": 96}})
+    )
+    result = invoke("predict", example_clip, "-m", folder)
+    assert result.exit_code == 2
+    assert "resizes to 96x96, but config.json expects 112x112 frames" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_videoprism_encoder_without_a_classifier_head_is_refused(folders, example_clip, tmp_path) -> None:
+    source = folders["videoprism"]
+    config = transformers.AutoConfig.from_pretrained(source)
+    transformers.VideoPrismVisionModel(config).save_pretrained(tmp_path / "encoder")
+    (tmp_path / "encoder" / "video_preprocessor_config.json").write_bytes(
+        (source / "video_preprocessor_config.json").read_bytes()
+    )
+    result = invoke("predict", example_clip, "-m", tmp_path / "encoder")
+    assert result.exit_code == 2
+    assert "expected a video classifier" in result.stderr and "got VideoPrismVisionModel" in result.stderr
+
+
+def test_a_videoprism_folder_without_its_processor_file_is_refused(folders, example_clip, tmp_path) -> None:
+    # transformers has no default video processor for VideoPrism either (AutoVideoProcessor fails), and
+    # the class it saves with, LlavaOnevisionVideoProcessor, defaults to 384 px and CLIP normalisation
+    folder = copy_folder(folders["videoprism"], tmp_path / "bare", "config.json", "model.safetensors")
+    result = invoke("predict", example_clip, "-m", folder)
+    assert result.exit_code == 2
+    assert "processor_config.json beside config.json (model_type videoprism_vision_model" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -106,7 +106,7 @@ class FolderConfig:
         size = self.image_size
         if defaults is None or size is None:
             raise BadCheckpointError(
-                f"expected {' or '.join(PROCESSOR_FILES)} beside config.json (model_type "
+                f"expected {', '.join(PROCESSOR_FILES[:-1])} or {PROCESSOR_FILES[-1]} beside config.json (model_type "
                 f"{self.model_type or '?'} has no known defaults)"
             )
         short, (mean, std), factor, offset = defaults
