@@ -310,9 +310,14 @@ def test_videoprism_squashes_frames_to_its_exact_size_as_transformers_does(folde
     assert torch.allclose(got, want, atol=1e-5)
 
 
-def test_a_videoprism_processor_of_another_size_is_refused_at_load(folders, example_clip, tmp_path) -> None:
+@pytest.mark.parametrize("image_size", [112, [112, 112]])  # its config allows an int or a pair
+def test_a_videoprism_processor_of_another_size_is_refused_at_load(
+    folders, example_clip, tmp_path, image_size
+) -> None:
     source = folders["videoprism"]
-    folder = copy_folder(source, tmp_path / "96", "config.json", "model.safetensors")
+    folder = copy_folder(source, tmp_path / "96", "model.safetensors")
+    config = json.loads((source / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "image_size": image_size}))
     proc = json.loads((source / "video_preprocessor_config.json").read_text())
     (folder / "video_preprocessor_config.json").write_text(
         json.dumps({**proc, "size": {"height": 96, "width": 96}})

@@ -31,7 +31,9 @@ PROCESSOR_FILES = ("video_preprocessor_config.json", "preprocessor_config.json",
 _NESTED = ("video_processor", "image_processor")  # the keys of processor_config.json read, in order
 #: Processor classes that do not centre crop unless their file says so: `save_pretrained` leaves out
 #: settings that are None, so a file without `do_center_crop` means the class's own default.
-#: (LlavaOnevisionVideoProcessor is VideoPrism's: it resizes to an exact size and never crops.)
+#: (LlavaOnevisionVideoProcessor is VideoPrism's: it resizes to an exact size and never crops. The
+#: `video_kwargs` VideoPrismProcessor declares, 288 px without normalisation, are never applied in
+#: transformers 5.25, which reads `videos_kwargs`: the video processor's file is what counts.)
 NO_CROP_BY_DEFAULT = ("LlavaOnevisionVideoProcessor",)
 #: A config or processor JSON is a few kB; anything this large is not one.
 JSON_LIMIT = 8 * 2**20
@@ -84,6 +86,16 @@ class FolderConfig:
             if isinstance(value, int) and value > 0:
                 return value
         return None
+
+    @property
+    def input_size(self) -> tuple[int, int] | None:
+        """The (height, width) the network was built for: `image_size` as an int or a pair (VideoPrism's
+        config allows either), or `crop_size` (V-JEPA 2)."""
+        value = self.config.get("image_size")
+        if isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and v > 0 for v in value):
+            return (value[0], value[1])
+        size = self.image_size
+        return (size, size) if size is not None else None
 
     def labels(self, num_classes: int | None = None) -> list[str] | None:
         """`id2label` as a list (its keys are strings in the file), or None when it has none."""

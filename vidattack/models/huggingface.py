@@ -242,14 +242,14 @@ def read_training_info(folder: Path) -> dict[str, Any]:
 def _check_input_size(cfg: FolderConfig, pre: Preprocess, folder: Path) -> None:
     # VideoMAE, TimeSformer, ViViT and VideoPrism accept only their configured size: say so at load, not
     # mid-attack. The frames are the crop's size, or without a crop an exact resize's (VideoPrism's).
-    size = cfg.image_size
+    size = cfg.input_size
     out = pre.crop if pre.crop is not None else pre.resize if isinstance(pre.resize, tuple) else None
     out_hw = (out, out) if isinstance(out, int) else out
-    if size is not None and out_hw is not None and tuple(out_hw) != (size, size):
+    if size is not None and out_hw is not None and tuple(out_hw) != size:
         what = "crops" if pre.crop is not None else "resizes"
         raise BadCheckpointError(
             f"the processor of {folder} {what} to {out_hw[0]}x{out_hw[1]}, but config.json expects "
-            f"{size}x{size} frames"
+            f"{size[0]}x{size[1]} frames"
         )
 
 
