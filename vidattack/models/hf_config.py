@@ -118,8 +118,8 @@ class FolderConfig:
         size = self.image_size
         if defaults is None or size is None:
             raise BadCheckpointError(
-                f"expected {', '.join(PROCESSOR_FILES[:-1])} or {PROCESSOR_FILES[-1]} beside config.json (model_type "
-                f"{self.model_type or '?'} has no known defaults)"
+                f"expected {', '.join(PROCESSOR_FILES[:-1])} or {PROCESSOR_FILES[-1]} beside config.json "
+                f"(model_type {self.model_type or '?'} has no known defaults)"
             )
         short, (mean, std), factor, offset = defaults
         resize = short if short is not None else int(size * 256 / 224)
@@ -142,12 +142,6 @@ def read_json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise BadCheckpointError(f"expected a JSON object in {path}, got {type(data).__name__}")
     return data
-
-
-def find_processor(*folders: Path) -> Path | None:
-    """The first processor file in `folders` (searched in order), or None."""
-    found = read_processor(*folders)
-    return found[0] if found is not None else None
 
 
 def read_processor(*folders: Path) -> tuple[Path, dict[str, Any]] | None:
