@@ -25,7 +25,8 @@ every probe are the clean video on the other frames, which come back exactly as 
 
 Queries: every video asked counts through the `QueryModel` (the template's clean-label and judging
 queries too); the attack stops when the budget cannot answer its next question and returns its last
-boundary point, which is always adversarial. `info` holds the distortion reached and the queries spent.
+boundary point, which is always adversarial. `info` holds the distortion reached and the queries spent,
+and `dimension`, the d of the search space.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from torch import Tensor, nn
 
 from vidattack.attacks.base import Attack, Unsupported
 from vidattack.attacks.blackbox.frames import frame_mask, selected_frames
-from vidattack.attacks.blackbox.partitions import Partition, make_partition
+from vidattack.attacks.blackbox.partitions import Partition, coefficient_count, make_partition
 from vidattack.attacks.blackbox.query_model import QueryModel
 from vidattack.attacks.context import AttackContext
 from vidattack.attacks.params import param
@@ -201,6 +202,8 @@ class HSJA(Attack):
         for key, values in info.items():
             ctx.info[key] = values[0] if x.shape[0] == 1 else values
         ctx.info["norm"] = self.norm
+        searched = x.shape[1] if keep is None else int(keep.sum())  # frames the search covers
+        ctx.info["dimension"] = coefficient_count(self.partition, (searched, *x.shape[2:]), self.grid)  # d
         return out
 
     def _attack_one(
