@@ -134,8 +134,21 @@ def test_all_frames_is_the_attack_without_the_parameter(name, settings, toy, toy
 
 
 @pytest.mark.parametrize("name", ["vbad", "hsja"])
-def test_frame_numbers_beyond_the_video_fail_with_one_clear_line(name, toy, toy_video):
+def test_frames_beyond_the_video_fail_with_one_clear_line_before_any_query(name, toy, toy_video):
+    model = Recording(bound(toy, toy_video))
     with pytest.raises(BadParameterError, match=r"expected frame numbers in \[0, 7\], got \[9\]"):
-        get_attack(name, max_queries=20, frames="0,9")(bound(toy, toy_video), toy_video)
+        get_attack(name, max_queries=20, frames="0,9")(model, toy_video)
+    with pytest.raises(BadParameterError, match=r"expected random:K with 0 < K <= 8, got random:9"):
+        get_attack(name, max_queries=20, frames="random:9")(model, toy_video)
+    assert model.videos == 0  # not even the clean-label query was spent
     with pytest.raises(BadParameterError, match="expected frames as all, K, random:K"):
         get_attack(name, frames="zero")
+
+
+def test_random_frames_are_drawn_with_the_seed(toy, toy_video):
+    attack = get_attack("sr-bad", max_queries=30, frames="random:2")
+    a, b = (attack(bound(toy, toy_video), toy_video, seed=4) for _ in range(2))
+
+    assert len(a.info["frames"]) == 2 and a.info["frames"] == b.info["frames"]
+    assert changed_frames(a.adversarial, toy_video) == a.info["frames"]
+    assert torch.equal(a.adversarial, b.adversarial)

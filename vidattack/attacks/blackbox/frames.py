@@ -13,7 +13,17 @@ from torch import Tensor
 from vidattack.attacks.context import AttackContext
 from vidattack.threat import FrameSpec, frame_mask_5d
 
-__all__ = ["embed_frames", "frame_mask", "selected_frames"]
+__all__ = ["check_frames", "embed_frames", "frame_mask", "selected_frames"]
+
+
+def check_frames(ctx: AttackContext, spec: FrameSpec | str) -> None:
+    """Refuse frames the video cannot give before the first query is sent (each query may cost money):
+    frame numbers beyond it, more frames than it has, none that the model samples. Draws nothing."""
+    spec = FrameSpec.parse(spec)
+    if spec.kind == "random":
+        spec.check(ctx.num_frames)  # which frames is drawn later, in `frame_mask`
+    elif spec.kind != "all":
+        ctx.select_frames(spec)  # deterministic: the same choice `frame_mask` makes again
 
 
 def frame_mask(ctx: AttackContext, spec: FrameSpec | str, x: Tensor) -> Tensor | None:

@@ -39,7 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from vidattack.attacks.base import Attack, Unsupported
-from vidattack.attacks.blackbox.frames import frame_mask, selected_frames
+from vidattack.attacks.blackbox.frames import check_frames, frame_mask, selected_frames
 from vidattack.attacks.blackbox.partitions import Partition, coefficient_count, make_partition
 from vidattack.attacks.blackbox.query_model import QueryModel
 from vidattack.attacks.context import AttackContext
@@ -168,6 +168,7 @@ class HSJA(Attack):
         return self.max_queries if ctx.max_queries is None else min(int(ctx.max_queries), self.max_queries)
 
     def wrap_model(self, model: nn.Module, ctx: AttackContext) -> nn.Module:
+        check_frames(ctx, self.frames)  # before the clean-label query: a bad frame number costs none
         return QueryModel(
             model, max_queries=self.budget(ctx), videos=ctx.num_videos, batch_size=self.batch_size
         )

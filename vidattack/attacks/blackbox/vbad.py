@@ -52,7 +52,7 @@ import torch
 from torch import Tensor, nn
 
 from vidattack.attacks.base import Attack
-from vidattack.attacks.blackbox.frames import embed_frames, frame_mask, selected_frames
+from vidattack.attacks.blackbox.frames import check_frames, embed_frames, frame_mask, selected_frames
 from vidattack.attacks.blackbox.nes import nes_signs
 from vidattack.attacks.blackbox.partitions import coefficient_count, make_partition
 from vidattack.attacks.blackbox.query_model import QueryModel
@@ -163,6 +163,7 @@ class VBAD(Attack):
         return min(int(ctx.max_queries), self.max_queries)
 
     def wrap_model(self, model: nn.Module, ctx: AttackContext) -> nn.Module:
+        check_frames(ctx, self.frames)  # before the clean-label query: a bad frame number costs none
         return QueryModel(
             model, max_queries=self.budget(ctx), videos=ctx.num_videos, batch_size=self.batch_size
         )
