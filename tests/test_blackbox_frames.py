@@ -19,21 +19,20 @@ SCORE_ATTACKS = ["vbad", "p-bad", "sr-bad"]
 UNTOUCHED = [1, 3, 4, 5, 6, 7]  # of the 8-frame toy video, with frames=0,2
 
 
-class Recording(nn.Module):
-    """Counts every video the model is asked about and keeps them all (the attacks' own counts aside)."""
+class Watching(nn.Module):
+    """Counts every video the model is asked about (the attacks' own counts aside), and those whose
+    frames at `untouched` differ in any way from the clean video's."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, clean: torch.Tensor, untouched: list[int]) -> None:
         super().__init__()
-        self.model = model
-        self.plan = model.plan
-        self.asked: list[torch.Tensor] = []
-
-    @property
-    def videos(self) -> int:
-        return sum(v.shape[0] for v in self.asked)
+        self.model, self.plan = model, model.plan
+        self.clean, self.untouched = clean, untouched
+        self.videos = self.touched = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.asked.append(x.detach().clone())
+        self.videos += x.shape[0]
+        same = (x[:, self.untouched] == self.clean[:, self.untouched]).flatten(1).all(dim=1)
+        self.touched += int((~same).sum())
         return self.model(x)
 
 
@@ -45,10 +44,6 @@ def changed_frames(adv: torch.Tensor, x: torch.Tensor) -> list[int]:
     return [t for t in range(x.shape[1]) if not torch.equal(adv[:, t], x[:, t])]
 
 
-def untouched_in_every_query(model: Recording, x: torch.Tensor) -> bool:
-    return all(torch.equal(v[:, UNTOUCHED], x[:, UNTOUCHED].expand_as(v[:, UNTOUCHED])) for v in model.asked)
-
-
 @pytest.fixture
 def dark(toy_video):
     """The toy model calls this dim video class 4, and calls it class 1 once frames 0 and 2 are white."""
@@ -57,12 +52,12 @@ def dark(toy_video):
 
 @pytest.mark.parametrize("name", SCORE_ATTACKS)
 def test_score_attacks_change_only_the_named_frames(name, toy, toy_video):
-    model = Recording(bound(toy, toy_video))
+    model = Watching(bound(toy, toy_video), toy_video, UNTOUCHED)
 
     result = get_attack(name, max_queries=120, population=8, frames="0,2")(model, toy_video, seed=5)
 
     assert changed_frames(result.adversarial, toy_video) == [0, 2]
-    assert untouched_in_every_query(model, toy_video)  # no NES sample spent on a masked frame
+    assert model.touched == 0  # no NES sample spent on a masked frame
     assert result.queries == model.videos == 120
     assert result.info["frames"] == [0, 2] and result.params["frames"] == "0,2"
     assert result.threat["masked"] is True
@@ -90,7 +85,7 @@ def test_a_partition_over_named_frames_is_exactly_zero_elsewhere():
 
 @pytest.mark.parametrize("norm", ["l2", "linf"])
 def test_hsja_changes_only_the_named_frames(norm, toy, dark):
-    model = Recording(bound(toy, dark))
+    model = Watching(bound(toy, dark), dark, UNTOUCHED)
     white = torch.ones_like(dark)
 
     attack = get_attack("hsja", norm=norm, max_queries=150, init_evals=10, frames="0,2")
@@ -98,7 +93,7 @@ def test_hsja_changes_only_the_named_frames(norm, toy, dark):
 
     assert result.success.item() and result.info["stopped"] == "budget spent"
     assert changed_frames(result.adversarial, dark) == [0, 2]
-    assert untouched_in_every_query(model, dark)  # the start and every probe: clean on other frames
+    assert model.touched == 0  # the start and every probe: clean on the other frames
     assert result.queries == model.videos == 150
     assert result.info["distortion"] == pytest.approx(result.norms[norm][0], rel=1e-4)
     assert result.info["dimension"] == 2 * 64  # d in theta and delta: 8 x 8 patches on 2 frames, not 8
@@ -135,7 +130,7 @@ def test_all_frames_is_the_attack_without_the_parameter(name, settings, toy, toy
 
 @pytest.mark.parametrize("name", ["vbad", "hsja"])
 def test_frames_beyond_the_video_fail_with_one_clear_line_before_any_query(name, toy, toy_video):
-    model = Recording(bound(toy, toy_video))
+    model = Watching(bound(toy, toy_video), toy_video, UNTOUCHED)
     with pytest.raises(BadParameterError, match=r"expected frame numbers in \[0, 7\], got \[9\]"):
         get_attack(name, max_queries=20, frames="0,9")(model, toy_video)
     with pytest.raises(BadParameterError, match=r"expected random:K with 0 < K <= 8, got random:9"):
@@ -152,3 +147,18 @@ def test_random_frames_are_drawn_with_the_seed(toy, toy_video):
     assert len(a.info["frames"]) == 2 and a.info["frames"] == b.info["frames"]
     assert changed_frames(a.adversarial, toy_video) == a.info["frames"]
     assert torch.equal(a.adversarial, b.adversarial)
+
+
+def test_targeted_vbad_starts_from_the_target_video_on_the_named_frames_only(toy_video):
+    # the tilted toy calls toy_video class 0 and its darkened copy class 4 (see test_vbad.py)
+    from test_vbad import dark_start, tilted_toy
+
+    model = Watching(bound(tilted_toy(), toy_video), toy_video, [0, 1])
+    attack = get_attack("vbad", max_queries=2500, tentative="static", frames="2,3,4,5,6,7")
+
+    result = attack(model, toy_video, target=4, seed=0, starting_points=dark_start(toy_video))
+
+    assert result.success.item() and result.queries == model.videos <= 2500
+    assert changed_frames(result.adversarial, toy_video) == [2, 3, 4, 5, 6, 7] and model.touched == 0
+    with pytest.raises(BadParameterError, match=r"\(its named frames over the clean video's others\)"):
+        get_attack("vbad", frames="0,2")(model, toy_video, target=4, starting_points=dark_start(toy_video))
