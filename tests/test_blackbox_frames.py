@@ -125,6 +125,8 @@ def test_all_frames_is_the_attack_without_the_parameter(name, settings, toy, toy
         assert torch.equal(other.adversarial, runs[0].adversarial)
         assert other.queries == runs[0].queries and other.history == runs[0].history
     assert runs[0].threat["masked"] is False and "frames" not in runs[0].info
+    # nor is `all` in the parameters: the job keys of runs made before `frames` existed stay as they were
+    assert "frames" not in runs[0].params and "frames" not in runs[1].params
     assert runs[0].info.get("coefficients", runs[0].info.get("dimension")) == 8 * 64
 
 

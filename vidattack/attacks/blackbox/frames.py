@@ -8,12 +8,20 @@ attack run with it is exactly the attack without the parameter.
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import Tensor
 
 from vidattack.attacks.context import AttackContext
 from vidattack.threat import FrameSpec, frame_mask_5d
 
-__all__ = ["check_frames", "embed_frames", "frame_mask", "selected_frames"]
+__all__ = ["check_frames", "embed_frames", "frame_mask", "reported", "selected_frames"]
+
+
+def reported(params: dict[str, Any]) -> dict[str, Any]:
+    """An attack's hyperparameters as reported and keyed: `frames` only when it names frames, so the
+    job keys (and reports) of runs made before the parameter existed stay as they were."""
+    return {k: v for k, v in params.items() if not (k == "frames" and v == "all")}
 
 
 def check_frames(ctx: AttackContext, spec: FrameSpec | str) -> None:

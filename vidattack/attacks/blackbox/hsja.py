@@ -33,13 +33,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
 from vidattack.attacks.base import Attack, Unsupported
-from vidattack.attacks.blackbox.frames import check_frames, frame_mask, selected_frames
+from vidattack.attacks.blackbox.frames import check_frames, frame_mask, reported, selected_frames
 from vidattack.attacks.blackbox.partitions import Partition, coefficient_count, make_partition
 from vidattack.attacks.blackbox.query_model import QueryModel
 from vidattack.attacks.context import AttackContext
@@ -166,6 +166,9 @@ class HSJA(Attack):
     def budget(self, ctx: AttackContext) -> int:
         """Each video's query budget: this attack's `max_queries`, or the caller's if smaller."""
         return self.max_queries if ctx.max_queries is None else min(int(ctx.max_queries), self.max_queries)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return reported(super().hyperparameters())
 
     def wrap_model(self, model: nn.Module, ctx: AttackContext) -> nn.Module:
         check_frames(ctx, self.frames)  # before the clean-label query: a bad frame number costs none

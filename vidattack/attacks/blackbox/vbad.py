@@ -37,22 +37,21 @@ eps ball, while NES samples and iterates stay in float so sigma survives. Iterat
 of whole 8-bit levels (`grid_eps`: 12/255 for eps 0.05), so that rounding never pulls saturated pixels
 back inside and undoes a success.
 
-`frames` (`all`, `K`, `random:K`, `0,3,7`, in the video's frame numbers) restricts the attack to those
-frames: the starting noise, the tentative perturbation, the partition and so the NES samples cover them
-alone (K counts their patches only), and every other frame is returned exactly as it came in.
+`frames` (`all`, `K`, `random:K`, `0,3,7`) restricts the attack to those frames: the start, the tentative
+perturbation, the partition and the NES samples cover them alone; the others come back exactly as given.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from vidattack.attacks.base import Attack
-from vidattack.attacks.blackbox.frames import check_frames, embed_frames, frame_mask, selected_frames
+from vidattack.attacks.blackbox import frames as named
 from vidattack.attacks.blackbox.nes import nes_signs
 from vidattack.attacks.blackbox.partitions import coefficient_count, make_partition
 from vidattack.attacks.blackbox.query_model import QueryModel
@@ -162,8 +161,11 @@ class VBAD(Attack):
             return self.max_queries
         return min(int(ctx.max_queries), self.max_queries)
 
+    def hyperparameters(self) -> dict[str, Any]:
+        return named.reported(super().hyperparameters())
+
     def wrap_model(self, model: nn.Module, ctx: AttackContext) -> nn.Module:
-        check_frames(ctx, self.frames)  # before the clean-label query: a bad frame number costs none
+        named.check_frames(ctx, self.frames)  # before the clean-label query: a bad frame number costs none
         return QueryModel(
             model, max_queries=self.budget(ctx), videos=ctx.num_videos, batch_size=self.batch_size
         )
@@ -189,7 +191,7 @@ class VBAD(Attack):
     def threat_model(
         self, model: nn.Module, x: Tensor, criterion: Criterion, ctx: AttackContext
     ) -> ThreatModel:
-        return LinfBall(eps=self.eps, mask=frame_mask(ctx, self.frames, x))
+        return LinfBall(eps=self.eps, mask=named.frame_mask(ctx, self.frames, x))
 
     def run(
         self, model: nn.Module, x: Tensor, criterion: Criterion, threat: ThreatModel, ctx: AttackContext
@@ -213,7 +215,7 @@ class VBAD(Attack):
         n = x.shape[0]
         out = x.clone()
         outcomes: list[Outcome] = []
-        sel = selected_frames(threat.mask)
+        sel = named.selected_frames(threat.mask)
         for i in range(n):
             queries = VideoQueries(model, i)
             label = int(criterion.labels[i])
@@ -256,14 +258,13 @@ class VBAD(Attack):
         sel: Tensor | None,
     ) -> tuple[Tensor, int]:
         """The rectified step direction `(T, 3, H, W)` and how many NES samples kept the wanted class on
-        top: the tentative perturbation with each patch's sign set by NES. With `sel` (positions of the
-        selected frames) the tentative perturbation and the partition cover those frames only, and the
-        direction is exactly zero on the others."""
+        top: the tentative perturbation with each patch's sign set by NES; with `sel` (positions of the
+        named frames) both cover those frames only, and the direction is exactly zero elsewhere."""
         shape = tuple(x_it.shape)
         if sel is None:
             h = tentative(x_it)
         else:  # surrogates look at the selected frames only; h is 0 elsewhere
-            h = embed_frames(tentative(x_it[sel]).unsqueeze(0), sel, shape[0])[0]
+            h = named.embed_frames(tentative(x_it[sel]).unsqueeze(0), sel, shape[0])[0]
         part = make_partition(self.partition, shape, self.grid, ctx.generator, x_it.device, frames=sel)
         estimate = nes_signs(
             queries.ask,
@@ -297,7 +298,7 @@ class VBAD(Attack):
         class is no longer top-1 on the 8-bit video."""
         eps = self.grid_eps()
         noise = torch.rand(x.shape, generator=ctx.generator, device=x.device, dtype=x.dtype) * 2 - 1
-        sel, keep = selected_frames(threat.mask), None if threat.mask is None else threat.mask[0]
+        sel, keep = named.selected_frames(threat.mask), None if threat.mask is None else threat.mask[0]
         x_it = apply_mask((x + noise * eps).clamp(0, 1), x, keep)  # unselected frames start (and stay) x
         lr = self.lr
         window: list[float] = []
@@ -342,7 +343,7 @@ class VBAD(Attack):
         shrink the eps ball around x while the target stays top-1, until eps reaches `eps`. With a frame
         mask the start is `start` on the selected frames and x on the others."""
         eps = self.grid_eps()
-        sel, keep = selected_frames(threat.mask), None if threat.mask is None else threat.mask[0]
+        sel, keep = named.selected_frames(threat.mask), None if threat.mask is None else threat.mask[0]
         x_it, cur_eps, iterations = apply_mask(start, x, keep).clone(), 1.0, 0
         sched = TargetedSchedule(self.lr, self.min_lr, self.delta_eps, base_lr=(self.lr, self.min_lr))
         try:
