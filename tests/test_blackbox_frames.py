@@ -84,7 +84,10 @@ def test_a_partition_over_named_frames_is_exactly_zero_elsewhere():
 
 
 @pytest.mark.parametrize("norm", ["l2", "linf"])
-def test_hsja_changes_only_the_named_frames(norm, toy, dark):
+@pytest.mark.parametrize("on_grid", [True, False])
+def test_hsja_changes_only_the_named_frames(norm, on_grid, toy, dark):
+    # a float video off the 8-bit grid too (the Python API takes one): probes round the named frames only
+    dark = dark if on_grid else dark + 0.3 / 255
     model = Watching(bound(toy, dark), dark, UNTOUCHED)
     white = torch.ones_like(dark)
 
