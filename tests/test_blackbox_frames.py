@@ -154,6 +154,7 @@ def test_random_frames_are_drawn_with_the_seed(toy, toy_video):
     assert torch.equal(a.adversarial, b.adversarial)
 
 
+@pytest.mark.slow  # ~4 s: about 2,000 targeted queries to bring eps down to 0.05
 def test_targeted_vbad_starts_from_the_target_video_on_the_named_frames_only(toy_video):
     # the tilted toy calls toy_video class 0 and its darkened copy class 4 (see test_vbad.py)
     from test_vbad import dark_start, tilted_toy
