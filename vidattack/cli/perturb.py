@@ -163,23 +163,7 @@ def perturb(
             _say_totals(records, out, page, where=state.interrupted is None)  # (an interruption says where)
     if state.interrupted is not None:
         raise typer.Exit(state.interrupted.exit_code)
-    raise typer.Exit(exit_status(records))
-
-
-def exit_status(records: list[Record]) -> int:
-    """0 when every input was processed; 2 when none was and each failed with a usage error (an option
-    that suits no input, e.g. `--set frames=` beyond every video: found only once a video is decoded);
-    1 otherwise (some inputs failed, a batch is never stopped by one)."""
-    import vidattack.errors as errors
-
-    def usage(record: Record) -> bool:
-        kind = getattr(errors, str(record.get("error_type")), None)
-        return isinstance(kind, type) and issubclass(kind, errors.UsageError)
-
-    failed = [r for r in records if r["status"] != "ok"]
-    if not failed:
-        return 0
-    return 2 if len(failed) == len(records) and all(usage(r) for r in failed) else 1
+    raise typer.Exit(1 if any(r["status"] != "ok" for r in records) else 0)
 
 
 @dataclass(frozen=True)
