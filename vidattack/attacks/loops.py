@@ -82,7 +82,7 @@ def ascend(
             going, step=[i] * len(going), objective=value, queries=_queries(model, going), fooled=fooled
         )
         if th.mask is not None:
-            grad = grad * th.mask
+            grad = grad.mul_(th.mask)  # in place, as every use of the gradient here: it is ours
         # in place from the second step on: the iterate is ours then, and a fresh video-sized tensor per
         # step costs page faults the step can do without
         it = th.advance(it, xs, th.steepest(grad), size, inplace=i > 0)
