@@ -294,20 +294,21 @@ def test_a_whole_videoprism_processor_is_read_for_its_video_part_without_the_tok
 
 
 def test_videoprism_squashes_frames_to_its_exact_size_as_transformers_does(folders, tmp_path) -> None:
-    # its processor resizes both sides to 112 (a 123x171 frame is squashed, not cropped); the hub's
-    # file says bicubic, which the view does as bilinear and says so, so the exact comparison is made
-    # on a copy whose file says bilinear
+    # its processor resizes both sides to 112 (a 123x171 frame is squashed, not cropped), bicubic as
+    # the hub's files say; and a copy whose file says bilinear is resized bilinearly
     source = folders["videoprism"]
-    assert load_model(str(source)).notes == ["the processor's resample 3 is done as bilinear (antialiased)"]
-    folder = copy_folder(source, tmp_path / "bilinear", "config.json", "model.safetensors")
+    bilinear = copy_folder(source, tmp_path / "bilinear", "config.json", "model.safetensors")
     proc = json.loads((source / "video_preprocessor_config.json").read_text())
-    (folder / "video_preprocessor_config.json").write_text(json.dumps({**proc, "resample": 2}))
+    assert proc["resample"] == 3  # PIL's BICUBIC
+    (bilinear / "video_preprocessor_config.json").write_text(json.dumps({**proc, "resample": 2}))
     frames = torch.randint(0, 256, (16, 3, 123, 171), generator=torch.Generator().manual_seed(0)).float()
-    want = processor_probabilities(folder, frames)
-    view = load_model(str(folder))
-    with torch.no_grad():
-        got = view.bind(view.plan(16))(frames[None] / 255).exp()[0]
-    assert torch.allclose(got, want, atol=1e-5)
+    for folder, resample in ((source, "bicubic"), (bilinear, "bilinear")):
+        view = load_model(str(folder))
+        assert view.preprocess.resample == resample and view.notes == []
+        want = processor_probabilities(folder, frames)
+        with torch.no_grad():
+            got = view.bind(view.plan(16))(frames[None] / 255).exp()[0]
+        assert torch.allclose(got, want, atol=1e-5), resample
 
 
 @pytest.mark.parametrize("image_size", [112, [112, 112]])  # its config allows an int or a pair

@@ -15,6 +15,7 @@ sizes and crop offsets is kept too (`Preprocess.rounding="floor"`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,10 +108,13 @@ class FolderConfig:
         if frames is None:
             raise BadCheckpointError("expected num_frames or frames_per_clip in config.json, found neither")
         if self.processor is not None:
+            pre = preprocess_from_processor(self.processor, frames, str(self.processor_path))
             resample = self.processor.get("resample")
-            if resample not in (None, 2):  # PIL's BILINEAR; the view resizes bilinearly with antialias
+            if resample == 3:  # PIL's BICUBIC (VideoPrism's files): the view resizes bicubically too
+                return dataclasses.replace(pre, resample="bicubic")
+            if resample not in (None, 2):  # PIL's BILINEAR is the view's default; others have no twin
                 self.notes.append(f"the processor's resample {resample} is done as bilinear (antialiased)")
-            return preprocess_from_processor(self.processor, frames, str(self.processor_path))
+            return pre
         return self._class_defaults(frames)
 
     def _class_defaults(self, frames: int) -> Preprocess:

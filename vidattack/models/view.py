@@ -36,7 +36,9 @@ class Preprocess:
     frame-wise CNN+RNN models `NTCHW`. `rounding` is how a resized long side and a crop offset that
     fall between pixels are rounded: `round` as torchvision does, `floor` as HuggingFace's processors
     do (a 128x171 frame resized to 112 is 112x149 there, 112x150 here), so each model sees the frames
-    its own pipeline would give it.
+    its own pipeline would give it. `resample` is the resize's filter, both antialiased: `bilinear`, or
+    `bicubic` where the model's processor says so (VideoPrism's), so the attacked model sees the
+    deployed one's pixels.
     """
 
     clip_len: int = 16
@@ -48,6 +50,7 @@ class Preprocess:
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
     layout: Literal["NCTHW", "NTCHW"] = "NCTHW"
     rounding: Literal["round", "floor"] = "round"
+    resample: Literal["bilinear", "bicubic"] = "bilinear"
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -62,6 +65,7 @@ class Preprocess:
             # only when not the default: reports, perturbation files and eval keys written before the
             # field existed keep comparing equal
             **({"rounding": self.rounding} if self.rounding != "round" else {}),
+            **({"resample": self.resample} if self.resample != "bilinear" else {}),
         }
 
     @classmethod
@@ -86,6 +90,9 @@ class Preprocess:
         rounding = d.get("rounding", "round")
         if rounding not in ("round", "floor"):
             raise ValueError(f"expected rounding round or floor, got {rounding!r}")
+        resample = d.get("resample", "bilinear")
+        if resample not in ("bilinear", "bicubic"):
+            raise ValueError(f"expected resample bilinear or bicubic, got {resample!r}")
         return cls(
             clip_len=int(d.get("clip_len", 16)),  # type: ignore[call-overload]
             num_clips=int(d.get("num_clips", 1)),  # type: ignore[call-overload]
@@ -96,6 +103,7 @@ class Preprocess:
             std=triple(d.get("std"), (1.0, 1.0, 1.0)),
             layout=layout,
             rounding=rounding,
+            resample=resample,
         )
 
 
@@ -136,7 +144,9 @@ def plan_frames(num_frames: int, pre: Preprocess) -> FramePlan:
     return FramePlan(num_frames=num_frames, frame_ids=tuple(frame_ids), clips=clips)
 
 
-def _resize_short_side(x: Tensor, size: int | tuple[int, int], floor: bool = False) -> Tensor:
+def _resize_short_side(
+    x: Tensor, size: int | tuple[int, int], floor: bool = False, mode: str = "bilinear"
+) -> Tensor:
     # x: (B, C, H, W)
     h, w = x.shape[-2:]
     to_int = int if floor else round
@@ -150,7 +160,7 @@ def _resize_short_side(x: Tensor, size: int | tuple[int, int], floor: bool = Fal
         return x
     # antialias matters when shrinking 1080p to 112: without it, the model sees aliased pixels and the
     # perturbation concentrates on the few pixels bilinear sampling happens to read.
-    return F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=True)
+    return F.interpolate(x, size=(new_h, new_w), mode=mode, align_corners=False, antialias=True)
 
 
 def _center_crop(x: Tensor, size: int | tuple[int, int], floor: bool = False) -> Tensor:
@@ -276,7 +286,7 @@ class BoundModel(nn.Module):
         # share frames, so this is never more work than per clip.
         floor = pre.rounding == "floor"
         if pre.resize is not None:
-            frames = _resize_short_side(frames, pre.resize, floor)
+            frames = _resize_short_side(frames, pre.resize, floor, pre.resample)
         if pre.crop is not None:
             frames = _center_crop(frames, pre.crop, floor)
         frames = (frames - self._mean).div_(self._std)  # in place: one batch-sized tensor, not two

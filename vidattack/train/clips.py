@@ -61,7 +61,9 @@ def prepare_clips(
         order = [plan.frame_ids[p] for clip in clips for p in clip]
         frames = video.index_select(0, torch.tensor(order)).permute(0, 3, 1, 2).float()  # (K*L, 3, H, W)
         if preprocess.resize is not None:
-            frames = _resize_short_side(frames, preprocess.resize, preprocess.rounding == "floor")
+            frames = _resize_short_side(
+                frames, preprocess.resize, preprocess.rounding == "floor", preprocess.resample
+            )
         if preprocess.crop is not None:
             frames = _center_crop(frames, preprocess.crop, preprocess.rounding == "floor")
         if out is None:
