@@ -137,3 +137,18 @@ def test_a_wrapper_never_hands_the_deployed_model_its_lossless_candidates():
     assert getattr(DeliveryModel(Metered(), spec), "metered", None) is None
     with pytest.raises(Exception, match="one EOT draw per query"):
         MeteredDeliveryModel(Metered(), spec, samples=2)
+
+
+def test_a_delivery_file_is_judged_by_one_request_that_the_report_counts(c3d, clip, tmp_path):
+    out = tmp_path / "out"
+    with serving(c3d) as server:
+        result = perturb(
+            server, clip, out, "--set", "max_queries=8", "--robust-to", "h264:crf=18-28", "--delivery", "h264"
+        )
+        assert result.exit_code == 0, result.stderr
+        report = json.loads((out / "clip.report.json").read_text())
+        sent = report["model"]["sent"]
+        # the attack's requests within max_queries, and the delivery file's judgement, all in model.sent
+        assert server.requests == sent["requests"] <= 8 + 1
+    assert report["delivery"]["kept"] and report["delivery"]["prediction"]["label"]
+    assert (out / "clip.delivery.mp4").exists()
