@@ -23,6 +23,13 @@ on the lossless output. The report's `clean` and `adversarial` stay predictions 
 tensors (`unwrap_robust` recomputes them with the bound model), and the delivery section says what
 happened after a real encode: with `--robust-to` and no `--delivery`, a check encode at the median
 CRF of the set is made in a temporary folder and reported with `kept: false`.
+
+A deployed model (`--model http(s)://...`/`cmd:`, #24) gets a `MeteredDeliveryModel`: each query is
+the candidate through one local draw of the encode, sent losslessly, every request charged to the
+budget (`eot` above 1 refused before decoding: `check_robust_to`). The service re-encodes what it
+receives, so its answers on delivered videos are the verdict (`unwrap_robust` asks nothing more), the
+written file is judged with the judged draw (`stages.verify`, from the cache), and no check encode is
+sent; a `--delivery` file is judged through the job's plan, one request in the input's `model.sent`.
 """
 
 from __future__ import annotations
