@@ -5,9 +5,11 @@ key; a finished key is skipped on a rerun, so an interrupted run resumes):
 
 - `perturb:<model>`: `vidattack perturb` of a bundled example, PGD-Linf 5 steps, eps 4/255, as a
   subprocess: the report's wall time per stage, the process's wall time and peak RSS (`wait4`);
-- `ratio:<model>`: in one process on the same bound model and input, our `pgd-linf` (5 steps; it
-  decides the clean label and judges the 8-bit result itself) against torchattacks' PGD (5 steps, no
-  random start, plus the label and judging forwards a torchattacks user needs): both wall times, ratio;
+- `ratio:<model>:t<threads>:r<i>`: in one process on the same bound model and input, our `pgd-linf`
+  (5 steps; it decides the clean label and judges the 8-bit result itself) against torchattacks' PGD
+  (5 steps, no random start, plus the label and judging forwards a torchattacks user needs), `--repeats`
+  pairs alternating which goes first: wall and (one thread) CPU times, ratio (CPU time with one thread,
+  else wall). Rows of the older single-run form (`ratio:<model>`) are kept and shown apart;
 - `onnx-qps:<model>:b<N>`: classification queries (videos) per second through the view of an ONNX
   export in onnxruntime, and of the same model in torch (no_grad), batches of N.
 
@@ -16,7 +18,7 @@ Models are randomly initialised from transformers' default configs (VideoMAE-B 1
 4 layers, 16x112x112): exporting a full-size one takes minutes and 350 MB.
 
 Run: python benchmarks/hf_models.py [--models videomae-b,timesformer-b] [--cache /tmp/vidattack-hf]
-     [--video examples/move_left_1.mp4] [--threads 2] [--skip-onnx]
+     [--video examples/move_left_1.mp4] [--threads 2] [--repeats 3] [--skip-onnx] [--skip-perturb]
 Table: python benchmarks/hf_models_table.py
 """
 
@@ -95,9 +97,10 @@ def perturb_row(name: str, folder: Path, video: Path, out: Path, threads: int) -
     }
 
 
-def ratio_row(name: str, folder: Path, video: Path, threads: int) -> dict[str, Any]:
-    """Ours vs torchattacks' PGD on the same bound model and input, once each (full-size models cost a
-    minute per attack on a CPU)."""
+def ratio_rows(name: str, folder: Path, video: Path, threads: int, repeats: int) -> list[dict[str, Any]]:
+    """Ours vs torchattacks' PGD on the same bound model and input, `repeats` times each in one process,
+    alternating which goes first (so a slow spell of the shared machine falls on both). Each row has the
+    wall time and, with one thread, that thread's CPU time (the work done, steady under load)."""
     import torchattacks
 
     from vidattack.attacks import get_attack
@@ -114,23 +117,44 @@ def ratio_row(name: str, folder: Path, video: Path, threads: int) -> dict[str, A
     ours = get_attack("pgd-linf", eps=EPS, alpha=ALPHA, steps=STEPS)
     ta = torchattacks.PGD(model, eps=EPS, alpha=ALPHA, steps=STEPS, random_start=False)
 
-    t0 = time.perf_counter()
-    ours(model, x)
-    t_ours = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    def run_ta() -> None:
+        with torch.no_grad():
+            labels = model(x).argmax(1)
+        adv = ta(x, labels)
+        with torch.no_grad():
+            model(adv).argmax(1)
+
+    def timed(job: Any) -> tuple[float, float]:
+        w0, c0 = time.perf_counter(), time.thread_time()
+        job()
+        return time.perf_counter() - w0, time.thread_time() - c0
+
     with torch.no_grad():
-        labels = model(x).argmax(1)
-    adv = ta(x, labels)
-    with torch.no_grad():
-        model(adv).argmax(1)
-    t_ta = time.perf_counter() - t0
-    return {
-        "key": f"ratio:{name}",
-        "ours_s": round(t_ours, 2),
-        "torchattacks_s": round(t_ta, 2),
-        "ratio": round(t_ours / t_ta, 3),
-        "threads": threads,
-    }
+        model(x)  # warm-up: first-call allocations and kernel selection charged to neither
+    rows = []
+    for i in range(repeats):
+        order = [("ours", lambda: ours(model, x)), ("torchattacks", run_ta)]
+        if i % 2:
+            order.reverse()
+        t = {who: timed(job) for who, job in order}
+        key = "cpu" if threads == 1 else "wall"
+        pick = 1 if threads == 1 else 0
+        rows.append(
+            {
+                "key": f"ratio:{name}:t{threads}:r{i}",
+                "model": name,
+                "repeat": i,
+                "first": order[0][0],
+                "ours_s": round(t["ours"][0], 2),
+                "torchattacks_s": round(t["torchattacks"][0], 2),
+                "ours_cpu_s": round(t["ours"][1], 2),
+                "torchattacks_cpu_s": round(t["torchattacks"][1], 2),
+                "timed_by": key,
+                "ratio": round(t["ours"][pick] / t["torchattacks"][pick], 3),
+                "threads": threads,
+            }
+        )
+    return rows
 
 
 def onnx_rows(
@@ -202,12 +226,14 @@ def main() -> None:
     ap.add_argument("--video", type=Path, default=ROOT / "examples" / "move_left_1.mp4")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-onnx", action="store_true")
+    ap.add_argument("--skip-perturb", action="store_true", help="only the ratio (and ONNX) rows")
+    ap.add_argument("--repeats", type=int, default=3, help="ours/torchattacks pairs per model")
     ap.add_argument("--onnx-seconds", type=float, default=10.0)
     args = ap.parse_args()
     done = load_rows(RESULTS)
     for name in [m for m in args.models.split(",") if m]:
         folder = build(name, args.cache)
-        if f"perturb:{name}" not in done:
+        if f"perturb:{name}" not in done and not args.skip_perturb:
             append_row(
                 RESULTS,
                 {
@@ -216,8 +242,9 @@ def main() -> None:
                 },
             )
             print(f"perturb:{name} done", file=sys.stderr)
-        if f"ratio:{name}" not in done:
-            append_row(RESULTS, {**ratio_row(name, folder, args.video, args.threads), **context()})
+        if f"ratio:{name}:t{args.threads}:r0" not in done:
+            for row in ratio_rows(name, folder, args.video, args.threads, args.repeats):
+                append_row(RESULTS, {**row, **context()})
             print(f"ratio:{name} done", file=sys.stderr)
     if not args.skip_onnx and not any(k.startswith("onnx-qps:") for k in done):
         folder = build("videomae-small112", args.cache)

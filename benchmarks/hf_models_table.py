@@ -7,6 +7,7 @@ Without --out the tables go to stdout.
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -36,19 +37,43 @@ def render(rows: dict[str, dict[str, Any]]) -> str:
                 f"| {r['key'].split(':', 1)[1]} | {stages} | {r['wall_s']:.1f} | {r['peak_rss_mib']:.0f} | {r['cpus']} |"
             )
         out.append("")
-    ratio = [r for k, r in rows.items() if k.startswith("ratio:")]
-    if ratio:
+    single = [r for k, r in rows.items() if k.startswith("ratio:") and "repeat" not in r]
+    if single:
         out += [
             "Same job, same bound model and input, one process: ours (`pgd-linf`, 5 steps, clean label and "
-            "8-bit judging included) vs torchattacks' PGD (5 steps + the label and judging forwards)",
+            "8-bit judging included) vs torchattacks' PGD (5 steps + the label and judging forwards); "
+            "one run each, wall clock",
             "",
-            "| model | ours s | torchattacks s | ratio ours/torchattacks | threads |",
-            "|---|---|---|---|---|",
+            "| model | ours s | torchattacks s | ratio ours/torchattacks | threads | load (1 min) |",
+            "|---|---|---|---|---|---|",
         ]
         out += [
-            f"| {r['key'].split(':', 1)[1]} | {r['ours_s']:.1f} | {r['torchattacks_s']:.1f} | {r['ratio']:.2f} | {r['threads']} |"
-            for r in ratio
+            f"| {r['key'].split(':')[1]} | {r['ours_s']:.1f} | {r['torchattacks_s']:.1f} | {r['ratio']:.2f} "
+            f"| {r['threads']} | {r.get('load_1min', '-')} |"
+            for r in single
         ]
+        out.append("")
+    repeated = [r for r in rows.values() if r["key"].startswith("ratio:") and "repeat" in r]
+    if repeated:
+        groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        for r in repeated:
+            groups.setdefault((r["model"], r["threads"]), []).append(r)
+        out += [
+            "The same pair repeated in one process, alternating which goes first; times are one thread's "
+            "CPU seconds (with one thread) or wall seconds, median and range over the repeats",
+            "",
+            "| model | threads | timed by | repeats | ours s | torchattacks s | ratio median | ratio range |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for (model, threads), rs in groups.items():
+            cpu = rs[0]["timed_by"] == "cpu"
+            ours = statistics.median(r["ours_cpu_s" if cpu else "ours_s"] for r in rs)
+            ta = statistics.median(r["torchattacks_cpu_s" if cpu else "torchattacks_s"] for r in rs)
+            ratios = [r["ratio"] for r in rs]
+            out.append(
+                f"| {model} | {threads} | {rs[0]['timed_by']} | {len(rs)} | {ours:.1f} | {ta:.1f} | "
+                f"{statistics.median(ratios):.3f} | {min(ratios):.3f}-{max(ratios):.3f} |"
+            )
         out.append("")
     qps = [r for k, r in rows.items() if k.startswith("onnx-qps:")]
     if qps:

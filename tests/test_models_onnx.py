@@ -153,6 +153,35 @@ def test_pgd_on_an_onnx_model_is_refused_before_decoding_naming_what_fits(
     assert session_calls == []
 
 
+def test_a_universal_perturbation_learned_on_a_surrogate_applies_to_the_onnx_model(
+    onnx_folder: Path, example_clip: Path, tmp_path: Path, session_calls: list[int]
+) -> None:
+    # learned white-box on the bundled tiny-c3d (onnxruntime is never asked), then applied: adding a
+    # fixed perturbation asks the scores-only model for scores alone
+    train = tmp_path / "train"
+    train.mkdir()
+    (train / example_clip.name).write_bytes(example_clip.read_bytes())
+    pert = tmp_path / "pert.safetensors"
+    learned = invoke("universal", train, "-o", pert, "--set", "epochs=1")
+    assert learned.exit_code == 0, learned.output
+    assert session_calls == []
+
+    result = invoke(
+        "perturb", example_clip, "--apply", pert, "-m", onnx_folder,
+        "--out", tmp_path / "o", "--outputs", "report", "--format", "json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (report,) = json.loads(result.stdout)["results"]
+    assert report["attack"]["name"] == "universal"
+    assert report["attack"]["params"] == {"perturbation": str(pert)}
+    assert report["perturbation"]["linf"] > 0
+    assert len(session_calls) >= 2  # at least the clean label and the judging of the applied video
+    # learning one is still white-box: refused on the scores-only model, before decoding
+    refused = invoke("universal", train, "-o", tmp_path / "p2.safetensors", "-m", onnx_folder)
+    assert refused.exit_code == 2
+    assert "universal needs gradients" in refused.stderr
+
+
 @pytest.mark.filterwarnings(
     "ignore::DeprecationWarning"
 )  # the TorchScript exporter, kept for its batch-1 file

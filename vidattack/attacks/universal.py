@@ -43,6 +43,7 @@ from vidattack.attacks.registry import register_attack
 from vidattack.attacks.sparse import WEI, fooling_loss, sparse_penalty, straight_through_quantize
 from vidattack.criteria import Criterion
 from vidattack.errors import BadParameterError
+from vidattack.models.capabilities import Capability
 from vidattack.models.view import Preprocess, plan_frames
 from vidattack.threat import ThreatModel, Unbounded, frames_mask
 
@@ -198,6 +199,13 @@ class UniversalAttack(Attack):
     @classmethod
     def params(cls) -> list[ParamSpec]:
         return [s for s in param_specs(cls) if s.name != "perturbation"]
+
+    @property
+    def needs(self) -> Capability:
+        """Learning a perturbation needs gradients; applying a learned one (`perturb --apply`) asks the
+        model only for the clean and final scores, so a surrogate's perturbation applies to a
+        scores-only model (an ONNX export, a deployed service) too."""
+        return Capability.GRADIENTS if self.perturbation is None else Capability.SCORES
 
     def hyperparameters(self) -> dict[str, Any]:
         """The learning settings; for an applied perturbation, where it came from (its own settings are

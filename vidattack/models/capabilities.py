@@ -51,9 +51,12 @@ def model_offers(model: Any) -> Capability:
 
 
 def attack_needs(attack: Any) -> Capability:
-    """What an attack (class or instance) needs: its `needs` attribute when it declares one, else
-    gradients for a white-box attack and scores for a black-box one."""
+    """What an attack (class or instance) needs: its `needs` attribute when it declares one (an
+    instance's property; its class then falls back), else gradients for a white-box attack and scores
+    for a black-box one."""
     declared = getattr(attack, "needs", None)
+    if isinstance(declared, property):  # decided per instance (universal: applying needs only scores)
+        declared = None
     if declared is not None:
         return Capability(declared)
     return Capability.GRADIENTS if getattr(attack, "white_box", True) else Capability.SCORES

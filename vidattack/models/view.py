@@ -231,6 +231,9 @@ class BoundModel(nn.Module):
         self.plan = plan
         pre = view.preprocess
         self.register_buffer("_clips", torch.tensor(plan.clips, dtype=torch.long), persistent=False)
+        # one clip of every sampled frame in order (a remote plan, most short videos): gathering it would
+        # copy the whole batch into the same order, once per forward pass
+        self._whole = len(plan.clips) == 1 and tuple(plan.clips[0]) == tuple(range(plan.num_sampled))
         self.register_buffer("_mean", torch.tensor(pre.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("_std", torch.tensor(pre.std).view(1, 3, 1, 1), persistent=False)
         self.to(next(iter(self.net.parameters()), torch.empty(0)).device)
@@ -276,10 +279,11 @@ class BoundModel(nn.Module):
             frames = _resize_short_side(frames, pre.resize, floor)
         if pre.crop is not None:
             frames = _center_crop(frames, pre.crop, floor)
-        frames = (frames - self._mean) / self._std
+        frames = (frames - self._mean).div_(self._std)  # in place: one batch-sized tensor, not two
         frames = frames.reshape(n, t, c, *frames.shape[-2:])  # (N, T', C, h, w)
         k, length = clip_index.shape
-        clips = frames[:, clip_index.reshape(-1)]  # (N, K*L, C, h, w)
+        whole = self._whole and t == self.plan.num_sampled
+        clips = frames if whole else frames[:, clip_index.reshape(-1)]  # (N, K*L, C, h, w)
         clips = clips.reshape(n * k, length, c, *frames.shape[-2:])  # (N*K, L, C, h, w)
         if self.view.preprocess.layout == "NCTHW":
             clips = clips.permute(0, 2, 1, 3, 4)  # (N*K, C, L, h, w)
