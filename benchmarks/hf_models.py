@@ -41,6 +41,9 @@ from rows import append_row, load_rows
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "hf-models.jsonl"
 EPS, ALPHA, STEPS = 4 / 255, 1 / 255, 5
+#: What `build` makes: full-size default configs, and a small VideoMAE (hidden 128, 4 layers, 16x112x112)
+#: that stands in for VideoMAE-B where a test or a quick check cannot afford the full one.
+BUILDABLE = ("videomae-b", "timesformer-b", "videomae-small112")
 
 
 def build(name: str, cache: Path) -> Path:

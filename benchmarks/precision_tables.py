@@ -29,33 +29,58 @@ def read(path: Path) -> list[dict[str, Any]]:
 
 
 def speed_table(rows: list[dict[str, Any]]) -> list[str]:
-    last = max(r["run"] for r in rows)
-    rows = [r for r in rows if r["run"] == last]  # one run: ratios within it
-    by_model: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    """One row per model, from that model's latest run (a model measured alone later, such as the
+    full-size VideoMAE-B on a quiet machine, joins the others); ratios are taken within its run."""
+    latest: dict[str, str] = {}
     for r in rows:
-        by_model[r["model"]][r["contender"]] = r
-    first = rows[0]
-    cpu = first["threads"] == 1 and first["device"] == "cpu"
-    key = "cpu_median_s" if cpu else "median_s"
-    loads = [r["load_before"] for r in rows] + [r["load_after"] for r in rows]
-    out = [
-        f"Run {last}: torch {first['torch']}, {first['threads']} thread(s) on {first['device']}, CPU bf16 "
-        f"flags {', '.join(first['cpu_bf16_flags']) or 'none'}; input {first['input']}, PGD-Linf "
-        f"{first['steps']} steps, eps 4/255, alpha 1/255; load average {min(loads):.1f}-{max(loads):.1f} "
-        f"(2 cores); medians of {len(first['times_s'])} interleaved repeats, "
-        f"{'CPU time of the one torch thread' if cpu else 'wall clock'}.",
+        latest[r["model"]] = max(latest.get(r["model"], r["run"]), r["run"])
+    by_model: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    by_run: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        if r["run"] == latest[r["model"]]:
+            by_model[r["model"]][r["contender"]] = r
+            by_run[r["run"]].append(r)
+    out = [f"- {_run_line(run, rs)}" for run, rs in sorted(by_run.items())]
+    out += [
         "",
-        "| model | " + " | ".join(JOBS) + " | torchattacks / bf16 | step/bare fp32 | step/bare bf16 |",
-        "| --- |" + " --- |" * (len(JOBS) + 3),
+        "| model | run | " + " | ".join(JOBS) + " | torchattacks / bf16 | step/bare fp32 | step/bare bf16 |",
+        "| --- | --- |" + " --- |" * (len(JOBS) + 3),
     ]
     for model, c in by_model.items():
-        steps = c["loop-fp32"]["steps"]
-        cells = [f"{c[j][key]:.3f} s" if j in c else "-" for j in JOBS]
-        ta = c.get("torchattacks")
-        speedup = f"{ta[key] / c['vidattack-bf16'][key]:.2f}x" if ta else "-"
-        per_step = [f"{c[f'loop-{p}'][key] / steps / c[f'bare-{p}'][key]:.3f}" for p in ("fp32", "bf16")]
-        out.append(f"| {model} | " + " | ".join(cells) + f" | {speedup} | " + " | ".join(per_step) + " |")
+        out.append(_speed_row(model, c))
     return out
+
+
+def _time_key(r: dict[str, Any]) -> str:
+    # one torch thread on a CPU: the thread's CPU time (steady under load); otherwise the wall clock
+    return "cpu_median_s" if r["threads"] == 1 and r["device"] == "cpu" else "median_s"
+
+
+def _run_line(run: str, rows: list[dict[str, Any]]) -> str:
+    first = rows[0]
+    loads = [r["load_before"] for r in rows] + [r["load_after"] for r in rows]
+    models = ", ".join(dict.fromkeys(r["model"] for r in rows))
+    cpu = _time_key(first) == "cpu_median_s"
+    return (
+        f"Run {run} ({models}): torch {first['torch']}, {first['threads']} thread(s) on {first['device']}, "
+        f"CPU bf16 flags {', '.join(first['cpu_bf16_flags']) or 'none'}; input {first['input']}, PGD-Linf "
+        f"{first['steps']} steps, eps 4/255, alpha 1/255; load average {min(loads):.1f}-{max(loads):.1f}; "
+        f"medians of {len(first['times_s'])} interleaved repeats, "
+        f"{'CPU time of the one torch thread' if cpu else 'wall clock'}."
+    )
+
+
+def _speed_row(model: str, c: dict[str, dict[str, Any]]) -> str:
+    key = _time_key(next(iter(c.values())))
+    cells = [f"{c[j][key]:.3f} s" if j in c else "-" for j in JOBS]
+    ta, bf16 = c.get("torchattacks"), c.get("vidattack-bf16")
+    speedup = f"{ta[key] / bf16[key]:.2f}x" if ta and bf16 else "-"
+    per_step = []
+    for p in ("fp32", "bf16"):
+        loop, bare = c.get(f"loop-{p}"), c.get(f"bare-{p}")
+        per_step.append(f"{loop[key] / loop['steps'] / bare[key]:.3f}" if loop and bare else "-")
+    run = next(iter(c.values()))["run"]
+    return f"| {model} | {run} | " + " | ".join(cells) + f" | {speedup} | " + " | ".join(per_step) + " |"
 
 
 def fidelity_table(rows: list[dict[str, Any]]) -> list[str]:

@@ -7,10 +7,20 @@ work done, steady on a loaded machine):
 - `bare`: forward, `nll_loss`, `autograd.grad` to the input (the reference);
 - `bare_objective`: the same with the criterion's objective instead of `nll_loss`;
 - `loss_and_grad`: the attacks' gradient hook through the counting model;
-- `step`: the hook plus the Linf step as `ascend` makes it (sign, add, clamp to the box);
+- `step`: the hook plus the Linf step as `ascend` makes it once the box is needed (sign, add, clamp to
+  the box; the first steps from the clean video, which cannot leave the ball, clamp to [0, 1] only);
 - `ascend`: the shared loop itself, per step (history, progress, box, the first step's copy).
 
+Much of the spread between runs is first-touch page faults: glibc returns freed video-sized tensors to
+the kernel (or, for `posix_memalign`'s 64-byte-aligned requests, cannot reuse a freed chunk of the same
+size), so a new tensor of the same size often starts on fresh pages, at about 1.8 us per 4 KiB on a
+2-core VM; how many a step meets changes from run to run (0 to 1900 per step on tiny-c3d).
+
+With `--model weighted-sum`, a stand-in network whose forward and backward are one pass each over the
+video, `ascend` less `loss_and_grad` is the loop's own work per step, with the model's cost out of it.
+
     python benchmarks/step_overhead.py --model r3d_18 --repeats 4 --precision fp32
+    python benchmarks/step_overhead.py --model weighted-sum --repeats 40
 """
 
 from __future__ import annotations
@@ -26,9 +36,27 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 
+class WeightedSum(torch.nn.Module):
+    """Two classes scored by a fixed weighted sum of the video: a forward and a backward of one pass each,
+    so what a loop does beyond them stands out (a stand-in, not a classifier)."""
+
+    def __init__(self, x: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("w", torch.rand(x.shape[1:], generator=torch.Generator().manual_seed(0)) - 0.5)
+        self.plan = argparse.Namespace(frame_ids=tuple(range(x.shape[1])), num_frames=x.shape[1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = (x * self.w).flatten(1).sum(1)  # (N,)
+        return torch.log_softmax(torch.stack([s, -s], 1), 1)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--model", default="tiny-c3d", help="a bundled name, or r3d_18 / mc3_18 (random weights)")
+    ap.add_argument(
+        "--model",
+        default="tiny-c3d",
+        help="a bundled name, r3d_18 / mc3_18 (random weights), or weighted-sum (the loop's own work)",
+    )
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
@@ -46,17 +74,22 @@ def main() -> None:
     from vidattack.precision import optimising
     from vidattack.threat import LinfBall
 
-    if args.model in ("r3d_18", "mc3_18"):
-        sys.path.insert(0, str(ROOT / "benchmarks"))
-        from throughput import random_weights
-
-        view = load_model(random_weights(args.model))
-    else:
-        view = load_model(args.model)
     frames = make_clip(0, seed=1234)
-    plan = view.plan(frames.shape[0])
-    model = view.bind(plan)
-    x = sampled_frames(frames, plan)
+    if args.model == "weighted-sum":
+        x = frames.permute(0, 3, 1, 2).float().div(255).unsqueeze(0)  # (1, T, C, H, W)
+        model: torch.nn.Module = WeightedSum(x)
+        plan = model.plan
+    else:
+        if args.model in ("r3d_18", "mc3_18"):
+            sys.path.insert(0, str(ROOT / "benchmarks"))
+            from throughput import random_weights
+
+            view = load_model(random_weights(args.model))
+        else:
+            view = load_model(args.model)
+        plan = view.plan(frames.shape[0])
+        model = view.bind(plan)
+        x = sampled_frames(frames, plan)
     with torch.no_grad():
         labels = model(x).argmax(1)
     crit, threat, steps, alpha = Misclassification(labels), LinfBall(eps=4 / 255), args.steps, 1 / 255

@@ -186,6 +186,42 @@ def test_linf_box_clamp_is_the_projection(masked):
     assert torch.allclose(x_adv.clamp(lo, hi), threat.project(x_adv, x), atol=1e-7)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+@pytest.mark.parametrize(
+    ("eps", "alpha"), [(4 / 255, 1 / 255), (8 / 255, 2 / 255), (0.03, 0.01), (1 / 255, 1 / 255)]
+)
+def test_sign_steps_inside_the_ball_need_only_the_range_clamp(dtype, eps, alpha):
+    # the loop's shortcut: while k sign steps cannot leave the ball, clamping to [0, 1] gives the box's bits
+    threat = LinfBall(eps=eps)
+    g = torch.Generator().manual_seed(1)
+    x = (torch.randint(0, 256, (2, 4, 3, 8, 8), generator=g).float() / 255).to(dtype)
+    x[..., 0, :] = 0.0
+    x[..., 1, :] = 1.0
+    lo, hi = threat.box(x)
+    # every pixel drifts one way at full speed (the worst case), or wanders at random with zero steps
+    drift = torch.where(torch.rand(x.shape, generator=g) < 0.5, 1.0, -1.0).to(dtype)
+    wander = torch.randint(-1, 2, (4, *x.shape), generator=g).to(dtype)
+    inside = threat.steps_inside(alpha, dtype)
+    # not needlessly cautious: one more step may reach eps (two in float16, whose rounding is coarse)
+    assert (inside + 1 + (dtype == torch.float16)) * alpha >= eps - 1e-6
+    it_drift, it_wander = x.clone(), x.clone()
+    for k in range(inside):
+        for it, step in ((it_drift, drift), (it_wander, wander[k % 4])):
+            moved = it + alpha * step
+            assert torch.equal(moved.clamp(0.0, 1.0), moved.clamp(lo, hi))
+            it.copy_(moved.clamp(lo, hi))
+
+
+def test_pgd_takes_the_same_trajectory_with_and_without_the_range_clamp_shortcut(toy, toy_video, monkeypatch):
+    model = bound_toy(toy, toy_video)
+    attack = get_attack("pgd-linf", eps=8 / 255, alpha=2 / 255, steps=6)
+    fast = attack(model, toy_video, seed=3)
+    monkeypatch.setattr(LinfBall, "steps_inside", lambda self, size, dtype: 0)
+    boxed = attack(model, toy_video, seed=3)
+    assert torch.equal(fast.adversarial, boxed.adversarial)
+    assert fast.history == boxed.history
+
+
 # -- common options, defaults as written, frame specs, targets ----------------------------------------
 
 

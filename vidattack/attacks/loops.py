@@ -63,10 +63,14 @@ def ascend(
     stopped_at: list[int | None] = [None] * n
     going = list(range(n))  # videos still stepping
     x_adv = start
-    # a box-shaped set (Linf) is clamped to two precomputed tensors: one pass instead of `project`'s four
-    box = threat.box(x) if steps > 1 else None
+    # Sign steps from the clean video that cannot leave the ball are clamped to [0, 1] alone (bit for
+    # bit what the box gives them); a box-shaped set (Linf) is clamped to two tensors computed when a
+    # step first needs them: one pass instead of `project`'s four. Both save passes over the video
+    # that a bare forward+backward does not make.
+    inside = threat.steps_inside(size, x.dtype) if start is x else 0
     # the views of the videos still going: the whole batch (no copies) until the first one stops
-    xs, th, bx, crit, it = x, threat, box, criterion, x_adv
+    xs, th, crit, it = x, threat, criterion, x_adv
+    bx: tuple[Tensor, Tensor] | None = None
     going_index = torch.arange(n, device=x.device)
     for i in range(steps):
         with counting_for(model, going):
@@ -78,11 +82,15 @@ def ascend(
             going, step=[i] * len(going), objective=value, queries=_queries(model, going), fooled=fooled
         )
         if th.mask is not None:
-            grad = grad * th.mask
+            grad = grad.mul_(th.mask)  # in place, as every use of the gradient here: it is ours
         # in place from the second step on: the iterate is ours then, and a fresh video-sized tensor per
         # step costs page faults the step can do without
         it = th.advance(it, xs, th.steepest(grad), size, inplace=i > 0)
-        it = it.clamp_(*bx) if bx is not None else th.project(it, xs)
+        if i < inside:
+            it = it.clamp_(0.0, 1.0)
+        else:
+            bx = th.box(xs) if bx is None and steps > 1 else bx
+            it = it.clamp_(*bx) if bx is not None else th.project(it, xs)
         if len(going) < n:
             x_adv[going_index] = it
         else:
@@ -112,7 +120,7 @@ def ascend(
             break
         going_index = torch.tensor(going, device=x.device)
         xs, th, crit = x[going_index], threat.take(going_index), _take(criterion, going_index)
-        bx = None if box is None else (box[0][going_index], box[1][going_index])
+        bx = None if bx is None else (bx[0][keep], bx[1][keep])
         it = x_adv[going_index]
     if margin is not None:
         ctx.info["stopped_at"] = stopped_at

@@ -87,21 +87,26 @@ class FrameSpec:
 
         `random:K` draws with `generator` on its own device (a CUDA generator cannot drive a CPU randperm).
         """
+        self.check(num_frames)
         if self.kind == "all":
             return None
-        if self.kind in ("first", "random") and self.count > num_frames:
-            prefix = "random:" if self.kind == "random" else ""
-            raise BadParameterError(f"expected {prefix}K with 0 < K <= {num_frames}, got {self}")
         if self.kind == "first":
             return set(range(self.count))
         if self.kind == "random":
             device = generator.device if generator is not None else None
             perm = torch.randperm(num_frames, generator=generator, device=device)
             return {int(i) for i in perm[: self.count]}
+        return set(self.frames)
+
+    def check(self, num_frames: int) -> None:
+        """Raise BadParameterError when a `num_frames`-long video cannot give these frames (draws nothing:
+        a black-box attack checks before its first query)."""
+        if self.kind in ("first", "random") and self.count > num_frames:
+            prefix = "random:" if self.kind == "random" else ""
+            raise BadParameterError(f"expected {prefix}K with 0 < K <= {num_frames}, got {self}")
         bad = [f for f in self.frames if f >= num_frames]
         if bad:
             raise BadParameterError(f"expected frame numbers in [0, {num_frames - 1}], got {bad[:5]}")
-        return set(self.frames)
 
     def select(self, plan: FrameSelection, generator: torch.Generator | None = None) -> Tensor:
         """`(T,)` bool over the plan's sampled frames: may each be touched? Frames the model never

@@ -107,6 +107,11 @@ class ThreatModel(ABC):
         """
         return None
 
+    def steps_inside(self, size: float, dtype: torch.dtype) -> int:
+        """How many sign steps of `size` from the clean video provably stay in the set before the range
+        clamp: the loop clamps those to [0, 1] alone (0 here: no such guarantee for a general set)."""
+        return 0
+
     def take(self, index: Tensor) -> ThreatModel:
         """The same set for the videos `index` `(k,)` of the batch only (a per-video mask is indexed; one
         shared by the batch, leading dimension 1, is kept): what a loop uses once some videos are done."""
@@ -212,6 +217,16 @@ class LinfBall(ThreatModel):
         if self.mask is not None:
             lo, hi = torch.where(self.mask, lo, x), torch.where(self.mask, hi, x)
         return lo, hi
+
+    def steps_inside(self, size: float, dtype: torch.dtype) -> int:
+        # k sign steps of `size` from x move each pixel at most k * size, plus one rounding per step;
+        # while that stays below eps (less the rounding of `box`'s x +- eps) the iterate lies in
+        # [fl(x - eps), fl(x + eps)], where clamping to the box and to [0, 1] give the same bits. Values
+        # are below 2, so a rounding error is at most the dtype's machine epsilon `u`.
+        u = torch.finfo(dtype).eps
+        room = self.eps * (1 - u) - u
+        per_step = size * (1 + u) + u
+        return max(int(room / per_step), 0) if room > 0 else 0
 
     def random_start(self, x: Tensor, generator: torch.Generator) -> Tensor:
         """A uniform point of the ball; projecting masks the noise too, so it never leaks out of a region."""

@@ -19,22 +19,28 @@ T * grid^2 rather than the pixel count. Every query is the 8-bit video a file wo
 model only ever sees those), so the probes are at least `min_delta` per pixel (RMS): a smaller one rounds
 away entirely; and binary searches stop at one 8-bit level.
 
+`frames` (`all`, `K`, `random:K`, `0,3,7`, in the video's frame numbers) restricts it to those frames:
+the partition covers them alone (d counts their coefficients only, in theta and delta), the start and
+every probe are the clean video on the other frames, which come back exactly as they came in.
+
 Queries: every video asked counts through the `QueryModel` (the template's clean-label and judging
 queries too); the attack stops when the budget cannot answer its next question and returns its last
-boundary point, which is always adversarial. `info` holds the distortion reached and the queries spent.
+boundary point, which is always adversarial. `info` holds the distortion reached and the queries spent,
+and `dimension`, the d of the search space.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
 from vidattack.attacks.base import Attack, Unsupported
-from vidattack.attacks.blackbox.partitions import Partition, make_partition
+from vidattack.attacks.blackbox.frames import check_frames, frame_mask, reported, selected_frames
+from vidattack.attacks.blackbox.partitions import Partition, coefficient_count, make_partition
 from vidattack.attacks.blackbox.query_model import QueryModel
 from vidattack.attacks.context import AttackContext
 from vidattack.attacks.params import param
@@ -42,7 +48,7 @@ from vidattack.attacks.registry import register_attack
 from vidattack.criteria import Criterion
 from vidattack.errors import BadParameterError
 from vidattack.models.capabilities import Capability
-from vidattack.threat import ThreatModel, Unbounded
+from vidattack.threat import ALL_FRAMES, FrameSpec, ThreatModel, Unbounded
 
 PAPER = "Chen, Jordan & Wainwright, HopSkipJumpAttack: A Query-Efficient Decision-Based Attack, IEEE S&P 2020"
 _LEVEL = 1.0 / 255.0
@@ -59,17 +65,34 @@ def _quantize(v: Tensor) -> Tensor:
 
 @dataclass
 class _Oracle:
-    """Decisions about one attacked video: True where a candidate fools the model (all charged to it)."""
+    """Decisions about one attacked video: True where a candidate fools the model (all charged to it).
+
+    `clean` is the attacked video `(T, 3, H, W)` and `keep` `(T, 1, 1, 1)` the frames it may change
+    (None: all): `file` makes every candidate the 8-bit video a file would hold with the others clean.
+    """
 
     model: QueryModel
     video: int
     label: int
     targeted: bool
     batch: int
+    clean: Tensor
+    keep: Tensor | None = None
 
     @property
     def used(self) -> int:
         return self.model.video_queries(self.video)
+
+    def file(self, v: Tensor) -> Tensor:
+        """`v` on the 8-bit grid, exactly the clean video on the frames it may not change."""
+        return self.clean_outside_(_quantize(v))
+
+    def clean_outside_(self, videos: Tensor) -> Tensor:
+        """`videos` `(..., T, 3, H, W)` set, in place, to the clean video on the frames it may not change."""
+        if self.keep is not None:
+            fixed = self.keep.logical_not().reshape(-1)  # (T,)
+            videos[..., fixed, :, :, :] = self.clean[fixed]
+        return videos
 
     def ask(self, videos: Tensor) -> Tensor:
         """Decisions `(P,)` for the 8-bit candidates `videos` `(P, T, 3, H, W)`; `_OutOfQueries` when the
@@ -97,10 +120,12 @@ class HSJA(Attack):
     was found, and `info["distortion"]` (in the chosen norm, pixel units in [0, 1], over the whole
     video) says how far it got; `stop_at` stops once it is that small. Defaults are the paper's code's:
     gamma 1, 100 initial and at most 10,000 evaluations per gradient estimate, geometric step search.
+    `frames` (default all) names the frames it may touch; the others come back unchanged and the search
+    space (d) shrinks to the named ones.
     """
 
     paper = f"{PAPER}, Algorithm 2 and the authors' code; V-BAD's partitioned search space"
-    threat_summary = "additive, every pixel of every frame, minimal L2 or Linf distortion; label-only queries"
+    threat_summary = "additive, every pixel of every frame (or of `frames`), minimal L2 or Linf distortion; label-only queries"
     white_box = False
     needs: ClassVar[Capability] = Capability.LABELS
     common: ClassVar[dict[str, str | Unsupported]] = {
@@ -139,12 +164,20 @@ class HSJA(Attack):
     init_tries: int = param(100, "uniform-noise videos tried for a start when there is no start_video", min=1)
     stop_at: float = param(0.0, "stop once the distortion is at most this (0: spend the whole budget)", min=0)
     batch_size: int = param(32, "videos per forward pass of the target", min=1, max=100_000)
+    # param() returns a dataclasses.field and FrameSpec is frozen, so the default is never shared mutably
+    frames: FrameSpec = param(  # noqa: RUF009
+        ALL_FRAMES, "frames it may change: all, K (first K), random:K or a list 0,3,7; the rest stay exact"
+    )
 
     def budget(self, ctx: AttackContext) -> int:
         """Each video's query budget: this attack's `max_queries`, or the caller's if smaller."""
         return self.max_queries if ctx.max_queries is None else min(int(ctx.max_queries), self.max_queries)
 
+    def hyperparameters(self) -> dict[str, Any]:
+        return reported(super().hyperparameters())
+
     def wrap_model(self, model: nn.Module, ctx: AttackContext) -> nn.Module:
+        check_frames(ctx, self.frames)  # before the clean-label query: a bad frame number costs none
         return QueryModel(
             model, max_queries=self.budget(ctx), videos=ctx.num_videos, batch_size=self.batch_size
         )
@@ -152,7 +185,7 @@ class HSJA(Attack):
     def threat_model(
         self, model: nn.Module, x: Tensor, criterion: Criterion, ctx: AttackContext
     ) -> ThreatModel:
-        return Unbounded()
+        return Unbounded(mask=frame_mask(ctx, self.frames, x))
 
     def distance(self, a: Tensor, b: Tensor) -> float:
         """The chosen norm of `a - b` over the whole video."""
@@ -166,8 +199,10 @@ class HSJA(Attack):
             raise BadParameterError(f"expected the QueryModel made by wrap_model, got {type(model).__name__}")
         out = x.clone()
         info: dict[str, list[float | int | str | None]] = {"distortion": [], "iterations": [], "stopped": []}
+        keep = None if threat.mask is None else threat.mask[0]  # (T, 1, 1, 1)
         for i in range(x.shape[0]):
-            oracle = _Oracle(model, i, int(criterion.labels[i]), criterion.targeted, self.batch_size)
+            label = int(criterion.labels[i])
+            oracle = _Oracle(model, i, label, criterion.targeted, self.batch_size, x[i], keep)
             start = ctx.starting_points[i] if ctx.starting_points is not None else None
             video, dist, iterations, stopped = self._attack_one(oracle, x[i], start, ctx)
             out[i] = video
@@ -177,13 +212,16 @@ class HSJA(Attack):
         for key, values in info.items():
             ctx.info[key] = values[0] if x.shape[0] == 1 else values
         ctx.info["norm"] = self.norm
+        searched = x.shape[1] if keep is None else int(keep.sum())  # frames the search covers
+        ctx.info["dimension"] = coefficient_count(self.partition, (searched, *x.shape[2:]), self.grid)  # d
         return out
 
     def _attack_one(
         self, oracle: _Oracle, x: Tensor, start: Tensor | None, ctx: AttackContext
     ) -> tuple[Tensor, float | None, int, str]:
         gen = ctx.generator_of(oracle.video)
-        part = make_partition(self.partition, tuple(x.shape), self.grid, gen, x.device)
+        sel = None if oracle.keep is None else selected_frames(oracle.keep.unsqueeze(0))
+        part = make_partition(self.partition, tuple(x.shape), self.grid, gen, x.device, frames=sel)
         d = part.size
         theta = self.gamma / (d * math.sqrt(d)) if self.norm == "l2" else self.gamma / (d * d)
         try:
@@ -216,7 +254,8 @@ class HSJA(Attack):
         dist: float,
         gen: torch.Generator,
     ) -> Tensor:
-        numel = x.numel()
+        # pixels the search may move: the floor on probes is per pixel of the selected frames
+        numel = x[0].numel() * (x.shape[0] if part.frames is None else len(part.frames))
         d = part.size
         # the paper's delta (0.1 at first, then sqrt(d) theta dist / d theta dist), floored at min_delta
         # RMS per pixel, in L2 units of the whole video
@@ -230,7 +269,7 @@ class HSJA(Attack):
             moved = float(step * update.abs().max())
             if moved < 0.5 * _LEVEL:  # the step rounds away: stay at the boundary point
                 return x_b
-            cand = _quantize(x_b + step * update)
+            cand = oracle.file(x_b + step * update)
             if bool(oracle.ask(cand.unsqueeze(0))[0]):
                 break
             step /= 2.0
@@ -262,6 +301,7 @@ class HSJA(Attack):
             rv.copy_(part.expand(coeff, shape).expand(p, *shape))  # (P, T, 3, H, W)
             rv.div_(rv.flatten(1).norm(dim=1).clamp_min(1e-12).view(p, 1, 1, 1, 1))
             torch.mul(rv, delta, out=cand).add_(x_b).clamp_(0, 1).mul_(255.0).round_().div_(255.0)
+            oracle.clean_outside_(cand)  # the frames it may not change: exactly the clean video's
             torch.sub(cand, x_b, out=rv).div_(delta)  # what was actually asked, after clipping and rounding
             fval = oracle.ask(cand).to(x_b.dtype) * 2 - 1  # (P,)
             sum_u += rv.sum(0)
@@ -285,7 +325,7 @@ class HSJA(Attack):
         best = adv
         while (high - low) > threshold:
             mid = (high + low) / 2.0
-            cand = self._project(x, adv, mid)
+            cand = self._project(oracle, x, adv, mid)
             if torch.equal(cand, best):
                 high = mid
                 continue
@@ -295,30 +335,32 @@ class HSJA(Attack):
                 low = mid
         return best
 
-    def _project(self, x: Tensor, adv: Tensor, alpha: float) -> Tensor:
+    def _project(self, oracle: _Oracle, x: Tensor, adv: Tensor, alpha: float) -> Tensor:
         if self.norm == "l2":
-            return _quantize((1 - alpha) * x + alpha * adv)
-        return _quantize(torch.minimum(torch.maximum(adv, x - alpha), x + alpha))
+            return oracle.file((1 - alpha) * x + alpha * adv)
+        return oracle.file(torch.minimum(torch.maximum(adv, x - alpha), x + alpha))
 
     def _start(self, oracle: _Oracle, x: Tensor, start: Tensor | None, gen: torch.Generator) -> Tensor | None:
         """An adversarial 8-bit video: `start` when it fools the model (else an error), or noise blended
         toward `x` as far as it still fools it (the reference's BlendedUniformNoise start)."""
         if start is not None:
-            s = _quantize(start)
+            s = oracle.file(start)
             if not bool(oracle.ask(s.unsqueeze(0))[0]):
                 want = "of the target class" if oracle.targeted else "of another class than the clean video"
+                # with frames named, the start is start_video on those frames and the clean one elsewhere
+                which = " (its named frames over the clean video's others)" if oracle.keep is not None else ""
                 raise BadParameterError(
-                    f"expected start_video to be classified as a video {want}, got it not"
+                    f"expected start_video{which} to be classified as a video {want}, got it not"
                 )
             return s
         for _ in range(self.init_tries):
-            noise = _quantize(torch.rand(x.shape, generator=gen, device=x.device))
+            noise = oracle.file(torch.rand(x.shape, generator=gen, device=x.device))
             if bool(oracle.ask(noise.unsqueeze(0))[0]):
                 high, low = 1.0, 0.0
                 best = noise
                 while high - low > 0.001:
                     mid = (high + low) / 2.0
-                    cand = _quantize((1 - mid) * x + mid * noise)
+                    cand = oracle.file((1 - mid) * x + mid * noise)
                     if bool(oracle.ask(cand.unsqueeze(0))[0]):
                         high, best = mid, cand
                     else:

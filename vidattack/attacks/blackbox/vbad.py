@@ -36,18 +36,22 @@ final check (targeted, once eps <= `eps`) are made on the iterate rounded to the
 eps ball, while NES samples and iterates stay in float so sigma survives. Iterates are kept in the ball
 of whole 8-bit levels (`grid_eps`: 12/255 for eps 0.05), so that rounding never pulls saturated pixels
 back inside and undoes a success.
+
+`frames` (`all`, `K`, `random:K`, `0,3,7`) restricts the attack to those frames: the start, the tentative
+perturbation, the partition and the NES samples cover them alone; the others come back exactly as given.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from vidattack.attacks.base import Attack
+from vidattack.attacks.blackbox import frames as named
 from vidattack.attacks.blackbox.nes import nes_signs
 from vidattack.attacks.blackbox.partitions import coefficient_count, make_partition
 from vidattack.attacks.blackbox.query_model import QueryModel
@@ -64,7 +68,7 @@ from vidattack.attacks.params import AUTO, param
 from vidattack.attacks.registry import register_attack
 from vidattack.criteria import Criterion
 from vidattack.errors import BadParameterError
-from vidattack.threat import LinfBall, ThreatModel
+from vidattack.threat import ALL_FRAMES, FrameSpec, LinfBall, ThreatModel, apply_mask
 
 PAPER = "Jiang et al., Black-box Adversarial Attacks on Video Recognition Models, ACM MM 2019"
 
@@ -84,11 +88,14 @@ class VBAD(Attack):
     `tiny-image-cnn` (offline); `surrogate=resnet50,densenet121,densenet169` is the paper's ensemble.
     Targeted attacks start from `starting_points`, videos the model classifies as the target class
     (`target_video=PATH` names one for the command line and `perturb_file`). See the module docstring
-    for the algorithm, schedules and query accounting.
+    for the algorithm, schedules and query accounting. `frames` (default all) names the frames it may
+    touch; the others come back unchanged and its search space shrinks to the named ones.
     """
 
     paper = f"{PAPER}, Sec. 3-4 and the official code"
-    threat_summary = "additive, every pixel of every sampled frame, Linf ball; score-only queries"
+    threat_summary = (
+        "additive, every pixel of every sampled frame (or of `frames`), Linf ball; score-only queries"
+    )
     white_box = False
 
     eps: float = param(0.05, "Linf budget in [0, 1] pixel units", min=0, max=1)
@@ -132,6 +139,10 @@ class VBAD(Attack):
     batch_size: int = param(
         48, "videos per forward pass of the target (fewer for large frames)", min=1, max=100_000
     )
+    # param() returns a dataclasses.field and FrameSpec is frozen, so the default is never shared mutably
+    frames: FrameSpec = param(  # noqa: RUF009
+        ALL_FRAMES, "frames it may change: all, K (first K), random:K or a list 0,3,7; the rest stay exact"
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -150,7 +161,11 @@ class VBAD(Attack):
             return self.max_queries
         return min(int(ctx.max_queries), self.max_queries)
 
+    def hyperparameters(self) -> dict[str, Any]:
+        return named.reported(super().hyperparameters())
+
     def wrap_model(self, model: nn.Module, ctx: AttackContext) -> nn.Module:
+        named.check_frames(ctx, self.frames)  # before the clean-label query: a bad frame number costs none
         return QueryModel(
             model, max_queries=self.budget(ctx), videos=ctx.num_videos, batch_size=self.batch_size
         )
@@ -176,7 +191,7 @@ class VBAD(Attack):
     def threat_model(
         self, model: nn.Module, x: Tensor, criterion: Criterion, ctx: AttackContext
     ) -> ThreatModel:
-        return LinfBall(eps=self.eps)
+        return LinfBall(eps=self.eps, mask=named.frame_mask(ctx, self.frames, x))
 
     def run(
         self, model: nn.Module, x: Tensor, criterion: Criterion, threat: ThreatModel, ctx: AttackContext
@@ -200,14 +215,15 @@ class VBAD(Attack):
         n = x.shape[0]
         out = x.clone()
         outcomes: list[Outcome] = []
+        sel = named.selected_frames(threat.mask)
         for i in range(n):
             queries = VideoQueries(model, i)
             label = int(criterion.labels[i])
             index = i if n > 1 else None
             if ctx.starting_points is not None and criterion.targeted:
                 start = ctx.starting_points[i]
-                tentative.set_target(start)
-                res = self._targeted(queries, x[i], start, label, tentative, ctx, index)
+                tentative.set_target(start if sel is None else start[sel])
+                res = self._targeted(queries, x[i], start, label, tentative, threat, ctx, index)
             else:
                 res = self._untargeted(queries, x[i], label, tentative, threat, ctx, index)
             out[i] = res.video
@@ -216,7 +232,10 @@ class VBAD(Attack):
             {
                 "budget": model.max_queries,
                 "sigma": self.sigma_for(criterion.targeted),
-                "coefficients": coefficient_count(self.partition, tuple(x.shape[1:]), self.grid),
+                # the search covers the selected frames only
+                "coefficients": coefficient_count(
+                    self.partition, (x.shape[1] if sel is None else len(sel), *x.shape[2:]), self.grid
+                ),
                 "surrogates": [m.describe() for m in tentative.models],
                 "success_queries": [o.success_queries for o in outcomes],
                 "iterations": [o.iterations for o in outcomes],
@@ -236,12 +255,17 @@ class VBAD(Attack):
         tentative: Tentative,
         queries: VideoQueries,
         ctx: AttackContext,
+        sel: Tensor | None,
     ) -> tuple[Tensor, int]:
         """The rectified step direction `(T, 3, H, W)` and how many NES samples kept the wanted class on
-        top: the tentative perturbation with each patch's sign set by NES."""
-        h = tentative(x_it)
+        top: the tentative perturbation with each patch's sign set by NES; with `sel` (positions of the
+        named frames) both cover those frames only, and the direction is exactly zero elsewhere."""
         shape = tuple(x_it.shape)
-        part = make_partition(self.partition, shape, self.grid, ctx.generator, x_it.device)
+        if sel is None:
+            h = tentative(x_it)
+        else:  # surrogates look at the selected frames only; h is 0 elsewhere
+            h = named.embed_frames(tentative(x_it[sel]).unsqueeze(0), sel, shape[0])[0]
+        part = make_partition(self.partition, shape, self.grid, ctx.generator, x_it.device, frames=sel)
         estimate = nes_signs(
             queries.ask,
             x_it,
@@ -274,7 +298,8 @@ class VBAD(Attack):
         class is no longer top-1 on the 8-bit video."""
         eps = self.grid_eps()
         noise = torch.rand(x.shape, generator=ctx.generator, device=x.device, dtype=x.dtype) * 2 - 1
-        x_it = (x + noise * eps).clamp(0, 1)
+        sel, keep = named.selected_frames(threat.mask), None if threat.mask is None else threat.mask[0]
+        x_it = apply_mask((x + noise * eps).clamp(0, 1), x, keep)  # unselected frames start (and stay) x
         lr = self.lr
         window: list[float] = []
         best, best_p = x, math.inf
@@ -297,7 +322,7 @@ class VBAD(Attack):
                     if window[-1] <= window[0]:
                         lr = max(lr / 2, self.min_lr)
                     window = []
-                direction, _ = self._direction(x_it, label, False, tentative, queries, ctx)
+                direction, _ = self._direction(x_it, label, False, tentative, queries, ctx, sel)
                 iterations += 1
                 x_it = pgd_step(x_it, direction, lr, x, eps)
         except OutOfQueries:
@@ -310,22 +335,25 @@ class VBAD(Attack):
         start: Tensor,
         target: int,
         tentative: Tentative,
+        threat: ThreatModel,
         ctx: AttackContext,
         index: int | None,
     ) -> Outcome:
         """Targeted V-BAD (Algorithm 1) on one video `(T, 3, H, W)`: from `start` (target class, eps 1),
-        shrink the eps ball around x while the target stays top-1, until eps reaches `eps`."""
+        shrink the eps ball around x while the target stays top-1, until eps reaches `eps`. With a frame
+        mask the start is `start` on the selected frames and x on the others."""
         eps = self.grid_eps()
-        x_it, cur_eps, iterations = start.clone(), 1.0, 0
+        sel, keep = named.selected_frames(threat.mask), None if threat.mask is None else threat.mask[0]
+        x_it, cur_eps, iterations = apply_mask(start, x, keep).clone(), 1.0, 0
         sched = TargetedSchedule(self.lr, self.min_lr, self.delta_eps, base_lr=(self.lr, self.min_lr))
         try:
             self._check_start(queries, x_it, target, ctx, index)
             while True:
                 if cur_eps <= eps + 1e-12:
-                    judged = LinfBall(eps=self.eps).quantize(x_it.unsqueeze(0), x.unsqueeze(0))[0]
+                    judged = threat.quantize(x_it.unsqueeze(0), x.unsqueeze(0))[0]
                     if int(queries.ask(judged.unsqueeze(0))[0].argmax()) == target:
                         return Outcome(judged, True, "success", iterations, cur_eps, queries.used)
-                direction, kept = self._direction(x_it, target, True, tentative, queries, ctx)
+                direction, kept = self._direction(x_it, target, True, tentative, queries, ctx, sel)
                 iterations += 1
                 if kept == 0:
                     continue  # every NES sample lost the target: draw again (the official code does the same)
@@ -359,9 +387,11 @@ class VBAD(Attack):
             ctx, index, queries, lp, target, loss=-float(lp[target]), eps=1.0, lr=self.lr, targeted=True
         )
         if int(lp.argmax()) != target:
+            # with frames named, the start is the target video on those frames and the clean one elsewhere
+            which = " (its named frames over the clean video's others)" if "frames" in ctx.info else ""
             raise BadParameterError(
-                f"expected the starting point (target_video) to be classified as the target class {target} "
-                f"by the model, got class {int(lp.argmax())} (p = {float(lp.exp().max()):.3f})"
+                f"expected the starting point (target_video){which} to be classified as the target class "
+                f"{target} by the model, got class {int(lp.argmax())} (p = {float(lp.exp().max()):.3f})"
             )
 
     def _shrink_orpgd_step(
