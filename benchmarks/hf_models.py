@@ -90,10 +90,12 @@ def perturb_row(name: str, folder: Path, video: Path, out: Path, threads: int) -
         raise SystemExit(f"perturb failed: {stderr.decode(errors='replace')[-2000:]}")
     report = json.loads(stdout)["results"][0]
     return {
-        "key": f"perturb:{name}",
+        "key": f"perturb:{name}" if threads == 2 else f"perturb:{name}:t{threads}",
         "command": " ".join(["python", *cmd[1:]]),
         "wall_s": round(wall, 2),
         "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),  # the work done, whatever the machine's load
+        "threads": threads,
         "stages_s": {k: round(v, 2) for k, v in report["timing"].items()},
         "success": report["success"],
         "queries": report["queries"],
@@ -236,7 +238,8 @@ def main() -> None:
     done = load_rows(RESULTS)
     for name in [m for m in args.models.split(",") if m]:
         folder = build(name, args.cache)
-        if f"perturb:{name}" not in done and not args.skip_perturb:
+        perturb_key = f"perturb:{name}" if args.threads == 2 else f"perturb:{name}:t{args.threads}"
+        if perturb_key not in done and not args.skip_perturb:
             append_row(
                 RESULTS,
                 {

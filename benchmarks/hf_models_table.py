@@ -28,13 +28,16 @@ def render(rows: dict[str, dict[str, Any]]) -> str:
             "`vidattack perturb`, PGD-Linf 5 steps, eps 4/255, one bundled example, "
             "randomly initialised full-size models",
             "",
-            "| model | " + " | ".join(f"{s} s" for s in STAGES) + " | process wall s | peak RSS MiB | CPUs |",
-            "|---" * (len(STAGES) + 4) + "|",
+            "| model | "
+            + " | ".join(f"{s} s" for s in STAGES)
+            + " | process wall s | process CPU s | peak RSS MiB | threads | load (1 min) |",
+            "|---" * (len(STAGES) + 6) + "|",
         ]
         for r in perturb:
             stages = " | ".join(f"{r['stages_s'].get(s, 0):.1f}" for s in STAGES)
             out.append(
-                f"| {r['key'].split(':', 1)[1]} | {stages} | {r['wall_s']:.1f} | {r['peak_rss_mib']:.0f} | {r['cpus']} |"
+                f"| {r['key'].split(':', 1)[1]} | {stages} | {r['wall_s']:.1f} | {r.get('cpu_s', '-')} "
+                f"| {r['peak_rss_mib']:.0f} | {r.get('threads', 2)} | {r.get('load_1min', '-')} |"
             )
         out.append("")
     single = [r for k, r in rows.items() if k.startswith("ratio:") and "repeat" not in r]

@@ -24,6 +24,8 @@ transformers = pytest.importorskip("transformers", reason="the [hf] extra (in [t
 #: The bundled examples' classes, so that the tiny models can be evaluated on examples/labels.csv.
 CLASSES = ["flash", "move_down", "move_left", "move_right", "move_up"]
 SMALL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+#: The architectures tested, each built tiny by `save_tiny`.
+KINDS = ("videomae", "timesformer", "vivit", "vjepa2", "videoprism")
 runner = CliRunner()
 
 
@@ -50,8 +52,16 @@ def save_tiny(folder: Path, kind: str) -> Path:
         )  # fmt: skip
         model, proc = t.VJEPA2ForVideoClassification, t.VJEPA2VideoProcessor
         sizes = {"crop_size": 112}
+    elif kind == "videoprism":  # 16x16 tubelets at 112 (its 18x18 do not tile 112); frames in [0, 1]
+        config = t.VideoPrismVisionConfig(
+            image_size=112, num_frames=16, tubelet_size=[1, 16, 16], num_spatial_layers=1, num_temporal_layers=1,
+            **{k: v for k, v in SMALL.items() if k != "num_hidden_layers"}, **labels,
+        )  # fmt: skip
+        # VideoPrism's video processor, set as the hub's: an exact resize (no crop), no normalisation
+        model, proc = t.VideoPrismForVideoClassification, t.LlavaOnevisionVideoProcessor
+        sizes = {"size": {"height": 112, "width": 112}, "do_normalize": False}
     else:
-        raise ValueError(f"expected videomae, timesformer, vivit or vjepa2, got {kind}")
+        raise ValueError(f"expected one of {', '.join(KINDS)}, got {kind}")
     torch.manual_seed(0)
     model(config).eval().save_pretrained(folder)
     proc(**sizes).save_pretrained(folder)
@@ -61,7 +71,7 @@ def save_tiny(folder: Path, kind: str) -> Path:
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("hf")
-    return {kind: save_tiny(root / kind, kind) for kind in ("videomae", "timesformer", "vivit", "vjepa2")}
+    return {kind: save_tiny(root / kind, kind) for kind in KINDS}
 
 
 def invoke(*args: Any) -> Any:
@@ -80,7 +90,7 @@ def processor_probabilities(folder: Path, frames: torch.Tensor) -> torch.Tensor:
     model = transformers.AutoModelForVideoClassification.from_pretrained(folder).eval()
     batch = processor(frames, return_tensors="pt")
     with torch.no_grad():
-        return model(**batch).logits.softmax(-1)[0]
+        return model(**batch).logits.flatten(1).softmax(-1)[0]  # VideoPrism's logits are (B, 1, K)
 
 
 def decoded_sampled_frames(folder: Path, clip: Path) -> torch.Tensor:
@@ -93,7 +103,7 @@ def decoded_sampled_frames(folder: Path, clip: Path) -> torch.Tensor:
     return video.frames[ids].permute(0, 3, 1, 2)
 
 
-@pytest.mark.parametrize("kind", ["videomae", "timesformer", "vivit", "vjepa2"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_predict_on_a_folder_matches_the_transformers_processor(folders, example_clip, kind) -> None:
     folder = folders[kind]
     (got,) = records(invoke("predict", example_clip, "-m", folder, "--top-k", 5, "--format", "json"))
@@ -131,7 +141,7 @@ def test_a_folder_is_a_differentiable_model_with_its_labels_and_preprocessing(fo
     assert x.grad is not None and x.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("kind", ["videomae", "timesformer", "vivit", "vjepa2"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_pgd_fools_each_architecture_within_its_budget_on_the_written_file(
     folders, example_clip, tmp_path, kind
 ):
@@ -147,11 +157,12 @@ def test_pgd_fools_each_architecture_within_its_budget_on_the_written_file(
     assert (out / f"{example_clip.stem}.adv.mp4").is_file()
 
 
-def test_batch_size_and_eval_work_on_a_folder(folders, example_clips, tmp_path) -> None:
+@pytest.mark.parametrize("kind", ["timesformer", "videoprism"])
+def test_batch_size_and_eval_work_on_a_folder(folders, example_clips, tmp_path, kind) -> None:
     clips = [c for c in example_clips if c.stem.rsplit("_", 1)[0] in CLASSES][:2]
     batched = records(
         invoke(
-            "perturb", *clips, "-m", folders["timesformer"], "--eps", "4/255", "--steps", 3,
+            "perturb", *clips, "-m", folders[kind], "--eps", "4/255", "--steps", 3,
             "--batch-size", 2, "--out", tmp_path / "out", "--outputs", "report", "--format", "json",
         )
     )  # fmt: skip
@@ -161,7 +172,7 @@ def test_batch_size_and_eval_work_on_a_folder(folders, example_clips, tmp_path) 
     rows = records(
         key="rows",
         result=invoke(
-            "eval", data, "-m", folders["timesformer"], "-a", "pgd-linf", "--eps", "4/255", "--steps", 3,
+            "eval", data, "-m", folders[kind], "-a", "pgd-linf", "--eps", "4/255", "--steps", 3,
             "--out", tmp_path / "eval", "--format", "json",
         )
     )  # fmt: skip
@@ -244,3 +255,96 @@ def test_a_half_precision_folder_is_attacked_in_float32(folders, tmp_path) -> No
     with torch.no_grad():
         got, want = view.bind(view.plan(16))(x).exp(), full.bind(full.plan(16))(x).exp()
     assert (got - want).abs().max() < 1e-2  # the weights rounded to float16, nothing else
+
+
+def copy_folder(src: Path, dst: Path, *names: str) -> Path:
+    """`dst` holding copies of the files `names` of `src`."""
+    dst.mkdir()
+    for name in names:
+        (dst / name).write_bytes((src / name).read_bytes())
+    return dst
+
+
+def test_a_whole_videoprism_processor_is_read_for_its_video_part_without_the_tokenizer(
+    folders, tmp_path
+) -> None:
+    # VideoPrismProcessor (video processor + tokenizer) saves one processor_config.json, the video
+    # processor's settings nested in it, beside the tokenizer's files; a classifier needs only the first
+    source = folders["videoprism"]
+    folder = copy_folder(source, tmp_path / "whole", "config.json", "model.safetensors")
+    video_processor = transformers.AutoVideoProcessor.from_pretrained(source)
+    transformers.VideoPrismProcessor(video_processor, transformers.VideoPrismTokenizer()).save_pretrained(
+        folder
+    )
+    assert not (folder / "video_preprocessor_config.json").exists()
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (folder / name).unlink()
+    (info,) = records(invoke("models", folder, "--format", "json"))
+    assert info["processor"] == "processor_config.json"
+    view, plain = load_model(str(folder)), load_model(str(source))
+    assert view.preprocess == plain.preprocess
+    assert (view.preprocess.resize, view.preprocess.crop, view.preprocess.std) == (
+        (112, 112),
+        None,
+        (1.0,) * 3,
+    )
+    x = torch.rand(1, 16, 3, 112, 112)
+    with torch.no_grad():
+        assert torch.equal(view.bind(view.plan(16))(x), plain.bind(plain.plan(16))(x))
+
+
+def test_videoprism_squashes_frames_to_its_exact_size_as_transformers_does(folders, tmp_path) -> None:
+    # its processor resizes both sides to 112 (a 123x171 frame is squashed, not cropped); the hub's
+    # file says bicubic, which the view does as bilinear and says so, so the exact comparison is made
+    # on a copy whose file says bilinear
+    source = folders["videoprism"]
+    assert load_model(str(source)).notes == ["the processor's resample 3 is done as bilinear (antialiased)"]
+    folder = copy_folder(source, tmp_path / "bilinear", "config.json", "model.safetensors")
+    proc = json.loads((source / "video_preprocessor_config.json").read_text())
+    (folder / "video_preprocessor_config.json").write_text(json.dumps({**proc, "resample": 2}))
+    frames = torch.randint(0, 256, (16, 3, 123, 171), generator=torch.Generator().manual_seed(0)).float()
+    want = processor_probabilities(folder, frames)
+    view = load_model(str(folder))
+    with torch.no_grad():
+        got = view.bind(view.plan(16))(frames[None] / 255).exp()[0]
+    assert torch.allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("image_size", [112, [112, 112]])  # its config allows an int or a pair
+def test_a_videoprism_processor_of_another_size_is_refused_at_load(
+    folders, example_clip, tmp_path, image_size
+) -> None:
+    source = folders["videoprism"]
+    folder = copy_folder(source, tmp_path / "96", "model.safetensors")
+    config = json.loads((source / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "image_size": image_size}))
+    proc = json.loads((source / "video_preprocessor_config.json").read_text())
+    (folder / "video_preprocessor_config.json").write_text(
+        json.dumps({**proc, "size": {"height": 96, "width": 96}})
+    )
+    result = invoke("predict", example_clip, "-m", folder)
+    assert result.exit_code == 2
+    assert "resizes to 96x96, but config.json expects 112x112 frames" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_videoprism_encoder_without_a_classifier_head_is_refused(folders, example_clip, tmp_path) -> None:
+    source = folders["videoprism"]
+    config = transformers.AutoConfig.from_pretrained(source)
+    transformers.VideoPrismVisionModel(config).save_pretrained(tmp_path / "encoder")
+    (tmp_path / "encoder" / "video_preprocessor_config.json").write_bytes(
+        (source / "video_preprocessor_config.json").read_bytes()
+    )
+    result = invoke("predict", example_clip, "-m", tmp_path / "encoder")
+    assert result.exit_code == 2
+    assert "expected a video classifier" in result.stderr and "got VideoPrismVisionModel" in result.stderr
+
+
+def test_a_videoprism_folder_without_its_processor_file_is_refused(folders, example_clip, tmp_path) -> None:
+    # transformers has no default video processor for VideoPrism either (AutoVideoProcessor fails), and
+    # the class it saves with, LlavaOnevisionVideoProcessor, defaults to 384 px and CLIP normalisation
+    folder = copy_folder(folders["videoprism"], tmp_path / "bare", "config.json", "model.safetensors")
+    result = invoke("predict", example_clip, "-m", folder)
+    assert result.exit_code == 2
+    assert "processor_config.json beside config.json (model_type videoprism_vision_model" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

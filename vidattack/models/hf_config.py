@@ -1,5 +1,6 @@
 """HuggingFace's JSON files read without `transformers`: labels and frame count from `config.json`,
-preprocessing from `video_preprocessor_config.json` or `preprocessor_config.json`.
+preprocessing from `video_preprocessor_config.json`, `preprocessor_config.json` or the video part of
+`processor_config.json`.
 
 Both the HuggingFace folder loader and the ONNX loader (onnx-community repositories ship these files
 beside or above `onnx/model.onnx`) read them here, so a folder and its ONNX export get the same
@@ -23,8 +24,17 @@ from vidattack import files
 from vidattack.errors import BadCheckpointError
 from vidattack.models.view import Preprocess
 
-#: The processor files, in the order they are looked for (5.x video processors first).
-PROCESSOR_FILES = ("video_preprocessor_config.json", "preprocessor_config.json")
+#: The processor files, in the order they are looked for (5.x video processors first). A whole
+#: processor saved with its tokenizer (VideoPrism's) writes only `processor_config.json`, with the video
+#: processor's settings nested under `video_processor`; only that part is read, never the text files.
+PROCESSOR_FILES = ("video_preprocessor_config.json", "preprocessor_config.json", "processor_config.json")
+_NESTED = ("video_processor", "image_processor")  # the keys of processor_config.json read, in order
+#: Processor classes that do not centre crop unless their file says so: `save_pretrained` leaves out
+#: settings that are None, so a file without `do_center_crop` means the class's own default.
+#: (LlavaOnevisionVideoProcessor is VideoPrism's: it resizes to an exact size and never crops. The
+#: `video_kwargs` VideoPrismProcessor declares, 288 px without normalisation, are never applied in
+#: transformers 5.25, which reads `videos_kwargs`: the video processor's file is what counts.)
+NO_CROP_BY_DEFAULT = ("LlavaOnevisionVideoProcessor",)
 #: A config or processor JSON is a few kB; anything this large is not one.
 JSON_LIMIT = 8 * 2**20
 
@@ -77,6 +87,16 @@ class FolderConfig:
                 return value
         return None
 
+    @property
+    def input_size(self) -> tuple[int, int] | None:
+        """The (height, width) the network was built for: `image_size` as an int or a pair (VideoPrism's
+        config allows either), or `crop_size` (V-JEPA 2)."""
+        value = self.config.get("image_size")
+        if isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and v > 0 for v in value):
+            return (value[0], value[1])
+        size = self.image_size
+        return (size, size) if size is not None else None
+
     def labels(self, num_classes: int | None = None) -> list[str] | None:
         """`id2label` as a list (its keys are strings in the file), or None when it has none."""
         return labels_from_id2label(self.config.get("id2label"), num_classes, "config.json id2label")
@@ -98,8 +118,8 @@ class FolderConfig:
         size = self.image_size
         if defaults is None or size is None:
             raise BadCheckpointError(
-                f"expected {' or '.join(PROCESSOR_FILES)} beside config.json (model_type "
-                f"{self.model_type or '?'} has no known defaults)"
+                f"expected {', '.join(PROCESSOR_FILES[:-1])} or {PROCESSOR_FILES[-1]} beside config.json "
+                f"(model_type {self.model_type or '?'} has no known defaults)"
             )
         short, (mean, std), factor, offset = defaults
         resize = short if short is not None else int(size * 256 / 224)
@@ -124,12 +144,22 @@ def read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def find_processor(*folders: Path) -> Path | None:
-    """The first processor file in `folders` (searched in order), or None."""
+def read_processor(*folders: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The first processor file in `folders` (searched in order) and its settings, or None.
+
+    A `processor_config.json` counts only when it holds a video or image processor's settings (one
+    written beside separate sub-processor files holds just `processor_class`)."""
     for folder in folders:
         for name in PROCESSOR_FILES:
-            if (folder / name).is_file():
-                return folder / name
+            path = folder / name
+            if not path.is_file():
+                continue
+            data = read_json(path)
+            if name != "processor_config.json":
+                return path, data
+            nested = next((data[k] for k in _NESTED if isinstance(data.get(k), dict)), None)
+            if nested is not None:
+                return path, nested
     return None
 
 
@@ -137,8 +167,8 @@ def read_folder_config(config_path: Path, *processor_folders: Path) -> FolderCon
     """`config.json` at `config_path`, and the processor file of the first of `processor_folders` that
     has one (default: the config's own folder)."""
     config = read_json(config_path)
-    proc_path = find_processor(*(processor_folders or (config_path.parent,)))
-    processor = read_json(proc_path) if proc_path is not None else None
+    found = read_processor(*(processor_folders or (config_path.parent,)))
+    proc_path, processor = found if found is not None else (None, None)
     return FolderConfig(config=config, processor=processor, processor_path=proc_path)
 
 
@@ -183,7 +213,10 @@ def preprocess_from_processor(proc: dict[str, Any], clip_len: int, where: str) -
         resize = int((crop_h if isinstance(crop_h, int) else crop_h[0]) * 256 / 224)
     elif proc.get("do_resize", True):
         resize = _size(proc.get("size"), f"size in {where}")
-    crop = _size(proc.get("crop_size"), f"crop_size in {where}") if proc.get("do_center_crop", True) else None
+    do_crop = proc.get("do_center_crop")
+    if do_crop is None:  # left out (None when saved): the class's default
+        do_crop = kind not in NO_CROP_BY_DEFAULT
+    crop = _size(proc.get("crop_size"), f"crop_size in {where}") if do_crop else None
     do_rescale = bool(proc.get("do_rescale", True))
     factor = float(proc.get("rescale_factor", 1 / 255)) if do_rescale else 1.0
     # ViViT: its image processor's `offset` (default true), its video processor always

@@ -2,11 +2,12 @@
 
 A folder holds `config.json` (architecture, `id2label`, frame count, input size), the weights
 (`model.safetensors`, possibly sharded with `model.safetensors.index.json`; `pytorch_model.bin` only
-with `trust_checkpoint`) and usually `video_preprocessor_config.json` or `preprocessor_config.json`.
+with `trust_checkpoint`) and usually `video_preprocessor_config.json` or `preprocessor_config.json`
+(or `processor_config.json`, from a whole processor saved with its tokenizer, as VideoPrism's is).
 The network is built by `AutoModelForVideoClassification` from the folder alone (no remote code, no
-download); it takes `(B, T, 3, H, W)` as `pixel_values` (`pixel_values_videos` for V-JEPA 2) and the
-view does the processor's preprocessing in front of it (`hf_config`), so every white-box attack,
-`--robust-to`, batching, eval and train see an ordinary differentiable `ModelView`.
+download); it takes `(B, T, 3, H, W)` as `pixel_values` (`pixel_values_videos` for V-JEPA 2 and
+VideoPrism) and the view does the processor's preprocessing in front of it (`hf_config`), so every
+white-box attack, `--robust-to`, batching, eval and train see an ordinary differentiable `ModelView`.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from vidattack.models.extras import import_extra
 from vidattack.models.hf_config import FolderConfig, read_folder_config, read_json
 from vidattack.models.labels import fit_labels
 from vidattack.models.messages import few, first_line
-from vidattack.models.view import ModelView
+from vidattack.models.view import ModelView, Preprocess
 
 #: Weight files, safest first: safetensors cannot run code; a pickled `.bin` can, so it needs trust.
 SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
@@ -79,7 +80,9 @@ class HFVideoNet(nn.Module):
         self.processor_path = processor_path
 
     def forward(self, clips: Tensor) -> Tensor:
-        return self.model(**{self.input_name: clips}).logits
+        logits = self.model(**{self.input_name: clips}).logits
+        # VideoPrism's attention-pooling head keeps its one query: (B, 1, K)
+        return logits[:, 0] if logits.dim() == 3 and logits.shape[1] == 1 else logits
 
 
 def load_hf_folder(spec: str, folder: Path, req: LoadRequest) -> ModelView:
@@ -103,7 +106,7 @@ def load_hf_folder(spec: str, folder: Path, req: LoadRequest) -> ModelView:
     cfg = read_folder_config(folder / "config.json")
     arch = _video_architecture(cfg, folder)
     pre = cfg.preprocess()  # checked before the weights are read: a full-size model is 350 MB
-    _check_input_size(cfg, pre.crop, folder)
+    _check_input_size(cfg, pre, folder)
     model = _from_pretrained(folder, safe)
     net = HFVideoNet(model, _input_name(arch), cfg.processor_path)
     k = int(model.config.num_labels)
@@ -236,14 +239,17 @@ def read_training_info(folder: Path) -> dict[str, Any]:
     return {k: data.get(k) or {} for k in ("training", "heldout")}
 
 
-def _check_input_size(cfg: FolderConfig, crop: Any, folder: Path) -> None:
-    # VideoMAE, TimeSformer and ViViT accept only their configured size: say so at load, not mid-attack
-    size = cfg.image_size
-    crop_hw = (crop, crop) if isinstance(crop, int) else crop
-    if size is not None and crop_hw is not None and tuple(crop_hw) != (size, size):
+def _check_input_size(cfg: FolderConfig, pre: Preprocess, folder: Path) -> None:
+    # VideoMAE, TimeSformer, ViViT and VideoPrism accept only their configured size: say so at load, not
+    # mid-attack. The frames are the crop's size, or without a crop an exact resize's (VideoPrism's).
+    size = cfg.input_size
+    out = pre.crop if pre.crop is not None else pre.resize if isinstance(pre.resize, tuple) else None
+    out_hw = (out, out) if isinstance(out, int) else out
+    if size is not None and out_hw is not None and tuple(out_hw) != size:
+        what = "crops" if pre.crop is not None else "resizes"
         raise BadCheckpointError(
-            f"the processor of {folder} crops to {crop_hw[0]}x{crop_hw[1]}, but config.json expects "
-            f"{size}x{size} frames"
+            f"the processor of {folder} {what} to {out_hw[0]}x{out_hw[1]}, but config.json expects "
+            f"{size[0]}x{size[1]} frames"
         )
 
 
