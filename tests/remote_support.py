@@ -15,9 +15,12 @@ from vidattack.remote.serve import ModelServer, ServeOptions, make_server
 
 
 @contextmanager
-def serving(view: ModelView, **options: object) -> Iterator[ModelServer]:
-    """`view` served on 127.0.0.1 (an ephemeral port) until the block ends; `server.requests` counts POSTs."""
-    server = make_server(view, ServeOptions(**options))  # type: ignore[arg-type]
+def serving(
+    view: ModelView, tls: tuple[Path, Path] | None = None, **options: object
+) -> Iterator[ModelServer]:
+    """`view` served on 127.0.0.1 (an ephemeral port) until the block ends; `server.requests` counts POSTs.
+    `tls`: a (certificate, key) pair to serve HTTPS with (tests/data/tls)."""
+    server = make_server(view, ServeOptions(**options), tls=tls)  # type: ignore[arg-type]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

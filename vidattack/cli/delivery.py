@@ -25,7 +25,8 @@ Delivery = Annotated[
 ]
 ROBUST_TO_HELP = (
     "Optimise the attack through this delivery encode (real encoder in the forward pass, "
-    "BPDA + EOT over the CRFs), e.g. h264:crf=18-28. eot: encodes averaged per step (default 2); "
+    "BPDA + EOT over the CRFs), e.g. h264:crf=18-28. eot: encodes averaged per step (default 2; "
+    "1 for an http(s):// or cmd: model, each encode a request); "
     "sigma: the gradient's low-pass in pixels (default 2, 0 = straight-through). The budget "
     "still holds on the lossless file."
 )
@@ -59,17 +60,18 @@ ROBUST_EOT = 2
 
 
 def parse_delivery_options(
-    delivery: str | None, robust_to: str | None
+    delivery: str | None, robust_to: str | None, *, remote: bool = False
 ) -> tuple[DeliverySpec | None, DeliverySpec | None]:
     """The two options as specs (`BadParameterError`, exit 2, for a bad one); `--robust-to` without
-    `eot` gets `ROBUST_EOT` draws."""
+    `eot` gets `ROBUST_EOT` draws, or one for a deployed (`remote`) model, where each draw is a paid
+    request (`vidattack.pipeline.delivery.check_robust_to`)."""
     import dataclasses
 
     from vidattack.delivery import parse_delivery, parse_robust_to
 
     robust = parse_robust_to(robust_to) if robust_to is not None else None
     if robust is not None and robust.eot is None:
-        robust = dataclasses.replace(robust, eot=ROBUST_EOT)
+        robust = dataclasses.replace(robust, eot=1 if remote else ROBUST_EOT)
     return (parse_delivery(delivery) if delivery is not None else None, robust)
 
 

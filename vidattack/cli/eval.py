@@ -215,8 +215,10 @@ def eval_command(
             raise UsageError("--ray-address goes with --executor ray")
         from vidattack.data.datasets import parse_shard
         from vidattack.eval.options import GridOptions, RunOptions
+        from vidattack.remote.transport import is_remote_spec
 
-        delivery_spec, robust_spec = d.parse_delivery_options(delivery, robust_to)
+        remote = is_remote_spec(model)
+        delivery_spec, robust_spec = d.parse_delivery_options(delivery, robust_to, remote=remote)
         attacks = split_list(attack) or ["pgd-linf"]
         grid = GridOptions(
             attacks,

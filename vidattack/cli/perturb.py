@@ -209,6 +209,7 @@ def _prepare(args: PerturbArgs) -> tuple[list[Planned], JobSpec, ModelView]:
     from vidattack.pipeline.outputs import parse_outputs
     from vidattack.pipeline.spec import UNTARGETED, JobSpec, check_target
     from vidattack.precision import resolve_for_model
+    from vidattack.remote.transport import is_remote_spec
     from vidattack.runtime import check_seed, resolve_device, set_cpu_threads
 
     check_seed(args.seed)
@@ -222,7 +223,8 @@ def _prepare(args: PerturbArgs) -> tuple[list[Planned], JobSpec, ModelView]:
     template = NameTemplate(args.name)
     steps = d.robust_steps(args.attack, args.steps, args.robust_to) if args.apply is None else args.steps
     budget = parse_budget(args.eps, args.alpha, steps)
-    delivery_spec, robust_spec = d.parse_delivery_options(args.delivery, args.robust_to)
+    remote = is_remote_spec(args.model)
+    delivery_spec, robust_spec = d.parse_delivery_options(args.delivery, args.robust_to, remote=remote)
     atk = build_attack(args.attack, args.remote.settings(o.parse_sets(args.set_)), budget, args.apply)
     atk.check_stop_when_fooled(args.stop_when_fooled)  # refused before any model is loaded
     o.checked_precision(args.precision, args.device)  # refused before any model is loaded

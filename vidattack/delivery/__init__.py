@@ -3,7 +3,8 @@
 - `spec`: `CODEC[:crf=N,preset=P]` for `--delivery` and `--robust-to` (`parse_delivery`, `parse_robust_to`).
 - `encode`: the delivery file (`write_delivery`) and the same encode in memory (`roundtrip`).
 - `colour`: the exact, differentiable RGB -> Y'CbCr 4:2:0 -> RGB path.
-- `simulate`: `DeliveryModel`, the model seen through the delivery encode (BPDA + EOT), for attacks.
+- `simulate`: `DeliveryModel`, the model seen through the delivery encode (BPDA + EOT), for attacks;
+  `MeteredDeliveryModel`, a deployed model seen through it (each query delivered, then sent).
 - `measure`: lossless versus delivered perturbation in 8-bit levels.
 
 Where it is used: `vidattack.pipeline.delivery` (the job's delivery stages: `--delivery` writes and
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 from vidattack.delivery.encode import DeliveryFile, mp4_top_level_boxes, roundtrip, write_delivery
 from vidattack.delivery.measure import DeliveryPerturbation, Perturbation, delivery_perturbation, perturbation
-from vidattack.delivery.simulate import DEFAULT_SIGMA, DeliveryModel
+from vidattack.delivery.simulate import DEFAULT_SIGMA, DeliveryModel, MeteredDeliveryModel
 from vidattack.delivery.spec import DeliverySpec, parse_delivery, parse_robust_to
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "DeliveryModel",
     "DeliveryPerturbation",
     "DeliverySpec",
+    "MeteredDeliveryModel",
     "Perturbation",
     "delivery_perturbation",
     "mp4_top_level_boxes",

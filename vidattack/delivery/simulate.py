@@ -56,7 +56,14 @@ from vidattack.delivery.encode import roundtrip
 from vidattack.delivery.spec import DeliverySpec
 from vidattack.errors import BadParameterError
 
-__all__ = ["DEFAULT_MAX_OFFSET", "DEFAULT_SIGMA", "DeliveryModel", "auto_max_offset", "gaussian_blur"]
+__all__ = [
+    "DEFAULT_MAX_OFFSET",
+    "DEFAULT_SIGMA",
+    "DeliveryModel",
+    "MeteredDeliveryModel",
+    "auto_max_offset",
+    "gaussian_blur",
+]
 
 # Spatial scale, in pixels of the video, of the low-pass that stands for the codec in the backward pass.
 DEFAULT_SIGMA = 2.0
@@ -163,6 +170,10 @@ class DeliveryModel(nn.Module):
         try:
             return super().__getattr__(name)
         except AttributeError:
+            if name == "metered":
+                # a QueryModel asks a metered model through `metered`: forwarded, it would reach the
+                # deployed model without the encode (`MeteredDeliveryModel` meters through it)
+                raise
             return getattr(self.model, name)
 
     def draw(self) -> tuple[int, int]:
@@ -179,8 +190,6 @@ class DeliveryModel(nn.Module):
         EOT draw."""
         if x.dim() != 5 or x.shape[2] != 3:
             raise BadParameterError(f"expected a video tensor (N, T, 3, H, W), got {tuple(x.shape)}")
-        matrix = self.spec.matrix_for(int(x.shape[-2]))
-        smooth = yuv420_path(gaussian_blur(x, self.sigma), matrix)  # only its gradient is used
         with torch.no_grad():
             frames = x.detach().clamp(0, 1).mul(255).round().to(torch.uint8)  # (N, T, C, H, W)
             frames = frames.permute(0, 1, 3, 4, 2).cpu()  # (N, T, H, W, C)
@@ -193,6 +202,10 @@ class DeliveryModel(nn.Module):
                 coded.append(out)
             delivered = torch.stack(coded).permute(0, 1, 4, 2, 3)  # (N, T, C, H, W) uint8
             delivered = delivered.to(device=x.device, dtype=x.dtype).div_(255.0)
+        if not (torch.is_grad_enabled() and x.requires_grad):
+            return delivered  # a query: no backward pass, so no colour path to build
+        matrix = self.spec.matrix_for(int(x.shape[-2]))
+        smooth = yuv420_path(gaussian_blur(x, self.sigma), matrix)  # only its gradient is used
         return _Straight.apply(smooth, delivered)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -205,3 +218,63 @@ class DeliveryModel(nn.Module):
     def frame_log_probs(self, x: Tensor) -> Tensor:
         """The wrapped model's per-frame log-probabilities `(N, T, K)` of the delivered video."""
         return self.model.frame_log_probs(self.deliver(x))  # type: ignore[operator]
+
+
+class MeteredDeliveryModel(DeliveryModel):
+    """`DeliveryModel` over a deployed model, one whose bound model meters its requests
+    (`RemoteBound.metered(x, allowance) -> (log_probs, cost)`; see `vidattack.remote.view`).
+
+    The service is known only by its answers, so there is no gradient to approximate: each query is
+    the candidate encoded and decoded locally with a fresh EOT draw (`deliver`), and that delivered
+    video is what is sent (losslessly) and answered. `metered` hands the deployed model's own cost on,
+    so a `QueryModel` charges every request that reached the service to the budget. One EOT draw per
+    query (`samples=1`): averaging several would send several requests for one query, which a
+    per-query allowance cannot bound.
+
+    `judged(x)` asks again about `x` delivered with the last draw, the one the template's judging
+    query used (answered from the cache when `x` is the video judged): the pipeline classifies the
+    written file with it, so checking that the file holds the judged video costs no request.
+    """
+
+    def __init__(self, model: nn.Module, spec: DeliverySpec, **kwargs: Any) -> None:
+        if not callable(getattr(model, "metered", None)):
+            raise BadParameterError(f"expected a metered (deployed) model, got {type(model).__name__}")
+        super().__init__(model, spec, **kwargs)
+        if self.samples != 1:
+            raise BadParameterError(
+                f"expected one EOT draw per query for a deployed model, got eot={self.samples}"
+            )
+
+    def metered(self, x: Tensor, allowance: int | None) -> tuple[Tensor, int]:
+        """The deployed model's answers to `x` `(N, T, 3, H, W)` delivered (one fresh draw per video)
+        and the requests they cost, at most `allowance` (None: no limit)."""
+        made = len(self.draws)
+        delivered = self.deliver(x.detach())
+        return self._ask(x, delivered, self.draws[made:], allowance)
+
+    def _ask(
+        self, x: Tensor, delivered: Tensor, draws: list[tuple[int, int]], allowance: int | None
+    ) -> tuple[Tensor, int]:
+        # Each query is named by the candidate and its draw, not by the delivered bytes: libx264 does
+        # not always encode one clip the same way twice (its mb-tree, measured on move_left_1 with
+        # noise), and a repeated query must still be found in the cache and in a resumed run's log.
+        keys = [
+            self.model.query_keys(v[None], f"{self.spec.at(crf)} offset={offset}")[0]  # type: ignore[operator]
+            for v, (crf, offset) in zip(x.detach(), draws, strict=True)
+        ]
+        return self.model.metered(delivered, allowance, keys)  # type: ignore[operator]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Log-probabilities `(N, K)` of the delivered videos (not charged to any budget)."""
+        return self.metered(x, None)[0]
+
+    def judged(self, x: Tensor) -> Tensor:
+        """Log-probabilities `(N, K)` of `x` delivered with the last draw made (see the class docstring);
+        no new draw is recorded."""
+        if not self.draws:
+            raise ValueError("expected a judged query before asking about the judged video again")
+        crf, offset = self.draws[-1]
+        made = len(self.draws)
+        delivered = self.deliver(x.detach(), crf=crf, offset=offset)
+        del self.draws[made:]  # a repeat of the judged encode, not an encode of the attack
+        return self._ask(x, delivered, [(crf, offset)] * int(x.shape[0]), None)[0]

@@ -23,6 +23,13 @@ on the lossless output. The report's `clean` and `adversarial` stay predictions 
 tensors (`unwrap_robust` recomputes them with the bound model), and the delivery section says what
 happened after a real encode: with `--robust-to` and no `--delivery`, a check encode at the median
 CRF of the set is made in a temporary folder and reported with `kept: false`.
+
+A deployed model (`--model http(s)://...`/`cmd:`, #24) gets a `MeteredDeliveryModel`: each query is
+the candidate through one local draw of the encode, sent losslessly, every request charged to the
+budget (`eot` above 1 refused before decoding: `check_robust_to`). The service re-encodes what it
+receives, so its answers on delivered videos are the verdict (`unwrap_robust` asks nothing more), the
+written file is judged with the judged draw (`stages.verify`, from the cache), and no check encode is
+sent; a `--delivery` file is judged through the job's plan, one request in the input's `model.sent`.
 """
 
 from __future__ import annotations
@@ -43,16 +50,17 @@ from vidattack.delivery import (
     DeliveryFile,
     DeliveryModel,
     DeliverySpec,
+    MeteredDeliveryModel,
     delivery_perturbation,
     write_delivery,
 )
-from vidattack.errors import BadVideoError
+from vidattack.errors import BadParameterError, BadVideoError
 from vidattack.pipeline.report import DeliveryPart, Prediction
 from vidattack.pipeline.spec import judge
 from vidattack.video.limits import DEFAULT_MAX_MEMORY
 
 if TYPE_CHECKING:
-    from vidattack.models.view import ModelView
+    from vidattack.models.view import FramePlan, ModelView
     from vidattack.pipeline.report import Report, Timing
     from vidattack.pipeline.spec import JobSpec
     from vidattack.pipeline.stages import AttackOutcome, Sampled
@@ -62,6 +70,7 @@ __all__ = [
     "DELIVERY_MAX_BYTES",
     "DeliveryPart",
     "check_deliverable",
+    "check_robust_to",
     "deliver",
     "delivery_suffix",
     "predict_delivered",
@@ -84,8 +93,11 @@ DELIVERY_MAX_BYTES = DEFAULT_MAX_MEMORY // 4
 def robust_model(model: torch.nn.Module, spec: DeliverySpec, *, fps: float, seed: int) -> DeliveryModel:
     """`model` seen through `spec`'s delivery encode, for `--robust-to`: `spec.eot` EOT draws per
     forward (default 1) and `spec.sigma` (default `DEFAULT_SIGMA`), one encoder thread; CRF and GOP
-    offset drawn from a generator seeded with `seed`, so a job is reproducible."""
-    return DeliveryModel(
+    offset drawn from a generator seeded with `seed`, so a job is reproducible. A deployed model (one
+    that meters its requests) gets a `MeteredDeliveryModel`: one draw per query, every request charged
+    (see `check_robust_to`)."""
+    kind = MeteredDeliveryModel if callable(getattr(model, "metered", None)) else DeliveryModel
+    return kind(
         model,
         spec,
         fps=fps,
@@ -135,6 +147,21 @@ def check_deliverable(source: Path, *, budget_bytes: int = DELIVERY_MAX_BYTES) -
     _check_fits(source, budget_bytes)
 
 
+def check_robust_to(spec: DeliverySpec | None, view: ModelView) -> None:
+    """Before decoding: `--robust-to` `spec` can be made sound on `view` (`BadParameterError`, exit 2,
+    otherwise). On a deployed model each EOT draw is one request: with `eot` above 1 a query would
+    send several, which the budget's per-query allowance cannot bound."""
+    from vidattack.remote.view import RemoteView
+
+    if spec is None or not isinstance(view, RemoteView) or spec.eot in (None, 1):
+        return
+    raise BadParameterError(
+        f"--robust-to eot={spec.eot}: against the deployed model {view.name} every EOT draw is a "
+        "request, and one query must be one request for max_queries to hold; use eot=1 (the default "
+        "for http(s):// and cmd: models): each query then gets a fresh CRF draw"
+    )
+
+
 def _load_whole(path: Path, budget_bytes: int) -> Video:
     from vidattack.video import load_video
 
@@ -171,15 +198,16 @@ def verify_delivery(
     lossless: Video | Path,
     kept: bool = True,
     budget_bytes: int = DELIVERY_MAX_BYTES,
+    plan: FramePlan | None = None,
 ) -> DeliveryPart:
     """Decode the delivery file, classify it as `vidattack predict` would, and measure what it carries.
 
     `clean` is the input (file or decoded video) and `lossless` the written lossless file; the clean
     video is also delivery-encoded once (in a temporary folder) to separate the codec's own error
-    from the surviving perturbation."""
+    from the surviving perturbation. `plan`: see `predict_delivered`."""
     from vidattack.video import Video, load_video
 
-    pred, whole = predict_delivered(file.path, view, device)
+    pred, whole = predict_delivered(file.path, view, device, plan=plan)
     delivered = whole.frames  # (T, H', W', 3)
     clean_video = clean if isinstance(clean, Video) else _load_whole(Path(clean), budget_bytes)
     adv = lossless if isinstance(lossless, Video) else _load_whole(Path(lossless), budget_bytes)
@@ -213,16 +241,28 @@ def verify_delivery(
     )
 
 
-def predict_delivered(path: Path, view: ModelView, device: torch.device) -> tuple[Prediction, Video]:
+def predict_delivered(
+    path: Path, view: ModelView, device: torch.device, *, plan: FramePlan | None = None
+) -> tuple[Prediction, Video]:
     """Decode a delivery file whole and classify it as `predict_file` classifies a file (the frames
     the model's plan samples); the prediction and the decoded video (padded to even sizes, if the
-    source was odd). `verify_delivery` and `vidattack eval --delivery` judge a delivery by it."""
-    from vidattack.pipeline.stages import predict_frames
+    source was odd). `verify_delivery` and `vidattack eval --delivery` judge a delivery by it.
+
+    `plan` is the job's own plan, used when it covers the file's frames: a deployed model's plan
+    carries the source's timestamps (the delivery file keeps them) and counts what the job sent, so
+    the request is the job's (in `model.sent`) and a video already asked is answered from the cache."""
+    from vidattack.pipeline.report import prediction
+    from vidattack.pipeline.stages import clip_tensor, predict_frames
     from vidattack.video import SampledFrames, load_video
 
     whole = load_video(path)
-    pred = predict_frames(view, SampledFrames.of_video(whole, view.plan(whole.num_frames).frame_ids), device)
-    return pred, whole
+    ids = view.plan(whole.num_frames).frame_ids
+    if plan is None or tuple(plan.frame_ids) != tuple(ids) or plan.num_frames != whole.num_frames:
+        return predict_frames(view, SampledFrames.of_video(whole, ids), device), whole
+    frames = whole.frames[list(ids)]  # (T', H, W, 3)
+    with torch.no_grad():
+        probs = view.bind(plan)(clip_tensor(frames, device)).exp()[0]
+    return prediction(probs, view.labels, is_log=False), whole
 
 
 def _check_spec_for(robust_to: DeliverySpec) -> DeliverySpec:
@@ -240,21 +280,31 @@ def run_delivery(
     clean_index: int,
     target: int | None,
     timing: Timing,
+    sampled: Sampled | None = None,
 ) -> DeliveryPart | None:
     """What the runner does after writing the lossless file: the `spec.delivery` file at `path` (or,
     for `spec.robust_to` alone, a check encode at the median CRF that is not kept), decoded and
     judged. The perturbation it carries is measured against the input `source` when the job writes a
     report (eval's jobs record only the prediction). None when neither option is set, or when
-    `--robust-to`'s check encode cannot hold the video."""
+    `--robust-to`'s check encode cannot hold the video, or for `--robust-to` alone on a deployed model.
+    `sampled` is the job's attacked clip: a deployed model judges the file through the job's plan
+    (`predict_delivered`), so the request is the job's."""
     device = torch.device(spec.device)
     measure = source if "report" in spec.kinds else None
+    plan = None if sampled is None else sampled.plan
     if spec.delivery is not None:
         start = time.perf_counter()
         video = _load_whole(lossless, DELIVERY_MAX_BYTES)
         file = deliver(video, spec.delivery, path, overwrite=True)  # the claim checked the set
         timing.encode += time.perf_counter() - start
-        return _verified(file, view, device, clean_index, target, measure, video, kept=True, timing=timing)
+        return _verified(
+            file, view, device, clean_index, target, measure, video, kept=True, timing=timing, plan=plan
+        )
     if spec.robust_to is None:
+        return None
+    if sampled is not None and isinstance(sampled.model, MeteredDeliveryModel):
+        # a deployed model: judging a check encode would be one more paid request outside the budget;
+        # the written file was judged as the service sees it already (`stages.verify`, from the cache)
         return None
     try:
         _check_fits(lossless, DELIVERY_MAX_BYTES)
@@ -267,7 +317,9 @@ def run_delivery(
     with tempfile.TemporaryDirectory(prefix=tempdirs.prefix("delivery")) as tmp:
         file = deliver(video, check, Path(tmp) / f"check{check.extension}", overwrite=True)
         timing.encode += time.perf_counter() - start
-        return _verified(file, view, device, clean_index, target, measure, video, kept=False, timing=timing)
+        return _verified(
+            file, view, device, clean_index, target, measure, video, kept=False, timing=timing, plan=plan
+        )
 
 
 def _verified(
@@ -281,10 +333,11 @@ def _verified(
     *,
     kept: bool,
     timing: Timing,
+    plan: FramePlan | None = None,
 ) -> DeliveryPart:
     start = time.perf_counter()
     if source is None:  # judged, not measured
-        pred, _ = predict_delivered(file.path, view, device)
+        pred, _ = predict_delivered(file.path, view, device, plan=plan)
         success = judge(pred.index, clean_index, target)
         part = DeliveryPart(
             file=file, kept=kept, prediction=pred, success_after_delivery=success, perturbation=None
@@ -299,6 +352,7 @@ def _verified(
             clean=source,
             lossless=lossless,
             kept=kept,
+            plan=plan,
         )
     if not kept:
         part = dataclasses.replace(
@@ -312,15 +366,15 @@ def unwrap_robust(sampled: Sampled, outcome: AttackOutcome) -> tuple[AttackOutco
     """For a `--robust-to` job, the outcome with clean and adversarial log-probabilities of the bound
     model on the lossless tensors, and the labels and success that follow from them (the template
     judged them on one EOT draw of the encode); and the report's `attack.robust_to` record. Other
-    jobs: `(outcome, None)`."""
+    jobs: `(outcome, None)`.
+
+    A deployed model (`MeteredDeliveryModel`) keeps the template's verdict: the service re-encodes
+    what it receives, so its answers on delivered videos are the ones that count, and asking it about
+    the lossless tensors would be two requests outside the budget."""
     model = sampled.model
     if not isinstance(model, DeliveryModel):
         return outcome, None
     result = outcome.result
-    bound = model.model
-    with torch.no_grad():
-        clean_lp = bound(sampled.x)
-        adv_lp = bound(result.adversarial.to(sampled.x.device))
     record = {
         **model.spec.describe(),
         "sigma": model.sigma,
@@ -329,6 +383,12 @@ def unwrap_robust(sampled: Sampled, outcome: AttackOutcome) -> tuple[AttackOutco
         "encodes": len(model.draws),
         "success_on_last_draw": bool(result.success.reshape(-1)[0]),
     }
+    if isinstance(model, MeteredDeliveryModel):
+        return outcome, record
+    bound = model.model
+    with torch.no_grad():
+        clean_lp = bound(sampled.x)
+        adv_lp = bound(result.adversarial.to(sampled.x.device))
     clean_labels = clean_lp.argmax(dim=1)
     unwrapped = dataclasses.replace(
         result,

@@ -140,5 +140,14 @@ def model_part(view: ModelView, sampled: Sampled) -> ModelPart:
         preprocess=view.preprocess.to_dict(),
         frames_sampled=list(sampled.plan.frame_ids),
         notes=view.notes,
-        sent=view.sent_by(sampled.plan),
+        sent=_sent_through(view.sent_by(sampled.plan), sampled.model),
     )
+
+
+def _sent_through(sent: dict[str, Any] | None, model: Any) -> dict[str, Any] | None:
+    # --robust-to on a deployed model: each candidate went through the codec here before it was sent
+    from vidattack.delivery.simulate import MeteredDeliveryModel
+
+    if sent is None or not isinstance(model, MeteredDeliveryModel):
+        return sent
+    return {**sent, "codec": f"{sent['codec']}, each candidate after a local {model.spec} round trip"}

@@ -86,8 +86,10 @@ class Runner:
         """The runner of `spec` on `view`, moved to the spec's device (`auto` resolved now)."""
         from dataclasses import replace
 
+        from vidattack.pipeline.delivery import check_robust_to
         from vidattack.runtime import resolve_device
 
+        check_robust_to(spec.robust_to, view)  # before any decoding
         device = resolve_device(spec.device)
         spec = replace(spec, device=str(device))
         return cls(spec, view.to(device), progress, warnings_for(spec.attack, view))
@@ -232,6 +234,7 @@ class Runner:
                 delivered = dl.run_delivery(
                     self.spec, lossless=adv_path, path=outputs.delivery, source=job.source,
                     view=self.view, clean_index=clean.index, target=job.target, timing=job.timing,
+                    sampled=job.sampled,
                 )  # fmt: skip
                 if delivered is not None and delivered.path is not None:
                     paths["delivery"] = delivered.path

@@ -237,7 +237,11 @@ def verify(
     target: int | None,
 ) -> Verified:
     """Decode `written` once beside the source (same length and frame size, else `VidattackError`),
-    classify its sampled frames and measure the perturbation on every frame."""
+    classify its sampled frames and measure the perturbation on every frame. With `--robust-to` on a
+    deployed model the written frames are classified as the service will see them, delivered with
+    the judged draw (`MeteredDeliveryModel.judged`: the cache answers when the file holds the judged
+    video)."""
+    from vidattack.delivery.simulate import MeteredDeliveryModel
     from vidattack.video import KEEP_ALL_BYTES, compare
 
     # a video small enough to have been kept whole keeps its written copy too, for the heatmap video
@@ -245,7 +249,10 @@ def verify(
     comparison = compare(frames, written, keep_all_bytes=keep)
     adv_x = clip_tensor(comparison.written.frames, device)
     with torch.no_grad():
-        probs = view.bind(sampled.plan)(adv_x).exp()[0]  # as `predict_frames` classifies any video
+        if isinstance(sampled.model, MeteredDeliveryModel):
+            probs = sampled.model.judged(adv_x).exp()[0]
+        else:
+            probs = view.bind(sampled.plan)(adv_x).exp()[0]  # as `predict_frames` classifies any video
     reencoded = prediction(probs, view.labels, is_log=False)
     return Verified(
         comparison=comparison,

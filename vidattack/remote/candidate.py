@@ -53,6 +53,13 @@ def candidate_key(frames: Tensor, timing: CandidateTiming) -> str:
     return h.hexdigest()
 
 
+def derived_key(frames: Tensor, timing: CandidateTiming, how: str) -> str:
+    """The key of what is sent when `frames` `(T, H, W, 3)` uint8 are first transformed as `how` says
+    (a `--robust-to` draw): the query is the frames and the transform, whatever bytes the transform
+    gives this time (libx264 does not always give the same twice), so the cache and `--resume` find it."""
+    return hashlib.sha256(f"{candidate_key(frames, timing)};{how}".encode()).hexdigest()
+
+
 def encode_candidate(frames: Tensor, timing: CandidateTiming) -> bytes:
     """The MP4 bytes of `frames` `(T, H, W, 3)` uint8 shown at `timing`, lossless (decodes to the same
     frames, at the same times)."""

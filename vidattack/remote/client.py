@@ -166,18 +166,27 @@ class RemoteClient:
         return self.ask(videos, timing).answers
 
     def ask(
-        self, videos: list[Tensor], timing: CandidateTiming | None = None, allowance: int | None = None
+        self,
+        videos: list[Tensor],
+        timing: CandidateTiming | None = None,
+        allowance: int | None = None,
+        keys: list[str] | None = None,
     ) -> Asked:
         """The answers to `videos` (each `(T, H, W, 3)` uint8, shown at `timing`; default: a steady
         `options.fps`) and their cost, never more than `allowance` queries (None: no limit; see the
-        module docstring). Raises `RemoteError` when the target keeps failing or a retry would exceed
-        the allowance, and `BadAnswerError` for an answer that is not a classification."""
+        module docstring). `keys` name the queries for the cache and the log when their content hash
+        would not (`candidate.derived_key`). Raises `RemoteError` when the target keeps failing or a
+        retry would exceed the allowance, and `BadAnswerError` for an answer that is not a
+        classification."""
         if allowance is not None and allowance < len(videos):
             raise ValueError(f"expected an allowance of at least {len(videos)} queries, got {allowance}")
         when = timing
         if when is None and videos:
             when = CandidateTiming.steady(int(videos[0].shape[0]), self.options.fps)
-        keys = [candidate_key(v, when) for v in videos] if when is not None else []
+        if keys is None:
+            keys = [candidate_key(v, when) for v in videos] if when is not None else []
+        elif len(keys) != len(videos):
+            raise ValueError(f"expected one key per video ({len(videos)}), got {len(keys)}")
         before = dataclasses.replace(self.traffic)  # this call's traffic is the difference
         todo: dict[str, Tensor] = {}
         replayed_retries = 0

@@ -11,11 +11,13 @@ way (the model's own frame sampling) and answers JSON in one of three modes:
 Rehearsal modes make its failures real: `fail_every=3` answers HTTP 503 to every third request, and
 `garbage` answers bytes that are not JSON. `GET /stats` answers `{"requests": n}`, the POSTs received so
 far (counted before anything else is done: an independent count of what reached the service).
+`make_server(..., tls=(CERT, KEY))` serves HTTPS (the tests' self-signed certificate for 127.0.0.1).
 """
 
 from __future__ import annotations
 
 import json
+import ssl
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -85,7 +87,8 @@ class ModelServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host!s}:{port}/classify"
+        scheme = "https" if isinstance(self.socket, ssl.SSLSocket) else "http"
+        return f"{scheme}://{host!s}:{port}/classify"
 
     def count(self) -> int:
         """Count one received POST; its number (1-based)."""
@@ -144,10 +147,26 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def make_server(
-    view: ModelView, options: ServeOptions, host: str = "127.0.0.1", port: int = 0
+    view: ModelView,
+    options: ServeOptions,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    tls: tuple[Path, Path] | None = None,
 ) -> ModelServer:
-    """A bound (not yet serving) service; port 0 takes a free one (see `server.url`)."""
+    """A bound (not yet serving) service; port 0 takes a free one (see `server.url`). With `tls`, a
+    (certificate, private key) pair of PEM files, it serves HTTPS."""
     try:
-        return ModelServer((host, port), view, options)
+        server = ModelServer((host, port), view, options)
     except OSError as e:
         raise BadParameterError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    if tls is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            context.load_cert_chain(*tls)
+        except (OSError, ssl.SSLError) as e:
+            server.server_close()
+            raise BadParameterError(f"cannot load the TLS certificate {tls[0]}: {e}") from None
+        # a client that refuses the certificate fails the handshake in `accept`, an OSError that
+        # socketserver drops: no request is counted, and the service goes on
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    return server

@@ -2,7 +2,9 @@
 
 Both raise `Retryable` for what may succeed on a second try (HTTP 429 and 5xx, connection errors,
 timeouts, a command's non-zero exit) and `RemoteError` for what will not (another HTTP status, a command
-that cannot be started). Neither interprets the answer (`answers.py` does) nor retries (`client.py`
+that cannot be started, an https:// certificate that is not trusted or a TLS handshake that fails: the
+client never falls back to an unverified connection). An https:// target is verified with Python's
+default context, which trusts the system's certificates, or those of the PEM file `SSL_CERT_FILE` names. Neither interprets the answer (`answers.py` does) nor retries (`client.py`
 does). Header values are never put into a message.
 """
 
@@ -12,6 +14,7 @@ import http.client
 import json
 import os
 import shlex
+import ssl
 import subprocess
 import urllib.parse
 from dataclasses import dataclass, field
@@ -102,6 +105,17 @@ class HttpTarget:
             conn.request("POST", target, body=video, headers=headers)
             resp = conn.getresponse()
             body = resp.read(MAX_ANSWER_BYTES + 1)
+        except ssl.SSLCertVerificationError as e:
+            raise RemoteError(
+                f"{self.name}: its TLS certificate is not trusted ({e.verify_message or e.reason}); for a "
+                "private CA or a self-signed certificate, set SSL_CERT_FILE to its PEM file"
+            ) from None
+        except ssl.SSLError as e:
+            if isinstance(e, (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)):
+                raise Retryable(type(e).__name__) from None  # the connection dropped: try again
+            raise RemoteError(
+                f"{self.name}: the TLS handshake failed ({e.reason or type(e).__name__})"
+            ) from None
         except (OSError, http.client.HTTPException) as e:
             raise Retryable(f"{type(e).__name__}") from None
         finally:

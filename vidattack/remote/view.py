@@ -28,7 +28,7 @@ from vidattack.errors import BadParameterError
 from vidattack.models.capabilities import Capability
 from vidattack.models.view import FramePlan, ModelView, Preprocess
 from vidattack.remote.answers import Answer, BadAnswerError
-from vidattack.remote.candidate import CODEC_NOTE, CandidateTiming, to_uint8
+from vidattack.remote.candidate import CODEC_NOTE, CandidateTiming, derived_key, to_uint8
 from vidattack.remote.client import RemoteClient, Traffic
 from vidattack.remote.options import RemoteOptions
 from vidattack.remote.transport import make_target, read_headers
@@ -151,15 +151,24 @@ class RemoteBound(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.metered(x, None)[0]
 
-    def metered(self, x: Tensor, allowance: int | None) -> tuple[Tensor, int]:
+    def query_keys(self, x: Tensor, how: str) -> list[str]:
+        """The keys of the videos `x` `(N, T, 3, H, W)` sent after the transform `how` (a `--robust-to`
+        draw): `candidate.derived_key`, for `metered(..., keys=...)`."""
+        timing = self.plan.timing if isinstance(self.plan, TimedPlan) else None
+        if timing is None:
+            timing = CandidateTiming.steady(int(x.shape[1]), self.view.client.options.fps)
+        return [derived_key(to_uint8(v), timing, how) for v in x]
+
+    def metered(self, x: Tensor, allowance: int | None, keys: list[str] | None = None) -> tuple[Tensor, int]:
         """`forward(x)` and the queries it cost, at most `allowance` (None: no limit): one per video
-        plus one per retried request (`RemoteClient.ask`); a `QueryModel` charges that to the budget."""
+        plus one per retried request (`RemoteClient.ask`); a `QueryModel` charges that to the budget.
+        `keys`: see `RemoteClient.ask`."""
         if x.dim() != 5 or x.shape[1] != self.plan.num_sampled or x.shape[2] != 3:
             raise ValueError(
                 f"expected every frame (N, {self.plan.num_sampled}, 3, H, W), got {tuple(x.shape)}"
             )
         timing = self.plan.timing if isinstance(self.plan, TimedPlan) else None
-        asked = self.view.client.ask([to_uint8(v) for v in x], timing, allowance)
+        asked = self.view.client.ask([to_uint8(v) for v in x], timing, allowance, keys)
         if isinstance(self.plan, TimedPlan):
             self.plan.traffic.add(asked.traffic)
         return torch.stack([self.view.log_probs(a) for a in asked.answers]).to(x.device), asked.cost

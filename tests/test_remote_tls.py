@@ -1,0 +1,81 @@
+"""An https:// target: the test service over TLS with the self-signed certificate in tests/data/tls."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from remote_support import serving, small_clip
+from typer.testing import CliRunner
+
+from vidattack.cli import app
+
+runner = CliRunner()
+TLS = Path(__file__).parent / "data" / "tls"
+CERT, KEY = TLS / "localhost.crt", TLS / "localhost.key"
+SECRET = "Bearer tls-test-5ecret"
+
+
+def run(*args: object):
+    result = runner.invoke(app, [str(a) for a in args])
+    assert "Traceback" not in (result.stdout + result.stderr), result.stderr
+    return result
+
+
+@pytest.fixture
+def clip(tmp_path: Path) -> Path:
+    return small_clip(tmp_path / "clip.mp4")
+
+
+@pytest.fixture
+def api_key(monkeypatch: pytest.MonkeyPatch) -> str:
+    """A header the service is sent (`--header-env API_HEADERS`); it must never be written anywhere."""
+    monkeypatch.setenv("API_HEADERS", f"Authorization: {SECRET}")
+    return "API_HEADERS"
+
+
+def written(out: Path) -> str:
+    return "".join(
+        p.read_text(errors="replace") for p in sorted(out.rglob("*")) if p.is_file() and p.suffix != ".mp4"
+    )
+
+
+def test_an_attack_fools_an_https_service_whose_certificate_is_trusted(
+    c3d, clip, api_key, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("SSL_CERT_FILE", str(CERT))  # Python's default SSL context trusts this file
+    out = tmp_path / "out"
+    with serving(c3d, tls=(CERT, KEY), mode="label") as server:
+        assert server.url.startswith("https://127.0.0.1:")
+        result = run(
+            "perturb", clip, "-a", "hsja", "--label-only", "--model", server.url, "--header-env", api_key,
+            "-o", out, "-f", "jsonl", "-q", "--set", "max_queries=40", "--set", "init_evals=4", "--outputs", "report",
+        )  # fmt: skip
+        assert result.exit_code == 0, result.stderr
+        record = json.loads(result.stdout.splitlines()[-1])
+        report = json.loads((out / "clip.report.json").read_text())
+        assert report["model"]["sent"]["requests"] == server.requests > 0
+    assert record["success"] and record["queries"] <= 40
+    assert SECRET not in result.stdout + result.stderr + written(out)
+
+
+def test_an_untrusted_certificate_stops_with_one_line_naming_the_target(
+    c3d, clip, api_key, tmp_path, monkeypatch
+):
+    for name in ("SSL_CERT_FILE", "SSL_CERT_DIR"):
+        monkeypatch.delenv(name, raising=False)  # the system's certificates only: ours is not among them
+    out = tmp_path / "out"
+    with serving(c3d, tls=(CERT, KEY)) as server:
+        result = run(
+            "perturb", clip, "-a", "vbad", "--model", server.url, "--header-env", api_key, "-o", out,
+            "-f", "jsonl", "--set", "max_queries=20",
+        )  # fmt: skip
+        assert server.requests == 0  # refused in the handshake: nothing was posted, never unverified
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1 and server.url in errors[0] and "certificate is not trusted" in errors[0]
+    assert "SSL_CERT_FILE" in errors[0]
+    sent = [json.loads(line) for line in (out / "queries.jsonl").read_text().splitlines()]
+    assert [e["event"] for e in sent] == ["sent", "failed"]  # not retried: a certificate will not change
+    assert SECRET not in result.stdout + result.stderr + written(out)
