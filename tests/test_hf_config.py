@@ -83,10 +83,21 @@ def test_without_a_processor_file_the_class_defaults_are_used_and_said(tmp_path:
     assert "class defaults" in cfg.notes[0]
 
 
-def test_a_resampling_other_than_bilinear_is_noted(tmp_path: Path) -> None:
+def test_bicubic_is_kept_and_a_resampling_without_a_twin_is_noted(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text(json.dumps({"num_frames": 8}))
-    proc = {"size": 112, "crop_size": 112, "resample": 3, "image_mean": [0.5] * 3, "image_std": [0.5] * 3}
-    (tmp_path / "preprocessor_config.json").write_text(json.dumps(proc))
-    cfg = read_folder_config(tmp_path / "config.json")
-    assert cfg.preprocess().resize == 112
-    assert cfg.notes == ["the processor's resample 3 is done as bilinear (antialiased)"]
+    for resample, want, notes in (
+        (3, "bicubic", []),  # PIL's BICUBIC: the view resizes bicubically
+        (2, "bilinear", []),
+        (1, "bilinear", ["the processor's resample 1 is done as bilinear (antialiased)"]),  # LANCZOS
+    ):
+        proc = {
+            "size": 112,
+            "crop_size": 112,
+            "resample": resample,
+            "image_mean": [0.5] * 3,
+            "image_std": [0.5] * 3,
+        }
+        (tmp_path / "preprocessor_config.json").write_text(json.dumps(proc))
+        cfg = read_folder_config(tmp_path / "config.json")
+        pre = cfg.preprocess()
+        assert (pre.resize, pre.resample, cfg.notes) == (112, want, notes)
