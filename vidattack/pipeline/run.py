@@ -175,10 +175,21 @@ class Runner:
                 seed=first.seed,
                 progress=tick,
                 stop_when_fooled=self.spec.stop_when_fooled,
+                max_queries=self.attack_budget(),
             )
         for job, outcome in zip(jobs, outcomes, strict=True):
             job.timing.attack += outcome.seconds
         return outcomes
+
+    def attack_budget(self) -> int | None:
+        """The queries per video the attack may spend, when the job must keep some of its budget: a
+        deployed model asked to judge the `--delivery` copy after the attack gets that request out of
+        the attack's own `max_queries`, so the service never sees more than `max_queries` requests.
+        None: the attack's own budget."""
+        own = getattr(self.spec.attack, "max_queries", None)
+        if self.spec.delivery is None or self.view.source != "remote" or not isinstance(own, int):
+            return None
+        return own - 1
 
     def finish(self, job: Job, outcome: AttackOutcome) -> Report:
         """Write, verify, deliver, render the chosen pictures and write the report last (when chosen).

@@ -141,18 +141,28 @@ def run_attack_batch(
     seed: int = 0,
     progress: StepFn | None = None,
     stop_when_fooled: float | None = None,
+    max_queries: int | None = None,
 ) -> list[AttackOutcome]:
     """Run `attack` once on the clips of several videos with the same `batch_key`, stacked `(N, ...)`:
     one forward and backward per step for all of them. Each video gets its own outcome, equal to
     attacking it alone at the same seed (each video has its own generator, queries and early stop;
     the model's arithmetic may differ in the last bits with the batch size, see `AttackResult.split`).
-    Each outcome's `seconds` is its share of the batch's time."""
+    Each outcome's `seconds` is its share of the batch's time. `max_queries` caps a black-box attack's
+    queries per video below its own budget (None: its own)."""
     import time
 
     start = time.perf_counter()
     if len(batch) == 1:
         results = [
-            _call_attack(attack, batch[0], target=target, seed=seed, progress=progress, stop=stop_when_fooled)
+            _call_attack(
+                attack,
+                batch[0],
+                target=target,
+                seed=seed,
+                progress=progress,
+                stop=stop_when_fooled,
+                cap=max_queries,
+            )
         ]
     else:
         keys = {batch_key(s, attack) for s in batch}
@@ -163,7 +173,13 @@ def run_attack_batch(
         x = torch.cat([s.x for s in batch])  # (N, T', C, H, W)
         stacked = Sampled(batch[0].plan, batch[0].model, x, None)
         results = _call_attack(
-            attack, stacked, target=target, seed=seed, progress=progress, stop=stop_when_fooled
+            attack,
+            stacked,
+            target=target,
+            seed=seed,
+            progress=progress,
+            stop=stop_when_fooled,
+            cap=max_queries,
         ).split()
     share = (time.perf_counter() - start) / len(batch)
     outcomes = []
@@ -181,9 +197,12 @@ def _call_attack(
     seed: int,
     progress: StepFn | None,
     stop: float | None,
+    cap: int | None = None,
 ) -> AttackResult:
     # The frame plan reaches the attack through the bound model, never as arguments.
     kwargs: dict[str, Any] = {}
+    if cap is not None:
+        kwargs["max_queries"] = cap
     if sampled.starting_points is not None:
         kwargs["starting_points"] = sampled.starting_points
     if stop is not None:
