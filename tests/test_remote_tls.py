@@ -79,3 +79,33 @@ def test_an_untrusted_certificate_stops_with_one_line_naming_the_target(
     sent = [json.loads(line) for line in (out / "queries.jsonl").read_text().splitlines()]
     assert [e["event"] for e in sent] == ["sent", "failed"]  # not retried: a certificate will not change
     assert SECRET not in result.stdout + result.stderr + written(out)
+
+
+def test_vidattack_serve_serves_https_with_a_certificate_and_its_key(tmp_path):
+    import os
+    import ssl
+    import subprocess
+    import sys
+    import urllib.request
+
+    half = run("serve", "tiny-c3d", "--port", "0", "--tls-cert", CERT)
+    assert half.exit_code == 2
+    assert "expected --tls-cert and --tls-key together" in half.stderr
+
+    argv = [sys.executable, "-m", "vidattack", "serve", "tiny-c3d", "--port", "0", "--threads", "1"]
+    proc = subprocess.Popen(
+        [*argv, "--tls-cert", str(CERT), "--tls-key", str(KEY)],
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    try:
+        line = proc.stderr.readline() if proc.stderr else ""
+        url = next(w for w in line.split() if w.startswith("https://"))
+        stats = url.rsplit("/", 1)[0] + "/stats"
+        trusted = ssl.create_default_context(cafile=str(CERT))
+        with urllib.request.urlopen(stats, timeout=10, context=trusted) as answer:
+            assert json.loads(answer.read()) == {"requests": 0}
+        with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
+            urllib.request.urlopen(stats, timeout=10, context=ssl.create_default_context(cafile=None))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)

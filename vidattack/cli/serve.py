@@ -38,6 +38,13 @@ def serve(
             "--answer", metavar="VIDEO", help="Print the answer for one video and exit (a cmd: target)."
         ),
     ] = None,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option("--tls-cert", metavar="PEM", help="Serve HTTPS with this certificate (and --tls-key)."),
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option("--tls-key", metavar="PEM", help="The certificate's private key.")
+    ] = None,
     labels: o.Labels = None,
     threads: o.Threads = 0,
 ) -> None:
@@ -47,7 +54,8 @@ def serve(
     (Content-Type video/mp4); the answer is [{"label": ..., "score": ...}, ...] best first (full, top-k)
     or {"label": ...} (label). GET /stats answers {"requests": N}, the POSTs received. With --answer,
     the answer for one file goes to stdout instead: `--model 'cmd:vidattack serve MODEL --answer {}'`.
-    Stop the service with Ctrl-C or SIGTERM.
+    With --tls-cert and --tls-key it serves HTTPS (a client trusts a self-signed certificate through
+    SSL_CERT_FILE). Stop the service with Ctrl-C or SIGTERM.
     """
     from vidattack.errors import BadParameterError
     from vidattack.models import load_model
@@ -57,13 +65,16 @@ def serve(
 
     if is_remote_spec(model):
         raise BadParameterError(f"expected a local model to serve, got {model!r}")
+    if (tls_cert is None) != (tls_key is None):
+        raise BadParameterError("expected --tls-cert and --tls-key together (a certificate and its key)")
     options = ServeOptions(mode=mode, top_k=top_k, fail_every=fail_every, garbage=garbage)  # type: ignore[arg-type]
     set_cpu_threads(threads)
     view = load_model(model, labels=labels)
     if answer is not None:
         sys.stdout.buffer.write(answer_file(view, answer, options) + b"\n")
         return
-    server = make_server(view, options, host, port)
+    tls = (tls_cert, tls_key) if tls_cert is not None and tls_key is not None else None
+    server = make_server(view, options, host, port, tls)
     # SIGTERM stops it like Ctrl-C (a service started in the background ignores SIGINT)
     signal.signal(signal.SIGTERM, _stop)
     print_note(f"serving {view.name} at {server.url} ({mode}); Ctrl-C stops")
