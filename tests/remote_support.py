@@ -9,7 +9,9 @@ from pathlib import Path
 
 import torch
 from conftest import write_clip
+from typer.testing import CliRunner, Result
 
+from vidattack.cli import app
 from vidattack.models.view import ModelView
 from vidattack.remote.serve import ModelServer, ServeOptions, make_server
 
@@ -35,3 +37,10 @@ def small_clip(path: Path, seed: int = 0, frames: int = 8, size: int = 32) -> Pa
     """A short random clip (cheap to encode, send and decode on every query)."""
     g = torch.Generator().manual_seed(seed)
     return write_clip(path, torch.randint(0, 256, (frames, size, size, 3), generator=g, dtype=torch.uint8))
+
+
+def run(*args: object) -> Result:
+    """The CLI on `args` (each made text), in-process; a traceback anywhere in its output fails the test."""
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert "Traceback" not in (result.stdout + result.stderr), result.stderr
+    return result

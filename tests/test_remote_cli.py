@@ -12,18 +12,10 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
-from remote_support import serving, small_clip
+from remote_support import run, serving, small_clip
 from typer.testing import CliRunner
 
-from vidattack.cli import app
-
 runner = CliRunner()
-
-
-def run(*args: object):
-    result = runner.invoke(app, [str(a) for a in args])
-    assert "Traceback" not in (result.stdout + result.stderr), result.stderr
-    return result
 
 
 def summary(out: Path) -> dict:

@@ -12,19 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import write_clip
-from remote_support import serving, small_clip
+from remote_support import run, serving, small_clip
 from typer.testing import CliRunner
 
-from vidattack.cli import app
 from vidattack.video import load_video
 
 runner = CliRunner()
-
-
-def run(*args: object):
-    result = runner.invoke(app, [str(a) for a in args])
-    assert "Traceback" not in (result.stdout + result.stderr), result.stderr
-    return result
 
 
 def changed_frames(a: Path, b: Path) -> list[int]:

@@ -9,20 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import write_clip
-from remote_support import serving
+from remote_support import run, serving
 from typer.testing import CliRunner
 
-from vidattack.cli import app
 from vidattack.delivery import DeliveryModel, MeteredDeliveryModel, parse_robust_to, roundtrip
 from vidattack.video import load_video
 
 runner = CliRunner()
-
-
-def run(*args: object):
-    result = runner.invoke(app, [str(a) for a in args])
-    assert "Traceback" not in (result.stdout + result.stderr), result.stderr
-    return result
 
 
 @pytest.fixture

@@ -6,21 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
-from remote_support import serving, small_clip
+from remote_support import run, serving, small_clip
 from typer.testing import CliRunner
-
-from vidattack.cli import app
 
 runner = CliRunner()
 TLS = Path(__file__).parent / "data" / "tls"
 CERT, KEY = TLS / "localhost.crt", TLS / "localhost.key"
 SECRET = "Bearer tls-test-5ecret"
-
-
-def run(*args: object):
-    result = runner.invoke(app, [str(a) for a in args])
-    assert "Traceback" not in (result.stdout + result.stderr), result.stderr
-    return result
 
 
 @pytest.fixture
