@@ -24,9 +24,11 @@ the partition covers them alone (d counts their coefficients only, in theta and 
 every probe are the clean video on the other frames, which come back exactly as they came in.
 
 Queries: every video asked counts through the `QueryModel` (the template's clean-label and judging
-queries too); the attack stops when the budget cannot answer its next question and returns its last
-boundary point, which is always adversarial. `info` holds the distortion reached and the queries spent,
-and `dimension`, the d of the search space.
+queries too); the attack stops when the budget cannot answer its next question and returns the closest
+boundary point it visited, which is always adversarial. The paper returns the last one, but a step and
+its binary search can land farther out than an earlier point; the search still goes on from the last,
+so the queries asked are the paper's. `info` holds the distortion reached and the queries spent, and
+`dimension`, the d of the search space.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ _LEVEL = 1.0 / 255.0
 
 
 class _OutOfQueries(Exception):
-    """The budget cannot answer the next question: stop at the last boundary point."""
+    """The budget cannot answer the next question: stop at the closest boundary point visited."""
 
 
 def _quantize(v: Tensor) -> Tensor:
@@ -231,17 +233,24 @@ class HSJA(Attack):
         if x_b is None:
             return x, None, 0, "no adversarial start found (give start_video)"
         t = 0
+        # the search goes on from the last boundary point, as in the paper, but a step and its binary
+        # search can land farther out than an earlier point: the closest one visited is what is returned
+        best: tuple[Tensor, float] | None = None
         try:
             x_b = self._boundary(oracle, x, x_b, theta)
             while True:
                 dist = self.distance(x_b, x)
                 self._record(ctx, oracle, t, dist)
+                if best is None or dist < best[1]:
+                    best = (x_b, dist)
                 if dist <= self.stop_at:
                     return x_b, dist, t, "reached stop_at"
                 t += 1
                 x_b = self._iteration(oracle, x, x_b, part, theta, t, dist, gen)
         except _OutOfQueries:
-            return x_b, self.distance(x_b, x), t, "budget spent"
+            if best is None:  # the budget ran out inside the first binary search: its point is adversarial
+                return x_b, self.distance(x_b, x), t, "budget spent"
+            return best[0], best[1], t, "budget spent"
 
     def _iteration(
         self,
