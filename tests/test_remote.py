@@ -119,6 +119,18 @@ def test_resume_replays_the_log_and_spends_no_query_twice(c3d, clip, tmp_path):
     assert summary["requests"] == 3 and summary["replayed_from_log"] == 2
 
 
+def test_overwrite_replaces_the_log_at_the_first_query_and_not_before(c3d, clip, tmp_path):
+    log = tmp_path / "queries.jsonl"
+    log.write_text('{"event": "sent", "key": "an earlier run", "bytes": 1, "try": 0}\n')
+    with serving(c3d) as server:
+        view = remote(server.url, query_log=log, overwrite=True)
+        assert "an earlier run" in log.read_text()  # a run refused now would have lost nothing
+        ask(view, clip)
+        view.close()
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [e["event"] for e in events] == ["sent", "answer"] and "an earlier run" not in log.read_text()
+
+
 def test_concurrent_queries_keep_their_order(c3d, clip):
     with serving(c3d) as server:
         alone = ask(remote(server.url), torch.cat([clip * s for s in (1.0, 0.9, 0.8, 0.7)]))

@@ -72,6 +72,14 @@ def test_a_score_attack_on_a_label_only_service_is_refused_before_any_query(c3d,
         assert result.exit_code == 2
         assert "gives labels only, and vbad needs scores: use hsja" in result.stderr
         assert server.requests == 0
+        # nothing was asked, so nothing is left behind: the corrected command runs without --overwrite
+        assert list((tmp_path / "o").iterdir()) == []  # the folder is checked writable up front; no log
+        result = run(
+            "perturb", clip, "-a", "hsja", "--label-only", "--model", server.url, "-o", tmp_path / "o",
+            "-f", "jsonl", "-q", "--set", "max_queries=6", "--set", "init_evals=2", "--outputs", "report",
+        )  # fmt: skip
+        assert result.exit_code == 0, result.stderr
+        assert summary(tmp_path / "o")["requests"] == server.requests
 
 
 def test_remote_options_need_a_remote_model(clip, tmp_path):

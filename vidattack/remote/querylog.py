@@ -36,17 +36,17 @@ class QueryLog:
         self.sent_before = 0
         self.retries: dict[str, int] = {}
         self._sends: dict[str, int] = {}
-        if path.exists() and not resume:
-            if not overwrite:
-                raise UsageError(
-                    f"{path} exists: pass --resume to continue its attack without asking again, or "
-                    "--overwrite to start a new log"
-                )
-            path.unlink()
+        if path.exists() and not resume and not overwrite:
+            raise UsageError(
+                f"{path} exists: pass --resume to continue its attack without asking again, or "
+                "--overwrite to start a new log"
+            )
         if resume and path.exists():
             self._replay(target)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: IO[str] = path.open("a", encoding="utf-8")
+        # opened at the first entry, not here: a run refused before it asks anything (an attack the
+        # target cannot serve) leaves no log behind, and the log --overwrite replaces is kept until then
+        self._mode = "a" if resume else "w"
+        self._file: IO[str] | None = None
         self._lock = threading.Lock()
 
     def _replay(self, target: str) -> None:
@@ -82,11 +82,14 @@ class QueryLog:
     def _append(self, entry: dict[str, Any]) -> None:
         line = json.dumps(entry, ensure_ascii=True) + "\n"
         with self._lock:
+            if self._file is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._file = self.path.open(self._mode, encoding="utf-8")
             self._file.write(line)
             self._file.flush()
             os.fsync(self._file.fileno())
 
     def close(self) -> None:
         with self._lock:
-            if not self._file.closed:
+            if self._file is not None and not self._file.closed:
                 self._file.close()
