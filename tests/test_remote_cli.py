@@ -142,7 +142,10 @@ def test_kill_9_mid_attack_then_resume_spends_no_query_twice(c3d, clip, tmp_path
         done = subprocess.run([*args, "--resume"], env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
         traffic = summary(out)
-        assert traffic["requests"] == server.requests  # the service's own count equals the report's
+        # the service's own count equals the report's, but for one case: the kill can fall between the
+        # "sent" line (synced first, so that no request goes uncounted) and the request reaching the
+        # service, and that request is counted as spent though the service never saw it
+        assert server.requests <= traffic["requests"] <= server.requests + 1
         assert traffic["requests_before_resume"] >= killed_at - 1  # at most one request on the wire
     # no answered candidate was ever sent again
     answered: set[str] = set()
