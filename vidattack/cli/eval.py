@@ -100,7 +100,7 @@ def eval_command(
             "the label), least-likely, or a LABEL; one configuration each.",
         ),
     ] = None,
-    model: o.Model = None,
+    model: o.RemoteModel = None,
     arch: o.Arch = None,
     labels: o.Labels = None,
     trust_checkpoint: o.TrustCheckpoint = False,
@@ -175,6 +175,10 @@ def eval_command(
     fmt: o.FormatOption = None,
     quiet: o.Quiet = False,
     verbose: o.Verbose = False,
+    header_env: o.HeaderEnv = None,
+    concurrency: o.Concurrency = 1,
+    max_qps: o.MaxQps = None,
+    label_only: o.LabelOnly = False,
 ) -> None:
     """Attack every video of a labelled DATASET with every configuration of a grid (attacks x budgets x
     target modes) and print a summary per configuration: clean and robust accuracy, success rates
@@ -183,6 +187,7 @@ def eval_command(
     o.setup_logging(verbose, quiet)
     chosen = o.default_format(fmt)
     show = not quiet and sys.stderr.isatty()
+    remote_args = o.RemoteArgs(header_env, concurrency, max_qps, None, label_only)
     if merge:
         given = {
             "--attack": attack,
@@ -199,6 +204,7 @@ def eval_command(
             "--outputs": outputs,
             "--executor": executor is not ExecutorName.local,
             "--ray-address": ray_address,
+            "--header-env, --concurrency, --max-qps or --label-only": remote_args.given(),
         }
         extra = [name for name, value in given.items() if value]
         if extra:
@@ -218,6 +224,20 @@ def eval_command(
         from vidattack.remote.transport import is_remote_spec
 
         remote = is_remote_spec(model)
+        if remote and executor is ExecutorName.ray:
+            # its queries are counted, logged and replayed by this process's client, which Ray workers
+            # would each copy: one budget, one log
+            raise UsageError(
+                "a deployed model (http(s):// or cmd:) is attacked from this process: use --executor local, "
+                "with --concurrency N for queries in flight at once"
+            )
+        if remote and labels is None:
+            # a deployed model's classes are known only from its answers, and the data set's labels must
+            # name them before the first query
+            raise UsageError(
+                "a deployed model's class names come from its answers: pass --labels FILE with the names "
+                "it answers, so that the data set's labels can be matched to them"
+            )
         delivery_spec, robust_spec = d.parse_delivery_options(delivery, robust_to, remote=remote)
         attacks = split_list(attack) or ["pgd-linf"]
         grid = GridOptions(
@@ -242,7 +262,17 @@ def eval_command(
             save_outputs=outputs,
             threads=threads,
         )
-        model_args = {"spec": model, "arch": arch, "labels": labels, "trust_checkpoint": trust_checkpoint}
+        # eval resumes by default, so its query log does too: a rerun replays the answers it holds
+        log = out / "queries.jsonl"
+        if run.shard is not None:  # shards may share a folder; each keeps its own log
+            log = out / f"queries.shard-{run.shard[0]}-of-{run.shard[1]}.jsonl"
+        model_args = {
+            "spec": model,
+            "arch": arch,
+            "labels": labels,
+            "trust_checkpoint": trust_checkpoint,
+            "remote": remote_args.options(model, log, resume=True, overwrite=False),
+        }
         rows = _run(inputs[0], model_args, grid, run, show=show)
     records = emit((r.to_dict() for r in rows), chosen, table=summary_table, key="rows")
     if chosen is not o.Format.table and show:
@@ -315,6 +345,7 @@ def _run(
         labels=model_args["labels"],
         trust_checkpoint=model_args["trust_checkpoint"],
         device=dev,
+        remote=model_args["remote"],
     )
     for name in grid.attacks:  # an ONNX model has no gradients: refused before any video is decoded
         check_fits(attack_class(name), view, view.name)

@@ -347,8 +347,8 @@ class RemoteArgs:
             raise BadParameterError("expected --start or --set start_video=..., not both")
         return {**sets, "start_video": str(self.start)}
 
-    def options(self, model: str | None, out: Path, resume: bool, overwrite: bool) -> RemoteOptions | None:
-        """The library's `RemoteOptions` for `model` (its query log in `out`); None for a local model."""
+    def options(self, model: str | None, log: Path, resume: bool, overwrite: bool) -> RemoteOptions | None:
+        """The library's `RemoteOptions` for `model` (its query log at `log`); None for a local model."""
         from vidattack.remote.options import RemoteOptions
         from vidattack.remote.transport import is_remote_spec
 
@@ -364,7 +364,7 @@ class RemoteArgs:
             concurrency=self.concurrency,
             max_qps=self.max_qps,
             label_only=self.label_only,
-            query_log=out / "queries.jsonl",
+            query_log=log,
             resume=resume,
             overwrite=overwrite,
         )

@@ -236,7 +236,7 @@ def _prepare(args: PerturbArgs) -> tuple[list[Planned], JobSpec, ModelView]:
         labels=args.labels,
         trust_checkpoint=args.trust_checkpoint,
         device=dev,
-        remote=args.remote.options(args.model, args.out, args.resume, args.overwrite),
+        remote=args.remote.options(args.model, args.out / "queries.jsonl", args.resume, args.overwrite),
     )
     check_fits(atk, view, view.name)  # an ONNX model has no gradients: refused before any decoding
     spec = JobSpec(
