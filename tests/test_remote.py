@@ -99,7 +99,7 @@ def test_a_target_that_keeps_failing_stops_and_keeps_the_log(tmp_path, clip):
     with pytest.raises(RemoteError, match=r"no answer after 3 tries .*query log .* is kept"):
         ask(view, clip)
     events = [json.loads(line)["event"] for line in log.read_text().splitlines()]
-    assert events == ["sent", "failed"] * 3
+    assert events == ["target"] + ["sent", "failed"] * 3
 
 
 def test_resume_replays_the_log_and_spends_no_query_twice(c3d, clip, tmp_path):
@@ -128,7 +128,24 @@ def test_overwrite_replaces_the_log_at_the_first_query_and_not_before(c3d, clip,
         ask(view, clip)
         view.close()
     events = [json.loads(line) for line in log.read_text().splitlines()]
-    assert [e["event"] for e in events] == ["sent", "answer"] and "an earlier run" not in log.read_text()
+    assert [e["event"] for e in events] == ["target", "sent", "answer"]
+    assert "an earlier run" not in log.read_text()
+
+
+def test_a_log_of_another_target_is_refused_not_replayed(c3d, clip, tmp_path):
+    log = tmp_path / "queries.jsonl"
+    with serving(c3d) as first, serving(c3d, mode="label") as second:
+        view = remote(first.url, query_log=log)
+        ask(view, clip)
+        view.close()
+        assert json.loads(log.read_text().splitlines()[0]) == {"event": "target", "target": first.url}
+        # its answers are another model's: replaying them would attack the wrong one
+        with pytest.raises(UsageError, match=f"holds the answers of '{first.url}', not of {second.url}"):
+            remote(second.url, query_log=log, resume=True)
+        again = remote(first.url, query_log=log, resume=True)
+        ask(again, clip)
+        again.close()
+        assert first.requests == 1 and second.requests == 0
 
 
 def test_concurrent_queries_keep_their_order(c3d, clip):

@@ -69,7 +69,11 @@ def test_an_untrusted_certificate_stops_with_one_line_naming_the_target(
     assert len(errors) == 1 and server.url in errors[0] and "certificate is not trusted" in errors[0]
     assert "SSL_CERT_FILE" in errors[0]
     sent = [json.loads(line) for line in (out / "queries.jsonl").read_text().splitlines()]
-    assert [e["event"] for e in sent] == ["sent", "failed"]  # not retried: a certificate will not change
+    assert [e["event"] for e in sent] == [
+        "target",
+        "sent",
+        "failed",
+    ]  # not retried: a certificate will not change
     assert SECRET not in result.stdout + result.stderr + written(out)
 
 

@@ -2,6 +2,7 @@
 
 One JSON object per line:
 
+    {"event": "target", "target": NAME}                     # first: whose answers these are
     {"event": "sent", "key": K, "bytes": B, "try": i}       # before the request leaves
     {"event": "answer", "key": K, "answer": {"labels": [...], "scores": [...] | null}}
     {"event": "failed", "key": K, "reason": "HTTP 503"}
@@ -11,7 +12,9 @@ before its request is made, so after a kill -9 the log counts every request that
 target (one still on the wire shows as sent without an answer, and is counted as spent). Reading back
 (`--resume`) gives the answers by key, the number of requests already spent, and the retries each
 answered candidate took (replayed, they are charged to the budget again); a last line cut short
-by the kill is ignored, any other bad line is an error naming the log.
+by the kill is ignored, any other bad line is an error naming the log. A log of another target (its
+name: scheme, host, port and path, never a query string or credentials) is refused, not replayed:
+its answers are another model's.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class QueryLog:
                 f"{path} exists: pass --resume to continue its attack without asking again, or "
                 "--overwrite to start a new log"
             )
+        self.target = target
         if resume and path.exists():
             self._replay(target)
         # opened at the first entry, not here: a run refused before it asks anything (an attack the
@@ -60,6 +64,13 @@ class QueryLog:
                 if number == len(lines):  # the kill cut the last line short (no newline after it)
                     break
                 raise VidattackError(f"{self.path}: line {number} is not JSON; the log is damaged") from None
+            if isinstance(entry, dict) and entry.get("event") == "target":
+                if entry.get("target") != target:
+                    raise UsageError(
+                        f"{self.path} holds the answers of {str(entry.get('target'))[:200]!r}, not of {target}: "
+                        "use another --out, or --overwrite to start a new log"
+                    )
+                continue
             if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
                 raise VidattackError(f"{self.path}: line {number} is not a query log entry")
             if entry.get("event") == "sent":
@@ -85,6 +96,8 @@ class QueryLog:
             if self._file is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._file = self.path.open(self._mode, encoding="utf-8")
+                if self._mode == "w" or self._file.tell() == 0:  # a new log: say whose answers it holds
+                    self._file.write(json.dumps({"event": "target", "target": self.target}) + "\n")
             self._file.write(line)
             self._file.flush()
             os.fsync(self._file.fileno())
