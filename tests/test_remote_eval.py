@@ -107,3 +107,34 @@ def test_a_deployed_model_needs_the_names_it_answers(dataset, tmp_path):
 def test_remote_options_need_a_remote_model(dataset, tmp_path):
     result = run("eval", dataset[0], "--label-only", "-o", tmp_path / "o")
     assert result.exit_code == 2 and "expected --model http(s)://... or cmd:..." in result.stderr
+
+
+@pytest.mark.slow  # ~10 s at load 4: 16 queries through a local h264 encode
+def test_robust_to_keeps_each_video_within_its_budget(c3d, dataset, tmp_path):
+    manifest, labels = dataset
+    one = tmp_path / "one.csv"  # one video, so that every request the service counts is its
+    one.write_text("\n".join(manifest.read_text().splitlines()[::2]) + "\n")
+    out = tmp_path / "eval"
+    with serving(c3d) as server:
+        result = run(
+            "eval", one, "-a", "vbad", "--model", server.url, "--labels", labels, "-o", out,
+            "--set", "max_queries=16", "--set", "population=4", "--robust-to", "h264:crf=18-28", "-q",
+        )  # fmt: skip
+        assert result.exit_code == 0, result.stderr
+        assert json.loads((out / "queries.summary.json").read_text())["requests"] == server.requests
+    [done] = records(out)
+    # eval's own clean request (lossless) is not the attack's first query (an encoded draw): it comes
+    # out of the budget, and the service sees at most max_queries requests for the video
+    assert done["status"] == "ok" and done["queries"] <= 15
+    assert server.requests <= 16
+
+
+def test_several_eot_draws_per_query_are_refused_before_any_request(c3d, dataset, tmp_path):
+    manifest, labels = dataset
+    with serving(c3d) as server:
+        result = run(
+            "eval", manifest, "-a", "vbad", "--model", server.url, "--labels", labels, "-o", tmp_path / "o",
+            "--robust-to", "h264:crf=18-28,eot=2",
+        )  # fmt: skip
+        assert result.exit_code == 2 and server.requests == 0
+    assert "use eot=1" in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -336,6 +336,7 @@ def _run(
     from vidattack.models import load_model
     from vidattack.models.capabilities import check_fits
     from vidattack.pipeline import resolve_device, set_cpu_threads
+    from vidattack.pipeline.delivery import check_robust_to
 
     set_cpu_threads(run.threads)
     dev = resolve_device(run.device)
@@ -349,6 +350,7 @@ def _run(
     )
     for name in grid.attacks:  # an ONNX model has no gradients: refused before any video is decoded
         check_fits(attack_class(name), view, view.name)
+    check_robust_to(grid.robust_to, view)  # a deployed model: one EOT draw per request
     configs = grid.configs(view)
     data = load_dataset(dataset, view.labels)
     progress = o.progress_bars(show)

@@ -75,7 +75,8 @@ class Job:
     `finish` (or, when the job fails before, whoever drops it: `claim.release(failed=True)` removes
     what the job wrote); `job` identifies the job in its report (`--resume`); `timing` is filled in as
     the stages run; `started` is when the job began (for `timing.total`); `tell` sends its progress
-    events."""
+    events. `outside` counts the requests to a deployed model made for this job outside its attack
+    (eval's clean classification, when the attack's own clean query goes through `--robust-to`)."""
 
     source: Path | None
     name: str
@@ -89,6 +90,7 @@ class Job:
     seed: int
     timing: Timing = field(default_factory=Timing)
     started: float = field(default_factory=time.perf_counter)
+    outside: int = 0
 
 
 def attack_part(attack: Attack, result: AttackResult) -> AttackPart:

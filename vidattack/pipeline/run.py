@@ -138,8 +138,23 @@ class Runner:
             claimed.release(failed=True)
             raise
         job_part = JobPart(key, input_sha)
+        # eval classified the clean video with one lossless request; through --robust-to the attack's
+        # own clean query is another (an encoded draw), so that request comes out of the attack's budget
+        outside = int(known.clean_log_probs is not None and spec.robust_to is not None)
         return Job(
-            source, shown, outputs, video, sampled, tell, claimed, job_part, target, seed, timing, started
+            source,
+            shown,
+            outputs,
+            video,
+            sampled,
+            tell,
+            claimed,
+            job_part,
+            target,
+            seed,
+            timing,
+            started,
+            outside,
         )
 
     def outputs_for(self, outputs: Outputs) -> Outputs:
@@ -175,21 +190,22 @@ class Runner:
                 seed=first.seed,
                 progress=tick,
                 stop_when_fooled=self.spec.stop_when_fooled,
-                max_queries=self.attack_budget(),
+                max_queries=self.attack_budget(max(job.outside for job in jobs)),
             )
         for job, outcome in zip(jobs, outcomes, strict=True):
             job.timing.attack += outcome.seconds
         return outcomes
 
-    def attack_budget(self) -> int | None:
-        """The queries per video the attack may spend, when the job must keep some of its budget: a
-        deployed model asked to judge the `--delivery` copy after the attack gets that request out of
-        the attack's own `max_queries`, so the service never sees more than `max_queries` requests.
-        None: the attack's own budget."""
+    def attack_budget(self, outside: int = 0) -> int | None:
+        """The queries per video the attack may spend, when the job must keep some of its budget for
+        a deployed model's requests outside the attack: judging the `--delivery` copy after it, and
+        `outside` more (`Job.outside`), so that the service never sees more than `max_queries`
+        requests per video. None: the attack's own budget."""
         own = getattr(self.spec.attack, "max_queries", None)
-        if self.spec.delivery is None or self.view.source != "remote" or not isinstance(own, int):
+        reserved = int(self.spec.delivery is not None) + outside
+        if not reserved or self.view.source != "remote" or not isinstance(own, int):
             return None
-        return own - 1
+        return own - reserved
 
     def finish(self, job: Job, outcome: AttackOutcome) -> Report:
         """Write, verify, deliver, render the chosen pictures and write the report last (when chosen).
