@@ -531,6 +531,7 @@ def ray_local():
     ray.shutdown()
 
 
+@pytest.mark.slow  # ~6 s on a quiet core with its fixture: a local Ray instance
 def test_ray_gives_the_same_records_as_local(
     ray_local, reference, tmp_path: Path, data: Dataset, configs: list[Config], c3d: ModelView
 ) -> None:

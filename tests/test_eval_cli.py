@@ -171,6 +171,7 @@ def test_usage_errors_are_one_line_and_exit_2(
     assert not (tmp_path / "o").exists()  # nothing started
 
 
+@pytest.mark.slow  # ~4 s on a quiet core; test_eval.py judges the delivered file without the CLI
 def test_delivery_adds_the_after_delivery_column(tmp_path: Path) -> None:
     fgsm = ["synthetic:1", "--attack", "fgsm", "--threads", "1", "-f", "table"]
     plain = run(*fgsm, "--out", tmp_path / "plain")

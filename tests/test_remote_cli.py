@@ -157,6 +157,7 @@ def test_kill_9_mid_attack_then_resume_spends_no_query_twice(c3d, clip, tmp_path
     assert json.loads(done.stdout.splitlines()[-1])["queries"] <= 400
 
 
+@pytest.mark.slow  # ~5 s on a quiet core; test_remote.py checks the retries without the CLI
 def test_a_failing_service_gets_at_most_the_budget_and_the_report_says_what_was_sent(c3d, clip, tmp_path):
     import jsonschema
 

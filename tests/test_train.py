@@ -353,6 +353,7 @@ def test_bundled_robust_models_record_their_training(name: str) -> None:
     assert meta["heldout"]["attack"] == attack and meta["heldout"]["robust"] is not None
 
 
+@pytest.mark.slow  # ~4 s on a quiet core: a GAN epoch through the CLI
 def test_cli_gan_training_writes_a_model_that_loads_and_predicts(tmp_path: Path, example_clip: Path) -> None:
     from vidattack.models.denoiser import DenoisedNet
 
