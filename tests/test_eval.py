@@ -544,6 +544,7 @@ def test_ray_gives_the_same_records_as_local(
     assert all(not math.isnan(r.seconds_per_video or 0) for r in run.rows)
 
 
+@pytest.mark.slow  # ~6 s on a quiet core with its fixture: a local Ray instance
 def test_ray_gives_the_same_delivery_records_as_local(ray_local, delivered_run, tmp_path: Path, c3d) -> None:
     three, configs, run = delivered_run
     ray_run = run_eval(three, configs, c3d, RunOptions(out_dir=tmp_path, executor="ray", threads=1))
