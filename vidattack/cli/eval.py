@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from vidattack.eval.options import GridOptions, RunOptions
     from vidattack.eval.summary import SummaryRow
+    from vidattack.remote.options import RemoteOptions
 
 
 # Shared with `perturb --robust-to`; what eval adds: the spec is part of each configuration.
@@ -221,23 +222,10 @@ def eval_command(
             raise UsageError("--ray-address goes with --executor ray")
         from vidattack.data.datasets import parse_shard
         from vidattack.eval.options import GridOptions, RunOptions
-        from vidattack.remote.transport import is_remote_spec
 
-        remote = is_remote_spec(model)
-        if remote and executor is ExecutorName.ray:
-            # its queries are counted, logged and replayed by this process's client, which Ray workers
-            # would each copy: one budget, one log
-            raise UsageError(
-                "a deployed model (http(s):// or cmd:) is attacked from this process: use --executor local, "
-                "with --concurrency N for queries in flight at once"
-            )
-        if remote and labels is None:
-            # a deployed model's classes are known only from its answers, and the data set's labels must
-            # name them before the first query
-            raise UsageError(
-                "a deployed model's class names come from its answers: pass --labels FILE with the names "
-                "it answers, so that the data set's labels can be matched to them"
-            )
+        part = parse_shard(shard) if shard is not None else None
+        deployed = _deployed(model, labels, executor, remote_args, out, part)
+        remote = deployed is not None
         delivery_spec, robust_spec = d.parse_delivery_options(delivery, robust_to, remote=remote)
         attacks = split_list(attack) or ["pgd-linf"]
         grid = GridOptions(
@@ -257,21 +245,17 @@ def eval_command(
             out,
             executor=executor.value,
             ray_address=ray_address or "auto",
-            shard=parse_shard(shard) if shard is not None else None,
+            shard=part,
             device=device,  # resolved in `_run`, as the model is loaded
             save_outputs=outputs,
             threads=threads,
         )
-        # eval resumes by default, so its query log does too: a rerun replays the answers it holds
-        log = out / "queries.jsonl"
-        if run.shard is not None:  # shards may share a folder; each keeps its own log
-            log = out / f"queries.shard-{run.shard[0]}-of-{run.shard[1]}.jsonl"
         model_args = {
             "spec": model,
             "arch": arch,
             "labels": labels,
             "trust_checkpoint": trust_checkpoint,
-            "remote": remote_args.options(model, log, resume=True, overwrite=False),
+            "remote": deployed,
         }
         rows = _run(inputs[0], model_args, grid, run, show=show)
     records = emit((r.to_dict() for r in rows), chosen, table=summary_table, key="rows")
@@ -280,6 +264,39 @@ def eval_command(
 
         summary_table(records, stderr_console())
     raise typer.Exit(1 if any(r.failed for r in rows) else 0)
+
+
+def _deployed(
+    model: str | None,
+    labels: Path | None,
+    executor: ExecutorName,
+    remote: o.RemoteArgs,
+    out: Path,
+    shard: tuple[int, int] | None,
+) -> RemoteOptions | None:
+    """The options of a deployed `model`, checked before anything runs; None for a local model (whose
+    remote-only options are refused). Eval resumes by default, so its query log does too: a rerun
+    replays the answers it holds."""
+    from vidattack.remote.transport import is_remote_spec
+
+    if is_remote_spec(model):
+        if executor is ExecutorName.ray:
+            # its queries are counted, logged and replayed by this process's client, which Ray workers
+            # would each copy: one budget, one log
+            raise UsageError(
+                "a deployed model (http(s):// or cmd:) is attacked from this process: use --executor local, "
+                "with --concurrency N for queries in flight at once"
+            )
+        if labels is None:
+            # a deployed model's classes are known only from its answers, and the data set's labels must
+            # name them before the first query
+            raise UsageError(
+                "a deployed model's class names come from its answers: pass --labels FILE with the names "
+                "it answers, so that the data set's labels can be matched to them"
+            )
+    # shards may share a folder; each keeps its own log
+    log = out / ("queries.jsonl" if shard is None else f"queries.shard-{shard[0]}-of-{shard[1]}.jsonl")
+    return remote.options(model, log, resume=True, overwrite=False)
 
 
 def split_list(values: Sequence[str] | None) -> list[str]:
