@@ -18,6 +18,28 @@ from typer.testing import CliRunner
 runner = CliRunner()
 
 
+def run_or_dump(args: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """`args` run to the end; past `timeout`, a failure holding the stacks of the run (faulthandler,
+    on SIGABRT) and of this process's threads, the test service's among them: a hang says where."""
+    import faulthandler
+    import tempfile
+
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        _, stderr = proc.communicate()
+        with tempfile.TemporaryFile("w+") as f:
+            faulthandler.dump_traceback(f, all_threads=True)
+            f.seek(0)
+            here = f.read()
+        pytest.fail(
+            f"no end after {timeout} s\n--- the run:\n{stderr[-8000:]}\n--- this process:\n{here[-8000:]}"
+        )
+    return subprocess.CompletedProcess(args, proc.returncode, stdout, stderr)
+
+
 def summary(out: Path) -> dict:
     return json.loads((out / "queries.summary.json").read_text())
 
@@ -128,7 +150,7 @@ def test_kill_9_mid_attack_then_resume_spends_no_query_twice(c3d, clip, tmp_path
         "-f", "jsonl", "-q", "--set", "max_queries=400", "--set", "init_evals=20", "--outputs", "report",
         "--threads", "1",
     ]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
     with serving(c3d, mode="label") as server:
         args[7:7] = ["--model", server.url]
         proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -139,7 +161,7 @@ def test_kill_9_mid_attack_then_resume_spends_no_query_twice(c3d, clip, tmp_path
         proc.wait()
         killed_at = server.requests
         assert 60 <= killed_at < 400, "the attack was not killed mid-way"
-        done = subprocess.run([*args, "--resume"], env=env, capture_output=True, text=True, timeout=300)
+        done = run_or_dump([*args, "--resume"], env, timeout=180)
         assert done.returncode == 0, done.stderr
         traffic = summary(out)
         # the service's own count equals the report's, but for one case: the kill can fall between the
