@@ -142,20 +142,9 @@ class Runner:
         # own clean query is another (an encoded draw), so that request comes out of the attack's budget
         outside = int(known.clean_log_probs is not None and spec.robust_to is not None)
         return Job(
-            source,
-            shown,
-            outputs,
-            video,
-            sampled,
-            tell,
-            claimed,
-            job_part,
-            target,
-            seed,
-            timing,
-            started,
-            outside,
-        )
+            source, shown, outputs, video, sampled, tell, claimed, job_part, target, seed, timing, started,
+            outside=outside,
+        )  # fmt: skip
 
     def outputs_for(self, outputs: Outputs) -> Outputs:
         """The files this job writes of the set `outputs` names: its kinds that the spec chooses, and

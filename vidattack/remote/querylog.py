@@ -46,14 +46,14 @@ class QueryLog:
             )
         self.target = target
         if resume and path.exists():
-            self._replay(target)
+            self._replay()
         # opened at the first entry, not here: a run refused before it asks anything (an attack the
         # target cannot serve) leaves no log behind, and the log --overwrite replaces is kept until then
         self._mode = "a" if resume else "w"
         self._file: IO[str] | None = None
         self._lock = threading.Lock()
 
-    def _replay(self, target: str) -> None:
+    def _replay(self) -> None:
         lines = self.path.read_text(encoding="utf-8", errors="replace").split("\n")
         for number, line in enumerate(lines, 1):
             if not line.strip():
@@ -65,9 +65,9 @@ class QueryLog:
                     break
                 raise VidattackError(f"{self.path}: line {number} is not JSON; the log is damaged") from None
             if isinstance(entry, dict) and entry.get("event") == "target":
-                if entry.get("target") != target:
+                if entry.get("target") != self.target:
                     raise UsageError(
-                        f"{self.path} holds the answers of {str(entry.get('target'))[:200]!r}, not of {target}: "
+                        f"{self.path} holds the answers of {str(entry.get('target'))[:200]!r}, not of {self.target}: "
                         "use another --out, or --overwrite to start a new log"
                     )
                 continue
@@ -77,7 +77,7 @@ class QueryLog:
                 self.sent_before += 1
                 self._sends[entry["key"]] = self._sends.get(entry["key"], 0) + 1
             elif entry.get("event") == "answer":
-                self.answers[entry["key"]] = Answer.from_json(entry.get("answer"), target)
+                self.answers[entry["key"]] = Answer.from_json(entry.get("answer"), self.target)
                 self.retries[entry["key"]] = max(self._sends.get(entry["key"], 1) - 1, 0)
 
     def sent(self, key: str, size: int, attempt: int) -> None:
@@ -96,7 +96,7 @@ class QueryLog:
             if self._file is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._file = self.path.open(self._mode, encoding="utf-8")
-                if self._mode == "w" or self._file.tell() == 0:  # a new log: say whose answers it holds
+                if self._file.tell() == 0:  # a new log (or an empty one): say whose answers it holds
                     self._file.write(json.dumps({"event": "target", "target": self.target}) + "\n")
             self._file.write(line)
             self._file.flush()
